@@ -1,0 +1,69 @@
+"""Development sessions: ``nox -s lint tests`` is what CI runs.
+
+Sessions install the project into their own virtualenvs, so a fresh machine
+needs nothing but Python and nox. Tests that need system tools (iproute2,
+curl, iperf3, ...) install them with apt when run as root and missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+# Debian packages the real-guest tests drive: (command to look for, package).
+SYSTEM_TOOLS = [
+    ("ip", "iproute2"),
+    ("curl", "curl"),
+]
+
+
+def _install_system_tools(session: nox.Session) -> None:
+    missing = sorted({pkg for cmd, pkg in SYSTEM_TOOLS if shutil.which(cmd) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        session.warn(f"not root: cannot install {missing}; tests needing them will skip")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", *missing, external=True, env=env)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, real-guest tests included (they need root)."""
+    _install_system_tools(session)
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, mypy --strict, and the import-layering contract."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    session.run("lint-imports")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Hypothesis fuzz targets over every parser, for a bounded time each."""
+    session.install("-e", ".[test]")
+    seconds = session.posargs[0] if session.posargs else "20"
+    session.run("python", "-m", "fuzz", "--seconds", seconds)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks; results land in benchmarks/results/."""
+    _install_system_tools(session)
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

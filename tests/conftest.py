@@ -1,0 +1,36 @@
+"""Shared fixtures.
+
+Real-guest tests need root and /dev/net/tun. Elsewhere they skip with the
+reason; in CI (``CI=true``) a missing requirement is a failure, because CI
+runs as root and a silently skipped real-guest test would make green mean
+nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _root_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and TAP devices)"
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun"
+    return None
+
+
+def require_root() -> None:
+    """Skip the calling test without root, or fail it in CI."""
+    reason = _root_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must run real-guest tests, but: {reason}")
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") is not None:
+        require_root()

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trionet import __version__
+from trionet.addressing import probe_host_routes
+from trionet.cli.main import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trionet.cli.main", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = _run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"trionet {__version__}"
+
+
+def test_env_slot_3_prints_one_line_per_active_family() -> None:
+    result = _run("env", "--slot", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    routes = probe_host_routes()
+    expected = [
+        "MSB_NET=iface=eth0,mac=02:6d:73:00:03:02,mtu=1500",
+        "MSB_HOST_ALIAS=host.trionet.internal",
+    ]
+    if routes.ipv4:
+        expected.append("MSB_NET_IPV4=addr=172.16.0.14/30,gw=172.16.0.13,dns=172.16.0.13")
+    if routes.ipv6:
+        expected.append(
+            "MSB_NET_IPV6=addr=fd42:6d73:62:3::2/64,gw=fd42:6d73:62:3::1,dns=fd42:6d73:62:3::1"
+        )
+    assert lines == expected
+
+
+def test_env_with_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "net.toml"
+    config.write_text('[interface]\nmtu = 9000\nipv4_address = "10.9.0.2"\n')
+    assert main(["env", "--slot", "1", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "MSB_NET=iface=eth0,mac=02:6d:73:00:01:02,mtu=9000\n" in out
+    assert "MSB_NET_IPV4=addr=10.9.0.2/30,gw=10.9.0.1,dns=10.9.0.1\n" in out
+
+
+def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
+    config = tmp_path / "net.toml"
+    config.write_text("[interface]\nmtu = 70000\n")
+    result = _run("env", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "trionet: interface.mtu: 70000 is outside 68..65535"
+
+
+def test_bad_slot() -> None:
+    result = _run("env", "--slot", "65536")
+    assert result.returncode == 2
+    assert "65536 is outside 0..65535" in result.stderr

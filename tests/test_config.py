@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+
+
+def test_defaults() -> None:
+    config = NetworkConfig()
+    assert config.enabled is True
+    assert config.host_alias == "host.trionet.internal"
+    assert config.max_connections == 256
+    assert config.interface == InterfaceOverrides()
+    assert config.interface.effective_mtu == 1500
+
+
+def test_dict_form_uses_text_for_addresses() -> None:
+    config = NetworkConfig.from_dict(
+        {
+            "interface": {
+                "mac": "02:6D:73:00:00:02",
+                "mtu": 9000,
+                "ipv4_pool": "10.0.0.0/16",
+                "ipv6_address": "fd00::2",
+            },
+            "max_connections": 4096,
+        }
+    )
+    assert config.interface.mac == MacAddress(bytes.fromhex("026d73000002"))
+    assert config.interface.ipv4_pool == ipaddress.IPv4Network("10.0.0.0/16")
+    assert config.to_dict() == {
+        "enabled": True,
+        "interface": {
+            "mac": "02:6d:73:00:00:02",
+            "mtu": 9000,
+            "ipv4_pool": "10.0.0.0/16",
+            "ipv6_address": "fd00::2",
+        },
+        "host_alias": "host.trionet.internal",
+        "max_connections": 4096,
+    }
+
+
+macs = st.binary(min_size=6, max_size=6).map(MacAddress)
+interfaces = st.builds(
+    InterfaceOverrides,
+    mac=st.none() | macs,
+    mtu=st.none() | st.integers(1280, 65535),
+    ipv4_address=st.none() | st.ip_addresses(v=4).filter(lambda a: int(a) > 0),
+    ipv4_pool=st.none()
+    | st.builds(
+        lambda a, p: ipaddress.IPv4Network((int(a), p), strict=False),
+        st.ip_addresses(v=4),
+        st.integers(0, 30),
+    ),
+    ipv6_address=st.none()
+    | st.ip_addresses(v=6).filter(lambda a: int(a) & 0xFFFF_FFFF_FFFF_FFFF != 1),
+    ipv6_pool=st.none()
+    | st.builds(
+        lambda a, p: ipaddress.IPv6Network((int(a), p), strict=False),
+        st.ip_addresses(v=6),
+        st.integers(0, 64),
+    ),
+)
+configs = st.builds(
+    NetworkConfig,
+    enabled=st.booleans(),
+    interface=interfaces,
+    host_alias=st.sampled_from(["host.trionet.internal", "h", "a-b.c0.example"]),
+    max_connections=st.integers(1, 4096),
+)
+
+
+@given(configs)
+def test_round_trip(config: NetworkConfig) -> None:
+    assert NetworkConfig.from_dict(config.to_dict()) == config
+    # and through JSON, which is what files hold
+    assert NetworkConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"interface": {"mtu": 70000}}, "interface.mtu: 70000 is outside 68..65535"),
+        ({"interface": {"mtu": 67}}, "interface.mtu: 67 is outside 68..65535"),
+        ({"interface": {"mtu": True}}, "interface.mtu: True is not an integer"),
+        ({"interface": {"mtu": "1500"}}, "interface.mtu: '1500' is not an integer"),
+        (
+            {"interface": {"mtu": 1000, "ipv6_address": "fd00::2"}},
+            "interface.mtu: 1000 is below 1280",
+        ),
+        ({"interface": {"mac": "02:6d:73"}}, "interface.mac: "),
+        ({"interface": {"mac": 5}}, "interface.mac: 5 is not a string"),
+        ({"interface": {"ipv4_address": "300.1.1.1"}}, "interface.ipv4_address: "),
+        ({"interface": {"ipv4_address": "0.0.0.0"}}, "interface.ipv4_address: "),
+        (
+            {"interface": {"ipv4_pool": "10.0.0.0/31"}},
+            "interface.ipv4_pool: 10.0.0.0/31 is longer",
+        ),
+        ({"interface": {"ipv4_pool": "10.0.0.1/8"}}, "interface.ipv4_pool: "),
+        ({"interface": {"ipv6_address": "fd00::1"}}, "interface.ipv6_address: fd00::1 is ::1"),
+        ({"interface": {"ipv6_address": "10.0.0.1"}}, "interface.ipv6_address: "),
+        ({"interface": {"ipv6_pool": "fd00::/96"}}, "interface.ipv6_pool: fd00::/96 is longer"),
+        ({"interface": {"colour": "red"}}, "interface.colour: unknown key"),
+        ({"interface": "eth0"}, "interface: 'eth0' is not a table"),
+        ({"ports": []}, "ports: unknown key"),
+        ({"enabled": "yes"}, "enabled: 'yes' is not a boolean"),
+        ({"max_connections": 4097}, "max_connections: 4097 is outside 1..4096"),
+        ({"max_connections": 0}, "max_connections: 0 is outside 1..4096"),
+        ({"host_alias": "Bad_Name"}, "host_alias: 'Bad_Name' is not a lowercase DNS name"),
+        ({"host_alias": "a..b"}, "host_alias: "),
+    ],
+)
+def test_errors_name_their_field(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        NetworkConfig.from_dict(data)
+    assert str(info.value).startswith(message)
+    assert info.value.path == message.split(":", maxsplit=1)[0]
+
+
+def test_load_toml_and_json(tmp_path: Path) -> None:
+    toml = tmp_path / "net.toml"
+    toml.write_text('max_connections = 10\n[interface]\nmtu = 9000\nipv4_pool = "10.1.0.0/16"\n')
+    config = NetworkConfig.load(toml)
+    assert config.max_connections == 10
+    assert config.interface.mtu == 9000
+    js = tmp_path / "net.json"
+    js.write_text(json.dumps(config.to_dict()))
+    assert NetworkConfig.load(js) == config
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("net.toml", "max_connections = ", "is not valid TOML"),
+        ("net.json", "{", "is not valid JSON"),
+        ("net.json", "[1]", "must hold a table"),
+        ("net.yaml", "a: 1", "must end in .toml or .json"),
+    ],
+)
+def test_load_errors_name_the_file(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        NetworkConfig.load(path)
+    assert info.value.path == str(path)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        NetworkConfig.load("/nonexistent/net.toml")

@@ -1,0 +1,1 @@
+"""The ``trionet`` command: the top layer, which only wires lower ones together."""

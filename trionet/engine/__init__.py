@@ -1,0 +1,1 @@
+"""The Trio shell: tasks that own the frame link, host sockets and timers."""

@@ -1,0 +1,1 @@
+"""Frame transports that carry a guest's Ethernet frames: TAP, unix sockets, memory."""

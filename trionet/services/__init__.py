@@ -1,0 +1,1 @@
+"""Services on top of guest flows: DNS interception, published ports, TLS MITM."""

@@ -1,0 +1,1 @@
+"""The sans-IO interface layer: demultiplexes frames to ARP, NDP, ICMP, UDP and TCP."""
