@@ -161,6 +161,7 @@ class TcpConnection:
         "_ooo_last",
         "_peer_finished",
         "_peer_mss",
+        "_persist_backoff",
         "_persist_deadline",
         "_probes",
         "_rcv_adv",
@@ -283,6 +284,7 @@ class TcpConnection:
         self._rto_deadline: float | None = None
         self._retries = 0
         self._persist_deadline: float | None = None
+        self._persist_backoff = 0
         self._probes = 0
         self._keepalive_deadline: float | None = None
         self._ka_probes = 0
@@ -658,11 +660,18 @@ class TcpConnection:
         seq = unwrap(header.seq, rcv_nxt)
         plen = len(payload)
 
-        if st is _SYN_RECEIVED and flags & _SYN and not flags & (_ACK | _RST) and seq == self._irs:
-            # Our SYN-ACK was lost and the peer repeats its SYN.
-            self._count("duplicate_syn")
-            self._syn_pending = True
-            return
+        if st is _SYN_RECEIVED and flags & _SYN and not flags & _RST and seq == self._irs:
+            if not flags & _ACK:
+                # Our SYN-ACK was lost and the peer repeats its SYN.
+                self._count("duplicate_syn")
+                self._syn_pending = True
+                return
+            if header.ack == (self._iss + 1) & SEQ_MASK:
+                # Simultaneous open: the peer's SYN-ACK answers our SYN. Its SYN
+                # is the one we already hold, so only its ACK is news (the RFC
+                # 5961 4.2 exception Linux makes too).
+                flags &= ~_SYN
+                seq += 1
 
         ts = header.options.timestamp if self._ts_ok else None
         if (
@@ -1248,7 +1257,11 @@ class TcpConnection:
             return
         self._count("window_probe")
         self._control.append((self._probe_segment(now), _EMPTY))
-        interval = min(self._rto * (1 << min(self._probes, 16)), self.config.rto_max)
+        # The backoff keeps growing while the window stays shut, answered or
+        # not (SHLD-30); only unanswered probes count toward the give-up.
+        if self._persist_backoff < 16:
+            self._persist_backoff += 1
+        interval = min(self._rto * (1 << self._persist_backoff), self.config.rto_max)
         self._persist_deadline = now + interval
 
     def _on_keepalive(self, now: float) -> None:
@@ -1423,6 +1436,7 @@ class TcpConnection:
                 self._persist_deadline = now + self._rto
         else:
             self._persist_deadline = None
+            self._persist_backoff = 0
             self._probes = 0
 
     def _pipe(self) -> int:
