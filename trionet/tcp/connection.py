@@ -1,0 +1,1573 @@
+"""One TCP connection as a sans-IO state machine (RFC 9293 and companions).
+
+The owner drives it with four kinds of calls and nothing else:
+
+* ``receive_segment(header, payload, now)`` for every segment of this
+  connection that arrived (the stack has demultiplexed on the 4-tuple and
+  checked the checksum);
+* application calls: ``send``, ``read``, ``close``, ``abort``;
+* ``handle_timers(now)`` once ``now`` has reached ``next_deadline()``;
+* after any of those, ``segments_to_send(now)`` to collect what to transmit,
+  and ``next_event()`` until it returns ``None``.
+
+It never reads a clock, never sleeps, never builds IP headers. Everything a
+hostile peer can put in a segment is handled per RFC and tallied in
+``stats`` rather than raised: the only exceptions are for misuse by the owner
+(documented on each method).
+
+Internally every sequence number is *unwrapped*: SND.UNA, RCV.NXT and friends
+are Python ints that start at the ISN and grow without bound, so all window
+arithmetic is plain integer comparison; wire values are converted with
+:func:`~trionet.tcp.seq.unwrap` on the way in and ``& SEQ_MASK`` on the way
+out. Segments of the send buffer are copied exactly once, into the payload
+handed to the owner.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from trionet.tcp.config import TcpConfig
+from trionet.tcp.events import (
+    Closed,
+    ConnectionReset,
+    Established,
+    PeerFinished,
+    Readable,
+    ResetReason,
+    SendSpaceAvailable,
+    TcpEvent,
+)
+from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
+from trionet.wire.tcp import NO_OPTIONS, TcpFlags, TcpHeader, TcpOptions
+
+__all__ = ["Segment", "TcpConnection", "TcpState", "TcpStateError", "reset_for"]
+
+#: A segment to transmit: the header and its payload (possibly empty).
+Segment = tuple[TcpHeader, bytes]
+
+_ACK = TcpFlags.ACK
+_SYN = TcpFlags.SYN
+_FIN = TcpFlags.FIN
+_RST = TcpFlags.RST
+_PSH = TcpFlags.PSH
+_ACK_PSH = TcpFlags.ACK | TcpFlags.PSH
+_SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
+_RST_ACK = TcpFlags.RST | TcpFlags.ACK
+_EMPTY = b""
+#: RFC 7323 section 5.5: a TS.Recent older than 24 days is no basis for PAWS.
+_PAWS_IDLE = 24 * 86400.0
+#: Clock granularity G of RFC 6298 (the timestamp clock ticks in ms).
+_CLOCK_G = 0.001
+#: Most separate SACKed ranges remembered of the peer; a hostile peer could
+#: otherwise make the scoreboard as long as the data in flight.
+_MAX_SCOREBOARD = 64
+_MIN_PEER_MSS = 64
+
+
+class TcpState(enum.Enum):
+    """The eleven states of RFC 9293 figure 5."""
+
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+
+_CLOSED = TcpState.CLOSED
+_LISTEN = TcpState.LISTEN
+_SYN_SENT = TcpState.SYN_SENT
+_SYN_RECEIVED = TcpState.SYN_RECEIVED
+_ESTABLISHED = TcpState.ESTABLISHED
+_FIN_WAIT_1 = TcpState.FIN_WAIT_1
+_FIN_WAIT_2 = TcpState.FIN_WAIT_2
+_CLOSE_WAIT = TcpState.CLOSE_WAIT
+_CLOSING = TcpState.CLOSING
+_LAST_ACK = TcpState.LAST_ACK
+_TIME_WAIT = TcpState.TIME_WAIT
+
+#: States in which data we queued may still go out.
+_SENDING = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
+#: States in which the peer's data is still accepted.
+_RECEIVING = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
+#: States in which ``send()`` may queue data.
+_MAY_SEND = frozenset({_SYN_SENT, _SYN_RECEIVED, _ESTABLISHED, _CLOSE_WAIT})
+
+
+class TcpStateError(Exception):
+    """The owner asked for something the connection's state forbids (e.g. send after close)."""
+
+
+def reset_for(header: TcpHeader, payload_len: int) -> TcpHeader | None:
+    """The RST answering a segment that no connection owns (RFC 9293 3.5.2, case 1).
+
+    The stack calls this for a segment whose 4-tuple matches nothing. It
+    returns ``None`` for an incoming RST, which must never be answered.
+    """
+    flags = header.flags
+    if flags & _RST:
+        return None
+    if flags & _ACK:
+        return TcpHeader(header.dst_port, header.src_port, header.ack, 0, _RST, 0)
+    seg_len = payload_len + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+    ack = (header.seq + seg_len) & SEQ_MASK
+    return TcpHeader(header.dst_port, header.src_port, 0, ack, _RST_ACK, 0)
+
+
+def _our_window_shift(config: TcpConfig) -> int:
+    """The smallest shift that lets the whole receive buffer be advertised."""
+    if not config.window_scaling:
+        return 0
+    shift = 0
+    while (config.recv_buffer + (1 << shift) - 1) >> shift > 0xFFFF and shift < 14:
+        shift += 1
+    return shift
+
+
+class TcpConnection:
+    """One endpoint; build it with :meth:`accept`, :meth:`connect` or :meth:`listen`."""
+
+    __slots__ = (
+        "_ack_now",
+        "_challenge_time",
+        "_challenge_tokens",
+        "_control",
+        "_cwnd",
+        "_cwnd_acc",
+        "_delack_deadline",
+        "_dupacks",
+        "_events",
+        "_fin_queued",
+        "_fin_seq",
+        "_from_listen",
+        "_in_recovery",
+        "_irs",
+        "_iss",
+        "_ka_probes",
+        "_keepalive_deadline",
+        "_last_ack_sent",
+        "_max_snd_wnd",
+        "_ooo",
+        "_ooo_bytes",
+        "_ooo_fin",
+        "_ooo_last",
+        "_peer_finished",
+        "_peer_mss",
+        "_persist_backoff",
+        "_persist_deadline",
+        "_probes",
+        "_rcv_adv",
+        "_rcv_mss",
+        "_rcv_nxt",
+        "_rcv_unacked",
+        "_rcv_wscale",
+        "_rcvbuf",
+        "_recover",
+        "_retries",
+        "_rexmit_limit",
+        "_rexmit_ptr",
+        "_rto",
+        "_rto_deadline",
+        "_rtt_seq",
+        "_rtt_time",
+        "_rttvar",
+        "_rtx_first",
+        "_sack_ok",
+        "_sacked",
+        "_sacked_bytes",
+        "_seg_cap",
+        "_send_blocked",
+        "_send_mss",
+        "_snd_buf_seq",
+        "_snd_max",
+        "_snd_nxt",
+        "_snd_una",
+        "_snd_wl1",
+        "_snd_wl2",
+        "_snd_wnd",
+        "_snd_wscale",
+        "_sndbuf",
+        "_srtt",
+        "_ssthresh",
+        "_state",
+        "_syn_pending",
+        "_timewait_deadline",
+        "_ts_offset",
+        "_ts_ok",
+        "_ts_recent",
+        "_ts_recent_time",
+        "_ws_ok",
+        "config",
+        "local_port",
+        "remote_port",
+        "stats",
+    )
+
+    # -- construction -------------------------------------------------------
+
+    def __init__(self, local_port: int, remote_port: int, *, iss: int, config: TcpConfig) -> None:
+        """Low-level constructor leaving the connection CLOSED; use the class methods."""
+        self.config = config
+        self.local_port = local_port
+        self.remote_port = remote_port
+        #: Segments dropped or specially answered, by reason (hostile input tally).
+        self.stats: dict[str, int] = {}
+        self._events: deque[TcpEvent] = deque()
+        self._control: list[Segment] = []
+        self._from_listen = False
+        self._reset_fields(iss & SEQ_MASK)
+
+    def _reset_fields(self, iss: int) -> None:
+        cfg = self.config
+        self._state = _CLOSED
+        self._iss = iss
+        self._irs = 0
+        self._snd_una = iss
+        self._snd_nxt = iss
+        self._snd_max = iss
+        self._snd_wnd = 0
+        self._snd_wl1 = 0
+        self._snd_wl2 = iss
+        self._max_snd_wnd = 0
+        self._sndbuf = bytearray()
+        self._snd_buf_seq = iss + 1
+        self._fin_queued = False
+        self._fin_seq: int | None = None
+        self._peer_mss = cfg.default_peer_mss
+        self._send_mss = min(cfg.default_peer_mss, cfg.mss)
+        self._seg_cap = self._send_mss
+        self._snd_wscale = 0
+        self._rcv_wscale = 0
+        self._ws_ok = False
+        self._ts_ok = False
+        self._sack_ok = False
+        self._ts_recent: int | None = None
+        self._ts_recent_time = 0.0
+        self._ts_offset = (iss * 0x9E3779B1) & SEQ_MASK
+        self._last_ack_sent = 0
+        self._rcv_nxt = 0
+        self._rcv_adv = 0
+        self._rcvbuf = bytearray()
+        self._rcv_unacked = 0
+        self._rcv_mss = min(cfg.mss, 536)
+        self._ooo: list[tuple[int, bytearray]] = []
+        self._ooo_bytes = 0
+        self._ooo_fin: int | None = None
+        self._ooo_last = 0
+        self._peer_finished = False
+        self._ack_now = False
+        self._delack_deadline: float | None = None
+        self._cwnd = cfg.initial_cwnd_segments * self._send_mss
+        self._ssthresh = 1 << 30
+        self._cwnd_acc = 0
+        self._dupacks = 0
+        self._in_recovery = False
+        self._recover = iss
+        self._rexmit_ptr = iss
+        self._rexmit_limit = iss
+        self._rtx_first = False
+        self._sacked: list[tuple[int, int]] = []
+        self._sacked_bytes = 0
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._rto = cfg.rto_initial
+        self._rtt_seq: int | None = None
+        self._rtt_time = 0.0
+        self._rto_deadline: float | None = None
+        self._retries = 0
+        self._persist_deadline: float | None = None
+        self._persist_backoff = 0
+        self._probes = 0
+        self._keepalive_deadline: float | None = None
+        self._ka_probes = 0
+        self._timewait_deadline: float | None = None
+        self._syn_pending = False
+        self._challenge_tokens = cfg.challenge_ack_rate
+        self._challenge_time = 0.0
+        self._send_blocked = False
+
+    @classmethod
+    def accept(
+        cls,
+        syn: TcpHeader,
+        *,
+        iss: int,
+        config: TcpConfig,
+        now: float,
+    ) -> TcpConnection:
+        """Passive open answering the received ``syn``: the result is in SYN-RECEIVED.
+
+        This is how trionet terminates a guest's connection: the stack calls it
+        only once the host-side dial succeeded, and the first
+        ``segments_to_send`` yields the SYN-ACK. Data carried on the SYN is not
+        accepted (the peer retransmits it). Raises ``ValueError`` if ``syn`` is
+        not a bare SYN (SYN set; ACK and RST clear): the stack must check that
+        before dialing.
+        """
+        if not syn.flags & _SYN or syn.flags & (_ACK | _RST):
+            raise ValueError("accept() needs a segment with SYN set and ACK, RST clear")
+        conn = cls(syn.dst_port, syn.src_port, iss=iss, config=config)
+        conn._open_from_syn(syn, now)
+        conn._arm_keepalive(now)
+        return conn
+
+    @classmethod
+    def connect(
+        cls,
+        local_port: int,
+        remote_port: int,
+        *,
+        iss: int,
+        config: TcpConfig,
+        now: float,
+    ) -> TcpConnection:
+        """Active open: the result is in SYN-SENT and its first output is the SYN."""
+        conn = cls(local_port, remote_port, iss=iss, config=config)
+        conn._state = _SYN_SENT
+        conn._rcv_wscale = _our_window_shift(config)
+        conn._snd_nxt = conn._snd_max = conn._iss + 1
+        conn._syn_pending = True
+        conn._arm_keepalive(now)
+        return conn
+
+    @classmethod
+    def listen(cls, local_port: int, *, iss: int, config: TcpConfig) -> TcpConnection:
+        """A LISTEN endpoint (RFC 9293 passive OPEN) that becomes the connection of the first SYN.
+
+        trionet itself uses :meth:`accept`; this exists for completeness. A SYN
+        later reset by its sender returns the endpoint to LISTEN.
+        """
+        conn = cls(local_port, 0, iss=iss, config=config)
+        conn._state = _LISTEN
+        conn._from_listen = True
+        return conn
+
+    def _open_from_syn(self, syn: TcpHeader, now: float) -> None:
+        self.remote_port = syn.src_port
+        self._state = _SYN_RECEIVED
+        self._rcv_wscale = _our_window_shift(self.config)
+        self._learn_syn(syn, now)
+        self._snd_wnd = syn.window
+        self._max_snd_wnd = syn.window
+        self._snd_nxt = self._snd_max = self._iss + 1
+        self._syn_pending = True
+
+    def _learn_syn(self, syn: TcpHeader, now: float) -> None:
+        """Record the peer's ISN and negotiate options from its SYN or SYN-ACK."""
+        cfg = self.config
+        opts = syn.options
+        self._irs = syn.seq
+        self._rcv_nxt = syn.seq + 1
+        self._last_ack_sent = self._rcv_nxt
+        peer_mss = opts.mss if opts.mss is not None else cfg.default_peer_mss
+        self._peer_mss = max(_MIN_PEER_MSS, peer_mss)
+        self._ws_ok = cfg.window_scaling and opts.window_scale is not None
+        if self._ws_ok and opts.window_scale is not None:
+            self._snd_wscale = min(opts.window_scale, 14)
+        else:
+            self._snd_wscale = 0
+            self._rcv_wscale = 0
+        if cfg.timestamps and opts.timestamp is not None:
+            self._ts_ok = True
+            self._ts_recent = opts.timestamp[0]
+            self._ts_recent_time = now
+        self._sack_ok = cfg.sack and opts.sack_permitted
+        self._snd_wl1 = self._irs
+        # What our SYN or SYN-ACK advertises (the window of a SYN is never scaled).
+        self._rcv_adv = self._rcv_nxt + min(cfg.recv_buffer, 0xFFFF)
+        self._set_send_mss()
+        self._cwnd = cfg.initial_cwnd_segments * self._send_mss
+
+    def _set_send_mss(self) -> None:
+        # RFC 9293 3.7.1 (MUST-16) and RFC 6691: the MSS counts payload only, so
+        # the timestamp option carried on every segment comes out of it.
+        mss = min(self._peer_mss, self.config.mss) - (12 if self._ts_ok else 0)
+        self._send_mss = max(mss, 1)
+        cap = self.config.max_segment_payload
+        self._seg_cap = self._send_mss if cap is None else cap - cap % self._send_mss
+
+    # -- public state -------------------------------------------------------
+
+    @property
+    def state(self) -> TcpState:
+        return self._state
+
+    @property
+    def send_mss(self) -> int:
+        """Payload bytes per wire segment toward the peer (the GSO ``gso_size``)."""
+        return self._send_mss
+
+    @property
+    def readable_bytes(self) -> int:
+        return len(self._rcvbuf)
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer finished and every byte it sent has been read."""
+        return self._peer_finished and not self._rcvbuf
+
+    @property
+    def send_space(self) -> int:
+        """Bytes ``send()`` would take now (0 once sending is no longer allowed)."""
+        if self._state not in _MAY_SEND or self._fin_queued:
+            return 0
+        return max(0, self.config.send_buffer - len(self._sndbuf))
+
+    @property
+    def unacked_bytes(self) -> int:
+        """Bytes queued by ``send()`` that the peer has not acknowledged yet."""
+        return len(self._sndbuf)
+
+    @property
+    def memory_in_use(self) -> int:
+        """Payload bytes held by this connection (send, receive and reassembly buffers)."""
+        return len(self._sndbuf) + len(self._rcvbuf) + self._ooo_bytes
+
+    @property
+    def memory_limit(self) -> int:
+        """Upper bound of :attr:`memory_in_use` (window rounding adds ``2**shift``)."""
+        cfg = self.config
+        return cfg.send_buffer + cfg.recv_buffer + (1 << self._rcv_wscale) + cfg.ooo_max_bytes
+
+    @property
+    def rto(self) -> float:
+        """The current retransmission timeout (RFC 6298), backoff included."""
+        return self._rto
+
+    @property
+    def srtt(self) -> float | None:
+        return self._srtt
+
+    @property
+    def cwnd(self) -> int:
+        return self._cwnd
+
+    def next_event(self) -> TcpEvent | None:
+        """The oldest unreported event, or ``None``."""
+        return self._events.popleft() if self._events else None
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timers`` must next be called, or ``None`` if no timer is armed."""
+        best: float | None = None
+        for d in (
+            self._rto_deadline,
+            self._delack_deadline,
+            self._persist_deadline,
+            self._keepalive_deadline,
+            self._timewait_deadline,
+        ):
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def _count(self, reason: str) -> None:
+        self.stats[reason] = self.stats.get(reason, 0) + 1
+
+    # -- application calls --------------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue as much of ``data`` as the send buffer takes; return how much.
+
+        A short count is back-pressure: ``SendSpaceAvailable`` follows once the
+        peer has acknowledged enough. Raises ``TcpStateError`` after ``close()``
+        or outside SYN-SENT, SYN-RECEIVED, ESTABLISHED and CLOSE-WAIT.
+        """
+        if self._state not in _MAY_SEND or self._fin_queued:
+            raise TcpStateError(f"cannot send in {self._state.value} after close or reset")
+        room = self.config.send_buffer - len(self._sndbuf)
+        n = len(data)
+        if n > room:
+            n = max(room, 0)
+            self._send_blocked = True
+        if n:
+            self._sndbuf += data[:n] if n < len(data) else data
+        return n
+
+    def read(self, max_bytes: int = -1) -> bytes:
+        """Take up to ``max_bytes`` received bytes (all if negative); ``b""`` if none."""
+        buf = self._rcvbuf
+        if not buf:
+            return _EMPTY
+        if max_bytes < 0 or max_bytes >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:max_bytes])
+            del buf[:max_bytes]
+        if self._state in _RECEIVING:
+            self._maybe_window_update()
+        return data
+
+    def close(self) -> None:
+        """Send FIN after everything queued (RFC 9293 CLOSE). Idempotent.
+
+        In LISTEN or SYN-SENT the connection simply goes to CLOSED.
+        """
+        st = self._state
+        if st in (_LISTEN, _SYN_SENT):
+            self._enter_closed()
+            return
+        if self._fin_queued or st not in (_SYN_RECEIVED, _ESTABLISHED, _CLOSE_WAIT):
+            return
+        self._fin_queued = True
+        if st is _ESTABLISHED:
+            self._state = _FIN_WAIT_1
+        elif st is _CLOSE_WAIT:
+            self._state = _LAST_ACK
+        # In SYN-RECEIVED the FIN waits for ESTABLISHED (RFC 9293 3.10.4).
+
+    def abort(self) -> None:
+        """Reset the connection (RFC 9293 ABORT): a RST goes out if synchronized."""
+        st = self._state
+        if st in (_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2, _CLOSE_WAIT):
+            self._control.append(
+                (
+                    TcpHeader(
+                        self.local_port,
+                        self.remote_port,
+                        self._snd_max & SEQ_MASK,
+                        self._rcv_nxt & SEQ_MASK,
+                        _RST_ACK,
+                        0,
+                    ),
+                    _EMPTY,
+                )
+            )
+        if st is not _CLOSED:
+            self._sndbuf.clear()
+            self._rcvbuf.clear()
+            self._enter_closed()
+
+    # -- segment arrival ------------------------------------------------------
+
+    def receive_segment(
+        self, header: TcpHeader, payload: bytes | bytearray | memoryview, now: float
+    ) -> None:
+        """Process one arriving segment (RFC 9293 3.10.7). Never raises for bad input."""
+        st = self._state
+        if st is _CLOSED:
+            self._count("segment_while_closed")
+            rst = reset_for(header, len(payload))
+            if rst is not None:
+                self._control.append((rst, _EMPTY))
+            return
+        if header.dst_port != self.local_port or (
+            st is not _LISTEN and header.src_port != self.remote_port
+        ):
+            self._count("wrong_port")
+            return
+        if st is _LISTEN:
+            self._on_listen(header, now)
+        elif st is _SYN_SENT:
+            self._on_syn_sent(header, payload, now)
+        else:
+            self._on_synchronized(header, payload, now)
+
+    def _queue_rst(self, seq: int) -> None:
+        self._control.append(
+            (TcpHeader(self.local_port, self.remote_port, seq & SEQ_MASK, 0, _RST, 0), _EMPTY)
+        )
+
+    def _on_listen(self, header: TcpHeader, now: float) -> None:
+        flags = header.flags
+        if flags & _RST:
+            self._count("rst_in_listen")
+            return
+        if flags & _ACK:
+            self._count("ack_in_listen")
+            self._control.append(
+                (TcpHeader(self.local_port, header.src_port, header.ack, 0, _RST, 0), _EMPTY)
+            )
+            return
+        if not flags & _SYN:
+            self._count("no_syn_in_listen")
+            return
+        self._open_from_syn(header, now)
+        self._arm_keepalive(now)
+
+    def _on_syn_sent(
+        self, header: TcpHeader, payload: bytes | bytearray | memoryview, now: float
+    ) -> None:
+        flags = header.flags
+        ack_ok = False
+        ack = 0
+        if flags & _ACK:
+            ack = unwrap(header.ack, self._iss)
+            if ack <= self._iss or ack > self._snd_max:
+                self._count("bad_ack_syn_sent")
+                if not flags & _RST:
+                    self._queue_rst(header.ack)
+                return
+            ack_ok = True
+        if flags & _RST:
+            if ack_ok:
+                self._events.append(ConnectionReset(ResetReason.REFUSED))
+                self._enter_closed()
+            else:
+                self._count("rst_without_ack_syn_sent")
+            return
+        if not flags & _SYN:
+            self._count("no_syn_syn_sent")
+            return
+        self._learn_syn(header, now)
+        self._last_recv(now)
+        if ack_ok:
+            self._snd_una = ack
+            self._snd_wnd = header.window
+            self._max_snd_wnd = header.window
+            self._snd_wl1 = self._irs
+            self._snd_wl2 = ack
+            self._rto_deadline = None
+            self._retries = 0
+            if self._rtt_seq is not None:
+                self._rtt_sample(now - self._rtt_time)
+                self._rtt_seq = None
+            self._become_established()
+            self._ack_now = True
+            fin = bool(flags & _FIN)
+            if payload or fin:
+                self._receive_text(self._rcv_nxt, payload, fin, now)
+        else:
+            # Simultaneous open (RFC 9293 figure 8): answer with SYN-ACK.
+            self._state = _SYN_RECEIVED
+            self._snd_wnd = header.window
+            self._max_snd_wnd = header.window
+            self._syn_pending = True
+            self._retries = 0
+            self._rto = self.config.rto_initial
+            self._rto_deadline = None
+
+    def _become_established(self) -> None:
+        self._state = _ESTABLISHED
+        self._events.append(Established())
+        if self._fin_queued:
+            self._state = _FIN_WAIT_1
+
+    def _on_synchronized(
+        self, header: TcpHeader, payload: bytes | bytearray | memoryview, now: float
+    ) -> None:
+        flags = header.flags
+        st = self._state
+        rcv_nxt = self._rcv_nxt
+        seq = unwrap(header.seq, rcv_nxt)
+        plen = len(payload)
+
+        if st is _SYN_RECEIVED and flags & _SYN and not flags & _RST and seq == self._irs:
+            if not flags & _ACK:
+                # Our SYN-ACK was lost and the peer repeats its SYN.
+                self._count("duplicate_syn")
+                self._syn_pending = True
+                return
+            if header.ack == (self._iss + 1) & SEQ_MASK:
+                # Simultaneous open: the peer's SYN-ACK answers our SYN. Its SYN
+                # is the one we already hold, so only its ACK is news (the RFC
+                # 5961 4.2 exception Linux makes too).
+                flags &= ~_SYN
+                seq += 1
+
+        ts = header.options.timestamp if self._ts_ok else None
+        if (
+            ts is not None
+            and not flags & _RST
+            and self._ts_recent is not None
+            and seq_diff(ts[0], self._ts_recent) < 0
+        ):
+            if now - self._ts_recent_time > _PAWS_IDLE:
+                self._ts_recent = None
+            else:
+                # RFC 7323 5.3 (PAWS): an old duplicate; acknowledge and drop.
+                self._count("paws_rejected")
+                self._ack_now = True
+                return
+
+        # RFC 9293 3.10.7.4 first: is the segment in the receive window?
+        wnd = self._rcv_adv - rcv_nxt
+        wnd = max(wnd, 0)
+        seg_len = plen + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+        if seg_len == 0:
+            # The right edge itself is accepted (as Linux does): a peer that
+            # filled our window sends its pure ACKs with SEG.SEQ exactly there,
+            # and rejecting them would turn each into a duplicate ACK back.
+            ok = rcv_nxt <= seq <= rcv_nxt + wnd
+        elif wnd == 0:
+            # MUST-66: with the window closed, ACK, RST and FIN at RCV.NXT still count.
+            ok = seq == rcv_nxt
+        else:
+            last = seq + seg_len - 1
+            ok = rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= last < rcv_nxt + wnd
+        if not ok:
+            if flags & _RST:
+                self._count("rst_out_of_window")
+                return
+            self._count("out_of_window")
+            if st is _TIME_WAIT and flags & _FIN:
+                self._timewait_deadline = now + self.config.time_wait
+            self._ack_now = True
+            return
+
+        if (
+            ts is not None
+            and seq <= self._last_ack_sent
+            and (self._ts_recent is None or seq_diff(ts[0], self._ts_recent) >= 0)
+        ):
+            self._ts_recent = ts[0]
+            self._ts_recent_time = now
+
+        if flags & _RST:
+            if seq == rcv_nxt:
+                self._on_reset()
+            else:
+                # RFC 5961 3.2: in window but not exact; make the sender prove itself.
+                self._count("rst_challenged")
+                self._challenge_ack(now)
+            return
+
+        if flags & _SYN:
+            if st is _SYN_RECEIVED and self._from_listen:
+                self._count("syn_in_syn_received")
+                self._reset_to_listen()
+                return
+            # RFC 5961 4.2: any SYN in a synchronized state draws a challenge ACK.
+            self._count("syn_challenged")
+            self._challenge_ack(now)
+            return
+
+        if not flags & _ACK:
+            self._count("no_ack")
+            return
+        self._last_recv(now)
+
+        ack = unwrap(header.ack, self._snd_una)
+        if st is _SYN_RECEIVED:
+            if self._snd_una < ack <= self._snd_max:
+                self._snd_una = self._iss + 1
+                self._snd_wnd = header.window << self._snd_wscale
+                self._max_snd_wnd = self._snd_wnd
+                self._snd_wl1 = seq
+                self._snd_wl2 = ack
+                self._rto_deadline = None
+                self._retries = 0
+                self._rto = self.config.rto_initial
+                self._become_established()
+                st = self._state
+            else:
+                self._count("bad_ack_syn_received")
+                self._queue_rst(header.ack)
+                return
+
+        # RFC 5961 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+        if ack > self._snd_max:
+            self._count("ack_of_unsent")
+            self._challenge_ack(now)
+            return
+        if ack < self._snd_una - self._max_snd_wnd:
+            self._count("ack_too_old")
+            self._challenge_ack(now)
+            return
+
+        self._process_ack(header, seq, ack, plen, now)
+        if self._state is _CLOSED:
+            return
+
+        fin = bool(flags & _FIN)
+        if plen or fin:
+            self._receive_text(seq, payload, fin, now)
+
+    def _reset_to_listen(self) -> None:
+        port = self.local_port
+        self._reset_fields(self._iss)
+        self.remote_port = 0
+        self.local_port = port
+        self._state = _LISTEN
+
+    def _on_reset(self) -> None:
+        st = self._state
+        if st is _SYN_RECEIVED and self._from_listen:
+            self._count("reset_to_listen")
+            self._reset_to_listen()
+            return
+        if st is not _TIME_WAIT:
+            reason = ResetReason.RESET_BY_PEER
+            if st is _SYN_RECEIVED and not self._from_listen and self._iss != self._snd_una:
+                reason = ResetReason.REFUSED
+            self._events.append(ConnectionReset(reason))
+            self._rcvbuf.clear()
+        self._sndbuf.clear()
+        self._enter_closed()
+
+    def _challenge_ack(self, now: float) -> None:
+        rate = self.config.challenge_ack_rate
+        tokens = self._challenge_tokens + (now - self._challenge_time) * rate
+        self._challenge_time = now
+        tokens = min(tokens, rate)
+        if tokens >= 1.0:
+            self._challenge_tokens = tokens - 1.0
+            self._count("challenge_ack_sent")
+            self._ack_now = True
+        else:
+            self._challenge_tokens = tokens
+            self._count("challenge_ack_rate_limited")
+
+    def _last_recv(self, now: float) -> None:
+        self._ka_probes = 0
+        if self.config.keepalive is not None and self._keepalive_deadline is not None:
+            self._keepalive_deadline = now + self.config.keepalive
+
+    def _arm_keepalive(self, now: float) -> None:
+        if self.config.keepalive is not None:
+            self._keepalive_deadline = now + self.config.keepalive
+
+    # -- acknowledgements and congestion control ------------------------------
+
+    def _process_ack(self, header: TcpHeader, seq: int, ack: int, plen: int, now: float) -> None:
+        opts = header.options
+        una = self._snd_una
+        mss = self._send_mss
+        if self._sack_ok and opts.sack_blocks:
+            self._update_scoreboard(opts.sack_blocks)
+        window = header.window << self._snd_wscale
+        self._probes = 0
+
+        if ack > una:
+            data_end = self._snd_buf_seq + len(self._sndbuf)
+            cut = (ack if ack < data_end else data_end) - self._snd_buf_seq
+            if cut > 0:
+                del self._sndbuf[:cut]
+                self._snd_buf_seq += cut
+            acked = ack - una
+            self._snd_una = ack
+            self._snd_nxt = max(self._snd_nxt, ack)
+            if self._sacked:
+                self._prune_scoreboard(ack)
+            # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
+            ts = opts.timestamp
+            if self._ts_ok and ts is not None and ts[1] != 0:
+                delta = (self._ts_now(now) - ts[1]) & SEQ_MASK
+                if delta < 0x8000_0000:
+                    self._rtt_sample(delta / 1000.0)
+            elif self._rtt_seq is not None and ack >= self._rtt_seq:
+                self._rtt_sample(now - self._rtt_time)
+                self._rtt_seq = None
+            self._retries = 0
+            self._dupacks = 0
+            if self._in_recovery:
+                if ack >= self._recover:
+                    # RFC 6582 full acknowledgement: leave recovery.
+                    self._in_recovery = False
+                    flight = self._snd_max - ack
+                    self._cwnd = min(self._ssthresh, max(flight, mss) + mss)
+                else:
+                    # Partial acknowledgement: the next hole is lost too.
+                    if self._sack_ok:
+                        self._rexmit_ptr = max(self._rexmit_ptr, ack)
+                        high = self._sacked[-1][1] if self._sacked else ack + mss
+                        self._rexmit_limit = max(self._rexmit_limit, high)
+                    else:
+                        self._rexmit_ptr = ack
+                        self._rexmit_limit = ack + mss
+                        self._cwnd = max(self._cwnd - acked + mss, mss)
+                    self._rtx_first = True
+            elif self._cwnd < self._ssthresh:
+                self._cwnd += acked if acked < 64 * mss else 64 * mss
+            else:
+                self._cwnd_acc += acked
+                if self._cwnd_acc >= self._cwnd:
+                    self._cwnd_acc -= self._cwnd
+                    self._cwnd += mss
+            if self._snd_max > ack:
+                self._rto_deadline = now + self._rto
+            else:
+                self._rto_deadline = None
+            fin_seq = self._fin_seq
+            if fin_seq is not None and ack > fin_seq:
+                st = self._state
+                if st is _FIN_WAIT_1:
+                    self._state = _FIN_WAIT_2
+                elif st is _CLOSING:
+                    self._enter_time_wait(now)
+                elif st is _LAST_ACK:
+                    self._enter_closed()
+                    return
+            if self._send_blocked and (
+                self.config.send_buffer - len(self._sndbuf)
+                >= self.config.send_buffer * self.config.send_low_water
+            ):
+                self._send_blocked = False
+                self._events.append(SendSpaceAvailable())
+        elif (
+            ack == una
+            and plen == 0
+            and self._snd_max > una
+            and not header.flags & (_SYN | _FIN)
+            and (window == self._snd_wnd or opts.sack_blocks)
+        ):
+            self._dupacks += 1
+            if self._in_recovery:
+                if not self._sack_ok:
+                    self._cwnd += mss
+                elif self._sacked:
+                    self._rexmit_limit = max(self._rexmit_limit, self._sacked[-1][1])
+            elif (
+                self._dupacks >= 3 or (self._sack_ok and self._sacked_bytes > 2 * mss)
+            ) and una >= self._recover:
+                self._enter_recovery()
+
+        if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+            self._snd_wnd = window
+            self._snd_wl1 = seq
+            self._snd_wl2 = ack
+            self._max_snd_wnd = max(self._max_snd_wnd, window)
+            if window:
+                self._persist_deadline = None
+
+    def _enter_recovery(self) -> None:
+        """Fast retransmit (RFC 5681 3.2) and NewReno / SACK-based recovery."""
+        mss = self._send_mss
+        una = self._snd_una
+        flight = self._snd_max - una
+        self._ssthresh = max(flight // 2, 2 * mss)
+        self._in_recovery = True
+        self._recover = self._snd_max
+        self._rexmit_ptr = una
+        self._rtx_first = True
+        self._count("fast_retransmit")
+        if self._sack_ok:
+            self._cwnd = self._ssthresh
+            high = self._sacked[-1][1] if self._sacked else una
+            self._rexmit_limit = max(high, una + mss)
+        else:
+            self._cwnd = self._ssthresh + 3 * mss
+            self._rexmit_limit = una + mss
+
+    def _update_scoreboard(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        una = self._snd_una
+        high = self._snd_max
+        board = self._sacked
+        for left_w, right_w in blocks:
+            left = unwrap(left_w, una)
+            right = unwrap(right_w, una)
+            left = max(left, una)
+            if right > high or right <= left:
+                self._count("sack_block_ignored")
+                continue
+            # Insert [left, right) and merge what it overlaps or touches.
+            merged: list[tuple[int, int]] = []
+            placed = False
+            for s, e in board:
+                if e < left:
+                    merged.append((s, e))
+                elif s > right:
+                    if not placed:
+                        merged.append((left, right))
+                        placed = True
+                    merged.append((s, e))
+                else:
+                    left = min(left, s)
+                    right = max(right, e)
+            if not placed:
+                merged.append((left, right))
+            if len(merged) > _MAX_SCOREBOARD:
+                del merged[_MAX_SCOREBOARD:]
+            board = merged
+        self._sacked = board
+        self._sacked_bytes = sum(e - s for s, e in board)
+
+    def _prune_scoreboard(self, ack: int) -> None:
+        board = [(max(s, ack), e) for s, e in self._sacked if e > ack]
+        self._sacked = board
+        self._sacked_bytes = sum(e - s for s, e in board)
+
+    def _rtt_sample(self, r: float) -> None:
+        """RFC 6298 section 2 estimator; a fresh sample also clears the backoff."""
+        if r < 0:
+            return
+        if self._srtt is None:
+            self._srtt = r
+            self._rttvar = r / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - r)
+            self._srtt = 0.875 * self._srtt + 0.125 * r
+        rto = self._srtt + max(_CLOCK_G, 4 * self._rttvar)
+        cfg = self.config
+        self._rto = min(max(rto, cfg.rto_min), cfg.rto_max)
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self._ts_offset) & SEQ_MASK
+
+    # -- receiving data ---------------------------------------------------------
+
+    def _receive_text(
+        self, seq: int, payload: bytes | bytearray | memoryview, fin: bool, now: float
+    ) -> None:
+        st = self._state
+        if st not in _RECEIVING:
+            # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer already finished.
+            if st is _TIME_WAIT and fin:
+                self._timewait_deadline = now + self.config.time_wait
+            self._count("data_after_fin")
+            self._ack_now = True
+            return
+        rcv_nxt = self._rcv_nxt
+        plen = len(payload)
+        end = seq + plen
+        if seq < rcv_nxt:
+            if end <= rcv_nxt:
+                if fin and end < rcv_nxt:
+                    fin = False
+                if plen:
+                    self._count("duplicate_data")
+                payload = _EMPTY
+                self._ack_now = True
+                seq = end
+            else:
+                payload = memoryview(payload)[rcv_nxt - seq :]
+                seq = rcv_nxt
+        edge = self._rcv_adv
+        if end > edge:
+            self._count("data_beyond_window")
+            keep = edge - seq
+            payload = memoryview(payload)[: keep if keep > 0 else 0]
+            end = seq + len(payload)
+            fin = False
+            self._ack_now = True
+        if seq == rcv_nxt:
+            n = len(payload)
+            if n:
+                was_empty = not self._rcvbuf
+                self._rcvbuf += payload
+                self._rcv_nxt = end
+                if n > self._rcv_mss:
+                    self._rcv_mss = min(n, self.config.mss)
+                if self._ooo:
+                    self._drain_ooo()
+                    self._ack_now = True
+                if was_empty:
+                    self._events.append(Readable())
+                self._rcv_unacked += n
+                if self._rcv_unacked >= 2 * self._rcv_mss or self.config.delayed_ack <= 0:
+                    self._ack_now = True
+                elif self._delack_deadline is None:
+                    self._delack_deadline = now + self.config.delayed_ack
+            if fin and self._rcv_nxt == end:
+                self._ooo_fin = end
+            if self._ooo_fin is not None and self._ooo_fin == self._rcv_nxt:
+                self._on_fin(now)
+        else:
+            if payload:
+                self._ooo_insert(seq, payload)
+            if fin:
+                self._ooo_fin = end
+            self._ack_now = True
+
+    def _on_fin(self, now: float) -> None:
+        self._ooo_fin = None
+        self._ooo.clear()
+        self._ooo_bytes = 0
+        self._rcv_nxt += 1
+        self._ack_now = True
+        self._peer_finished = True
+        self._events.append(PeerFinished())
+        st = self._state
+        if st is _ESTABLISHED:
+            self._state = _CLOSE_WAIT
+        elif st is _FIN_WAIT_1:
+            self._state = _CLOSING
+        elif st is _FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _ooo_insert(self, seq: int, payload: bytes | bytearray | memoryview) -> None:
+        """Hold out-of-order data, merged into disjoint blocks, within the memory bound."""
+        cfg = self.config
+        end = seq + len(payload)
+        blocks = self._ooo
+        self._ooo_last = seq
+        i = 0
+        nblocks = len(blocks)
+        while i < nblocks and blocks[i][0] + len(blocks[i][1]) < seq:
+            i += 1
+        if i == nblocks or blocks[i][0] > end:
+            if len(blocks) >= cfg.ooo_max_blocks or self._ooo_bytes + len(payload) > (
+                cfg.ooo_max_bytes
+            ):
+                self._count("ooo_dropped_memory")
+                return
+            blocks.insert(i, (seq, bytearray(payload)))
+            self._ooo_bytes += len(payload)
+            return
+        start, data = blocks[i]
+        block_end = start + len(data)
+        if start <= seq and end <= block_end:
+            self._count("duplicate_data")
+            return
+        added = 0
+        if seq < start:
+            head = memoryview(payload)[: start - seq]
+            if self._ooo_bytes + len(head) > cfg.ooo_max_bytes:
+                self._count("ooo_dropped_memory")
+                return
+            data[0:0] = head
+            added += len(head)
+            start = seq
+        if end > block_end:
+            tail = memoryview(payload)[block_end - seq :]
+            if self._ooo_bytes + added + len(tail) > cfg.ooo_max_bytes:
+                self._count("ooo_dropped_memory")
+                blocks[i] = (start, data)
+                self._ooo_bytes += added
+                return
+            data += tail
+            added += len(tail)
+            block_end = end
+        # Swallow following blocks the grown block now reaches.
+        j = i + 1
+        while j < len(blocks) and blocks[j][0] <= block_end:
+            s2, d2 = blocks[j]
+            e2 = s2 + len(d2)
+            if e2 > block_end:
+                data += memoryview(d2)[block_end - s2 :]
+                block_end = e2
+            added -= len(d2)
+            del blocks[j]
+        blocks[i] = (start, data)
+        self._ooo_bytes += added
+
+    def _drain_ooo(self) -> None:
+        blocks = self._ooo
+        while blocks and blocks[0][0] <= self._rcv_nxt:
+            start, data = blocks.pop(0)
+            self._ooo_bytes -= len(data)
+            end = start + len(data)
+            if end > self._rcv_nxt:
+                self._rcvbuf += memoryview(data)[self._rcv_nxt - start :]
+                self._rcv_nxt = end
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        """RFC 2018 blocks: the newest block first, then the highest others."""
+        blocks = self._ooo
+        limit = 3 if self._ts_ok else 4
+        first: tuple[int, int] | None = None
+        others: list[tuple[int, int]] = []
+        last = self._ooo_last
+        for start, data in reversed(blocks):
+            rng = (start & SEQ_MASK, (start + len(data)) & SEQ_MASK)
+            if first is None and start <= last < start + len(data):
+                first = rng
+            else:
+                others.append(rng)
+        result = ([first] if first is not None else []) + others
+        return tuple(result[:limit])
+
+    # -- receive window ---------------------------------------------------------
+
+    def _advance_window(self) -> None:
+        """Move the advertised right edge per receiver SWS avoidance (RFC 9293 3.8.6.2.2)."""
+        cfg = self.config
+        free = cfg.recv_buffer - len(self._rcvbuf)
+        new_edge = self._rcv_nxt + (free if free > 0 else 0)
+        if new_edge > self._rcv_adv:
+            threshold = min(cfg.recv_buffer // 2, cfg.mss)
+            if new_edge - self._rcv_adv >= threshold or free == cfg.recv_buffer:
+                self._rcv_adv = new_edge
+
+    def _window_field(self) -> int:
+        self._advance_window()
+        wnd = self._rcv_adv - self._rcv_nxt
+        if wnd <= 0:
+            return 0
+        shift = self._rcv_wscale
+        # Round up so the edge the peer computes never lies left of one we promised.
+        field = (wnd + (1 << shift) - 1) >> shift
+        field = min(field, 0xFFFF)
+        self._rcv_adv = self._rcv_nxt + (field << shift)
+        return field
+
+    def _maybe_window_update(self) -> None:
+        """After a read, reopen a closed or nearly closed window without waiting for data."""
+        cfg = self.config
+        advertised = self._rcv_adv - self._rcv_nxt
+        free = cfg.recv_buffer - len(self._rcvbuf)
+        threshold = min(cfg.recv_buffer // 2, cfg.mss)
+        if advertised < cfg.recv_buffer // 2 and free - advertised >= threshold:
+            self._ack_now = True
+
+    # -- timers -------------------------------------------------------------------
+
+    def handle_timers(self, now: float) -> None:
+        """Run every timer whose deadline is at or before ``now``."""
+        if self._timewait_deadline is not None and self._timewait_deadline <= now:
+            self._timewait_deadline = None
+            self._enter_closed()
+            return
+        if self._delack_deadline is not None and self._delack_deadline <= now:
+            self._delack_deadline = None
+            self._ack_now = True
+        if self._rto_deadline is not None and self._rto_deadline <= now:
+            self._on_rto(now)
+            if self._state is _CLOSED:
+                return
+        if self._persist_deadline is not None and self._persist_deadline <= now:
+            self._on_persist(now)
+            if self._state is _CLOSED:
+                return
+        if self._keepalive_deadline is not None and self._keepalive_deadline <= now:
+            self._on_keepalive(now)
+
+    def _on_rto(self, now: float) -> None:
+        cfg = self.config
+        self._retries += 1
+        st = self._state
+        if st in (_SYN_SENT, _SYN_RECEIVED):
+            if self._retries > cfg.syn_retries:
+                self._time_out()
+                return
+            self._syn_pending = True
+        else:
+            if self._retries > cfg.max_retries:
+                self._time_out()
+                return
+            mss = self._send_mss
+            if self._retries == 1:
+                self._ssthresh = max((self._snd_max - self._snd_una) // 2, 2 * mss)
+            self._cwnd = mss
+            self._cwnd_acc = 0
+            self._in_recovery = False
+            self._recover = self._snd_max
+            self._dupacks = 0
+            # RFC 2018 section 8: after a timeout the peer may have reneged.
+            self._sacked = []
+            self._sacked_bytes = 0
+            self._snd_nxt = self._snd_una
+            self._rtt_seq = None
+            self._count("rto_retransmit")
+        self._rto = min(self._rto * 2, cfg.rto_max)
+        self._rto_deadline = now + self._rto
+
+    def _on_persist(self, now: float) -> None:
+        self._probes += 1
+        if self._probes > self.config.max_retries:
+            self._time_out()
+            return
+        self._count("window_probe")
+        self._control.append((self._probe_segment(now), _EMPTY))
+        # The backoff keeps growing while the window stays shut, answered or
+        # not (SHLD-30); only unanswered probes count toward the give-up.
+        if self._persist_backoff < 16:
+            self._persist_backoff += 1
+        interval = min(self._rto * (1 << self._persist_backoff), self.config.rto_max)
+        self._persist_deadline = now + interval
+
+    def _on_keepalive(self, now: float) -> None:
+        cfg = self.config
+        st = self._state
+        if st not in (_ESTABLISHED, _CLOSE_WAIT) or self._snd_max != self._snd_una:
+            self._keepalive_deadline = now + (cfg.keepalive or cfg.keepalive_interval)
+            return
+        if self._ka_probes >= cfg.keepalive_probes:
+            self._time_out()
+            return
+        self._ka_probes += 1
+        self._count("keepalive_probe")
+        self._control.append((self._probe_segment(now), _EMPTY))
+        self._keepalive_deadline = now + cfg.keepalive_interval
+
+    def _probe_segment(self, now: float) -> TcpHeader:
+        # SEG.SEQ = SND.UNA - 1 is outside the peer's window, which makes it
+        # answer with an ACK carrying its current window (as Linux probes).
+        return self._header(self._snd_una - 1, _ACK, now, sack=False)
+
+    def _time_out(self) -> None:
+        self._count("timeout")
+        if self._state not in (_SYN_SENT,):
+            self._control.append(
+                (
+                    TcpHeader(
+                        self.local_port,
+                        self.remote_port,
+                        self._snd_max & SEQ_MASK,
+                        self._rcv_nxt & SEQ_MASK,
+                        _RST_ACK,
+                        0,
+                    ),
+                    _EMPTY,
+                )
+            )
+        self._events.append(ConnectionReset(ResetReason.TIMEOUT))
+        self._sndbuf.clear()
+        self._enter_closed()
+
+    def _enter_time_wait(self, now: float) -> None:
+        self._state = _TIME_WAIT
+        self._rto_deadline = None
+        self._persist_deadline = None
+        self._keepalive_deadline = None
+        self._timewait_deadline = now + self.config.time_wait
+
+    def _enter_closed(self) -> None:
+        self._state = _CLOSED
+        self._rto_deadline = None
+        self._delack_deadline = None
+        self._persist_deadline = None
+        self._keepalive_deadline = None
+        self._timewait_deadline = None
+        self._ack_now = False
+        self._syn_pending = False
+        self._ooo.clear()
+        self._ooo_bytes = 0
+        self._sacked = []
+        self._sacked_bytes = 0
+        self._events.append(Closed())
+
+    # -- output -------------------------------------------------------------------
+
+    def _header(
+        self, seq: int, flags: TcpFlags, now: float, *, sack: bool, window: int | None = None
+    ) -> TcpHeader:
+        if self._ts_ok:
+            blocks = self._sack_blocks() if sack and self._ooo and self._sack_ok else ()
+            opts = TcpOptions(
+                sack_blocks=blocks, timestamp=(self._ts_now(now), self._ts_recent or 0)
+            )
+        elif sack and self._ooo and self._sack_ok:
+            opts = TcpOptions(sack_blocks=self._sack_blocks())
+        else:
+            opts = NO_OPTIONS
+        return TcpHeader(
+            self.local_port,
+            self.remote_port,
+            seq & SEQ_MASK,
+            self._rcv_nxt & SEQ_MASK,
+            flags,
+            self._window_field() if window is None else window,
+            0,
+            opts,
+        )
+
+    def _syn_segment(self, now: float) -> Segment:
+        cfg = self.config
+        iss = self._iss
+        if self._state is _SYN_SENT:
+            opts = TcpOptions(
+                mss=cfg.mss,
+                window_scale=self._rcv_wscale if cfg.window_scaling else None,
+                sack_permitted=cfg.sack,
+                timestamp=(self._ts_now(now), 0) if cfg.timestamps else None,
+            )
+            hdr = TcpHeader(
+                self.local_port,
+                self.remote_port,
+                iss,
+                0,
+                _SYN,
+                min(cfg.recv_buffer, 0xFFFF),
+                0,
+                opts,
+            )
+        else:
+            opts = TcpOptions(
+                mss=cfg.mss,
+                window_scale=self._rcv_wscale if self._ws_ok else None,
+                sack_permitted=self._sack_ok,
+                timestamp=(self._ts_now(now), self._ts_recent or 0) if self._ts_ok else None,
+            )
+            hdr = TcpHeader(
+                self.local_port,
+                self.remote_port,
+                iss,
+                self._rcv_nxt & SEQ_MASK,
+                _SYN_ACK,
+                min(cfg.recv_buffer, 0xFFFF),
+                0,
+                opts,
+            )
+        return hdr, _EMPTY
+
+    def segments_to_send(self, now: float) -> list[Segment]:
+        """Everything to transmit now, in order. Call after every input or timer."""
+        out = self._control
+        self._control = []
+        st = self._state
+        if st is _CLOSED or st is _LISTEN:
+            return out
+        if st is _SYN_SENT or st is _SYN_RECEIVED:
+            if self._syn_pending:
+                self._syn_pending = False
+                out.append(self._syn_segment(now))
+                if self._rto_deadline is None:
+                    self._rto_deadline = now + self._rto
+                if st is _SYN_SENT and self._retries == 0 and self._rtt_seq is None:
+                    self._rtt_seq = self._iss + 1
+                    self._rtt_time = now
+                elif self._retries:
+                    self._rtt_seq = None
+            elif self._ack_now and st is _SYN_RECEIVED:
+                self._ack_now = False
+                out.append(self._syn_segment(now))
+            return out
+        sent = self._emit_data(now, out) if st in _SENDING else False
+        if self._ack_now and (not sent or self._ooo):
+            # SND.MAX, not SND.NXT: after a timeout SND.NXT moves back, and an
+            # ACK numbered below the peer's RCV.NXT would be dropped.
+            out.append((self._header(self._snd_max, _ACK, now, sack=True), _EMPTY))
+            sent = True
+        if sent:
+            self._ack_now = False
+            self._delack_deadline = None
+            self._rcv_unacked = 0
+            self._last_ack_sent = self._rcv_nxt
+        self._arm_persist(now)
+        return out
+
+    def _arm_persist(self, now: float) -> None:
+        if (
+            self._state in _SENDING
+            and self._snd_max == self._snd_una
+            and self._snd_buf_seq + len(self._sndbuf) > self._snd_nxt
+            and self._snd_una + self._snd_wnd <= self._snd_nxt
+        ):
+            if self._persist_deadline is None:
+                self._persist_deadline = now + self._rto
+        else:
+            self._persist_deadline = None
+            self._persist_backoff = 0
+            self._probes = 0
+
+    def _pipe(self) -> int:
+        """RFC 6675 estimate of bytes in the network."""
+        pipe = self._snd_nxt - self._snd_una - self._sacked_bytes
+        if self._in_recovery and self._sack_ok:
+            pipe -= self._unsacked_between(self._rexmit_ptr, self._rexmit_limit)
+        return pipe if pipe > 0 else 0
+
+    def _unsacked_between(self, lo: int, hi: int) -> int:
+        if hi <= lo:
+            return 0
+        total = hi - lo
+        for s, e in self._sacked:
+            a = s if s > lo else lo
+            b = e if e < hi else hi
+            if b > a:
+                total -= b - a
+        return total
+
+    def _next_hole(self) -> tuple[int, int] | None:
+        p = self._rexmit_ptr
+        p = max(p, self._snd_una)
+        lim = self._rexmit_limit
+        lim = min(lim, self._snd_max)
+        for s, e in self._sacked:
+            if e <= p:
+                continue
+            if s > p:
+                return (p, s if s < lim else lim) if p < lim else None
+            p = e
+            if p >= lim:
+                return None
+        return (p, lim) if p < lim else None
+
+    def _emit_data(self, now: float, out: list[Segment]) -> bool:
+        sent = False
+        cap = self._seg_cap
+        mss = self._send_mss
+        data_end = self._snd_buf_seq + len(self._sndbuf)
+        while True:
+            room = self._cwnd - self._pipe()
+            if self._in_recovery and self._rexmit_ptr < self._rexmit_limit:
+                hole = self._next_hole()
+                if hole is not None:
+                    if room < mss and not self._rtx_first:
+                        break
+                    start, end = hole
+                    if end - start > cap:
+                        end = start + cap
+                    self._rtx_first = False
+                    self._count("segment_retransmitted")
+                    end = self._transmit(start, end, data_end, now, out, retransmit=True)
+                    self._rexmit_ptr = end
+                    sent = True
+                    continue
+                self._rexmit_ptr = self._rexmit_limit
+            nxt = self._snd_nxt
+            if nxt < data_end:
+                retransmit = nxt < self._snd_max
+                wnd_room = self._snd_una + self._snd_wnd - nxt
+                n = data_end - nxt
+                n = min(n, cap)
+                n = min(n, wnd_room)
+                n = min(n, room)
+                if n <= 0:
+                    break
+                if (
+                    n < mss
+                    and n < data_end - nxt
+                    and not retransmit
+                    and nxt > self._snd_una
+                    and (self.config.nagle or n < self._max_snd_wnd // 2)
+                ):
+                    # Sender SWS avoidance (RFC 9293 3.8.6.2.1): with data in
+                    # flight, wait for a full segment or half the largest window.
+                    break
+                if self.config.nagle and n < mss and nxt > self._snd_una:
+                    break
+                if retransmit:
+                    self._count("segment_retransmitted")
+                self._transmit(nxt, nxt + n, data_end, now, out, retransmit=retransmit)
+                sent = True
+                continue
+            if self._fin_queued and nxt == data_end:
+                self._transmit(nxt, nxt, data_end, now, out, retransmit=self._fin_seq is not None)
+                sent = True
+            break
+        return sent
+
+    def _transmit(
+        self,
+        start: int,
+        end: int,
+        data_end: int,
+        now: float,
+        out: list[Segment],
+        *,
+        retransmit: bool,
+    ) -> int:
+        """Emit [start, end) of the stream (plus FIN at ``data_end`` if closing).
+
+        Returns the sequence number after the segment (FIN included).
+        """
+        fin = False
+        if end >= data_end:
+            end = data_end
+            fin = self._fin_queued
+        base = self._snd_buf_seq
+        payload = bytes(self._sndbuf[start - base : end - base]) if end > start else _EMPTY
+        flags = _ACK_PSH if end == data_end and end > start else _ACK
+        if fin:
+            flags |= _FIN
+            self._fin_seq = data_end
+        out.append((self._header(start, flags, now, sack=False), payload))
+        seq_end = end + 1 if fin else end
+        if not (self._in_recovery and retransmit and start < self._snd_nxt):
+            self._snd_nxt = max(self._snd_nxt, seq_end)
+        if seq_end > self._snd_max:
+            if self._rtt_seq is None and not retransmit:
+                self._rtt_seq = seq_end
+                self._rtt_time = now
+            self._snd_max = seq_end
+        if retransmit:
+            self._rtt_seq = None
+        if self._rto_deadline is None:
+            self._rto_deadline = now + self._rto
+        return seq_end
+
+    def __repr__(self) -> str:
+        return (
+            f"<TcpConnection {self.local_port}->{self.remote_port} {self._state.value}"
+            f" una={self._snd_una} nxt={self._snd_nxt} rcv_nxt={self._rcv_nxt}>"
+        )
