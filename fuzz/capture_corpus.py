@@ -240,7 +240,9 @@ def capture(cap: Capture) -> None:
             options=TcpOptions(timestamp=(ts, tsval)),
         )
         data = bytes(100)
-        cap.send(build_ipv4_frame(PEER_MAC, KERNEL_MAC, PEER_V4, KERNEL_V4, segment, payload=data), data)
+        cap.send(
+            build_ipv4_frame(PEER_MAC, KERNEL_MAC, PEER_V4, KERNEL_V4, segment, payload=data), data
+        )
         cap.drain(0.2)
     cap.drain(2.0)  # the client's FIN
 

@@ -43,9 +43,7 @@ payloads = st.binary(max_size=300)
 TAG_TYPES = (0x8100, 0x88A8, 0x9100)
 EXTENSION_HEADERS = (0, 43, 44, 60)
 
-untagged_ethernet = st.builds(
-    EthernetHeader, macs, macs, u16.filter(lambda t: t not in TAG_TYPES)
-)
+untagged_ethernet = st.builds(EthernetHeader, macs, macs, u16.filter(lambda t: t not in TAG_TYPES))
 tagged_ethernet = st.builds(
     EthernetHeader,
     macs,
@@ -56,7 +54,9 @@ tagged_ethernet = st.builds(
 )
 ethernet_headers = st.one_of(untagged_ethernet, tagged_ethernet)
 
-arp_packets = st.builds(ArpPacket, st.sampled_from((1, 2)) | u16, macs, ipv4_addrs, macs, ipv4_addrs)
+arp_packets = st.builds(
+    ArpPacket, st.sampled_from((1, 2)) | u16, macs, ipv4_addrs, macs, ipv4_addrs
+)
 
 ipv4_headers = st.builds(
     Ipv4Header,

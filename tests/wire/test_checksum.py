@@ -63,16 +63,24 @@ def test_rfc1071_example() -> None:
     assert internet_checksum(data) == 0x220D
 
 
-@given(st.binary(min_size=4, max_size=4), st.binary(min_size=4, max_size=4), st.integers(0, 255),
-       st.integers(0, 0xFFFF))
+@given(
+    st.binary(min_size=4, max_size=4),
+    st.binary(min_size=4, max_size=4),
+    st.integers(0, 255),
+    st.integers(0, 0xFFFF),
+)
 def test_pseudo_header_v4(src: bytes, dst: bytes, proto: int, length: int) -> None:
     wire = src + dst + struct.pack("!BBH", 0, proto, length)
     ours, ref = pseudo_header_v4(src, dst, proto, length), reference_sum(wire)
     assert ours == ref or {ours, ref} == {0, 0xFFFF}
 
 
-@given(st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16),
-       st.integers(0, 255), st.integers(0, 0xFFFFFFFF))
+@given(
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=16, max_size=16),
+    st.integers(0, 255),
+    st.integers(0, 0xFFFFFFFF),
+)
 def test_pseudo_header_v6(src: bytes, dst: bytes, nh: int, length: int) -> None:
     wire = src + dst + struct.pack("!I3xB", length, nh)
     ours, ref = pseudo_header_v6(src, dst, nh, length), reference_sum(wire)

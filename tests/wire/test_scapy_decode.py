@@ -1,4 +1,4 @@
-"""Differential, scapy -> trionet: packets scapy builds from random fields parse to those fields."""
+"""Differential, scapy -> trionet: scapy packets built from random fields parse to them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers import inet, inet6, l2
+from scapy.packet import Raw
 
 from tests.wire import strategies as s
 from tests.wire.scapy_util import ip4, ip6, mac
@@ -37,9 +39,6 @@ from trionet.wire.ipv6 import Ipv6Fragment, parse_ipv6
 from trionet.wire.tcp import TcpFlags, TcpOptions, parse_tcp
 from trionet.wire.udp import parse_udp
 
-from scapy.layers import inet, inet6, l2  # noqa: I001  (after scapy_util quiets scapy)
-from scapy.packet import Raw
-
 DIFF = settings(max_examples=40, deadline=None)
 
 
@@ -58,9 +57,16 @@ def test_ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> Non
 
 
 @DIFF
-@given(s.macs, s.macs, st.integers(0, 7), st.integers(0, 1), st.integers(0, 4095), s.u16)
+@given(
+    dst=s.macs,
+    src=s.macs,
+    prio=st.integers(0, 7),
+    dei=st.integers(0, 1),
+    vlan=st.integers(0, 4095),
+    inner=s.u16,
+)
 def test_vlan_tagged_ethernet(
-    dst: bytes, src: bytes, prio: int, dei: int, vlan: int, inner: int
+    *, dst: bytes, src: bytes, prio: int, dei: int, vlan: int, inner: int
 ) -> None:
     frame = bytes(
         l2.Ether(dst=mac(dst), src=mac(src))
@@ -78,8 +84,7 @@ def test_vlan_tagged_ethernet(
 @given(st.sampled_from((1, 2)), s.macs, s.ipv4_addrs, s.macs, s.ipv4_addrs)
 def test_arp(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> None:
     frame = bytes(
-        l2.Ether()
-        / l2.ARP(op=op, hwsrc=mac(sha), psrc=ip4(spa), hwdst=mac(tha), pdst=ip4(tpa))
+        l2.Ether() / l2.ARP(op=op, hwsrc=mac(sha), psrc=ip4(spa), hwdst=mac(tha), pdst=ip4(tpa))
     )
     packet = parse_arp(parse_ethernet(frame)[1])
     assert (packet.operation, packet.sender_mac, packet.sender_ip) == (op, sha, spa)
@@ -88,19 +93,20 @@ def test_arp(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> None:
 
 @DIFF
 @given(
-    s.ipv4_addrs,
-    s.ipv4_addrs,
-    s.u8,
-    s.u16,
-    st.integers(0, 7),
-    st.integers(0, 0x1FFF),
-    s.u8,
-    s.u8,
-    st.integers(0, 10),
-    s.payloads,
-    st.binary(max_size=20),
+    src=s.ipv4_addrs,
+    dst=s.ipv4_addrs,
+    ttl=s.u8,
+    ident=s.u16,
+    flags=st.integers(0, 7),
+    frag=st.integers(0, 0x1FFF),
+    tos=s.u8,
+    proto=s.u8,
+    nops=st.integers(0, 10),
+    payload=s.payloads,
+    padding=st.binary(max_size=20),
 )
 def test_ipv4_with_options_and_padding(
+    *,
     src: bytes,
     dst: bytes,
     ttl: int,
@@ -135,11 +141,15 @@ def test_ipv4_with_options_and_padding(
 
 def _extension(kind: str, draw: st.DrawFn) -> Any:
     if kind == "hbh":
-        return inet6.IPv6ExtHdrHopByHop(options=[inet6.PadN(optdata=b"\0" * draw(s.u8.map(lambda n: n % 12)))])
+        return inet6.IPv6ExtHdrHopByHop(
+            options=[inet6.PadN(optdata=b"\0" * draw(s.u8.map(lambda n: n % 12)))]
+        )
     if kind == "routing":
         return inet6.IPv6ExtHdrRouting(addresses=[], segleft=0)
     if kind == "dest":
-        return inet6.IPv6ExtHdrDestOpt(options=[inet6.PadN(optdata=b"\0" * draw(st.integers(0, 20)))])
+        return inet6.IPv6ExtHdrDestOpt(
+            options=[inet6.PadN(optdata=b"\0" * draw(st.integers(0, 20)))]
+        )
     return inet6.IPv6ExtHdrFragment(
         id=draw(s.u32), offset=draw(st.integers(0, 0x1FFF)), m=draw(st.integers(0, 1))
     )
@@ -156,18 +166,19 @@ def extension_chains(draw: st.DrawFn) -> list[str]:
 
 @DIFF
 @given(
-    s.ipv6_addrs,
-    s.ipv6_addrs,
-    s.u8,
-    s.u8,
-    st.integers(0, 0xFFFFF),
-    extension_chains(),
-    s.u16,
-    s.u16,
-    s.payloads,
-    st.data(),
+    src=s.ipv6_addrs,
+    dst=s.ipv6_addrs,
+    hlim=s.u8,
+    tc=s.u8,
+    fl=st.integers(0, 0xFFFFF),
+    chain=extension_chains(),
+    sport=s.u16,
+    dport=s.u16,
+    payload=s.payloads,
+    data=st.data(),
 )
 def test_ipv6_extension_chain_then_udp(
+    *,
     src: bytes,
     dst: bytes,
     hlim: int,
@@ -199,9 +210,16 @@ def test_ipv6_extension_chain_then_udp(
 
 
 @DIFF
-@given(s.ipv4_addrs, s.ipv4_addrs, s.u16, s.u16, s.payloads, st.booleans())
+@given(
+    src=s.ipv4_addrs,
+    dst=s.ipv4_addrs,
+    sport=s.u16,
+    dport=s.u16,
+    payload=s.payloads,
+    no_checksum=st.booleans(),
+)
 def test_udp_v4(
-    src: bytes, dst: bytes, sport: int, dport: int, payload: bytes, no_checksum: bool
+    *, src: bytes, dst: bytes, sport: int, dport: int, payload: bytes, no_checksum: bool
 ) -> None:
     udp = inet.UDP(sport=sport, dport=dport)
     if no_checksum:
@@ -263,19 +281,20 @@ def _expected_options(options: list[tuple[Any, Any]]) -> TcpOptions:
 
 @settings(max_examples=80, deadline=None)
 @given(
-    s.ipv6_addrs,
-    s.ipv6_addrs,
-    s.u16,
-    s.u16,
-    s.u32,
-    s.u32,
-    s.u8,
-    s.u16,
-    s.u16,
-    scapy_tcp_options(),
-    s.payloads,
+    src=s.ipv6_addrs,
+    dst=s.ipv6_addrs,
+    sport=s.u16,
+    dport=s.u16,
+    seq=s.u32,
+    ack=s.u32,
+    flags=s.u8,
+    window=s.u16,
+    urgent=s.u16,
+    options=scapy_tcp_options(),
+    payload=s.payloads,
 )
 def test_tcp_every_option(
+    *,
     src: bytes,
     dst: bytes,
     sport: int,
@@ -360,16 +379,17 @@ def test_icmpv6_messages(data: st.DataObject, src: bytes, dst: bytes, payload: b
 
 @DIFF
 @given(
-    st.data(),
-    s.ipv6_addrs,
-    s.ipv6_addrs,
-    s.ipv6_addrs,
-    st.none() | s.macs,
-    st.booleans(),
-    st.booleans(),
-    st.booleans(),
+    data=st.data(),
+    src=s.ipv6_addrs,
+    dst=s.ipv6_addrs,
+    target=s.ipv6_addrs,
+    lladdr=st.none() | s.macs,
+    r=st.booleans(),
+    sol=st.booleans(),
+    o=st.booleans(),
 )
 def test_ndp(
+    *,
     data: st.DataObject,
     src: bytes,
     dst: bytes,
@@ -380,9 +400,7 @@ def test_ndp(
     o: bool,
 ) -> None:
     kind = data.draw(st.sampled_from(["rs", "ra", "ns", "na"]))
-    ll_opt = (
-        inet6.ICMPv6NDOptSrcLLAddr(lladdr=mac(lladdr)) if lladdr is not None else None
-    )
+    ll_opt = inet6.ICMPv6NDOptSrcLLAddr(lladdr=mac(lladdr)) if lladdr is not None else None
     if kind == "rs":
         icmp: Any = inet6.ICMPv6ND_RS()
         expected: object = RouterSolicitation(lladdr)
@@ -397,12 +415,24 @@ def test_ndp(
         chlim, lifetime = data.draw(s.u8), data.draw(s.u16)
         reachable, retrans = data.draw(s.u32), data.draw(s.u32)
         mtu = data.draw(st.none() | s.u32)
-        prefixes = data.draw(st.lists(st.tuples(s.ipv6_addrs, st.integers(0, 128), st.booleans(),
-                                                st.booleans(), s.u32, s.u32), max_size=2))
+        prefixes = data.draw(
+            st.lists(
+                st.tuples(
+                    s.ipv6_addrs, st.integers(0, 128), st.booleans(), st.booleans(), s.u32, s.u32
+                ),
+                max_size=2,
+            )
+        )
         prf = data.draw(st.integers(0, 3))
-        icmp = inet6.ICMPv6ND_RA(chlim=chlim, M=int(r), O=int(o), prf=prf,
-                                 routerlifetime=lifetime, reachabletime=reachable,
-                                 retranstimer=retrans)
+        icmp = inet6.ICMPv6ND_RA(
+            chlim=chlim,
+            M=int(r),
+            O=int(o),
+            prf=prf,
+            routerlifetime=lifetime,
+            reachabletime=reachable,
+            retranstimer=retrans,
+        )
         if ll_opt is not None:
             icmp = icmp / ll_opt
             ll_opt = None
@@ -411,8 +441,12 @@ def test_ndp(
         infos = []
         for prefix, plen, on_link, auto, valid, preferred in prefixes:
             icmp = icmp / inet6.ICMPv6NDOptPrefixInfo(
-                prefix=ip6(prefix), prefixlen=plen, L=int(on_link), A=int(auto),
-                validlifetime=valid, preferredlifetime=preferred,
+                prefix=ip6(prefix),
+                prefixlen=plen,
+                L=int(on_link),
+                A=int(auto),
+                validlifetime=valid,
+                preferredlifetime=preferred,
             )
             infos.append(NdpPrefixInfo(prefix, plen, on_link, auto, valid, preferred))
         flags = (0x80 if r else 0) | (0x40 if o else 0) | (prf << 3)

@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers import inet, inet6, l2
 
 from tests.wire import strategies as s
 from tests.wire.scapy_util import assert_checksum_valid, ip4, ip6, mac
@@ -34,8 +35,6 @@ from trionet.wire.icmpv6 import (
 from trionet.wire.ipv6 import Ipv6Header
 from trionet.wire.tcp import TcpHeader, TcpOptions
 from trionet.wire.udp import UdpHeader
-
-from scapy.layers import inet, inet6, l2  # noqa: I001  (after scapy_util quiets scapy)
 
 DIFF = settings(max_examples=40, deadline=None)
 
@@ -98,8 +97,18 @@ def _check_tcp(frame: bytes, tcp: TcpHeader, payload: bytes) -> None:
 
 
 @DIFF
-@given(s.macs, s.macs, s.ipv4_addrs, s.ipv4_addrs, s.tcp_headers, s.payloads, s.u8, s.u16)
+@given(
+    smac=s.macs,
+    dmac=s.macs,
+    src=s.ipv4_addrs,
+    dst=s.ipv4_addrs,
+    tcp=s.tcp_headers,
+    payload=s.payloads,
+    ttl=s.u8,
+    ident=s.u16,
+)
 def test_ipv4_tcp_frame(
+    *,
     smac: bytes,
     dmac: bytes,
     src: bytes,
@@ -121,9 +130,16 @@ def test_ipv4_tcp_frame(
 
 
 @DIFF
-@given(s.ipv6_addrs, s.ipv6_addrs, s.tcp_headers, s.payloads, s.u8, st.integers(0, 0xFFFFF))
+@given(
+    src=s.ipv6_addrs,
+    dst=s.ipv6_addrs,
+    tcp=s.tcp_headers,
+    payload=s.payloads,
+    hlim=s.u8,
+    flow=st.integers(0, 0xFFFFF),
+)
 def test_ipv6_tcp_frame(
-    src: bytes, dst: bytes, tcp: TcpHeader, payload: bytes, hlim: int, flow: int
+    *, src: bytes, dst: bytes, tcp: TcpHeader, payload: bytes, hlim: int, flow: int
 ) -> None:
     frame = bytes(
         build_ipv6_frame(
@@ -137,9 +153,16 @@ def test_ipv6_tcp_frame(
 
 
 @DIFF
-@given(s.ipv4_addrs, s.ipv6_addrs, s.ipv6_addrs, s.udp_headers, s.payloads, st.booleans())
+@given(
+    v4=s.ipv4_addrs,
+    src=s.ipv6_addrs,
+    dst=s.ipv6_addrs,
+    udp=s.udp_headers,
+    payload=s.payloads,
+    use_v6=st.booleans(),
+)
 def test_udp_frames(
-    v4: bytes, src: bytes, dst: bytes, udp: UdpHeader, payload: bytes, use_v6: bool
+    *, v4: bytes, src: bytes, dst: bytes, udp: UdpHeader, payload: bytes, use_v6: bool
 ) -> None:
     if use_v6:
         frame = bytes(build_ipv6_frame(bytes(6), bytes(6), src, dst, udp, payload=payload))
@@ -160,8 +183,11 @@ def test_icmpv4_frames(src: bytes, dst: bytes, message: Icmpv4Message, payload: 
     got = ip[inet.ICMP]
     assert ip.proto == 1
     if isinstance(message, Icmpv4Echo):
-        assert (got.type, got.id, got.seq) == (8 if message.request else 0, message.ident,
-                                               message.seq)
+        assert (got.type, got.id, got.seq) == (
+            8 if message.request else 0,
+            message.ident,
+            message.seq,
+        )
     elif isinstance(message, Icmpv4DestUnreachable):
         assert (got.type, got.code, got.nexthopmtu) == (3, message.code, message.next_hop_mtu)
     elif isinstance(message, Icmpv4TimeExceeded):
@@ -181,16 +207,20 @@ def test_icmpv6_frames(src: bytes, dst: bytes, message: Icmpv6Message, payload: 
     )
     if is_ndp:
         payload = b""
-    frame = bytes(build_ipv6_frame(bytes(6), bytes(6), src, dst, message, payload=payload,
-                                   hop_limit=255))
+    frame = bytes(
+        build_ipv6_frame(bytes(6), bytes(6), src, dst, message, payload=payload, hop_limit=255)
+    )
     packet = l2.Ether(frame + payload)
     ip = packet[inet6.IPv6]
     assert ip.nh == 58
     assert ip.plen == message.header_len + len(payload)
     got = ip.payload
     if isinstance(message, Icmpv6Echo):
-        assert (got.type, got.id, got.seq) == (128 if message.request else 129, message.ident,
-                                               message.seq)
+        assert (got.type, got.id, got.seq) == (
+            128 if message.request else 129,
+            message.ident,
+            message.seq,
+        )
         assert got.data == payload
     elif isinstance(message, Icmpv6DestUnreachable):
         assert (got.type, got.code) == (1, message.code)
@@ -226,13 +256,25 @@ def test_icmpv6_frames(src: bytes, dst: bytes, message: Icmpv6Message, payload: 
         while inet6.ICMPv6NDOptPrefixInfo in layer:
             layer = layer[inet6.ICMPv6NDOptPrefixInfo]
             infos.append(
-                (layer.prefix, layer.prefixlen, layer.L, layer.A, layer.validlifetime,
-                 layer.preferredlifetime)
+                (
+                    layer.prefix,
+                    layer.prefixlen,
+                    layer.L,
+                    layer.A,
+                    layer.validlifetime,
+                    layer.preferredlifetime,
+                )
             )
             layer = layer.payload
         assert infos == [
-            (ip6(p.prefix), p.prefix_len, int(p.on_link), int(p.autonomous), p.valid_lifetime,
-             p.preferred_lifetime)
+            (
+                ip6(p.prefix),
+                p.prefix_len,
+                int(p.on_link),
+                int(p.autonomous),
+                p.valid_lifetime,
+                p.preferred_lifetime,
+            )
             for p in message.prefixes
         ]
     elif isinstance(message, NeighborSolicitation):
@@ -240,7 +282,7 @@ def test_icmpv6_frames(src: bytes, dst: bytes, message: Icmpv6Message, payload: 
         _check_lladdr(got, inet6.ICMPv6NDOptSrcLLAddr, message.source_lladdr)
     elif isinstance(message, NeighborAdvertisement):
         assert (got.type, got.tgt) == (136, ip6(message.target))
-        assert (got.R, got.S, got.O) == (message.router, message.solicited, message.override)
+        assert (message.router, message.solicited, message.override) == (got.R, got.S, got.O)
         _check_lladdr(got, inet6.ICMPv6NDOptDstLLAddr, message.target_lladdr)
     else:
         # scapy leaves types it has no class for as Raw (or misreads them as
@@ -266,8 +308,11 @@ def _check_lladdr(layer: Any, option: Any, expected: bytes | None) -> None:
 def test_ipv6_fragment_header(header: Ipv6Header) -> None:
     wire = header.to_bytes() + bytes(header.payload_len)
     packet = inet6.IPv6(wire)
-    assert (packet.src, packet.dst, packet.hlim) == (ip6(header.src), ip6(header.dst),
-                                                      header.hop_limit)
+    assert (packet.src, packet.dst, packet.hlim) == (
+        ip6(header.src),
+        ip6(header.dst),
+        header.hop_limit,
+    )
     assert (packet.tc, packet.fl) == (header.traffic_class, header.flow_label)
     if header.fragment is None:
         assert packet.nh == header.next_header
