@@ -1,0 +1,206 @@
+"""One fuzz target per parser, plus a whole-frame target that dispatches like the stack.
+
+A target returns normally for "parsed" and for "rejected with ParseError";
+any other exception, or a failed round-trip assertion, is a bug. Transport
+targets run twice per input: once with checksum verification off (reaching
+the option parsers with any bytes) and once with the checksum repaired and
+verification on (so the verifying path is fuzzed past the checksum too).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from trionet.wire import ParseError
+from trionet.wire.arp import parse_arp
+from trionet.wire.checksum import internet_checksum, pseudo_header_v4, pseudo_header_v6
+from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_ethernet
+from trionet.wire.icmpv4 import parse_icmpv4
+from trionet.wire.icmpv6 import parse_icmpv6
+from trionet.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, parse_ipv4
+from trionet.wire.ipv6 import NEXT_HEADER_ICMPV6, parse_ipv6
+from trionet.wire.tcp import MAX_OPTIONS_LEN, options_len, parse_tcp
+from trionet.wire.udp import parse_udp
+
+Target = Callable[[bytes], None]
+
+# A fixed pseudo-header: the fuzzed bytes are the segment, the addresses don't matter.
+_PSEUDO_SRC = bytes([10, 0, 2, 15])
+_PSEUDO_DST = bytes([10, 0, 2, 2])
+
+
+def _repair(data: bytes, field: int, pseudo: int) -> bytes:
+    """``data`` with the checksum at ``field`` made correct for ``pseudo``."""
+    if len(data) < field + 2:
+        return data
+    buf = bytearray(data)
+    buf[field : field + 2] = b"\0\0"
+    struct.pack_into("!H", buf, field, internet_checksum(buf, pseudo))
+    return bytes(buf)
+
+
+def fuzz_ethernet(data: bytes) -> None:
+    try:
+        header, payload = parse_ethernet(data)
+    except ParseError:
+        return
+    assert header.to_bytes() == data[: header.header_len]
+    assert len(payload) == len(data) - header.header_len
+
+
+def fuzz_arp(data: bytes) -> None:
+    try:
+        packet = parse_arp(data)
+    except ParseError:
+        return
+    assert parse_arp(packet.to_bytes()) == packet
+
+
+def fuzz_ipv4(data: bytes) -> None:
+    for verify in (False, True):
+        try:
+            header, payload = parse_ipv4(data, verify_checksum=verify)
+        except ParseError:
+            continue
+        assert len(payload) == header.payload_len
+        again, payload2 = parse_ipv4(header.to_bytes() + bytes(payload))
+        assert again == header and payload2 == payload
+
+
+def fuzz_ipv6(data: bytes) -> None:
+    try:
+        header, payload = parse_ipv6(data)
+    except ParseError:
+        return
+    assert len(payload) == header.payload_len
+    again, payload2 = parse_ipv6(header.to_bytes() + bytes(payload))
+    assert again == header and payload2 == payload
+
+
+def fuzz_udp(data: bytes) -> None:
+    pseudo = pseudo_header_v4(_PSEUDO_SRC, _PSEUDO_DST, PROTO_UDP, len(data))
+    for candidate, sum_ in ((data, None), (_repair(data, 6, pseudo), pseudo)):
+        for zero_ok in (True, False):
+            try:
+                header, payload = parse_udp(candidate, sum_, zero_checksum_ok=zero_ok)
+            except ParseError:
+                continue
+            emitted_pseudo = pseudo_header_v4(
+                _PSEUDO_SRC, _PSEUDO_DST, PROTO_UDP, 8 + len(payload)
+            )
+            wire = header.to_bytes(payload, emitted_pseudo)
+            assert parse_udp(wire, emitted_pseudo, zero_checksum_ok=False) == (header, payload)
+
+
+def fuzz_tcp(data: bytes) -> None:
+    pseudo = pseudo_header_v4(_PSEUDO_SRC, _PSEUDO_DST, PROTO_TCP, len(data))
+    for candidate, sum_ in ((data, None), (_repair(data, 16, pseudo), pseudo)):
+        try:
+            header, payload = parse_tcp(candidate, sum_)
+        except ParseError:
+            continue
+        # Options that fit on the wire unaligned may not fit in trionet's
+        # NOP-aligned layout; the state machine never emits such a set.
+        if options_len(header.options) > MAX_OPTIONS_LEN:
+            continue
+        length = header.header_len + len(payload)
+        emitted_pseudo = pseudo_header_v4(_PSEUDO_SRC, _PSEUDO_DST, PROTO_TCP, length)
+        wire = header.to_bytes(payload, emitted_pseudo)
+        assert parse_tcp(wire, emitted_pseudo) == (header, payload)
+
+
+def fuzz_icmpv4(data: bytes) -> None:
+    for candidate, verify in ((data, False), (_repair(data, 2, 0), True)):
+        try:
+            message, body = parse_icmpv4(candidate, verify_checksum=verify)
+        except ParseError:
+            continue
+        assert parse_icmpv4(message.to_bytes(body)) == (message, body)
+
+
+def fuzz_icmpv6(data: bytes) -> None:
+    src = b"\xfe\x80" + bytes(13) + b"\x01"
+    dst = b"\xfe\x80" + bytes(13) + b"\x02"
+    pseudo = pseudo_header_v6(src, dst, NEXT_HEADER_ICMPV6, len(data))
+    for candidate, sum_ in ((data, None), (_repair(data, 2, pseudo), pseudo)):
+        try:
+            message, body = parse_icmpv6(candidate, sum_)
+        except ParseError:
+            continue
+        length = message.header_len + len(body)
+        emitted_pseudo = pseudo_header_v6(src, dst, NEXT_HEADER_ICMPV6, length)
+        wire = message.to_bytes(body, emitted_pseudo)
+        assert parse_icmpv6(wire, emitted_pseudo) == (message, body)
+
+
+def fuzz_frame(data: bytes) -> None:
+    """The stack's receive path: Ethernet, then IP, then transport, checksums verified."""
+    try:
+        eth, l3 = parse_ethernet(data)
+        if eth.ethertype == ETHERTYPE_ARP:
+            parse_arp(l3)
+        elif eth.ethertype == ETHERTYPE_IPV4:
+            ip4, l4 = parse_ipv4(l3)
+            if ip4.is_fragment:
+                return
+            pseudo = pseudo_header_v4(ip4.src, ip4.dst, ip4.protocol, len(l4))
+            if ip4.protocol == PROTO_TCP:
+                parse_tcp(l4, pseudo)
+            elif ip4.protocol == PROTO_UDP:
+                parse_udp(l4, pseudo)
+            elif ip4.protocol == PROTO_ICMP:
+                parse_icmpv4(l4)
+        elif eth.ethertype == ETHERTYPE_IPV6:
+            ip6, l4 = parse_ipv6(l3)
+            if ip6.fragment is not None:
+                return
+            pseudo = pseudo_header_v6(ip6.src, ip6.dst, ip6.next_header, len(l4))
+            if ip6.next_header == PROTO_TCP:
+                parse_tcp(l4, pseudo)
+            elif ip6.next_header == PROTO_UDP:
+                parse_udp(l4, pseudo, zero_checksum_ok=False)
+            elif ip6.next_header == NEXT_HEADER_ICMPV6:
+                parse_icmpv6(l4, pseudo)
+    except ParseError:
+        return
+
+
+#: Target name -> (function, layer of a corpus frame to seed it with).
+TARGETS: dict[str, tuple[Target, str]] = {
+    "ethernet": (fuzz_ethernet, "frame"),
+    "arp": (fuzz_arp, "arp"),
+    "ipv4": (fuzz_ipv4, "ipv4"),
+    "ipv6": (fuzz_ipv6, "ipv6"),
+    "udp": (fuzz_udp, "udp"),
+    "tcp": (fuzz_tcp, "tcp"),
+    "icmpv4": (fuzz_icmpv4, "icmpv4"),
+    "icmpv6": (fuzz_icmpv6, "icmpv6"),
+    "frame": (fuzz_frame, "frame"),
+}
+
+
+def layers_of(frame: bytes) -> dict[str, bytes]:
+    """Split a seed frame into the bytes each target expects (checksums not checked)."""
+    found = {"frame": frame}
+    try:
+        eth, l3 = parse_ethernet(frame)
+        if eth.ethertype == ETHERTYPE_ARP:
+            found["arp"] = bytes(l3)
+            return found
+        if eth.ethertype == ETHERTYPE_IPV4:
+            found["ipv4"] = bytes(l3)
+            ip4, l4 = parse_ipv4(l3, verify_checksum=False)
+            proto = ip4.protocol
+        elif eth.ethertype == ETHERTYPE_IPV6:
+            found["ipv6"] = bytes(l3)
+            ip6, l4 = parse_ipv6(l3)
+            proto = ip6.next_header
+        else:
+            return found
+    except ParseError:
+        return found
+    name = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmpv4", 58: "icmpv6"}.get(proto)
+    if name is not None:
+        found[name] = bytes(l4)
+    return found

@@ -1,0 +1,129 @@
+"""The transmit builders: header bytes that parse back, with the payload kept apart."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.wire import strategies as s
+from trionet.wire.arp import ArpPacket, parse_arp
+from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
+from trionet.wire.ethernet import parse_ethernet
+from trionet.wire.frames import (
+    TRANSPORT_OFFSET_V4,
+    TRANSPORT_OFFSET_V6,
+    build_arp_frame,
+    build_ipv4_frame,
+    build_ipv6_frame,
+)
+from trionet.wire.icmpv4 import Icmpv4DestUnreachable, icmpv4_quote, parse_icmpv4
+from trionet.wire.icmpv6 import Icmpv6PacketTooBig, icmpv6_quote, parse_icmpv6
+from trionet.wire.ipv4 import parse_ipv4
+from trionet.wire.ipv6 import parse_ipv6
+from trionet.wire.tcp import TcpHeader, parse_tcp
+from trionet.wire.udp import UdpHeader, parse_udp
+
+MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+
+
+@settings(max_examples=60)
+@given(s.ipv4_addrs, s.ipv4_addrs, s.tcp_headers | s.udp_headers, s.payloads, st.booleans())
+def test_ipv4_frame_parses_back(
+    src: bytes, dst: bytes, transport: TcpHeader | UdpHeader, payload: bytes, partial: bool
+) -> None:
+    header = build_ipv4_frame(
+        MAC_A, MAC_B, src, dst, transport, payload=payload, partial_checksum=partial
+    )
+    assert len(header) == TRANSPORT_OFFSET_V4 + transport.header_len
+    eth, l3 = parse_ethernet(bytes(header) + payload)
+    assert (eth.src, eth.dst, eth.ethertype) == (MAC_A, MAC_B, 0x0800)
+    ip, l4 = parse_ipv4(l3)  # the IP checksum is complete even in partial mode
+    assert (ip.src, ip.dst, ip.dont_fragment) == (src, dst, True)
+    pseudo = pseudo_header_v4(src, dst, ip.protocol, len(l4))
+    if isinstance(transport, TcpHeader):
+        field = 16
+        assert ip.protocol == 6
+        assert parse_tcp(l4, None if partial else pseudo) == (transport, payload)
+    else:
+        field = 6
+        assert ip.protocol == 17
+        assert parse_udp(l4, None if partial else pseudo) == (transport, payload)
+    if partial:
+        assert struct.unpack_from("!H", header, TRANSPORT_OFFSET_V4 + field)[0] == pseudo
+
+
+@settings(max_examples=60)
+@given(s.ipv6_addrs, s.ipv6_addrs, s.tcp_headers | s.udp_headers, s.payloads, s.u8)
+def test_ipv6_frame_parses_back(
+    src: bytes, dst: bytes, transport: TcpHeader | UdpHeader, payload: bytes, hop_limit: int
+) -> None:
+    header = build_ipv6_frame(
+        MAC_A, MAC_B, src, dst, transport, payload=payload, hop_limit=hop_limit
+    )
+    assert len(header) == TRANSPORT_OFFSET_V6 + transport.header_len
+    eth, l3 = parse_ethernet(bytes(header) + payload)
+    assert eth.ethertype == 0x86DD
+    ip, l4 = parse_ipv6(l3)
+    assert (ip.src, ip.dst, ip.hop_limit) == (src, dst, hop_limit)
+    pseudo = pseudo_header_v6(src, dst, ip.next_header, len(l4))
+    if isinstance(transport, TcpHeader):
+        assert parse_tcp(l4, pseudo) == (transport, payload)
+    else:
+        assert parse_udp(l4, pseudo, zero_checksum_ok=False) == (transport, payload)
+
+
+def test_frag_needed_error_quotes_the_offending_datagram() -> None:
+    offending = bytes(
+        build_ipv4_frame(
+            MAC_B,
+            MAC_A,
+            b"\x0a\0\0\x0f",
+            b"\x08\x08\x08\x08",
+            UdpHeader(5000, 53),
+            payload=bytes(1472),
+        )
+    )[14:]
+    offending += bytes(1472)
+    quote = icmpv4_quote(offending)
+    frame = bytes(
+        build_ipv4_frame(
+            MAC_A,
+            MAC_B,
+            b"\x0a\0\0\x02",
+            b"\x0a\0\0\x0f",
+            Icmpv4DestUnreachable.frag_needed(1400),
+            payload=quote,
+        )
+    )
+    frame += quote
+    assert len(frame) == 14 + 576
+    _, l4 = parse_ipv4(parse_ethernet(frame)[1])
+    message, body = parse_icmpv4(l4)
+    assert message == Icmpv4DestUnreachable(4, 1400)
+    assert body == offending[:548]
+    quoted_ip, _ = parse_ipv4(offending)  # the quote starts with the original IP header
+    assert body[:20] == offending[:20] and quoted_ip.dst == b"\x08\x08\x08\x08"
+
+
+def test_packet_too_big_fits_the_minimum_mtu() -> None:
+    offending = bytes(3000)
+    quote = icmpv6_quote(offending)
+    src, dst = b"\xfd" + bytes(14) + b"\x02", b"\xfd" + bytes(14) + b"\x0f"
+    frame = (
+        bytes(build_ipv6_frame(MAC_A, MAC_B, src, dst, Icmpv6PacketTooBig(1280), payload=quote))
+        + quote
+    )
+    assert len(frame) - 14 == 1280
+    _, l4 = parse_ipv6(parse_ethernet(frame)[1])
+    pseudo = pseudo_header_v6(src, dst, 58, len(l4))
+    assert parse_icmpv6(l4, pseudo) == (Icmpv6PacketTooBig(1280), offending[:1232])
+
+
+def test_arp_frame() -> None:
+    arp = ArpPacket(2, MAC_A, b"\x0a\0\0\x02", MAC_B, b"\x0a\0\0\x0f")
+    frame = build_arp_frame(MAC_A, MAC_B, arp)
+    eth, body = parse_ethernet(frame)
+    assert (eth.ethertype, len(frame)) == (0x0806, 42)
+    assert parse_arp(body) == arp
