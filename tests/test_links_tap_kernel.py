@@ -475,3 +475,111 @@ def test_gso_frames_written_to_guest_arrive_intact(
     assert trio.run(main) == 0
     data = b"".join(chunks)
     assert result.read_text() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+
+
+def _refusing_ioctl(
+    monkeypatch: pytest.MonkeyPatch, refuse: Callable[[int, object], bool]
+) -> list[tuple[int, object]]:
+    """Make the kernel say EINVAL to chosen ioctls, as an older kernel would."""
+    import errno
+    import fcntl
+
+    from trionet.links import tap as tap_module
+
+    calls: list[tuple[int, object]] = []
+    real = fcntl.ioctl
+
+    def ioctl(fd: int, request: int, arg: object = 0, *rest: object) -> object:
+        calls.append((request, arg))
+        if refuse(request, arg):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, request, arg, *rest)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(tap_module.fcntl, "ioctl", ioctl)
+    return calls
+
+
+def test_offload_ladder_steps_down(
+    netns_factory: NetnsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trionet.links import tap as t
+
+    host = netns_factory("h")
+    uso = t.TUN_F_USO4 | t.TUN_F_USO6
+    tso = t.TUN_F_TSO4 | t.TUN_F_TSO6
+    # A kernel without USO: TSO is still negotiated.
+    calls = _refusing_ioctl(
+        monkeypatch, lambda req, arg: req == t.TUNSETOFFLOAD and isinstance(arg, int) and arg & uso
+    )
+    with in_netns(host), TapDevice.open("tnt0") as tap:
+        assert tap.offloads == t.TapOffloads(csum=True, tso4=True, tso6=True, uso=False)
+    assert [a for r, a in calls if r == t.TUNSETOFFLOAD] == [
+        t.TUN_F_CSUM | tso | uso,
+        t.TUN_F_CSUM | tso,
+    ]
+    monkeypatch.undo()
+    # No TSO either: checksum offload only.
+    _refusing_ioctl(
+        monkeypatch,
+        lambda req, arg: req == t.TUNSETOFFLOAD and isinstance(arg, int) and arg & (uso | tso),
+    )
+    with in_netns(host), TapDevice.open("tnt1") as tap:
+        assert tap.offloads == t.TapOffloads(csum=True) and tap.vnet_hdr_size == 10
+    monkeypatch.undo()
+    # Every offload refused: the vnet header stays, frames are plain.
+    _refusing_ioctl(monkeypatch, lambda req, arg: req == t.TUNSETOFFLOAD and arg != 0)
+    with in_netns(host), TapDevice.open("tnt2") as tap:
+        assert tap.offloads == t.NO_OFFLOADS and tap.vnet_hdr_size == 10
+    monkeypatch.undo()
+    # No vnet header at all: plain frames without a header.
+    _refusing_ioctl(
+        monkeypatch,
+        lambda req, arg: (
+            req == t.TUNSETIFF
+            and isinstance(arg, bytes)
+            and int.from_bytes(arg[16:18], "little") & t.IFF_VNET_HDR
+        ),
+    )
+    with in_netns(host), TapDevice.open("tnt3") as tap:
+        assert tap.vnet_hdr_size == 0 and tap.offloads == t.NO_OFFLOADS
+
+
+def test_attach_rejects_tun_device(netns_factory: NetnsFactory) -> None:
+    import fcntl
+    import struct
+
+    from trionet.links import tap as t
+
+    host = netns_factory("h")
+    with in_netns(host):
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, t.TUNSETIFF, struct.pack("16sH22x", b"tun9", 0x0001 | t.IFF_NO_PI))
+            with pytest.raises(t.TapError, match="TUN"):
+                TapDevice.attach(fd)
+        finally:
+            os.close(fd)
+
+
+def test_mtu_65520_frame_read_whole(guest_link_factory: GuestLinkFactory) -> None:
+    """A frame near 64 KB fits one read: the read buffer never truncates."""
+    from tests.support.fixtures import default_guest_env
+    from trionet.addressing import HostRoutes
+    from trionet.config import InterfaceOverrides, NetworkConfig
+
+    env = default_guest_env(
+        config=NetworkConfig(interface=InterfaceOverrides(mtu=65520)),
+        routes=HostRoutes(ipv4=True, ipv6=False),
+    )
+    link = guest_link_factory(env, offload=False)
+    link.guest.ip("neigh", "replace", gw4(link), "lladdr", GATEWAY_MAC, "dev", "eth0")
+    sender = UDP_SEND.replace('b"u" * 100', 'b"u" * 65_000')
+    link.guest.run([sys.executable, "-c", sender, gw4(link)])
+
+    async def main() -> tuple[vn.VirtioNetHeader | None, Packet]:
+        return await FrameReader(link.tap).next(lambda h, p: UDP in p)
+
+    header, packet = trio.run(main)
+    assert header is None
+    assert len(packet) == 14 + 20 + 8 + 65_000
+    assert bytes(packet[UDP].payload) == b"u" * 65_000
