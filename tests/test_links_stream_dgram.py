@@ -76,6 +76,8 @@ def test_stream_partial_reads_byte_by_byte() -> None:
             while len(got) < 2:
                 got += await link.receive_frames()
         assert got == [frame(20, 1), frame(3000, 2)]
+        await link.aclose()
+        await peer.aclose()
 
     trio.run(main)
 
@@ -92,6 +94,7 @@ def test_stream_malformed_length_drops_connection() -> None:
         assert await peer.receive_some() == b""
         assert not await link.send_frames([frame(60)])
         assert link.counters.drops_out == 1
+        await peer.aclose()
 
     trio.run(main)
 
@@ -102,6 +105,8 @@ def test_stream_runt_counted_connection_kept() -> None:
         await peer.send_all(struct.pack(">I", 0) + encode_frames([frame(5), frame(40)]))
         assert await link.receive_frames() == [frame(40)]
         assert link.end_reason is None and link.counters.malformed_in == 2
+        await link.aclose()
+        await peer.aclose()
 
     trio.run(main)
 
