@@ -452,13 +452,8 @@ def test_gso_frames_written_to_guest_arrive_intact(
                 # pseudo-header sum would pass here too; it matters once the guest forwards.
                 csum = _pseudo_header_sum(gw, me, 20 + len(chunk), family)
                 headers[l3 + 16 : l3 + 18] = csum.to_bytes(2, "big")
-                vnet = vn.VirtioNetHeader(
-                    flags=vn.VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                    gso_type=vn.GsoType.TCPV4 if family == 4 else vn.GsoType.TCPV6,
-                    hdr_len=len(headers),
-                    gso_size=mss,
-                    csum_start=l3,
-                    csum_offset=16,
+                vnet = vn.VirtioNetHeader.tcp_gso(
+                    ipv6=family == 6, l4_offset=l3, headers_len=len(headers), mss=mss
                 )
                 # Header, packet headers and payload as separate parts: nothing is joined.
                 assert tap.write([vnet.to_bytes(), headers, memoryview(chunk)])

@@ -147,3 +147,37 @@ def test_fixture_cleanup_leaves_nothing() -> None:
     # Every namespace the tests above made (through fixtures) is gone again.
     leftovers = [n for n in os.listdir(NETNS_DIR) if n.startswith(f"tnt-{os.getpid()}-")]
     assert leftovers == []
+
+
+def test_trio_run_inside_a_namespace(netns_factory: NetnsFactory) -> None:
+    """How an engine test runs its host side: the whole trio.run inside the host namespace.
+
+    Sockets follow the thread. Child processes do NOT: trio starts them from a
+    worker thread, which stays in the original namespace, so programs meant
+    for the host namespace go through ``host.start``/``host.arun``.
+    """
+    host = netns_factory("h")
+    connect = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])))"
+
+    async def main() -> tuple[bool, bytes]:
+        with trio.socket.socket() as listener:
+            await listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            port = str(listener.getsockname()[1])
+            async with trio.open_nursery() as nursery:
+                await host.start(nursery, [sys.executable, "-c", connect, port], check=True)
+                conn, _ = await listener.accept()
+                conn.close()
+            plain = await trio.run_process(
+                [sys.executable, "-c", connect, port], check=False, capture_stderr=True
+            )
+        inode = await trio.run_process(
+            [sys.executable, "-c", "import os; print(os.stat('/proc/self/ns/net').st_ino)"],
+            capture_stdout=True,
+        )
+        return plain.returncode == 0, inode.stdout
+
+    with in_netns(host):
+        plain_reached, child_inode = trio.run(main)
+    assert not plain_reached
+    assert int(child_inode) == _netns_inode() != os.stat(host.path).st_ino

@@ -127,3 +127,19 @@ def test_arbitrary_bytes_parse_or_parse_error(raw: bytes, size: int) -> None:
     assert header.to_bytes() == raw[:size]
     with contextlib.suppress(ParseError):
         header.check_frame(len(raw) - size)
+
+
+def test_constructors_for_the_engine() -> None:
+    tcp = vn.VirtioNetHeader.tcp_gso(ipv6=False, l4_offset=34, headers_len=66, mss=1448)
+    assert tcp == vn.VirtioNetHeader(1, vn.VIRTIO_NET_HDR_GSO_TCPV4, 66, 1448, 34, 16)
+    tcp6 = vn.VirtioNetHeader.tcp_gso(ipv6=True, l4_offset=54, headers_len=74, mss=1440)
+    assert tcp6.gso is vn.GsoType.TCPV6 and tcp6.csum_start == 54
+    assert vn.parse(tcp6.to_bytes()) == tcp6
+    with pytest.raises(ValueError):
+        vn.VirtioNetHeader.tcp_gso(ipv6=False, l4_offset=34, headers_len=54, mss=0)
+    udp = vn.VirtioNetHeader.partial_csum(34, 6)
+    assert (
+        udp.needs_csum
+        and udp.gso is vn.GsoType.NONE
+        and (udp.csum_start, udp.csum_offset) == (34, 6)
+    )

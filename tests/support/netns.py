@@ -14,10 +14,13 @@ recognise leftovers of a process that died.
 Switching namespaces: :func:`in_netns` moves only the *calling thread*
 (setns(2) on /proc/thread-self), and back on exit. Whatever is created while
 inside keeps that namespace for life: sockets, TAP devices (created in the
-thread's namespace), child processes. So ``with in_netns(host):
-trio.run(main)`` runs a whole engine in the host namespace. Threads that
-trio starts (``trio.to_thread``, getaddrinfo for non-numeric names) do *not*
-inherit it; use numeric addresses inside.
+thread's namespace), and children forked by this thread. So ``with
+in_netns(host): trio.run(main)`` runs a whole engine in the host namespace.
+Threads that trio starts do *not* inherit it: ``trio.to_thread``,
+getaddrinfo for non-numeric names, and notably ``trio.run_process`` /
+``trio.lowlevel.open_process``, which spawn from a worker thread. Under trio,
+start programs with :meth:`Netns.start` / :meth:`Netns.arun` (``ip netns
+exec``) and use numeric addresses.
 """
 
 from __future__ import annotations

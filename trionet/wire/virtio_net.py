@@ -118,6 +118,32 @@ class VirtioNetHeader:
     def data_valid(self) -> bool:
         return bool(self.flags & VIRTIO_NET_HDR_F_DATA_VALID)
 
+    @classmethod
+    def partial_csum(cls, csum_start: int, csum_offset: int) -> VirtioNetHeader:
+        """A single frame whose transport checksum the receiver completes.
+
+        ``csum_start`` is the transport header's offset in the frame,
+        ``csum_offset`` 16 for TCP and 6 for UDP; the checksum field must hold
+        the folded, not inverted, pseudo-header sum.
+        """
+        return cls(
+            VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 0, 0, csum_start, csum_offset
+        )
+
+    @classmethod
+    def tcp_gso(cls, *, ipv6: bool, l4_offset: int, headers_len: int, mss: int) -> VirtioNetHeader:
+        """A TCP super-frame the receiver cuts into ``mss``-byte segments.
+
+        ``l4_offset`` is where the TCP header starts (Ethernet + IP),
+        ``headers_len`` where the payload starts (Ethernet + IP + TCP with
+        options). The IP header checksum must be complete and the TCP one
+        hold the pseudo-header sum, as for :meth:`partial_csum`.
+        """
+        if mss <= 0:
+            raise ValueError(f"mss must be positive, not {mss}")
+        kind = VIRTIO_NET_HDR_GSO_TCPV6 if ipv6 else VIRTIO_NET_HDR_GSO_TCPV4
+        return cls(VIRTIO_NET_HDR_F_NEEDS_CSUM, kind, headers_len, mss, l4_offset, 16)
+
     def check_frame(self, frame_len: int) -> None:
         """Raise ParseError unless this header can describe a frame of ``frame_len`` bytes.
 
