@@ -578,3 +578,43 @@ def test_mtu_65520_frame_read_whole(guest_link_factory: GuestLinkFactory) -> Non
     assert header is None
     assert len(packet) == 14 + 20 + 8 + 65_000
     assert bytes(packet[UDP].payload) == b"u" * 65_000
+
+
+UDP_GSO_SEND = """
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+with socket.socket(family, socket.SOCK_DGRAM) as s:
+    s.setsockopt(socket.SOL_UDP, 103, 1000)  # UDP_SEGMENT: the kernel cuts 1000-byte datagrams
+    s.sendto(bytes(range(250)) * 40, (sys.argv[1], 9998))
+"""
+
+
+@pytest.mark.parametrize("offload", [True, False])
+def test_guest_udp_segmentation_arrives_as_uso_super_frame(
+    guest_link_factory: GuestLinkFactory, offload: bool
+) -> None:
+    """With USO negotiated the engine must itself cut UDP_L4 frames into datagrams."""
+    link = guest_link_factory(offload=offload)
+    _pin_gateway(link)
+    link.guest.run([sys.executable, "-c", UDP_GSO_SEND, gw4(link)])
+
+    async def main() -> list[tuple[vn.VirtioNetHeader | None, Packet]]:
+        reader, got = FrameReader(link.tap), []
+        total = 0
+        while total < 10_000:
+            header, packet = await reader.next(lambda h, p: UDP in p and p[UDP].dport == 9998)
+            got.append((header, packet))
+            total += len(packet[UDP].payload)
+        return got
+
+    frames = trio.run(main)
+    payload = b"".join(bytes(p[UDP].payload) for _, p in frames)
+    assert payload == bytes(range(250)) * 40
+    if offload and link.tap.offloads.uso:
+        [(header, _)] = frames
+        assert header is not None and header.gso is vn.GsoType.UDP_L4
+        assert header.gso_size == 1000 and header.needs_csum
+        assert (header.csum_start, header.csum_offset) == (34, 6)
+    else:
+        assert len(frames) == 10
+        assert all(len(p[UDP].payload) == 1000 for _, p in frames)
