@@ -589,12 +589,14 @@ with socket.socket(family, socket.SOCK_DGRAM) as s:
 """
 
 
-@pytest.mark.parametrize("offload", [True, False])
+@pytest.mark.parametrize(("offload", "uso"), [(True, True), (True, False), (False, False)])
 def test_guest_udp_segmentation_arrives_as_uso_super_frame(
-    guest_link_factory: GuestLinkFactory, offload: bool
+    guest_link_factory: GuestLinkFactory, offload: bool, uso: bool
 ) -> None:
     """With USO negotiated the engine must itself cut UDP_L4 frames into datagrams."""
-    link = guest_link_factory(offload=offload)
+    link = guest_link_factory(offload=offload, uso=uso)
+    assert link.tap.offloads.uso == uso
+    assert link.tap.offloads.tso4 == offload
     _pin_gateway(link)
     link.guest.run([sys.executable, "-c", UDP_GSO_SEND, gw4(link)])
 
@@ -610,7 +612,7 @@ def test_guest_udp_segmentation_arrives_as_uso_super_frame(
     frames = trio.run(main)
     payload = b"".join(bytes(p[UDP].payload) for _, p in frames)
     assert payload == bytes(range(250)) * 40
-    if offload and link.tap.offloads.uso:
+    if uso:
         [(header, _)] = frames
         assert header is not None and header.gso is vn.GsoType.UDP_L4
         assert header.gso_size == 1000 and header.needs_csum

@@ -87,6 +87,7 @@ def guest_link_factory(netns_factory: NetnsFactory) -> Iterator[GuestLinkFactory
         env: Iterable[tuple[str, str]] | Mapping[str, str] | None = None,
         *,
         offload: bool = True,
+        uso: bool = True,
         host: Netns | None = None,
     ) -> GuestLink:
         """Build the pair; ``env`` defaults to :func:`default_guest_env` (slot 0)."""
@@ -95,7 +96,7 @@ def guest_link_factory(netns_factory: NetnsFactory) -> Iterator[GuestLinkFactory
         host = host or netns_factory("h")
         guest = netns_factory("g")
         with in_netns(host):
-            tap = TapDevice.open("tnt0", offload=offload)
+            tap = TapDevice.open("tnt0", offload=offload, uso=uso)
         taps.append(tap)
         move_link(host, tap.name, guest, config.iface)
         configure_guest(guest, config)

@@ -76,6 +76,8 @@ _OFFLOAD_LADDER: Final = (
     0,
 )
 
+_USO: Final = TUN_F_USO4 | TUN_F_USO6
+
 # Write failures that mean "this frame cannot go now", as a NIC would drop it:
 # a full queue, no buffer memory, or an interface that is down.
 _DROP_ERRNOS: Final = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO})
@@ -121,12 +123,15 @@ class TapDevice:
     # -- construction --------------------------------------------------------
 
     @classmethod
-    def open(cls, name: str, *, offload: bool = True) -> TapDevice:
+    def open(cls, name: str, *, offload: bool = True, uso: bool = True) -> TapDevice:
         """Create (or attach to) the TAP ``name`` in the calling thread's network namespace.
 
         With ``offload`` the richest offload set the kernel accepts is
         negotiated; if even the vnet header is refused the device falls back
-        to plain frames. An empty ``name`` lets the kernel pick ``tapN``.
+        to plain frames. ``uso=False`` leaves USO out: under USO a guest's
+        UDP_SEGMENT sends arrive as one UDP_L4 super-frame that the reader
+        must cut into datagrams itself. An empty ``name`` lets the kernel
+        pick ``tapN``.
         """
         if len(name.encode()) >= IFNAMSIZ:
             raise ValueError(f"interface name {name!r} is longer than {IFNAMSIZ - 1} bytes")
@@ -147,13 +152,13 @@ class TapDevice:
                 # A kernel or an existing persistent TAP without vnet header support.
                 actual = _set_iff(fd, name, IFF_TAP | IFF_NO_PI)
                 want_vnet = False
-            return cls._configure(fd, actual, vnet=want_vnet, offload=offload)
+            return cls._configure(fd, actual, vnet=want_vnet, offload=offload, uso=uso)
         except BaseException:
             os.close(fd)
             raise
 
     @classmethod
-    def attach(cls, fd: int, *, offload: bool = True) -> TapDevice:
+    def attach(cls, fd: int, *, offload: bool = True, uso: bool = True) -> TapDevice:
         """Take ownership of an already-configured TAP fd (from a parent, a VMM, a test).
 
         Its name and flags are read back with ``TUNGETIFF``. If it was opened
@@ -169,10 +174,10 @@ class TapDevice:
             raise TapError(errno.EINVAL, "TAP fd carries packet-info headers (no IFF_NO_PI)")
         os.set_blocking(fd, False)
         name = raw_name.rstrip(b"\0").decode()
-        return cls._configure(fd, name, vnet=bool(flags & IFF_VNET_HDR), offload=offload)
+        return cls._configure(fd, name, vnet=bool(flags & IFF_VNET_HDR), offload=offload, uso=uso)
 
     @classmethod
-    def _configure(cls, fd: int, name: str, *, vnet: bool, offload: bool) -> TapDevice:
+    def _configure(cls, fd: int, name: str, *, vnet: bool, offload: bool, uso: bool) -> TapDevice:
         if not vnet:
             return cls(fd, name, 0, NO_OFFLOADS)
         fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", virtio_net.HEADER_SIZE))
@@ -183,7 +188,8 @@ class TapDevice:
             if exc.errno not in (errno.EINVAL, errno.ENOTTY):
                 raise
         bits = 0
-        for candidate in _OFFLOAD_LADDER if offload else (0,):
+        ladder = _OFFLOAD_LADDER if uso else tuple(c for c in _OFFLOAD_LADDER if not c & _USO)
+        for candidate in ladder if offload else (0,):
             try:
                 fcntl.ioctl(fd, TUNSETOFFLOAD, candidate)
             except OSError as exc:
