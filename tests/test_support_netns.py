@@ -22,6 +22,7 @@ from tests.support.netns import (
 )
 from trionet.addressing import HostRoutes
 from trionet.config import InterfaceOverrides, NetworkConfig
+from trionet.links.tap import TapDevice
 
 pytestmark = pytest.mark.root
 
@@ -181,3 +182,27 @@ def test_trio_run_inside_a_namespace(netns_factory: NetnsFactory) -> None:
         plain_reached, child_inode = trio.run(main)
     assert not plain_reached
     assert int(child_inode) == _netns_inode() != os.stat(host.path).st_ino
+
+
+def test_leak_snapshot_sees_each_kind_of_leftover(netns_factory: NetnsFactory) -> None:
+    from tests.support.leaks import assert_nothing_left, snapshot
+
+    before = snapshot()
+    assert_nothing_left(before)
+    ns = create_netns("l")
+    fd = os.open("/dev/null", os.O_RDONLY)
+    child = subprocess.Popen(["sleep", "30"])
+    with pytest.raises(AssertionError) as info:
+        assert_nothing_left(before)
+    message = str(info.value)
+    assert ns.name in message and "/dev/null" in message and str(child.pid) in message
+    child.kill()
+    child.wait()
+    os.close(fd)
+    delete_netns(ns)
+    assert_nothing_left(before)
+    tap = TapDevice.open("tntleak0")  # in this (the test's) namespace, briefly
+    with pytest.raises(AssertionError, match="tntleak0"):
+        assert_nothing_left(before)
+    tap.close()
+    assert_nothing_left(before)
