@@ -34,3 +34,7 @@ def require_root() -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") is not None:
         require_root()
+
+
+# Namespace and real-guest fixtures (netns_factory, guest_link_factory).
+pytest_plugins = ["tests.support.fixtures"]

@@ -1,0 +1,1 @@
+"""Test helpers shared by the real-guest tests: network namespaces, guest setup."""
