@@ -1,0 +1,209 @@
+"""EngineCore: the one place where the sans-IO stack meets Trio.
+
+Every interaction with the stack follows the same shape: call it
+synchronously with the current time, then :meth:`EngineCore.flush`, which
+hands the frames it produced to the backend, turns its events into task
+wake-ups or new tasks, and moves the single timer's deadline if the stack now
+needs attention sooner. No other module touches the stack directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Awaitable, Callable, Iterable
+
+import trio
+
+from trionet.addressing import GuestAddressing
+from trionet.engine.backend import FrameBackend
+from trionet.engine.metrics import EngineCounters
+from trionet.engine.policy import FlowPolicy, NewFlow
+from trionet.stack.flows import (
+    EchoRequested,
+    FlowKey,
+    TcpActivity,
+    TcpConnectionGone,
+    TcpConnectRequested,
+    UdpReceived,
+)
+from trionet.stack.interface import RefuseReason, Stack, TcpStatus
+
+__all__ = ["EngineCore"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class EngineCore:
+    """Owns the stack, its timer and the per-connection wake-ups."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        addressing: GuestAddressing,
+        counters: EngineCounters,
+        policy: FlowPolicy,
+    ) -> None:
+        self.stack = stack
+        self.addressing = addressing
+        self.counters = counters
+        self.policy = policy
+        self.backend = FrameBackend(self.ingest, counters)
+        self._waiters: dict[FlowKey, trio.Event] = {}
+        self._timer_scope: trio.CancelScope | None = None
+        self._flows: trio.Nursery | None = None
+        # Set by the relays at start-up; see trionet.engine.network.
+        self.on_tcp_connect: Callable[[FlowKey], Awaitable[None]] | None = None
+        self.on_udp: Callable[[UdpReceived], None] | None = None
+        self.on_echo: Callable[[EchoRequested], None] | None = None
+
+    # -- running -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the stack's timer and host the per-flow tasks until cancelled."""
+        async with trio.open_nursery() as flows:
+            self._flows = flows
+            flows.start_soon(self._run_timer)
+            task_status.started()
+
+    def start_flow_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        assert self._flows is not None, "EngineCore.run() is not running"
+        self._flows.start_soon(fn, *args)
+
+    async def _run_timer(self) -> None:
+        # One timer for the whole stack: sleep until its earliest deadline;
+        # flush() pulls the deadline in whenever the stack needs us sooner.
+        while True:
+            deadline = self.stack.next_deadline()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            self.stack.poll(trio.current_time())
+            self.flush()
+
+    def shutdown(self) -> None:
+        """Reset every guest connection and flush the RSTs (engine teardown)."""
+        self.stack.abort_all(trio.current_time())
+        self.flush()
+        for event in self._waiters.values():
+            event.set()
+        self._waiters.clear()
+
+    # -- frames in and out -----------------------------------------------------
+
+    def ingest(self, frames: Iterable[bytes | memoryview], checksum_valid: bool) -> None:
+        now = trio.current_time()
+        receive = self.stack.receive_frame
+        for frame in frames:
+            receive(frame, now, checksum_valid)
+        self.flush()
+
+    def flush(self) -> None:
+        stack = self.stack
+        frames = stack.take_frames()
+        if frames:
+            self.backend.deliver(frames)
+        for event in stack.take_events():
+            if isinstance(event, TcpActivity | TcpConnectionGone):
+                self.tcp_wake(event.key)
+            elif isinstance(event, TcpConnectRequested):
+                if self.on_tcp_connect is None or self._flows is None:
+                    stack.tcp_refuse(event.key, trio.current_time(), RefuseReason.REFUSED)
+                else:
+                    self._flows.start_soon(self.on_tcp_connect, event.key)
+            elif isinstance(event, UdpReceived):
+                if self.on_udp is not None:
+                    self.on_udp(event)
+            elif self.on_echo is not None:
+                self.on_echo(event)
+        # Frames provoked while handling events (refusals) go out now too.
+        frames = stack.take_frames()
+        if frames:
+            self.backend.deliver(frames)
+        scope = self._timer_scope
+        if scope is not None:
+            deadline = stack.next_deadline()
+            if deadline is not None and deadline < scope.deadline:
+                scope.deadline = deadline
+
+    # -- flows -------------------------------------------------------------------
+
+    def describe(self, key: FlowKey, protocol: str) -> NewFlow:
+        """Classify a flow by destination, for the policy and for dialling."""
+        guest = ipaddress.ip_address(key.guest_addr)
+        destination = ipaddress.ip_address(key.remote_addr)
+        return NewFlow(
+            protocol=protocol,
+            guest=guest,
+            guest_port=key.guest_port,
+            destination=destination,
+            destination_port=key.remote_port,
+            to_host=self.is_gateway(destination),
+        )
+
+    def is_gateway(self, address: IPAddress) -> bool:
+        a = self.addressing
+        if a.ipv4 is not None and address == a.ipv4.gateway:
+            return True
+        return a.ipv6 is not None and address in (a.ipv6.gateway, a.ipv6.gateway_link_local)
+
+    @staticmethod
+    def host_target(flow: NewFlow) -> IPAddress:
+        """Where to dial on the host: the gateway stands for the host's loopback."""
+        if flow.to_host:
+            if flow.destination.version == 4:
+                return ipaddress.IPv4Address("127.0.0.1")
+            return ipaddress.IPv6Address("::1")
+        return flow.destination
+
+    # -- TCP connections, for GuestTcpStream and the relays ---------------------------
+
+    def tcp_accept(self, key: FlowKey) -> bool:
+        accepted = self.stack.tcp_accept(key, trio.current_time())
+        self.flush()
+        if accepted:
+            self.counters.connections_opened += 1
+        return accepted
+
+    def tcp_refuse(self, key: FlowKey, reason: RefuseReason) -> None:
+        self.stack.tcp_refuse(key, trio.current_time(), reason)
+        self.counters.connections_refused += 1
+        self.flush()
+
+    def tcp_status(self, key: FlowKey) -> TcpStatus:
+        return self.stack.tcp_status(key)
+
+    def tcp_read(self, key: FlowKey, max_bytes: int) -> bytes:
+        data = self.stack.tcp_read(key, max_bytes, trio.current_time())
+        self.flush()
+        return data
+
+    def tcp_send(self, key: FlowKey, data: memoryview) -> int:
+        taken = self.stack.tcp_send(key, data, trio.current_time())
+        self.flush()
+        return taken
+
+    def tcp_shutdown(self, key: FlowKey) -> None:
+        self.stack.tcp_shutdown(key, trio.current_time())
+        self.flush()
+
+    def tcp_abort(self, key: FlowKey) -> None:
+        if self.stack.tcp_abort(key, trio.current_time()):
+            self.counters.connections_reset += 1
+        self.flush()
+
+    def tcp_release(self, key: FlowKey) -> None:
+        self.stack.tcp_release(key, trio.current_time())
+        self.flush()
+
+    async def tcp_wait(self, key: FlowKey) -> None:
+        event = self._waiters.get(key)
+        if event is None:
+            event = self._waiters[key] = trio.Event()
+        await event.wait()
+
+    def tcp_wake(self, key: FlowKey) -> None:
+        event = self._waiters.pop(key, None)
+        if event is not None:
+            event.set()

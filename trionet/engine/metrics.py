@@ -1,0 +1,77 @@
+"""Byte and event counters, and the handle embedders read them through."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+__all__ = ["EngineCounters", "MetricsHandle"]
+
+
+class EngineCounters:
+    """Mutable counters owned by one engine. Only the engine writes them."""
+
+    __slots__ = (
+        "connections_opened",
+        "connections_refused",
+        "connections_reset",
+        "dropped",
+        "rx_bytes",
+        "rx_frames",
+        "tx_bytes",
+        "tx_frames",
+        "udp_flows_evicted",
+        "udp_flows_opened",
+    )
+
+    def __init__(self) -> None:
+        #: guest -> engine Ethernet bytes at the backend boundary
+        self.tx_bytes = 0
+        self.tx_frames = 0
+        #: engine -> guest Ethernet bytes at the backend boundary
+        self.rx_bytes = 0
+        self.rx_frames = 0
+        self.connections_opened = 0
+        self.connections_refused = 0
+        self.connections_reset = 0
+        self.udp_flows_opened = 0
+        self.udp_flows_evicted = 0
+        #: frames the engine itself dropped, by reason (the stack counts its own)
+        self.dropped: Counter[str] = Counter()
+
+
+class MetricsHandle:
+    """Read-only view for embedders; cheap to copy and to call."""
+
+    def __init__(
+        self, counters: EngineCounters, stack_drops: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self._counters = counters
+        self._stack_drops = stack_drops
+
+    def tx_bytes(self) -> int:
+        """Ethernet bytes the guest sent (frames accepted at the backend)."""
+        return self._counters.tx_bytes
+
+    def rx_bytes(self) -> int:
+        """Ethernet bytes delivered towards the guest."""
+        return self._counters.rx_bytes
+
+    def snapshot(self) -> dict[str, object]:
+        """All counters at once, as plain data (for logs and dashboards)."""
+        c = self._counters
+        dropped: Counter[str] = Counter(c.dropped)
+        dropped.update(self._stack_drops())
+        return {
+            "tx_bytes": c.tx_bytes,
+            "rx_bytes": c.rx_bytes,
+            "tx_frames": c.tx_frames,
+            "rx_frames": c.rx_frames,
+            "dropped": dict(sorted(dropped.items())),
+            "connections": {
+                "opened": c.connections_opened,
+                "refused": c.connections_refused,
+                "reset": c.connections_reset,
+            },
+            "udp_flows": {"opened": c.udp_flows_opened, "evicted": c.udp_flows_evicted},
+        }

@@ -1,0 +1,134 @@
+"""Guest UDP flows relayed through connected host UDP sockets.
+
+One host socket per (guest address/port, destination address/port): the
+kernel then filters replies to that peer for us, and replies go back to the
+guest with the original destination as their source. A flow lives while
+traffic passes in either direction and expires after ``idle_timeout``; the
+number of flows is capped, evicting the least recently used.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections import OrderedDict
+
+import trio
+
+from trionet.engine.core import EngineCore
+from trionet.engine.policy import Verdict
+from trionet.stack.flows import FlowKey, UdpReceived
+
+__all__ = ["UdpRelay"]
+
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_MAX_FLOWS = 1024
+MAX_DATAGRAM = 65535
+
+
+class _UdpFlow:
+    __slots__ = ("scope", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.scope = trio.CancelScope()
+
+
+class UdpRelay:
+    def __init__(
+        self,
+        core: EngineCore,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+    ) -> None:
+        self._core = core
+        self._idle_timeout = idle_timeout
+        self._max_flows = max_flows
+        self._flows: OrderedDict[FlowKey, _UdpFlow] = OrderedDict()
+        core.on_udp = self.on_datagram
+
+    @property
+    def flow_count(self) -> int:
+        return len(self._flows)
+
+    def on_datagram(self, event: UdpReceived) -> None:
+        core = self._core
+        key = event.key
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = self._open(key)
+            if flow is None:
+                return
+        else:
+            self._flows.move_to_end(key)
+        flow.scope.deadline = trio.current_time() + self._idle_timeout
+        try:
+            flow.sock.send(event.payload)
+        except BlockingIOError:
+            core.counters.dropped["udp_host_buffer_full"] += 1
+        except OSError as exc:
+            # An earlier ICMP error may surface on this send instead of recv.
+            self._reflect_error(key, exc, event.payload)
+
+    def _open(self, key: FlowKey) -> _UdpFlow | None:
+        core = self._core
+        flow_desc = core.describe(key, "udp")
+        if core.policy(flow_desc) is not Verdict.ALLOW:
+            core.counters.dropped["policy"] += 1
+            return None
+        target = core.host_target(flow_desc)
+        family = socket.AF_INET if target.version == 4 else socket.AF_INET6
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect((str(target), key.remote_port))
+        except OSError as exc:
+            sock.close()
+            self._reflect_error(key, exc, b"")
+            return None
+        while len(self._flows) >= self._max_flows:
+            _, oldest = self._flows.popitem(last=False)
+            oldest.scope.cancel()
+            core.counters.udp_flows_evicted += 1
+        flow = _UdpFlow(sock)
+        self._flows[key] = flow
+        core.counters.udp_flows_opened += 1
+        core.start_flow_task(self._receive_loop, key, flow)
+        return flow
+
+    async def _receive_loop(self, key: FlowKey, flow: _UdpFlow) -> None:
+        core = self._core
+        sock = flow.sock
+        try:
+            with flow.scope:
+                while True:
+                    await trio.lowlevel.wait_readable(sock)
+                    try:
+                        data = sock.recv(MAX_DATAGRAM)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        self._reflect_error(key, exc, b"")
+                        continue
+                    flow.scope.deadline = trio.current_time() + self._idle_timeout
+                    if self._flows.get(key) is flow:
+                        self._flows.move_to_end(key)
+                    core.stack.udp_send(key, data, trio.current_time())
+                    core.flush()
+        finally:
+            if self._flows.get(key) is flow:
+                del self._flows[key]
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+    def _reflect_error(self, key: FlowKey, exc: OSError, payload: bytes) -> None:
+        core = self._core
+        if exc.errno == errno.ECONNREFUSED:
+            core.stack.udp_unreachable(key, payload, trio.current_time(), port=True)
+        elif exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            core.stack.udp_unreachable(key, payload, trio.current_time(), port=False)
+        else:
+            core.counters.dropped["udp_host_error"] += 1
+            return
+        core.flush()

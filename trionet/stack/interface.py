@@ -1,0 +1,538 @@
+"""The gateway's network interface, as a sans-IO object.
+
+:class:`Stack` plays the gateway a guest sees on its one link: it answers ARP
+and NDP for the gateway's addresses, answers pings to the gateway, and
+demultiplexes everything else into TCP connections (terminated here, see
+:mod:`trionet.stack.tcp_table`), UDP datagrams and pings for the engine to
+relay. It is fed frames and the current time, and produces frames for the
+guest and :mod:`events <trionet.stack.flows>` for the engine. It never
+blocks, never reads a clock and never raises on guest input: every frame it
+cannot use is dropped and counted in :attr:`Stack.drops` under a reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass
+
+from trionet.stack.flows import EchoRequested, FlowKey, StackEvent, UdpReceived
+from trionet.stack.reassembly import Reassembler
+from trionet.stack.tcp_table import RefuseReason, TcpStatus, TcpTable
+from trionet.wire import ParseError
+from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
+from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
+from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_ethernet
+from trionet.wire.frames import build_arp_frame, build_ipv4_frame, build_ipv6_frame
+from trionet.wire.icmpv4 import (
+    CODE_HOST_UNREACHABLE,
+    CODE_PORT_UNREACHABLE,
+    Icmpv4DestUnreachable,
+    Icmpv4Echo,
+    Icmpv4TimeExceeded,
+    icmpv4_quote,
+    parse_icmpv4,
+)
+from trionet.wire.icmpv6 import (
+    Icmpv6DestUnreachable,
+    Icmpv6Echo,
+    Icmpv6TimeExceeded,
+    NeighborAdvertisement,
+    NeighborSolicitation,
+    icmpv6_quote,
+    parse_icmpv6,
+)
+from trionet.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Ipv4Header, parse_ipv4
+from trionet.wire.ipv6 import NEXT_HEADER_ICMPV6, Ipv6Fragment, Ipv6Header, parse_ipv6
+from trionet.wire.tcp import parse_tcp
+from trionet.wire.udp import UdpHeader, parse_udp
+
+__all__ = ["RefuseReason", "Stack", "StackParams", "TcpStatus"]
+
+_BROADCAST_MAC = b"\xff" * 6
+_ALL_NODES_V6 = bytes.fromhex("ff020000000000000000000000000001")
+_UNSPECIFIED_V6 = bytes(16)
+_ICMPV6_PORT_UNREACHABLE = 4
+_ICMPV6_ADDRESS_UNREACHABLE = 3
+_ETHERNET_LEN = 14
+
+
+@dataclass(frozen=True, slots=True)
+class StackParams:
+    """The gateway's identity and limits (addresses as packed bytes)."""
+
+    guest_mac: bytes
+    gateway_mac: bytes
+    mtu: int
+    gateway_ipv4: bytes | None
+    guest_ipv4: bytes | None
+    gateway_ipv6: bytes | None
+    gateway_ipv6_link_local: bytes | None
+    guest_ipv6: bytes | None
+    max_connections: int
+    isn_secret: bytes
+
+
+class _Version(enum.IntEnum):
+    V4 = 4
+    V6 = 6
+
+
+class Stack:
+    """One guest link's gateway. See the module docstring."""
+
+    def __init__(self, params: StackParams) -> None:
+        self.params = params
+        #: frames dropped, by reason
+        self.drops: Counter[str] = Counter()
+        self._frames: list[bytes] = []
+        self._events: list[StackEvent] = []
+        self._reassembly = Reassembler(self.drops)
+        self._gateways_v6 = {
+            a for a in (params.gateway_ipv6, params.gateway_ipv6_link_local) if a is not None
+        }
+        self.tcp = TcpTable(params, self._frames, self._events, self.drops)
+
+    # -- output ---------------------------------------------------------------
+
+    def take_frames(self) -> list[bytes]:
+        """Frames for the guest produced since the last call, in order."""
+        frames = self._frames[:]
+        self._frames.clear()
+        return frames
+
+    def take_events(self) -> list[StackEvent]:
+        events = self._events[:]
+        self._events.clear()
+        return events
+
+    # -- time -------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.tcp.next_deadline(), self._reassembly.next_deadline()) if d]
+        return min(deadlines) if deadlines else None
+
+    def poll(self, now: float) -> None:
+        """Run every timer due at ``now``."""
+        self.tcp.poll(now)
+        self._reassembly.expire(now)
+
+    # -- input ------------------------------------------------------------------
+
+    def receive_frame(
+        self, frame: bytes | memoryview, now: float, checksum_valid: bool = False
+    ) -> None:
+        """Process one Ethernet frame from the guest.
+
+        ``checksum_valid`` means the link vouches for the transport checksum
+        (virtio-net NEEDS_CSUM / DATA_VALID), so it is not verified.
+        """
+        try:
+            eth, payload = parse_ethernet(frame)
+            if eth.vlan_tci is not None:
+                self.drops["unsupported_vlan"] += 1
+                return
+            if eth.dst != self.params.gateway_mac and not eth.dst[0] & 1:
+                self.drops["not_for_gateway"] += 1
+                return
+            ethertype = eth.ethertype
+            if ethertype == ETHERTYPE_IPV4:
+                self._ipv4(payload, now, checksum_valid)
+            elif ethertype == ETHERTYPE_IPV6:
+                self._ipv6(payload, now, checksum_valid)
+            elif ethertype == ETHERTYPE_ARP:
+                self._arp(payload)
+            else:
+                self.drops["unsupported_ethertype"] += 1
+        except ParseError:
+            self.drops["malformed"] += 1
+
+    def _arp(self, payload: memoryview) -> None:
+        packet = parse_arp(payload)
+        gateway = self.params.gateway_ipv4
+        if packet.operation != ArpOperation.REQUEST:
+            return  # replies and gratuitous announcements need no answer
+        if gateway is None or packet.target_ip != gateway:
+            self.drops["arp_not_for_gateway"] += 1
+            return
+        reply = ArpPacket(
+            ArpOperation.REPLY,
+            self.params.gateway_mac,
+            gateway,
+            packet.sender_mac,
+            packet.sender_ip,
+        )
+        self._frames.append(
+            bytes(build_arp_frame(self.params.gateway_mac, packet.sender_mac, reply))
+        )
+
+    # -- IPv4 -------------------------------------------------------------------
+
+    def _ipv4(self, payload: memoryview, now: float, checksum_valid: bool) -> None:
+        params = self.params
+        if params.guest_ipv4 is None:
+            self.drops["ipv4_inactive"] += 1
+            return
+        ip, body = parse_ipv4(payload)
+        if ip.src != params.guest_ipv4:
+            self.drops["bad_source"] += 1
+            return
+        dst = ip.dst
+        if dst[0] >= 224 or dst == b"\x00\x00\x00\x00":
+            self.drops["unsupported_destination"] += 1  # multicast, broadcast, this-host
+            return
+        if ip.ttl <= 1 and dst != params.gateway_ipv4:
+            self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
+            return
+        protocol = ip.protocol
+        if ip.is_fragment:
+            if protocol != PROTO_UDP:
+                self.drops["unsupported_fragment"] += 1
+                return
+            whole = self._reassembly.add(
+                (4, ip.src, dst, ip.ident, protocol),
+                ip.frag_offset,
+                ip.more_fragments,
+                body,
+                now,
+            )
+            if whole is None:
+                return
+            body = memoryview(whole)
+        if protocol == PROTO_TCP:
+            pseudo = (
+                None if checksum_valid else pseudo_header_v4(ip.src, dst, PROTO_TCP, len(body))
+            )
+            header, data = parse_tcp(body, pseudo)
+            self.tcp.segment_in(
+                FlowKey(4, ip.src, header.src_port, dst, header.dst_port), header, data, now
+            )
+        elif protocol == PROTO_UDP:
+            pseudo = (
+                None if checksum_valid else pseudo_header_v4(ip.src, dst, PROTO_UDP, len(body))
+            )
+            udp, data = parse_udp(body, pseudo)
+            self._events.append(
+                UdpReceived(FlowKey(4, ip.src, udp.src_port, dst, udp.dst_port), bytes(data))
+            )
+        elif protocol == PROTO_ICMP:
+            message, data = parse_icmpv4(body)
+            if not isinstance(message, Icmpv4Echo) or not message.request:
+                self.drops["icmp_ignored"] += 1
+                return
+            if dst == params.gateway_ipv4:
+                self._frames.append(self._v4_frame(dst, message.reply(), data))
+            else:
+                self._events.append(
+                    EchoRequested(4, ip.src, dst, message.ident, message.seq, bytes(data), ip.ttl)
+                )
+        else:
+            self.drops["unsupported_protocol"] += 1
+
+    def _v4_frame(self, src: bytes, transport: object, payload: bytes | memoryview) -> bytes:
+        params = self.params
+        assert params.guest_ipv4 is not None
+        header = build_ipv4_frame(
+            params.gateway_mac,
+            params.guest_mac,
+            src,
+            params.guest_ipv4,
+            transport,  # type: ignore[arg-type]
+            payload=payload,
+        )
+        header += payload
+        return bytes(header)
+
+    def _icmpv4_error(
+        self, message: object, ip: Ipv4Header, body: memoryview, *, src: bytes | None
+    ) -> None:
+        if src is None:
+            return
+        quoted = icmpv4_quote(ip.to_bytes() + bytes(body))
+        self._frames.append(self._v4_frame(src, message, quoted))
+
+    # -- IPv6 -------------------------------------------------------------------
+
+    def _ipv6(self, payload: memoryview, now: float, checksum_valid: bool) -> None:
+        params = self.params
+        if params.guest_ipv6 is None:
+            self.drops["ipv6_inactive"] += 1
+            return
+        ip, body = parse_ipv6(payload)
+        src, dst = ip.src, ip.dst
+        next_header = ip.next_header
+        if next_header == NEXT_HEADER_ICMPV6:
+            if ip.fragment is not None:
+                self.drops["unsupported_fragment"] += 1
+                return
+            self._icmpv6(ip, body)
+            return
+        if src != params.guest_ipv6 and src[:2] != b"\xfe\x80":
+            self.drops["bad_source"] += 1
+            return
+        if dst[0] == 0xFF or dst == _UNSPECIFIED_V6:
+            self.drops["unsupported_destination"] += 1
+            return
+        if ip.hop_limit <= 1 and dst not in self._gateways_v6:
+            self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
+            return
+        if ip.fragment is not None:
+            if next_header != PROTO_UDP:
+                self.drops["unsupported_fragment"] += 1
+                return
+            whole = self._reassembly.add(
+                (6, src, dst, ip.fragment.ident, next_header),
+                ip.fragment.offset,
+                ip.fragment.more,
+                body,
+                now,
+            )
+            if whole is None:
+                return
+            body = memoryview(whole)
+        if next_header == PROTO_TCP:
+            pseudo = None if checksum_valid else pseudo_header_v6(src, dst, PROTO_TCP, len(body))
+            header, data = parse_tcp(body, pseudo)
+            self.tcp.segment_in(
+                FlowKey(6, src, header.src_port, dst, header.dst_port), header, data, now
+            )
+        elif next_header == PROTO_UDP:
+            pseudo = None if checksum_valid else pseudo_header_v6(src, dst, PROTO_UDP, len(body))
+            udp, data = parse_udp(body, pseudo, zero_checksum_ok=False)
+            self._events.append(
+                UdpReceived(FlowKey(6, src, udp.src_port, dst, udp.dst_port), bytes(data))
+            )
+        else:
+            self.drops["unsupported_protocol"] += 1
+
+    def _icmpv6(self, ip: Ipv6Header, body: memoryview) -> None:
+        params = self.params
+        message, data = parse_icmpv6(
+            body, pseudo_header_v6(ip.src, ip.dst, NEXT_HEADER_ICMPV6, len(body))
+        )
+        if isinstance(message, NeighborSolicitation):
+            if ip.hop_limit != 255 or message.target not in self._gateways_v6:
+                self.drops["ndp_ignored"] += 1
+                return
+            # From "::" (duplicate address detection) the answer goes to all nodes.
+            unspecified = ip.src == _UNSPECIFIED_V6
+            advert = NeighborAdvertisement(
+                message.target,
+                router=True,
+                solicited=not unspecified,
+                override=True,
+                target_lladdr=params.gateway_mac,
+            )
+            dst = _ALL_NODES_V6 if unspecified else ip.src
+            dst_mac = (
+                b"\x33\x33\x00\x00\x00\x01"
+                if unspecified
+                else (message.source_lladdr or params.guest_mac)
+            )
+            self._frames.append(
+                self._v6_frame(message.target, dst, advert, b"", hop_limit=255, dst_mac=dst_mac)
+            )
+            return
+        if isinstance(message, Icmpv6Echo) and message.request:
+            if ip.src != params.guest_ipv6 and ip.src[:2] != b"\xfe\x80":
+                self.drops["bad_source"] += 1
+                return
+            if ip.dst in self._gateways_v6:
+                self._frames.append(self._v6_frame(ip.dst, ip.src, message.reply(), data))
+            elif ip.dst[0] == 0xFF:
+                self.drops["unsupported_destination"] += 1
+            else:
+                self._events.append(
+                    EchoRequested(
+                        6, ip.src, ip.dst, message.ident, message.seq, bytes(data), ip.hop_limit
+                    )
+                )
+            return
+        self.drops["icmp_ignored"] += 1
+
+    def _v6_frame(
+        self,
+        src: bytes,
+        dst: bytes,
+        transport: object,
+        payload: bytes | memoryview,
+        *,
+        hop_limit: int = 64,
+        dst_mac: bytes | None = None,
+    ) -> bytes:
+        params = self.params
+        header = build_ipv6_frame(
+            params.gateway_mac,
+            dst_mac or params.guest_mac,
+            src,
+            dst,
+            transport,  # type: ignore[arg-type]
+            payload=payload,
+            hop_limit=hop_limit,
+        )
+        header += payload
+        return bytes(header)
+
+    def _icmpv6_error(self, message: object, ip: Ipv6Header, body: memoryview, dst: bytes) -> None:
+        src = self.params.gateway_ipv6
+        if src is None:
+            return
+        original = Ipv6Header(ip.src, ip.dst, ip.next_header, len(body), ip.hop_limit).to_bytes()
+        quoted = icmpv6_quote(original + bytes(body))
+        self._frames.append(self._v6_frame(src, dst, message, quoted))
+
+    # -- UDP and ICMP from the engine ---------------------------------------------------
+
+    def udp_send(self, key: FlowKey, payload: bytes, now: float) -> None:
+        """A datagram from ``key``'s remote end to the guest, fragmented to the MTU."""
+        udp = UdpHeader(key.remote_port, key.guest_port)
+        if key.version == 4:
+            self._udp_v4(key, udp, payload)
+        else:
+            self._udp_v6(key, udp, payload)
+
+    def _udp_v4(self, key: FlowKey, udp: UdpHeader, payload: bytes) -> None:
+        params = self.params
+        if len(payload) + 28 <= params.mtu:
+            self._frames.append(self._v4_frame(key.remote_addr, udp, payload))
+            return
+        # Too big for the link: build the whole datagram, then cut it into
+        # fragments whose payloads are multiples of 8 bytes.
+        datagram = udp.to_bytes(
+            payload, pseudo_header_v4(key.remote_addr, key.guest_addr, PROTO_UDP, len(payload) + 8)
+        )
+        self._fragment_v4(key.remote_addr, PROTO_UDP, datagram)
+
+    def _fragment_v4(self, src: bytes, protocol: int, datagram: bytes) -> None:
+        params = self.params
+        assert params.guest_ipv4 is not None
+        step = (params.mtu - 20) & ~7
+        ident = self._next_ident()
+        view = memoryview(datagram)
+        for offset in range(0, len(datagram), step):
+            piece = view[offset : offset + step]
+            more = offset + step < len(datagram)
+            header = Ipv4Header(
+                src, params.guest_ipv4, protocol, len(piece), 64, ident, False, more, offset
+            )
+            frame = bytearray(_ETHERNET_LEN + 20)
+            frame[0:6] = params.guest_mac
+            frame[6:12] = params.gateway_mac
+            frame[12:14] = b"\x08\x00"
+            header.emit_into(frame, _ETHERNET_LEN)
+            frame += piece
+            self._frames.append(bytes(frame))
+
+    def _udp_v6(self, key: FlowKey, udp: UdpHeader, payload: bytes) -> None:
+        params = self.params
+        if len(payload) + 48 <= params.mtu:
+            self._frames.append(self._v6_frame(key.remote_addr, key.guest_addr, udp, payload))
+            return
+        datagram = udp.to_bytes(
+            payload, pseudo_header_v6(key.remote_addr, key.guest_addr, PROTO_UDP, len(payload) + 8)
+        )
+        step = (params.mtu - 48) & ~7
+        ident = self._next_ident()
+        view = memoryview(datagram)
+        for offset in range(0, len(datagram), step):
+            piece = view[offset : offset + step]
+            header = Ipv6Header(
+                key.remote_addr,
+                key.guest_addr,
+                PROTO_UDP,
+                len(piece),
+                64,
+                fragment=Ipv6Fragment(ident, offset, offset + step < len(datagram)),
+            )
+            frame = bytearray(_ETHERNET_LEN)
+            frame[0:6] = params.guest_mac
+            frame[6:12] = params.gateway_mac
+            frame[12:14] = b"\x86\xdd"
+            frame += header.to_bytes()
+            frame += piece
+            self._frames.append(bytes(frame))
+
+    _ident = 0
+
+    def _next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def udp_unreachable(self, key: FlowKey, payload: bytes, now: float, *, port: bool) -> None:
+        """Tell the guest its datagram for ``key`` could not be delivered."""
+        udp = UdpHeader(key.guest_port, key.remote_port)
+        if key.version == 4:
+            datagram = udp.to_bytes(
+                payload,
+                pseudo_header_v4(key.guest_addr, key.remote_addr, PROTO_UDP, len(payload) + 8),
+            )
+            ip = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
+            code = CODE_PORT_UNREACHABLE if port else CODE_HOST_UNREACHABLE
+            self._icmpv4_error(
+                Icmpv4DestUnreachable(code), ip, memoryview(datagram), src=key.remote_addr
+            )
+        else:
+            datagram = udp.to_bytes(
+                payload,
+                pseudo_header_v6(key.guest_addr, key.remote_addr, PROTO_UDP, len(payload) + 8),
+            )
+            ip6 = Ipv6Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
+            code = _ICMPV6_PORT_UNREACHABLE if port else _ICMPV6_ADDRESS_UNREACHABLE
+            original = ip6.to_bytes() + datagram
+            self._frames.append(
+                self._v6_frame(
+                    key.remote_addr,
+                    key.guest_addr,
+                    Icmpv6DestUnreachable(code),
+                    icmpv6_quote(original),
+                )
+            )
+
+    def echo_reply(self, request: EchoRequested, payload: bytes, now: float) -> None:
+        """The remote answered the guest's ping: forward the reply with its id restored."""
+        if request.version == 4:
+            self._frames.append(
+                self._v4_frame(
+                    request.remote_addr,
+                    Icmpv4Echo(False, request.ident, request.sequence),
+                    payload,
+                )
+            )
+        else:
+            self._frames.append(
+                self._v6_frame(
+                    request.remote_addr,
+                    request.guest_addr,
+                    Icmpv6Echo(False, request.ident, request.sequence),
+                    payload,
+                )
+            )
+
+    # -- TCP, delegated ------------------------------------------------------------------
+
+    def tcp_accept(self, key: FlowKey, now: float) -> bool:
+        return self.tcp.accept(key, now)
+
+    def tcp_refuse(self, key: FlowKey, now: float, reason: RefuseReason) -> None:
+        self.tcp.refuse(key, now, reason)
+
+    def tcp_status(self, key: FlowKey) -> TcpStatus:
+        return self.tcp.status(key)
+
+    def tcp_read(self, key: FlowKey, max_bytes: int, now: float) -> bytes:
+        return self.tcp.read(key, max_bytes, now)
+
+    def tcp_send(self, key: FlowKey, data: memoryview, now: float) -> int:
+        return self.tcp.send(key, data, now)
+
+    def tcp_shutdown(self, key: FlowKey, now: float) -> None:
+        self.tcp.shutdown(key, now)
+
+    def tcp_abort(self, key: FlowKey, now: float) -> bool:
+        return self.tcp.abort(key, now)
+
+    def tcp_release(self, key: FlowKey, now: float) -> None:
+        self.tcp.release(key, now)
+
+    def abort_all(self, now: float) -> None:
+        self.tcp.abort_all(now)

@@ -1,0 +1,361 @@
+"""The table of guest TCP connections, and the SYNs waiting for a decision.
+
+A guest SYN for a new flow is parked in ``pending`` while the engine asks the
+policy and dials the host; only then does :meth:`TcpTable.accept` create the
+connection (answering SYN-ACK) or :meth:`TcpTable.refuse` answer RST or ICMP
+unreachable. Retransmitted SYNs for a parked flow are absorbed.
+
+Timers: each connection has at most one deadline; a heap of (deadline, key)
+with lazy deletion finds the earliest without scanning every connection, so
+10,000 idle connections cost nothing per frame.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from trionet.stack.flows import (
+    FlowKey,
+    StackEvent,
+    TcpActivity,
+    TcpConnectionGone,
+    TcpConnectRequested,
+)
+from trionet.tcp.config import TcpConfig
+from trionet.tcp.connection import TcpConnection, TcpState, TcpStateError, reset_for
+from trionet.tcp.events import Closed, ConnectionReset
+from trionet.tcp.isn import IsnGenerator
+from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
+from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame
+from trionet.wire.icmpv4 import (
+    CODE_ADMIN_PROHIBITED,
+    CODE_HOST_UNREACHABLE,
+    Icmpv4DestUnreachable,
+    icmpv4_quote,
+)
+from trionet.wire.icmpv6 import Icmpv6DestUnreachable, icmpv6_quote
+from trionet.wire.ipv4 import PROTO_TCP, Ipv4Header
+from trionet.wire.ipv6 import Ipv6Header
+from trionet.wire.tcp import TcpFlags, TcpHeader
+
+if TYPE_CHECKING:
+    from trionet.stack.interface import StackParams
+
+__all__ = ["RefuseReason", "TcpStatus", "TcpTable"]
+
+_ICMPV6_ADMIN_PROHIBITED = 1
+_ICMPV6_ADDRESS_UNREACHABLE = 3
+_SYN = TcpFlags.SYN
+_ACK = TcpFlags.ACK
+_RST = TcpFlags.RST
+
+
+class RefuseReason(enum.Enum):
+    """How the engine turns down a parked SYN."""
+
+    #: The host refused the connect: RST, so the guest fails at once.
+    REFUSED = "refused"
+    #: Unreachable or timed out: ICMP unreachable, so the guest can fall back.
+    UNREACHABLE = "unreachable"
+    #: Policy said no: ICMP administratively prohibited.
+    PROHIBITED = "prohibited"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpStatus:
+    """A connection's state as a stream sees it."""
+
+    readable: int
+    #: the peer finished (FIN) and everything before it has been read
+    at_eof: bool
+    send_space: int
+    #: why the connection can no longer carry data, or None while it can
+    error: str | None
+
+
+class _Entry:
+    __slots__ = ("conn", "deadline", "error", "orphan")
+
+    def __init__(self, conn: TcpConnection) -> None:
+        self.conn = conn
+        self.deadline: float | None = None
+        #: why the connection was reset, once it was
+        self.error: str | None = None
+        #: the application closed its side; data still arriving is discarded
+        self.orphan = False
+
+
+class TcpTable:
+    def __init__(
+        self,
+        params: StackParams,
+        frames: list[bytes],
+        events: list[StackEvent],
+        drops: Counter[str],
+    ) -> None:
+        self._params = params
+        self._frames = frames
+        self._events = events
+        self._drops = drops
+        self._connections: dict[FlowKey, _Entry] = {}
+        self._pending: dict[FlowKey, TcpHeader] = {}
+        #: connections that ended while a stream still refers to them: key -> (graceful, reason)
+        self._gone: dict[FlowKey, tuple[bool, str]] = {}
+        self._timers: list[tuple[float, FlowKey]] = []
+        self._isn = IsnGenerator(params.isn_secret)
+        self._config_v4 = TcpConfig(mss=params.mtu - 40, default_peer_mss=536)
+        self._config_v6 = TcpConfig(mss=params.mtu - 60, default_peer_mss=1220)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- segments from the guest -------------------------------------------------------
+
+    def segment_in(self, key: FlowKey, header: TcpHeader, payload: memoryview, now: float) -> None:
+        entry = self._connections.get(key)
+        if entry is not None:
+            entry.conn.receive_segment(header, payload, now)
+            self._service(key, entry, now)
+            return
+        flags = header.flags
+        if flags & _RST:
+            return  # never answer a RST (RFC 9293 3.10.7.1)
+        if flags & _SYN and not flags & _ACK:
+            if key in self._pending:
+                return  # a retransmitted SYN while we dial
+            if len(self._connections) + len(self._pending) >= self._params.max_connections:
+                self._drops["limit"] += 1
+                self._reset_for(key, header, len(payload))
+                return
+            self._gone.pop(key, None)
+            self._pending[key] = header
+            self._events.append(TcpConnectRequested(key))
+            return
+        self._drops["tcp_no_connection"] += 1
+        self._reset_for(key, header, len(payload))
+
+    # -- the engine's decisions -------------------------------------------------------
+
+    def accept(self, key: FlowKey, now: float) -> bool:
+        """Create the connection for a parked SYN; False if the guest gave up."""
+        syn = self._pending.pop(key, None)
+        if syn is None:
+            return False
+        iss = self._isn.isn(key.remote_addr, key.remote_port, key.guest_addr, key.guest_port, now)
+        config = self._config_v4 if key.version == 4 else self._config_v6
+        entry = _Entry(TcpConnection.accept(syn, iss=iss, config=config, now=now))
+        self._connections[key] = entry
+        self._service(key, entry, now)
+        return True
+
+    def refuse(self, key: FlowKey, now: float, reason: RefuseReason) -> None:
+        syn = self._pending.pop(key, None)
+        if syn is None:
+            return
+        if reason is RefuseReason.REFUSED:
+            self._reset_for(key, syn, 0)
+        else:
+            self._unreachable(key, syn, reason)
+
+    # -- the stream's calls ------------------------------------------------------------
+
+    def status(self, key: FlowKey) -> TcpStatus:
+        entry = self._connections.get(key)
+        if entry is None:
+            graceful, reason = self._gone.get(key, (False, "connection closed"))
+            return TcpStatus(0, graceful, 0, reason)
+        conn = entry.conn
+        return TcpStatus(conn.readable_bytes, conn.at_eof, conn.send_space, entry.error)
+
+    def read(self, key: FlowKey, max_bytes: int, now: float) -> bytes:
+        entry = self._connections.get(key)
+        if entry is None:
+            return b""
+        data = entry.conn.read(max_bytes)
+        self._service(key, entry, now)
+        return data
+
+    def send(self, key: FlowKey, data: memoryview, now: float) -> int:
+        entry = self._connections.get(key)
+        if entry is None:
+            return 0
+        try:
+            taken = entry.conn.send(data)
+        except TcpStateError:
+            return 0  # shut down or reset: the stream sees it in status()
+        self._service(key, entry, now)
+        return taken
+
+    def shutdown(self, key: FlowKey, now: float) -> None:
+        entry = self._connections.get(key)
+        if entry is not None:
+            entry.conn.close()
+            self._service(key, entry, now)
+
+    def abort(self, key: FlowKey, now: float) -> bool:
+        """Reset the connection; True if there was one to reset."""
+        self._gone.pop(key, None)
+        entry = self._connections.get(key)
+        if entry is None:
+            return False
+        entry.conn.abort()
+        entry.orphan = True
+        self._service(key, entry, now)
+        self._forget(key)
+        return True
+
+    def release(self, key: FlowKey, now: float) -> None:
+        """The stream is closed: keep the connection only to finish its shutdown."""
+        self._gone.pop(key, None)
+        entry = self._connections.get(key)
+        if entry is not None:
+            entry.orphan = True
+            self._service(key, entry, now)
+
+    def abort_all(self, now: float) -> None:
+        for key in list(self._connections):
+            self.abort(key, now)
+        for key, syn in list(self._pending.items()):
+            del self._pending[key]
+            self._reset_for(key, syn, 0)
+        self._gone.clear()
+
+    # -- timers -------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        timers = self._timers
+        while timers:
+            deadline, key = timers[0]
+            entry = self._connections.get(key)
+            if entry is not None and entry.deadline == deadline:
+                return deadline
+            heapq.heappop(timers)  # stale: rescheduled or gone
+        return None
+
+    def poll(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, key = heapq.heappop(timers)
+            entry = self._connections.get(key)
+            if entry is None or entry.deadline != deadline:
+                continue
+            entry.deadline = None
+            entry.conn.handle_timers(now)
+            self._service(key, entry, now)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _service(self, key: FlowKey, entry: _Entry, now: float) -> None:
+        """Emit what the connection wants to send, surface its events, re-arm its timer."""
+        conn = entry.conn
+        for header, payload in conn.segments_to_send(now):
+            self._emit(key, header, payload)
+        activity = False
+        closed_reason: tuple[bool, str] | None = None
+        while (event := conn.next_event()) is not None:
+            activity = True
+            if isinstance(event, ConnectionReset):
+                entry.error = event.reason.value
+                closed_reason = (False, event.reason.value)
+            elif isinstance(event, Closed) and closed_reason is None:
+                closed_reason = (True, "connection closed")
+        if entry.orphan and conn.readable_bytes:
+            conn.read()  # nobody will read it: keep the window open
+            for header, payload in conn.segments_to_send(now):
+                self._emit(key, header, payload)
+        if closed_reason is not None or conn.state is TcpState.CLOSED:
+            if not entry.orphan:
+                self._gone[key] = closed_reason or (True, "connection closed")
+            self._forget(key)
+            self._events.append(TcpConnectionGone(key, (closed_reason or (True, ""))[1]))
+            return
+        if activity and not entry.orphan:
+            self._events.append(TcpActivity(key))
+        deadline = conn.next_deadline()
+        if deadline != entry.deadline:
+            entry.deadline = deadline
+            if deadline is not None:
+                heapq.heappush(self._timers, (deadline, key))
+
+    def _forget(self, key: FlowKey) -> None:
+        entry = self._connections.pop(key, None)
+        if entry is not None:
+            entry.deadline = None
+
+    def _emit(self, key: FlowKey, header: TcpHeader, payload: bytes | memoryview) -> None:
+        params = self._params
+        if key.version == 4:
+            frame = build_ipv4_frame(
+                params.gateway_mac,
+                params.guest_mac,
+                key.remote_addr,
+                key.guest_addr,
+                header,
+                payload=payload,
+            )
+        else:
+            frame = build_ipv6_frame(
+                params.gateway_mac,
+                params.guest_mac,
+                key.remote_addr,
+                key.guest_addr,
+                header,
+                payload=payload,
+            )
+        if payload:
+            frame += payload
+        self._frames.append(bytes(frame))
+
+    def _reset_for(self, key: FlowKey, header: TcpHeader, payload_len: int) -> None:
+        """The RST RFC 9293 3.10.7.1 prescribes for a segment with no connection."""
+        reply = reset_for(header, payload_len)
+        if reply is not None:
+            self._emit(key, reply, b"")
+
+    def _unreachable(self, key: FlowKey, syn: TcpHeader, reason: RefuseReason) -> None:
+        params = self._params
+        prohibited = reason is RefuseReason.PROHIBITED
+        # Rebuild the guest's SYN (without options: 20 bytes plus the IP
+        # header is what the guest's kernel needs to match the error).
+        segment = TcpHeader(syn.src_port, syn.dst_port, syn.seq, syn.ack, syn.flags, syn.window)
+        if key.version == 4:
+            body = segment.to_bytes(
+                b"", pseudo_header_v4(key.guest_addr, key.remote_addr, PROTO_TCP, 20)
+            )
+            original = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_TCP, len(body)).to_bytes()
+            code = CODE_ADMIN_PROHIBITED if prohibited else CODE_HOST_UNREACHABLE
+            quoted = icmpv4_quote(original + body)
+            frame = build_ipv4_frame(
+                params.gateway_mac,
+                params.guest_mac,
+                key.remote_addr,
+                key.guest_addr,
+                Icmpv4DestUnreachable(code),
+                payload=quoted,
+            )
+        else:
+            body = segment.to_bytes(
+                b"", pseudo_header_v6(key.guest_addr, key.remote_addr, PROTO_TCP, 20)
+            )
+            original = Ipv6Header(key.guest_addr, key.remote_addr, PROTO_TCP, len(body)).to_bytes()
+            code6 = _ICMPV6_ADMIN_PROHIBITED if prohibited else _ICMPV6_ADDRESS_UNREACHABLE
+            quoted = icmpv6_quote(original + body)
+            src = params.gateway_ipv6 or key.remote_addr
+            frame = build_ipv6_frame(
+                params.gateway_mac,
+                params.guest_mac,
+                src,
+                key.guest_addr,
+                Icmpv6DestUnreachable(code6),
+                payload=quoted,
+            )
+        frame += quoted
+        self._frames.append(bytes(frame))
