@@ -72,3 +72,12 @@ async def echo_handler(stream: trio.SocketStream) -> None:
     async with stream:
         while data := await stream.receive_some(65536):
             await stream.send_all(data)
+
+
+async def sha256_sink_handler(stream: trio.SocketStream) -> None:
+    """Read to EOF, then answer with the SHA-256 of everything read (hex)."""
+    digest = hashlib.sha256()
+    async with stream:
+        while data := await stream.receive_some(1 << 20):
+            digest.update(data)
+        await stream.send_all(digest.hexdigest().encode())
