@@ -20,12 +20,13 @@ from typing import Protocol
 import trio
 
 from trionet.engine.metrics import EngineCounters
+from trionet.stack.flows import OffloadFrame, OutFrame
 
 __all__ = ["FrameBackend", "FrameSink"]
 
 DEFAULT_QUEUE_FRAMES = 4096
 
-FrameSink = Callable[[Sequence[bytes]], None]
+FrameSink = Callable[[Sequence[OutFrame]], None]
 
 
 class _Ingest(Protocol):
@@ -39,6 +40,7 @@ class FrameBackend:
         self,
         ingest: _Ingest,
         counters: EngineCounters,
+        enable_tso: Callable[[bool, bool], None],
         *,
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         max_frame: int = 65550,
@@ -50,6 +52,7 @@ class FrameBackend:
         self._max_frame = max_frame
         self._wakeup = trio.Event()
         self._sink: FrameSink | None = None
+        self._enable_tso = enable_tso
         self._closed = False
 
     # -- guest -> engine ----------------------------------------------------
@@ -100,11 +103,19 @@ class FrameBackend:
         """
         self._sink = sink
         if sink is not None and self._queue:
-            pending = list(self._queue)
+            pending: list[OutFrame] = list(self._queue)
             self._queue.clear()
             sink(pending)
 
-    def deliver(self, frames: Sequence[bytes]) -> None:
+    def enable_offload(self, *, tso4: bool, tso6: bool) -> None:
+        """The attached sink accepts virtio-net TCP super-segments (see OffloadFrame).
+
+        Only a link that writes :class:`~trionet.stack.flows.OffloadFrame`
+        parts with their virtio-net header may call this.
+        """
+        self._enable_tso(tso4, tso6)
+
+    def deliver(self, frames: Sequence[OutFrame]) -> None:
         """Called by the engine with frames for the guest, in order."""
         if not frames or self._closed:
             return
@@ -119,7 +130,9 @@ class FrameBackend:
         if room < len(frames):
             counters.dropped["guest_queue_full"] += len(frames) - max(room, 0)
             frames = frames[: max(room, 0)]
-        self._queue.extend(frames)
+        self._queue.extend(
+            bytes(f.head) + bytes(f.payload) if isinstance(f, OffloadFrame) else f for f in frames
+        )
         self._wakeup.set()
 
     async def receive(self) -> bytes:

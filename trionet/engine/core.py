@@ -48,7 +48,9 @@ class EngineCore:
         self.addressing = addressing
         self.counters = counters
         self.policy = policy
-        self.backend = FrameBackend(self.ingest, counters)
+        self.backend = FrameBackend(
+            self.ingest, counters, lambda v4, v6: stack.enable_tso(ipv4=v4, ipv6=v6)
+        )
         self._waiters: dict[FlowKey, trio.Event] = {}
         self._timer_scope: trio.CancelScope | None = None
         self._flows: trio.Nursery | None = None

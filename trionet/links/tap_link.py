@@ -16,6 +16,7 @@ from typing import Protocol
 import trio
 
 from trionet.links.tap import TapDevice
+from trionet.stack.flows import OffloadFrame, OutFrame
 from trionet.wire import ParseError
 from trionet.wire.virtio_net import VirtioNetHeader
 
@@ -34,9 +35,11 @@ class FrameEndpoint(Protocol):
 
     def attach_sink(self, sink: _Sink | None) -> None: ...
 
+    def enable_offload(self, *, tso4: bool, tso6: bool) -> None: ...
+
 
 class _Sink(Protocol):
-    def __call__(self, frames: Sequence[bytes], /) -> None: ...
+    def __call__(self, frames: Sequence[OutFrame], /) -> None: ...
 
 
 def _checksum_valid(header: VirtioNetHeader | None) -> bool:
@@ -56,16 +59,24 @@ async def run_tap_link(
     # An all-zero vnet header says "complete frame, no offload" (any size).
     plain_header = bytes(tap.vnet_hdr_size)
 
-    def write_frames(frames: Sequence[bytes]) -> None:
+    # The stack writes 10-byte virtio-net headers; a 12-byte TAP header adds
+    # num_buffers, which the TAP ignores on write.
+    pad = bytes(tap.vnet_hdr_size - 10) if tap.vnet_hdr_size > 10 else b""
+
+    def write_frames(frames: Sequence[OutFrame]) -> None:
         write = tap.write
-        if plain_header:
-            for frame in frames:
+        for frame in frames:
+            if isinstance(frame, OffloadFrame):
+                write((frame.vnet + pad, frame.head, frame.payload))
+            elif plain_header:
                 write((plain_header, frame))
-        else:
-            for frame in frames:
+            else:
                 write((frame,))
 
     endpoint.attach_sink(write_frames)
+    offloads = tap.offloads
+    if tap.vnet_hdr_size and offloads.csum and (offloads.tso4 or offloads.tso6):
+        endpoint.enable_offload(tso4=offloads.tso4, tso6=offloads.tso6)
     task_status.started()
     try:
         await _pump_in(endpoint, tap)

@@ -15,6 +15,8 @@ from typing import NamedTuple
 __all__ = [
     "EchoRequested",
     "FlowKey",
+    "OffloadFrame",
+    "OutFrame",
     "StackEvent",
     "TcpActivity",
     "TcpConnectRequested",
@@ -36,6 +38,28 @@ class FlowKey(NamedTuple):
     guest_port: int
     remote_addr: bytes
     remote_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffloadFrame:
+    """A frame for a link with virtio-net offloads, kept in parts for writev.
+
+    ``vnet`` is the 10-byte virtio-net header (partial checksum, and for a
+    TCP super-segment the GSO type and size); ``head`` holds the Ethernet, IP
+    and transport headers; ``payload`` is never copied into ``head``.
+    """
+
+    vnet: bytes
+    head: bytes | bytearray
+    payload: bytes | memoryview
+
+    def __len__(self) -> int:
+        """The Ethernet frame's length, as counted at the backend."""
+        return len(self.head) + len(self.payload)
+
+
+#: What the stack hands the link: a whole frame, or one in offload parts.
+OutFrame = bytes | OffloadFrame
 
 
 @dataclass(frozen=True, slots=True)

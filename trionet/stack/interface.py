@@ -16,7 +16,7 @@ import enum
 from collections import Counter
 from dataclasses import dataclass
 
-from trionet.stack.flows import EchoRequested, FlowKey, StackEvent, UdpReceived
+from trionet.stack.flows import EchoRequested, FlowKey, OutFrame, StackEvent, UdpReceived
 from trionet.stack.reassembly import Reassembler
 from trionet.stack.tcp_table import RefuseReason, TcpStatus, TcpTable
 from trionet.wire import ParseError
@@ -85,7 +85,7 @@ class Stack:
         self.params = params
         #: frames dropped, by reason
         self.drops: Counter[str] = Counter()
-        self._frames: list[bytes] = []
+        self._frames: list[OutFrame] = []
         self._events: list[StackEvent] = []
         self._reassembly = Reassembler(self.drops)
         self._gateways_v6 = {
@@ -95,7 +95,11 @@ class Stack:
 
     # -- output ---------------------------------------------------------------
 
-    def take_frames(self) -> list[bytes]:
+    def enable_tso(self, *, ipv4: bool, ipv6: bool) -> None:
+        """The link accepts TCP super-segments with partial checksums (virtio-net TSO)."""
+        self.tcp.enable_tso(ipv4=ipv4, ipv6=ipv6)
+
+    def take_frames(self) -> list[OutFrame]:
         """Frames for the guest produced since the last call, in order."""
         frames = self._frames[:]
         self._frames.clear()

@@ -15,11 +15,13 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from trionet.stack.flows import (
     FlowKey,
+    OffloadFrame,
+    OutFrame,
     StackEvent,
     TcpActivity,
     TcpConnectionGone,
@@ -41,12 +43,17 @@ from trionet.wire.icmpv6 import Icmpv6DestUnreachable, icmpv6_quote
 from trionet.wire.ipv4 import PROTO_TCP, Ipv4Header
 from trionet.wire.ipv6 import Ipv6Header
 from trionet.wire.tcp import TcpFlags, TcpHeader
+from trionet.wire.virtio_net import VirtioNetHeader
 
 if TYPE_CHECKING:
     from trionet.stack.interface import StackParams
 
 __all__ = ["RefuseReason", "TcpStatus", "TcpTable"]
 
+#: Payload of one TCP super-segment: IP lengths are 16-bit, and headers
+#: (IPv4 20, TCP up to 60) must fit beside it.
+TSO_MAX_PAYLOAD = 65535 - 20 - 60
+_L4_OFFSET = {4: 14 + 20, 6: 14 + 40}
 _ICMPV6_ADMIN_PROHIBITED = 1
 _ICMPV6_ADDRESS_UNREACHABLE = 3
 _SYN = TcpFlags.SYN
@@ -93,7 +100,7 @@ class TcpTable:
     def __init__(
         self,
         params: StackParams,
-        frames: list[bytes],
+        frames: list[OutFrame],
         events: list[StackEvent],
         drops: Counter[str],
     ) -> None:
@@ -109,6 +116,21 @@ class TcpTable:
         self._isn = IsnGenerator(params.isn_secret)
         self._config_v4 = TcpConfig(mss=params.mtu - 40, default_peer_mss=536)
         self._config_v6 = TcpConfig(mss=params.mtu - 60, default_peer_mss=1220)
+        self._tso = {4: False, 6: False}
+
+    def enable_tso(self, *, ipv4: bool, ipv6: bool) -> None:
+        """The link segments TCP for us: send super-segments with partial checksums.
+
+        Affects connections accepted from now on (links attach before the
+        guest's first frame, so in practice all of them).
+        """
+        self._tso = {4: ipv4, 6: ipv6}
+        # With a jumbo MTU one segment is already as large as a super-segment
+        # may be; the partial checksum alone is then what offload buys.
+        if ipv4 and self._config_v4.mss < TSO_MAX_PAYLOAD:
+            self._config_v4 = replace(self._config_v4, max_segment_payload=TSO_MAX_PAYLOAD)
+        if ipv6 and self._config_v6.mss < TSO_MAX_PAYLOAD:
+            self._config_v6 = replace(self._config_v6, max_segment_payload=TSO_MAX_PAYLOAD)
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -256,8 +278,9 @@ class TcpTable:
     def _service(self, key: FlowKey, entry: _Entry, now: float) -> None:
         """Emit what the connection wants to send, surface its events, re-arm its timer."""
         conn = entry.conn
+        mss = conn.send_mss
         for header, payload in conn.segments_to_send(now):
-            self._emit(key, header, payload)
+            self._emit(key, header, payload, mss)
         activity = False
         closed_reason: tuple[bool, str] | None = None
         while (event := conn.next_event()) is not None:
@@ -270,7 +293,7 @@ class TcpTable:
         if entry.orphan and conn.readable_bytes:
             conn.read()  # nobody will read it: keep the window open
             for header, payload in conn.segments_to_send(now):
-                self._emit(key, header, payload)
+                self._emit(key, header, payload, mss)
         if closed_reason is not None or conn.state is TcpState.CLOSED:
             if not entry.orphan:
                 self._gone[key] = closed_reason or (True, "connection closed")
@@ -290,26 +313,41 @@ class TcpTable:
         if entry is not None:
             entry.deadline = None
 
-    def _emit(self, key: FlowKey, header: TcpHeader, payload: bytes | memoryview) -> None:
+    def _emit(
+        self, key: FlowKey, header: TcpHeader, payload: bytes | memoryview, mss: int = 0
+    ) -> None:
         params = self._params
-        if key.version == 4:
-            frame = build_ipv4_frame(
+        build = build_ipv4_frame if key.version == 4 else build_ipv6_frame
+        if payload and self._tso[key.version]:
+            # The guest's kernel finishes the checksum and, for a
+            # super-segment, cuts it into MSS-sized segments: Python never
+            # touches the payload bytes.
+            head = build(
                 params.gateway_mac,
                 params.guest_mac,
                 key.remote_addr,
                 key.guest_addr,
                 header,
                 payload=payload,
+                partial_checksum=True,
             )
-        else:
-            frame = build_ipv6_frame(
-                params.gateway_mac,
-                params.guest_mac,
-                key.remote_addr,
-                key.guest_addr,
-                header,
-                payload=payload,
-            )
+            l4 = _L4_OFFSET[key.version]
+            if len(payload) > mss > 0:
+                vnet = VirtioNetHeader.tcp_gso(
+                    ipv6=key.version == 6, l4_offset=l4, headers_len=len(head), mss=mss
+                )
+            else:
+                vnet = VirtioNetHeader.partial_csum(l4, 16)
+            self._frames.append(OffloadFrame(vnet.to_bytes(), head, payload))
+            return
+        frame = build(
+            params.gateway_mac,
+            params.guest_mac,
+            key.remote_addr,
+            key.guest_addr,
+            header,
+            payload=payload,
+        )
         if payload:
             frame += payload
         self._frames.append(bytes(frame))
