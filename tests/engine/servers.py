@@ -81,3 +81,10 @@ async def sha256_sink_handler(stream: trio.SocketStream) -> None:
         while data := await stream.receive_some(1 << 20):
             digest.update(data)
         await stream.send_all(digest.hexdigest().encode())
+
+
+async def udp_echo(sock: trio.socket.SocketType) -> None:
+    """Echo every datagram back to its sender, forever."""
+    while True:
+        data, peer = await sock.recvfrom(65535)
+        await sock.sendto(data, peer)

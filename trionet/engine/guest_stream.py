@@ -9,6 +9,7 @@ it produced; only waiting for data or buffer space yields to Trio.
 
 from __future__ import annotations
 
+import operator
 from typing import Protocol
 
 import trio
@@ -106,8 +107,10 @@ class GuestTcpStream(trio.abc.HalfCloseableStream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is None:
             max_bytes = DEFAULT_RECEIVE_SIZE
-        elif max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
+        else:
+            max_bytes = operator.index(max_bytes)  # TypeError for 1.5, like a socket
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
         with self._receive_conflict:
             status = self._check_open()
             await trio.lowlevel.checkpoint_if_cancelled()

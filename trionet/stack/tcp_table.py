@@ -92,7 +92,7 @@ class _Entry:
         self.deadline: float | None = None
         #: why the connection was reset, once it was
         self.error: str | None = None
-        #: the application closed its side; data still arriving is discarded
+        #: the application closed its side; data still arriving resets it
         self.orphan = False
 
 
@@ -290,10 +290,14 @@ class TcpTable:
                 closed_reason = (False, event.reason.value)
             elif isinstance(event, Closed) and closed_reason is None:
                 closed_reason = (True, "connection closed")
-        if entry.orphan and conn.readable_bytes:
-            conn.read()  # nobody will read it: keep the window open
+        if entry.orphan and conn.readable_bytes and conn.state is not TcpState.CLOSED:
+            # Data for a socket its owner closed: reset, as a kernel does
+            # (RFC 9293 3.10.7.4 leaves it to the implementation; RFC 1122
+            # 4.2.2.13 recommends it), so the sender learns it went nowhere.
+            conn.abort()
             for header, payload in conn.segments_to_send(now):
                 self._emit(key, header, payload, mss)
+            closed_reason = (False, "reset: data after close")
         if closed_reason is not None or conn.state is TcpState.CLOSED:
             if not entry.orphan:
                 self._gone[key] = closed_reason or (True, "connection closed")
