@@ -23,7 +23,13 @@ from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
 from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6
 from trionet.wire.icmpv4 import Icmpv4Message
 from trionet.wire.icmpv6 import Icmpv6Message
-from trionet.wire.ipv4 import IPV4_HEADER_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Ipv4Header
+from trionet.wire.ipv4 import (
+    IPV4_HEADER_LEN,
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    emit_ipv4_header,
+)
 from trionet.wire.ipv6 import IPV6_HEADER_LEN, NEXT_HEADER_ICMPV6, Ipv6Header
 from trionet.wire.tcp import TcpHeader
 from trionet.wire.udp import UdpHeader
@@ -38,6 +44,7 @@ __all__ = [
 
 _ETHERNET = struct.Struct("!6s6sH")
 _ETHERNET_LEN = 14
+_DF = 0x4000
 TRANSPORT_OFFSET_V4 = _ETHERNET_LEN + IPV4_HEADER_LEN
 TRANSPORT_OFFSET_V6 = _ETHERNET_LEN + IPV6_HEADER_LEN
 
@@ -71,9 +78,18 @@ def build_ipv4_frame(
         protocol = PROTO_UDP
     else:
         protocol = PROTO_ICMP
-    Ipv4Header(
-        src_ip, dst_ip, protocol, l4_len, ttl, ident, dont_fragment, False, 0, dscp_ecn
-    ).emit_into(buf, _ETHERNET_LEN)
+    emit_ipv4_header(
+        buf,
+        _ETHERNET_LEN,
+        src=src_ip,
+        dst=dst_ip,
+        protocol=protocol,
+        payload_len=l4_len,
+        ttl=ttl,
+        ident=ident,
+        flags_frag=_DF if dont_fragment else 0,
+        dscp_ecn=dscp_ecn,
+    )
     if isinstance(transport, TcpHeader | UdpHeader):
         pseudo = pseudo_header_v4(src_ip, dst_ip, protocol, l4_len)
         transport.emit_into(buf, TRANSPORT_OFFSET_V4, payload, pseudo, partial=partial_checksum)

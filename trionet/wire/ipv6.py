@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.errors import ParseError
 
@@ -128,6 +129,9 @@ class Ipv6Header:
         return bytes(buf)
 
 
+_new_header = positional_constructor(Ipv6Header)
+
+
 def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
     """Parse the fixed header and extension chain; return it and the upper-layer bytes.
 
@@ -167,7 +171,7 @@ def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
                 raise ParseError("ipv6: extension header exceeds the payload")
             next_header = view[pos]
             pos += ext_len
-    header = Ipv6Header(
+    header = _new_header(
         src,
         dst,
         next_header,
