@@ -326,3 +326,13 @@ def test_icmpv6_checksum_covers_pseudo_header() -> None:
     other = pseudo_header_v6(DST6, DST6, 58, 8)
     with pytest.raises(ParseError, match="checksum"):
         parse_icmpv6(wire, other)
+
+
+def test_ipv6_later_fragment_data_is_not_walked_as_headers() -> None:
+    # Offset 1448: the bytes after the fragment header are data that happen
+    # to look like a truncated destination-options header.
+    frag = b"\x00" + struct.pack("!HI", 1448, 9)
+    wire = _ipv6_with_chain([(44, frag)], 60, b"\x11\x05junk")
+    header, payload = parse_ipv6(wire)
+    assert header.next_header == 60
+    assert payload == b"\x11\x05junk"

@@ -3,7 +3,8 @@
 The parser walks hop-by-hop, routing, fragment and destination-options
 headers, at most :data:`MAX_EXTENSION_HEADERS` of them (a guest could chain
 hundreds of empty headers to make every frame expensive), and reports the
-upper-layer protocol with a view of its bytes. Only the fragment header's
+upper-layer protocol with a view of its bytes (for a fragment other than the
+first: the protocol the fragment header names, and the fragment's data). Only the fragment header's
 fields are kept: the stack needs them to drop or reassemble fragments, and
 nothing else in the chain changes how trionet handles a packet.
 
@@ -165,6 +166,10 @@ def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
             next_header, _, offset_flags, ident = _FRAGMENT.unpack_from(view, pos)
             fragment = Ipv6Fragment(ident, offset_flags & 0xFFF8, bool(offset_flags & 1))
             pos += _FRAGMENT_LEN
+            if fragment.offset:
+                # A later fragment holds data from the middle of the packet:
+                # what follows is not a header even if next_header names one.
+                break
         else:
             ext_len = (view[pos + 1] + 1) * 8
             if pos + ext_len > end:
