@@ -17,24 +17,15 @@ import random
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, settings
 
 from fuzz.mutate import havoc, inputs
-from fuzz.targets import TARGETS, Target, layers_of
+from fuzz.seeds import load_corpus, seeds_for
+from fuzz.targets import TARGETS, Target
 
-CORPUS = Path(__file__).parent / "corpus"
 # Small batches: a batch always runs to the end, so this bounds the overshoot.
 BATCH = 50
-
-
-def load_corpus(directory: Path = CORPUS) -> list[bytes]:
-    return [path.read_bytes() for path in sorted(directory.glob("*.bin"))]
-
-
-def seeds_for(layer: str, frames: list[bytes]) -> list[bytes]:
-    return [found[layer] for frame in frames if layer in (found := layers_of(frame))]
 
 
 def run_target(target: Target, seeds: list[bytes], seconds: float) -> int:
