@@ -336,3 +336,18 @@ def test_ipv6_later_fragment_data_is_not_walked_as_headers() -> None:
     header, payload = parse_ipv6(wire)
     assert header.next_header == 60
     assert payload == b"\x11\x05junk"
+
+
+def test_quoted_datagrams_parse_with_truncated_ok() -> None:
+    v4 = Ipv4Header(SRC4, DST4, 17, 1000).to_bytes() + bytes(1000)
+    with pytest.raises(ParseError):
+        parse_ipv4(icmpv4_quote(v4))
+    header, payload = parse_ipv4(icmpv4_quote(v4), truncated_ok=True)
+    assert header.payload_len == 1000 and len(payload) == 548 - 20
+    with pytest.raises(ParseError):  # not even the header is there
+        parse_ipv4(v4[:19], truncated_ok=True)
+    v6 = Ipv6Header(SRC6, DST6, 6, 2000).to_bytes() + bytes(2000)
+    header6, payload6 = parse_ipv6(icmpv6_quote(v6), truncated_ok=True)
+    assert header6.payload_len == 2000 and len(payload6) == 1232 - 40
+    with pytest.raises(ParseError):
+        parse_ipv6(icmpv6_quote(v6))

@@ -499,8 +499,9 @@ def parse_icmpv6(data: BytesLike, pseudo_sum: int | None) -> tuple[Icmpv6Message
 
     ``pseudo_sum`` is :func:`~trionet.wire.checksum.pseudo_header_v6` with
     next header 58 and ``len(data)``. The body is the echo data or the quoted
-    packet of an error; NDP messages consume their options, so their body is
-    empty. NDP messages with a non-zero code are rejected (RFC 4861 6.1).
+    packet of an error (parse it with ``parse_ipv6(body, truncated_ok=True)``);
+    NDP messages consume their options, so their body is empty. NDP messages
+    with a non-zero code are rejected (RFC 4861 6.1).
     """
     view = memoryview(data)
     if len(view) < ICMPV6_HEADER_LEN:

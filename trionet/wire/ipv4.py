@@ -140,12 +140,16 @@ def emit_ipv4_header(
     return offset + IPV4_HEADER_LEN
 
 
-def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4Header, memoryview]:
+def parse_ipv4(
+    data: BytesLike, *, verify_checksum: bool = True, truncated_ok: bool = False
+) -> tuple[Ipv4Header, memoryview]:
     """Parse an IPv4 header; return it and a zero-copy view of exactly its payload.
 
     Bytes past the total length (Ethernet padding) are trimmed. Pass
     ``verify_checksum=False`` only when the link has validated the header
-    already.
+    already. ``truncated_ok=True`` is for the datagram quoted in an ICMP
+    error: the view then ends where the quote does, while ``payload_len``
+    still says what the original carried.
     """
     view = memoryview(data)
     if len(view) < IPV4_HEADER_LEN:
@@ -160,7 +164,7 @@ def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4He
         raise ParseError("ipv4: header length below 20")
     if total_len < ihl:
         raise ParseError("ipv4: total length shorter than header")
-    if total_len > len(view):
+    if total_len > len(view) and (not truncated_ok or ihl > len(view)):
         raise ParseError("ipv4: total length exceeds the frame")
     if verify_checksum:
         if ihl == IPV4_HEADER_LEN:
@@ -195,4 +199,4 @@ def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4He
         (flags_frag & 0x1FFF) << 3,
         tos,
     )
-    return header, view[ihl:total_len]
+    return header, view[ihl:total_len]  # a slice past the end stops at the end

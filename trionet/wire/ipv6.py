@@ -133,12 +133,15 @@ class Ipv6Header:
 _new_header = positional_constructor(Ipv6Header)
 
 
-def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
+def parse_ipv6(data: BytesLike, *, truncated_ok: bool = False) -> tuple[Ipv6Header, memoryview]:
     """Parse the fixed header and extension chain; return it and the upper-layer bytes.
 
     Bytes past the payload length (Ethernet padding) are trimmed. Jumbograms
     (payload length 0 with a hop-by-hop jumbo option) are rejected: no link
-    trionet serves carries them.
+    trionet serves carries them. ``truncated_ok=True`` is for the packet
+    quoted in an ICMPv6 error: the view then ends where the quote does (the
+    extension headers must still be whole), while ``payload_len`` still says
+    what the original carried.
     """
     view = memoryview(data)
     if len(view) < IPV6_HEADER_LEN:
@@ -146,9 +149,11 @@ def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
     first_word, payload_len, next_header, hop_limit, src, dst = _FIXED.unpack_from(view)
     if first_word >> 28 != 6:
         raise ParseError("ipv6: version is not 6")
-    end = IPV6_HEADER_LEN + payload_len
+    declared_end = end = IPV6_HEADER_LEN + payload_len
     if end > len(view):
-        raise ParseError("ipv6: payload length exceeds the frame")
+        if not truncated_ok:
+            raise ParseError("ipv6: payload length exceeds the frame")
+        end = len(view)
     pos = IPV6_HEADER_LEN
     fragment: Ipv6Fragment | None = None
     count = 0
@@ -180,7 +185,7 @@ def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
         src,
         dst,
         next_header,
-        end - pos,
+        declared_end - pos,
         hop_limit,
         (first_word >> 20) & 0xFF,
         first_word & 0xFFFFF,
