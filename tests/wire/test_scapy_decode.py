@@ -464,3 +464,53 @@ def test_ndp(
         icmp = icmp / ll_opt
     l4 = bytes(inet6.IPv6(src=ip6(src), dst=ip6(dst)) / icmp)[40:]
     assert parse_icmpv6(l4, pseudo_header_v6(src, dst, 58, len(l4))) == (expected, b"")
+
+
+@DIFF
+@given(
+    src=s.ipv4_addrs,
+    dst=s.ipv4_addrs,
+    mtu=s.u16,
+    sport=s.u16,
+    dport=s.u16,
+    size=st.integers(0, 1400),
+)
+def test_icmpv4_error_quote(
+    *, src: bytes, dst: bytes, mtu: int, sport: int, dport: int, size: int
+) -> None:
+    # What a router sends: the offending datagram's header and as much of it
+    # as fits, its length fields still describing the whole original.
+    original = bytes(
+        inet.IP(src=ip4(src), dst=ip4(dst)) / inet.UDP(sport=sport, dport=dport) / Raw(bytes(size))
+    )
+    quote = original[:548]
+    l4 = bytes(inet.IP() / inet.ICMP(type=3, code=4, nexthopmtu=mtu) / Raw(quote))[20:]
+    message, body = parse_icmpv4(l4)
+    assert message == Icmpv4DestUnreachable(4, mtu)
+    quoted, rest = parse_ipv4(body, truncated_ok=True)
+    assert (quoted.src, quoted.dst, quoted.protocol) == (src, dst, 17)
+    assert quoted.payload_len == 8 + size
+    assert rest == original[20:548]
+
+
+@DIFF
+@given(src=s.ipv6_addrs, dst=s.ipv6_addrs, mtu=s.u32, size=st.integers(0, 3000))
+def test_icmpv6_packet_too_big_quote(*, src: bytes, dst: bytes, mtu: int, size: int) -> None:
+    original = bytes(
+        inet6.IPv6(src=ip6(src), dst=ip6(dst))
+        / inet6.IPv6ExtHdrDestOpt()
+        / inet.TCP()
+        / Raw(bytes(size))
+    )
+    packet = (
+        inet6.IPv6(src=ip6(dst), dst=ip6(src))
+        / inet6.ICMPv6PacketTooBig(mtu=mtu)
+        / Raw(original[:1232])
+    )
+    l4 = bytes(packet)[40:]
+    message, body = parse_icmpv6(l4, pseudo_header_v6(dst, src, 58, len(l4)))
+    assert message == Icmpv6PacketTooBig(mtu)
+    quoted, rest = parse_ipv6(body, truncated_ok=True)
+    assert (quoted.src, quoted.dst, quoted.next_header) == (src, dst, 6)
+    assert quoted.payload_len == 20 + size
+    assert rest == original[48:1232]
