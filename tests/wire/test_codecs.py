@@ -20,6 +20,7 @@ from trionet.wire.icmpv4 import (
 from trionet.wire.icmpv6 import (
     ICMPV6_QUOTE_LIMIT,
     NeighborSolicitation,
+    RouterAdvertisement,
     RouterSolicitation,
     icmpv6_quote,
     parse_icmpv6,
@@ -351,3 +352,15 @@ def test_quoted_datagrams_parse_with_truncated_ok() -> None:
     assert header6.payload_len == 2000 and len(payload6) == 1232 - 40
     with pytest.raises(ParseError):
         parse_ipv6(icmpv6_quote(v6))
+
+
+@pytest.mark.parametrize("units", [1, 2, 4])
+def test_ndp_rdnss_option_must_hold_whole_addresses(units: int) -> None:
+    option = bytes([25, units]) + bytes(units * 8 - 2)
+    with pytest.raises(ParseError, match="RDNSS"):
+        parse_icmpv6(_ndp(134, bytes(12), option), None)
+    # One address (3 units) is the smallest valid option.
+    good = bytes([25, 3, 0, 0]) + struct.pack("!I", 600) + DST6
+    message, _ = parse_icmpv6(_ndp(134, bytes(12), good), None)
+    assert isinstance(message, RouterAdvertisement)
+    assert (message.dns_servers, message.dns_lifetime) == ((DST6,), 600)

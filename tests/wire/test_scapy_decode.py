@@ -456,9 +456,22 @@ def test_ndp(
                 preferredlifetime=preferred,
             )
             infos.append(NdpPrefixInfo(prefix, plen, on_link, auto, valid, preferred))
+        dns = data.draw(st.lists(s.ipv6_addrs, max_size=3))
+        dns_lifetime = data.draw(s.u32) if dns else 0
+        if dns:
+            icmp = icmp / inet6.ICMPv6NDOptRDNSS(dns=[ip6(a) for a in dns], lifetime=dns_lifetime)
         flags = (0x80 if r else 0) | (0x40 if o else 0) | (prf << 3)
         expected = RouterAdvertisement(
-            chlim, flags, lifetime, reachable, retrans, lladdr, mtu, tuple(infos)
+            chlim,
+            flags,
+            lifetime,
+            reachable,
+            retrans,
+            lladdr,
+            mtu,
+            tuple(infos),
+            tuple(dns),
+            dns_lifetime,
         )
     if ll_opt is not None:
         icmp = icmp / ll_opt
