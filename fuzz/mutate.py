@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import strategies as st
 
 #: Byte values that sit on length and type boundaries parsers test against.
@@ -36,3 +38,30 @@ def inputs(seeds: list[bytes], max_size: int = 256) -> st.SearchStrategy[bytes]:
     if not seeds:
         return random_bytes
     return st.one_of(random_bytes, mutated(seeds), mutated(seeds))
+
+
+def havoc(rng: random.Random, seeds: list[bytes], max_size: int = 256) -> bytes:
+    """The same edits as :func:`mutated`, drawn from ``rng``: ~50x cheaper per input.
+
+    No shrinking, so a failure is reported as the raw input; the hypothesis
+    phase of each target is what minimises.
+    """
+    if not seeds or rng.random() < 0.2:
+        return rng.randbytes(rng.randrange(max_size))
+    data = bytearray(rng.choice(seeds))
+    for _ in range(rng.randrange(1, 7)):
+        op = rng.randrange(6)
+        pos = rng.randrange(len(data)) if data else 0
+        if op == 0 and data:
+            data[pos] = rng.choice(_INTERESTING)
+        elif op == 1 and data:
+            data[pos] ^= 1 << rng.randrange(8)
+        elif op == 2:
+            del data[pos:]
+        elif op == 3:
+            data[pos:pos] = rng.randbytes(rng.randrange(1, 17))
+        elif op == 4:
+            del data[pos : pos + rng.randrange(1, 17)]
+        elif data:
+            data[pos] = rng.randrange(256)
+    return bytes(data)

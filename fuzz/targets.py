@@ -59,23 +59,33 @@ def fuzz_arp(data: bytes) -> None:
 
 def fuzz_ipv4(data: bytes) -> None:
     for verify in (False, True):
-        try:
-            header, payload = parse_ipv4(data, verify_checksum=verify)
-        except ParseError:
-            continue
-        assert len(payload) == header.payload_len
-        again, payload2 = parse_ipv4(header.to_bytes() + bytes(payload))
-        assert again == header and payload2 == payload
+        for truncated_ok in (False, True):
+            try:
+                header, payload = parse_ipv4(
+                    data, verify_checksum=verify, truncated_ok=truncated_ok
+                )
+            except ParseError:
+                continue
+            if len(payload) < header.payload_len:
+                assert truncated_ok
+                continue
+            assert len(payload) == header.payload_len
+            again, payload2 = parse_ipv4(header.to_bytes() + bytes(payload))
+            assert again == header and payload2 == payload
 
 
 def fuzz_ipv6(data: bytes) -> None:
-    try:
-        header, payload = parse_ipv6(data)
-    except ParseError:
-        return
-    assert len(payload) == header.payload_len
-    again, payload2 = parse_ipv6(header.to_bytes() + bytes(payload))
-    assert again == header and payload2 == payload
+    for truncated_ok in (False, True):
+        try:
+            header, payload = parse_ipv6(data, truncated_ok=truncated_ok)
+        except ParseError:
+            continue
+        if len(payload) < header.payload_len:
+            assert truncated_ok
+            continue
+        assert len(payload) == header.payload_len
+        again, payload2 = parse_ipv6(header.to_bytes() + bytes(payload))
+        assert again == header and payload2 == payload
 
 
 def fuzz_udp(data: bytes) -> None:

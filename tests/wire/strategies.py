@@ -134,19 +134,29 @@ prefix_infos = st.builds(
     u32,
     u32,
 )
+
+
+@st.composite
+def router_advertisements(draw: st.DrawFn) -> RouterAdvertisement:
+    dns_servers = tuple(draw(st.lists(ipv6_addrs, max_size=3)))
+    return RouterAdvertisement(
+        cur_hop_limit=draw(u8),
+        flags=draw(u8),
+        router_lifetime=draw(u16),
+        reachable_time=draw(u32),
+        retrans_timer=draw(u32),
+        source_lladdr=draw(st.none() | macs),
+        mtu=draw(st.none() | u32),
+        prefixes=tuple(draw(st.lists(prefix_infos, max_size=3))),
+        dns_servers=dns_servers,
+        # The lifetime travels in the RDNSS option, so only with servers.
+        dns_lifetime=draw(u32) if dns_servers else 0,
+    )
+
+
 ndp_messages: st.SearchStrategy[Icmpv6Message] = st.one_of(
     st.builds(RouterSolicitation, st.none() | macs),
-    st.builds(
-        RouterAdvertisement,
-        u8,
-        u8,
-        u16,
-        u32,
-        u32,
-        st.none() | macs,
-        st.none() | u32,
-        st.lists(prefix_infos, max_size=3).map(tuple),
-    ),
+    router_advertisements(),
     st.builds(NeighborSolicitation, ipv6_addrs, st.none() | macs),
     st.builds(
         NeighborAdvertisement,

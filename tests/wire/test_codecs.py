@@ -20,6 +20,7 @@ from trionet.wire.icmpv4 import (
 from trionet.wire.icmpv6 import (
     ICMPV6_QUOTE_LIMIT,
     NeighborSolicitation,
+    RouterAdvertisement,
     RouterSolicitation,
     icmpv6_quote,
     parse_icmpv6,
@@ -326,3 +327,40 @@ def test_icmpv6_checksum_covers_pseudo_header() -> None:
     other = pseudo_header_v6(DST6, DST6, 58, 8)
     with pytest.raises(ParseError, match="checksum"):
         parse_icmpv6(wire, other)
+
+
+def test_ipv6_later_fragment_data_is_not_walked_as_headers() -> None:
+    # Offset 1448: the bytes after the fragment header are data that happen
+    # to look like a truncated destination-options header.
+    frag = b"\x00" + struct.pack("!HI", 1448, 9)
+    wire = _ipv6_with_chain([(44, frag)], 60, b"\x11\x05junk")
+    header, payload = parse_ipv6(wire)
+    assert header.next_header == 60
+    assert payload == b"\x11\x05junk"
+
+
+def test_quoted_datagrams_parse_with_truncated_ok() -> None:
+    v4 = Ipv4Header(SRC4, DST4, 17, 1000).to_bytes() + bytes(1000)
+    with pytest.raises(ParseError):
+        parse_ipv4(icmpv4_quote(v4))
+    header, payload = parse_ipv4(icmpv4_quote(v4), truncated_ok=True)
+    assert header.payload_len == 1000 and len(payload) == 548 - 20
+    with pytest.raises(ParseError):  # not even the header is there
+        parse_ipv4(v4[:19], truncated_ok=True)
+    v6 = Ipv6Header(SRC6, DST6, 6, 2000).to_bytes() + bytes(2000)
+    header6, payload6 = parse_ipv6(icmpv6_quote(v6), truncated_ok=True)
+    assert header6.payload_len == 2000 and len(payload6) == 1232 - 40
+    with pytest.raises(ParseError):
+        parse_ipv6(icmpv6_quote(v6))
+
+
+@pytest.mark.parametrize("units", [1, 2, 4])
+def test_ndp_rdnss_option_must_hold_whole_addresses(units: int) -> None:
+    option = bytes([25, units]) + bytes(units * 8 - 2)
+    with pytest.raises(ParseError, match="RDNSS"):
+        parse_icmpv6(_ndp(134, bytes(12), option), None)
+    # One address (3 units) is the smallest valid option.
+    good = bytes([25, 3, 0, 0]) + struct.pack("!I", 600) + DST6
+    message, _ = parse_icmpv6(_ndp(134, bytes(12), good), None)
+    assert isinstance(message, RouterAdvertisement)
+    assert (message.dns_servers, message.dns_lifetime) == ((DST6,), 600)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,14 +16,16 @@ from trionet.wire.frames import (
     TRANSPORT_OFFSET_V4,
     TRANSPORT_OFFSET_V6,
     build_arp_frame,
+    build_icmpv4_error,
+    build_icmpv6_error,
     build_ipv4_frame,
     build_ipv6_frame,
 )
-from trionet.wire.icmpv4 import Icmpv4DestUnreachable, icmpv4_quote, parse_icmpv4
-from trionet.wire.icmpv6 import Icmpv6PacketTooBig, icmpv6_quote, parse_icmpv6
-from trionet.wire.ipv4 import parse_ipv4
-from trionet.wire.ipv6 import parse_ipv6
-from trionet.wire.tcp import TcpHeader, parse_tcp
+from trionet.wire.icmpv4 import Icmpv4DestUnreachable, parse_icmpv4
+from trionet.wire.icmpv6 import Icmpv6PacketTooBig, parse_icmpv6
+from trionet.wire.ipv4 import Ipv4Header, parse_ipv4
+from trionet.wire.ipv6 import Ipv6Header, parse_ipv6
+from trionet.wire.tcp import TcpFlags, TcpHeader, parse_tcp
 from trionet.wire.udp import UdpHeader, parse_udp
 
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
@@ -75,50 +78,57 @@ def test_ipv6_frame_parses_back(
 
 
 def test_frag_needed_error_quotes_the_offending_datagram() -> None:
-    offending = bytes(
-        build_ipv4_frame(
-            MAC_B,
-            MAC_A,
-            b"\x0a\0\0\x0f",
-            b"\x08\x08\x08\x08",
-            UdpHeader(5000, 53),
-            payload=bytes(1472),
-        )
-    )[14:]
-    offending += bytes(1472)
-    quote = icmpv4_quote(offending)
-    frame = bytes(
-        build_ipv4_frame(
-            MAC_A,
-            MAC_B,
-            b"\x0a\0\0\x02",
-            b"\x0a\0\0\x0f",
-            Icmpv4DestUnreachable.frag_needed(1400),
-            payload=quote,
-        )
+    guest, gateway, remote = b"\x0a\0\0\x0f", b"\x0a\0\0\x02", b"\x08\x08\x08\x08"
+    udp = UdpHeader(5000, 53)
+    body = bytes(1472)
+    offending = bytes(build_ipv4_frame(MAC_B, MAC_A, guest, remote, udp, payload=body))[14:]
+    offending += body
+    header, quote = build_icmpv4_error(
+        MAC_A, MAC_B, gateway, Icmpv4DestUnreachable.frag_needed(1400), offending
     )
-    frame += quote
+    frame = bytes(header) + quote
     assert len(frame) == 14 + 576
-    _, l4 = parse_ipv4(parse_ethernet(frame)[1])
-    message, body = parse_icmpv4(l4)
+    ip, l4 = parse_ipv4(parse_ethernet(frame)[1])
+    assert (ip.src, ip.dst, ip.protocol) == (gateway, guest, 1)
+    message, quoted = parse_icmpv4(l4)
     assert message == Icmpv4DestUnreachable(4, 1400)
-    assert body == offending[:548]
-    quoted_ip, _ = parse_ipv4(offending)  # the quote starts with the original IP header
-    assert body[:20] == offending[:20] and quoted_ip.dst == b"\x08\x08\x08\x08"
+    assert quoted == offending[:548]
+    # The quote starts with the original IP header, then the UDP header.
+    assert bytes(quoted[16:20]) == remote
+    assert struct.unpack_from("!HH", quoted, 20) == (udp.src_port, udp.dst_port)
+
+
+def test_short_datagram_is_quoted_whole() -> None:
+    offending = Ipv4Header(b"\x0a\0\0\x0f", b"\x01\x01\x01\x01", 17, 4).to_bytes() + b"abcd"
+    header, quote = build_icmpv4_error(
+        MAC_A, MAC_B, b"\x0a\0\0\x02", Icmpv4DestUnreachable(3), offending
+    )
+    assert bytes(quote) == offending
+    assert len(header) + len(quote) == 14 + 20 + 8 + 24
 
 
 def test_packet_too_big_fits_the_minimum_mtu() -> None:
-    offending = bytes(3000)
-    quote = icmpv6_quote(offending)
-    src, dst = b"\xfd" + bytes(14) + b"\x02", b"\xfd" + bytes(14) + b"\x0f"
-    frame = (
-        bytes(build_ipv6_frame(MAC_A, MAC_B, src, dst, Icmpv6PacketTooBig(1280), payload=quote))
-        + quote
-    )
+    guest = b"\xfd" + bytes(14) + b"\x0f"
+    gateway = b"\xfd" + bytes(14) + b"\x02"
+    offending = Ipv6Header(guest, b"\x20" + bytes(15), 17, 2960).to_bytes() + bytes(2960)
+    header, quote = build_icmpv6_error(MAC_A, MAC_B, gateway, Icmpv6PacketTooBig(1280), offending)
+    frame = bytes(header) + quote
     assert len(frame) - 14 == 1280
-    _, l4 = parse_ipv6(parse_ethernet(frame)[1])
-    pseudo = pseudo_header_v6(src, dst, 58, len(l4))
+    ip, l4 = parse_ipv6(parse_ethernet(frame)[1])
+    assert (ip.src, ip.dst) == (gateway, guest)
+    pseudo = pseudo_header_v6(gateway, guest, 58, len(l4))
     assert parse_icmpv6(l4, pseudo) == (Icmpv6PacketTooBig(1280), offending[:1232])
+
+
+def test_oversized_frames_are_refused() -> None:
+    tcp = TcpHeader(1, 2, 3, 4, TcpFlags.ACK, 5)
+    with pytest.raises(ValueError, match="16-bit"):
+        build_ipv4_frame(MAC_A, MAC_B, bytes(4), bytes(4), tcp, payload=bytes(65500))
+    with pytest.raises(ValueError, match="16-bit"):
+        build_ipv6_frame(MAC_A, MAC_B, bytes(16), bytes(16), tcp, payload=bytes(65520))
+    # The largest TSO-sized segments still fit.
+    build_ipv4_frame(MAC_A, MAC_B, bytes(4), bytes(4), tcp, payload=bytes(65495))
+    build_ipv6_frame(MAC_A, MAC_B, bytes(16), bytes(16), tcp, payload=bytes(65515))
 
 
 def test_arp_frame() -> None:

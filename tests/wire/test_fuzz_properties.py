@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
-from fuzz.__main__ import load_corpus, seeds_for
 from fuzz.mutate import inputs, mutated
+from fuzz.seeds import load_corpus, seeds_for
 from fuzz.targets import TARGETS
 
 CORPUS = load_corpus()

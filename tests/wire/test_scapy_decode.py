@@ -198,11 +198,18 @@ def test_ipv6_extension_chain_then_udp(
             fragment = Ipv6Fragment(ext.id, ext.offset * 8, bool(ext.m))
         packet = packet / ext
     packet = packet / inet.UDP(sport=sport, dport=dport) / Raw(payload)
-    header, l4 = parse_ipv6(bytes(packet))
+    wire = bytes(packet)
+    header, l4 = parse_ipv6(wire)
     assert (header.src, header.dst, header.hop_limit) == (src, dst, hlim)
     assert (header.traffic_class, header.flow_label) == (tc, fl)
-    assert header.next_header == 17
     assert header.fragment == fragment
+    if fragment is not None and fragment.offset:
+        # Past a later fragment's header everything is data, not headers.
+        frag_layer = inet6.IPv6(wire)[inet6.IPv6ExtHdrFragment]
+        assert header.next_header == frag_layer.nh
+        assert l4 == bytes(frag_layer.payload)
+        return
+    assert header.next_header == 17
     assert l4 == bytes(packet[inet.UDP])
     pseudo = pseudo_header_v6(src, dst, 17, len(l4))
     udp, body = parse_udp(l4, pseudo, zero_checksum_ok=False)
@@ -449,11 +456,74 @@ def test_ndp(
                 preferredlifetime=preferred,
             )
             infos.append(NdpPrefixInfo(prefix, plen, on_link, auto, valid, preferred))
+        dns = data.draw(st.lists(s.ipv6_addrs, max_size=3))
+        dns_lifetime = data.draw(s.u32) if dns else 0
+        if dns:
+            icmp = icmp / inet6.ICMPv6NDOptRDNSS(dns=[ip6(a) for a in dns], lifetime=dns_lifetime)
         flags = (0x80 if r else 0) | (0x40 if o else 0) | (prf << 3)
         expected = RouterAdvertisement(
-            chlim, flags, lifetime, reachable, retrans, lladdr, mtu, tuple(infos)
+            chlim,
+            flags,
+            lifetime,
+            reachable,
+            retrans,
+            lladdr,
+            mtu,
+            tuple(infos),
+            tuple(dns),
+            dns_lifetime,
         )
     if ll_opt is not None:
         icmp = icmp / ll_opt
     l4 = bytes(inet6.IPv6(src=ip6(src), dst=ip6(dst)) / icmp)[40:]
     assert parse_icmpv6(l4, pseudo_header_v6(src, dst, 58, len(l4))) == (expected, b"")
+
+
+@DIFF
+@given(
+    src=s.ipv4_addrs,
+    dst=s.ipv4_addrs,
+    mtu=s.u16,
+    sport=s.u16,
+    dport=s.u16,
+    size=st.integers(0, 1400),
+)
+def test_icmpv4_error_quote(
+    *, src: bytes, dst: bytes, mtu: int, sport: int, dport: int, size: int
+) -> None:
+    # What a router sends: the offending datagram's header and as much of it
+    # as fits, its length fields still describing the whole original.
+    original = bytes(
+        inet.IP(src=ip4(src), dst=ip4(dst)) / inet.UDP(sport=sport, dport=dport) / Raw(bytes(size))
+    )
+    quote = original[:548]
+    l4 = bytes(inet.IP() / inet.ICMP(type=3, code=4, nexthopmtu=mtu) / Raw(quote))[20:]
+    message, body = parse_icmpv4(l4)
+    assert message == Icmpv4DestUnreachable(4, mtu)
+    quoted, rest = parse_ipv4(body, truncated_ok=True)
+    assert (quoted.src, quoted.dst, quoted.protocol) == (src, dst, 17)
+    assert quoted.payload_len == 8 + size
+    assert rest == original[20:548]
+
+
+@DIFF
+@given(src=s.ipv6_addrs, dst=s.ipv6_addrs, mtu=s.u32, size=st.integers(0, 3000))
+def test_icmpv6_packet_too_big_quote(*, src: bytes, dst: bytes, mtu: int, size: int) -> None:
+    original = bytes(
+        inet6.IPv6(src=ip6(src), dst=ip6(dst))
+        / inet6.IPv6ExtHdrDestOpt()
+        / inet.TCP()
+        / Raw(bytes(size))
+    )
+    packet = (
+        inet6.IPv6(src=ip6(dst), dst=ip6(src))
+        / inet6.ICMPv6PacketTooBig(mtu=mtu)
+        / Raw(original[:1232])
+    )
+    l4 = bytes(packet)[40:]
+    message, body = parse_icmpv6(l4, pseudo_header_v6(dst, src, 58, len(l4)))
+    assert message == Icmpv6PacketTooBig(mtu)
+    quoted, rest = parse_ipv6(body, truncated_ok=True)
+    assert (quoted.src, quoted.dst, quoted.next_header) == (src, dst, 6)
+    assert quoted.payload_len == 20 + size
+    assert rest == original[48:1232]

@@ -251,6 +251,12 @@ def test_icmpv6_frames(src: bytes, dst: bytes, message: Icmpv6Message, payload: 
             assert inet6.ICMPv6NDOptMTU not in got
         else:
             assert got[inet6.ICMPv6NDOptMTU].mtu == message.mtu
+        if message.dns_servers:
+            rdnss = got[inet6.ICMPv6NDOptRDNSS]
+            assert rdnss.dns == [ip6(a) for a in message.dns_servers]
+            assert rdnss.lifetime == message.dns_lifetime
+        else:
+            assert inet6.ICMPv6NDOptRDNSS not in got
         infos = []
         layer = got
         while inet6.ICMPv6NDOptPrefixInfo in layer:

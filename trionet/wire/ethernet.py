@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.errors import ParseError
 
@@ -71,6 +72,9 @@ class EthernetHeader:
         return bytes(buf)
 
 
+_new_header = positional_constructor(EthernetHeader)
+
+
 def parse_ethernet(frame: BytesLike) -> tuple[EthernetHeader, memoryview]:
     """Split a frame into its header and a zero-copy view of the payload.
 
@@ -82,8 +86,8 @@ def parse_ethernet(frame: BytesLike) -> tuple[EthernetHeader, memoryview]:
         raise ParseError("ethernet: frame shorter than 14 bytes")
     dst, src, ethertype = _UNTAGGED.unpack_from(view)
     if ethertype not in _TAG_TYPES:
-        return EthernetHeader(dst, src, ethertype), view[14:]
+        return _new_header(dst, src, ethertype, None, ETHERTYPE_VLAN), view[14:]
     if len(view) < 18:
         raise ParseError("ethernet: truncated 802.1Q tag")
     _, _, tpid, tci, inner = _TAGGED.unpack_from(view)
-    return EthernetHeader(dst, src, inner, tci, tpid), view[18:]
+    return _new_header(dst, src, inner, tci, tpid), view[18:]

@@ -9,8 +9,14 @@ counted).
 With ``partial_checksum=True`` (TCP and UDP only) the transport checksum
 field holds the pseudo-header sum and the IP header checksum is complete, as
 a virtio-net NEEDS_CSUM frame requires: csum_start is the transport header's
-offset (``TRANSPORT_OFFSET_V4``/``_V6``, +4 with a VLAN tag, which these
-builders never add) and csum_offset is 16 for TCP, 6 for UDP.
+offset (``TRANSPORT_OFFSET_V4``/``_V6``; these builders never add a VLAN
+tag) and csum_offset is ``CSUM_OFFSET_TCP`` or ``CSUM_OFFSET_UDP``.
+
+The ICMP error builders quote the offending datagram, as much as RFC 1812
+(576 bytes in all, IPv4) or RFC 4443 (1280 bytes, IPv6) allow, and address
+the error to the datagram's source. Whether an error may be sent at all (not
+about an ICMP error, a non-first fragment, a multicast destination...) is
+the stack's decision.
 """
 
 from __future__ import annotations
@@ -21,25 +27,40 @@ from trionet.wire._types import BytesLike
 from trionet.wire.arp import ARP_LEN, ArpPacket
 from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
 from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6
-from trionet.wire.icmpv4 import Icmpv4Message
-from trionet.wire.icmpv6 import Icmpv6Message
-from trionet.wire.ipv4 import IPV4_HEADER_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Ipv4Header
+from trionet.wire.icmpv4 import Icmpv4Message, icmpv4_quote
+from trionet.wire.icmpv6 import Icmpv6Message, icmpv6_quote
+from trionet.wire.ipv4 import (
+    IPV4_HEADER_LEN,
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    emit_ipv4_header,
+)
 from trionet.wire.ipv6 import IPV6_HEADER_LEN, NEXT_HEADER_ICMPV6, Ipv6Header
 from trionet.wire.tcp import TcpHeader
 from trionet.wire.udp import UdpHeader
 
 __all__ = [
+    "CSUM_OFFSET_TCP",
+    "CSUM_OFFSET_UDP",
     "TRANSPORT_OFFSET_V4",
     "TRANSPORT_OFFSET_V6",
     "build_arp_frame",
+    "build_icmpv4_error",
+    "build_icmpv6_error",
     "build_ipv4_frame",
     "build_ipv6_frame",
 ]
 
 _ETHERNET = struct.Struct("!6s6sH")
 _ETHERNET_LEN = 14
+_DF = 0x4000
 TRANSPORT_OFFSET_V4 = _ETHERNET_LEN + IPV4_HEADER_LEN
 TRANSPORT_OFFSET_V6 = _ETHERNET_LEN + IPV6_HEADER_LEN
+#: Where the checksum field sits in the transport header (virtio-net csum_offset).
+CSUM_OFFSET_TCP = 16
+CSUM_OFFSET_UDP = 6
+_MAX_IPV4_PAYLOAD = 0xFFFF - IPV4_HEADER_LEN
 
 
 def build_ipv4_frame(
@@ -63,6 +84,8 @@ def build_ipv4_frame(
     """
     transport_len = transport.header_len
     l4_len = transport_len + len(payload)
+    if l4_len > _MAX_IPV4_PAYLOAD:
+        raise ValueError(f"ipv4: {l4_len} bytes exceed the 16-bit total length")
     buf = bytearray(TRANSPORT_OFFSET_V4 + transport_len)
     _ETHERNET.pack_into(buf, 0, dst_mac, src_mac, ETHERTYPE_IPV4)
     if isinstance(transport, TcpHeader):
@@ -71,9 +94,18 @@ def build_ipv4_frame(
         protocol = PROTO_UDP
     else:
         protocol = PROTO_ICMP
-    Ipv4Header(
-        src_ip, dst_ip, protocol, l4_len, ttl, ident, dont_fragment, False, 0, dscp_ecn
-    ).emit_into(buf, _ETHERNET_LEN)
+    emit_ipv4_header(
+        buf,
+        _ETHERNET_LEN,
+        src=src_ip,
+        dst=dst_ip,
+        protocol=protocol,
+        payload_len=l4_len,
+        ttl=ttl,
+        ident=ident,
+        flags_frag=_DF if dont_fragment else 0,
+        dscp_ecn=dscp_ecn,
+    )
     if isinstance(transport, TcpHeader | UdpHeader):
         pseudo = pseudo_header_v4(src_ip, dst_ip, protocol, l4_len)
         transport.emit_into(buf, TRANSPORT_OFFSET_V4, payload, pseudo, partial=partial_checksum)
@@ -102,6 +134,8 @@ def build_ipv6_frame(
     """
     transport_len = transport.header_len
     l4_len = transport_len + len(payload)
+    if l4_len > 0xFFFF:
+        raise ValueError(f"ipv6: {l4_len} bytes exceed the 16-bit payload length")
     buf = bytearray(TRANSPORT_OFFSET_V6 + transport_len)
     _ETHERNET.pack_into(buf, 0, dst_mac, src_mac, ETHERTYPE_IPV6)
     if isinstance(transport, TcpHeader):
@@ -127,3 +161,49 @@ def build_arp_frame(src_mac: bytes, dst_mac: bytes, packet: ArpPacket) -> bytear
     _ETHERNET.pack_into(buf, 0, dst_mac, src_mac, ETHERTYPE_ARP)
     packet.emit_into(buf, _ETHERNET_LEN)
     return buf
+
+
+def build_icmpv4_error(
+    src_mac: bytes,
+    dst_mac: bytes,
+    src_ip: bytes,
+    message: Icmpv4Message,
+    offending: BytesLike,
+    *,
+    ttl: int = 64,
+) -> tuple[bytearray, memoryview]:
+    """An ICMPv4 error about ``offending`` (an IPv4 datagram, header first), sent to its source.
+
+    Returns the frame header and the quote, to be written one after the
+    other. ``offending`` must be a datagram :func:`~trionet.wire.ipv4.parse_ipv4`
+    accepted (the destination is read from it).
+    """
+    quote = icmpv4_quote(offending)
+    dst_ip = bytes(quote[12:16])
+    header = build_ipv4_frame(
+        src_mac, dst_mac, src_ip, dst_ip, message, payload=quote, ttl=ttl, dont_fragment=False
+    )
+    return header, quote
+
+
+def build_icmpv6_error(
+    src_mac: bytes,
+    dst_mac: bytes,
+    src_ip: bytes,
+    message: Icmpv6Message,
+    offending: BytesLike,
+    *,
+    hop_limit: int = 64,
+) -> tuple[bytearray, memoryview]:
+    """An ICMPv6 error about ``offending`` (an IPv6 packet, header first), sent to its source.
+
+    Returns the frame header and the quote, to be written one after the
+    other. ``offending`` must be a packet :func:`~trionet.wire.ipv6.parse_ipv6`
+    accepted (the destination is read from it).
+    """
+    quote = icmpv6_quote(offending)
+    dst_ip = bytes(quote[8:24])
+    header = build_ipv6_frame(
+        src_mac, dst_mac, src_ip, dst_ip, message, payload=quote, hop_limit=hop_limit
+    )
+    return header, quote

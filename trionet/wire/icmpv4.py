@@ -164,9 +164,8 @@ def parse_icmpv4(
 ) -> tuple[Icmpv4Message, memoryview]:
     """Parse an ICMPv4 message; return it and a view of its body.
 
-    For errors the body is the quoted datagram (its IPv4 header first), which
-    the stack parses with :func:`trionet.wire.ipv4.parse_ipv4`-like care
-    since it is truncated.
+    For errors the body is the quoted datagram (its IPv4 header first),
+    usually truncated: parse it with ``parse_ipv4(body, truncated_ok=True)``.
     """
     view = memoryview(data)
     if len(view) < ICMPV4_HEADER_LEN:

@@ -3,7 +3,8 @@
 Errors (destination unreachable, packet too big, time exceeded, parameter
 problem), echo, and the four NDP messages a host-facing router needs: router
 solicitation/advertisement and neighbour solicitation/advertisement, with
-the source/target link-layer address, prefix information and MTU options.
+the source/target link-layer address, prefix information and MTU options,
+and the RDNSS option (RFC 8106) so guests can learn a DNS server from the RA.
 Unknown types parse as :class:`Icmpv6Other`; unknown NDP options are skipped
 by their length, and a zero option length is rejected (RFC 4861 4.6: it
 would loop forever).
@@ -72,6 +73,7 @@ OPT_SOURCE_LLADDR = 1
 OPT_TARGET_LLADDR = 2
 OPT_PREFIX_INFO = 3
 OPT_MTU = 5
+OPT_RDNSS = 25
 
 _HEADER = struct.Struct("!BBHI")
 _ECHO = struct.Struct("!BBHHH")
@@ -257,7 +259,11 @@ class RouterSolicitation:
 
 @dataclass(frozen=True, slots=True)
 class RouterAdvertisement:
-    """A router advertisement; ``flags`` is the raw M/O/H/Prf byte (see RA_MANAGED)."""
+    """A router advertisement; ``flags`` is the raw M/O/H/Prf byte (see RA_MANAGED).
+
+    ``dns_servers`` (16-byte addresses) travel in one RDNSS option with
+    ``dns_lifetime`` seconds; the lifetime means nothing without servers.
+    """
 
     cur_hop_limit: int = 64
     flags: int = 0
@@ -267,10 +273,14 @@ class RouterAdvertisement:
     source_lladdr: bytes | None = None
     mtu: int | None = None
     prefixes: tuple[NdpPrefixInfo, ...] = ()
+    dns_servers: tuple[bytes, ...] = ()
+    dns_lifetime: int = 0
 
     @property
     def header_len(self) -> int:
         length = 16 + 32 * len(self.prefixes)
+        if self.dns_servers:
+            length += 8 + 16 * len(self.dns_servers)
         if self.source_lladdr is not None:
             length += 8
         if self.mtu is not None:
@@ -313,6 +323,13 @@ class RouterAdvertisement:
                 info.prefix,
             )
             pos += 32
+        if self.dns_servers:
+            count = len(self.dns_servers)
+            _MTU_OPT.pack_into(buf, pos, OPT_RDNSS, 1 + 2 * count, 0, self.dns_lifetime)
+            pos += 8
+            for server in self.dns_servers:
+                buf[pos : pos + 16] = server
+                pos += 16
         return _finish(buf, offset, pos, payload, pseudo_sum)
 
     def to_bytes(self, payload: BytesLike, pseudo_sum: int) -> bytes:
@@ -397,13 +414,22 @@ def icmpv6_quote(packet: BytesLike) -> memoryview:
 class _NdpOptions:
     """The NDP options found in one message (a scratch object, not a representation)."""
 
-    __slots__ = ("mtu", "prefixes", "source_lladdr", "target_lladdr")
+    __slots__ = (
+        "dns_lifetime",
+        "dns_servers",
+        "mtu",
+        "prefixes",
+        "source_lladdr",
+        "target_lladdr",
+    )
 
     def __init__(self) -> None:
         self.source_lladdr: bytes | None = None
         self.target_lladdr: bytes | None = None
         self.mtu: int | None = None
         self.prefixes: list[NdpPrefixInfo] = []
+        self.dns_servers: list[bytes] = []
+        self.dns_lifetime = 0
 
 
 def _parse_ndp_options(view: memoryview) -> _NdpOptions:
@@ -432,6 +458,14 @@ def _parse_ndp_options(view: memoryview) -> _NdpOptions:
             if length != 8:
                 raise ParseError("ndp: bad MTU option length")
             found.mtu = _U32.unpack_from(view, pos + 4)[0]
+        elif kind == OPT_RDNSS:
+            # 8 bytes of header, then whole 16-byte addresses (at least one).
+            if length < 24 or (length - 8) % 16:
+                raise ParseError("ndp: bad RDNSS option length")
+            found.dns_lifetime = _U32.unpack_from(view, pos + 4)[0]
+            found.dns_servers.extend(
+                bytes(view[start : start + 16]) for start in range(pos + 8, pos + length, 16)
+            )
         elif kind == OPT_PREFIX_INFO:
             if length != 32:
                 raise ParseError("ndp: bad prefix information option length")
@@ -468,6 +502,8 @@ def _parse_ndp(icmp_type: int, view: memoryview) -> Icmpv6Message:
             opts.source_lladdr,
             opts.mtu,
             tuple(opts.prefixes),
+            tuple(opts.dns_servers),
+            opts.dns_lifetime,
         )
     if len(view) < 24:
         raise ParseError("ndp: neighbour message shorter than 24 bytes")
@@ -499,8 +535,9 @@ def parse_icmpv6(data: BytesLike, pseudo_sum: int | None) -> tuple[Icmpv6Message
 
     ``pseudo_sum`` is :func:`~trionet.wire.checksum.pseudo_header_v6` with
     next header 58 and ``len(data)``. The body is the echo data or the quoted
-    packet of an error; NDP messages consume their options, so their body is
-    empty. NDP messages with a non-zero code are rejected (RFC 4861 6.1).
+    packet of an error (parse it with ``parse_ipv6(body, truncated_ok=True)``);
+    NDP messages consume their options, so their body is empty. NDP messages
+    with a non-zero code are rejected (RFC 4861 6.1).
     """
     view = memoryview(data)
     if len(view) < ICMPV6_HEADER_LEN:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.checksum import internet_checksum
 from trionet.wire.errors import ParseError
@@ -21,6 +22,7 @@ __all__ = [
     "PROTO_TCP",
     "PROTO_UDP",
     "Ipv4Header",
+    "emit_ipv4_header",
     "parse_ipv4",
 ]
 
@@ -30,7 +32,6 @@ PROTO_UDP = 17
 
 IPV4_HEADER_LEN = 20
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
-_CHECKSUM = struct.Struct("!H")
 _DF = 0x4000
 _MF = 0x2000
 
@@ -66,24 +67,18 @@ class Ipv4Header:
         flags_frag = (self.frag_offset >> 3) | (_DF if self.dont_fragment else 0)
         if self.more_fragments:
             flags_frag |= _MF
-        _HEADER.pack_into(
+        return emit_ipv4_header(
             buf,
             offset,
-            0x45,
-            self.dscp_ecn,
-            IPV4_HEADER_LEN + self.payload_len,
-            self.ident,
-            flags_frag,
-            self.ttl,
-            self.protocol,
-            0,
-            self.src,
-            self.dst,
+            src=self.src,
+            dst=self.dst,
+            protocol=self.protocol,
+            payload_len=self.payload_len,
+            ttl=self.ttl,
+            ident=self.ident,
+            flags_frag=flags_frag,
+            dscp_ecn=self.dscp_ecn,
         )
-        end = offset + IPV4_HEADER_LEN
-        checksum = internet_checksum(memoryview(buf)[offset:end])
-        _CHECKSUM.pack_into(buf, offset + 10, checksum)
-        return end
 
     def to_bytes(self) -> bytes:
         buf = bytearray(IPV4_HEADER_LEN)
@@ -91,18 +86,76 @@ class Ipv4Header:
         return bytes(buf)
 
 
-def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4Header, memoryview]:
+_new_header = positional_constructor(Ipv4Header)
+
+
+def emit_ipv4_header(
+    buf: WritableBuffer,
+    offset: int,
+    *,
+    src: bytes,
+    dst: bytes,
+    protocol: int,
+    payload_len: int,
+    ttl: int = 64,
+    ident: int = 0,
+    flags_frag: int = _DF,
+    dscp_ecn: int = 0,
+) -> int:
+    """Write a 20-byte header from raw field values; return the end offset.
+
+    For builders that have no use for an :class:`Ipv4Header` object.
+    ``flags_frag`` is the raw 16-bit flags and fragment-offset word. The
+    checksum is summed from the numbers being packed, never read back from
+    the buffer.
+    """
+    total_len = IPV4_HEADER_LEN + payload_len
+    # The 32-bit addresses count as two 16-bit words each, modulo 0xFFFF.
+    total = (
+        0x4500
+        + dscp_ecn
+        + total_len
+        + ident
+        + flags_frag
+        + (ttl << 8)
+        + protocol
+        + int.from_bytes(src, "big")
+        + int.from_bytes(dst, "big")
+    )
+    folded = total % 0xFFFF or 0xFFFF
+    _HEADER.pack_into(
+        buf,
+        offset,
+        0x45,
+        dscp_ecn,
+        total_len,
+        ident,
+        flags_frag,
+        ttl,
+        protocol,
+        ~folded & 0xFFFF,
+        src,
+        dst,
+    )
+    return offset + IPV4_HEADER_LEN
+
+
+def parse_ipv4(
+    data: BytesLike, *, verify_checksum: bool = True, truncated_ok: bool = False
+) -> tuple[Ipv4Header, memoryview]:
     """Parse an IPv4 header; return it and a zero-copy view of exactly its payload.
 
     Bytes past the total length (Ethernet padding) are trimmed. Pass
     ``verify_checksum=False`` only when the link has validated the header
-    already.
+    already. ``truncated_ok=True`` is for the datagram quoted in an ICMP
+    error: the view then ends where the quote does, while ``payload_len``
+    still says what the original carried.
     """
     view = memoryview(data)
     if len(view) < IPV4_HEADER_LEN:
         raise ParseError("ipv4: shorter than 20 bytes")
-    (ver_ihl, tos, total_len, ident, flags_frag, ttl, proto, _, src, dst) = _HEADER.unpack_from(
-        view
+    (ver_ihl, tos, total_len, ident, flags_frag, ttl, proto, checksum, src, dst) = (
+        _HEADER.unpack_from(view)
     )
     if ver_ihl >> 4 != 4:
         raise ParseError("ipv4: version is not 4")
@@ -111,11 +164,30 @@ def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4He
         raise ParseError("ipv4: header length below 20")
     if total_len < ihl:
         raise ParseError("ipv4: total length shorter than header")
-    if total_len > len(view):
+    if total_len > len(view) and (not truncated_ok or ihl > len(view)):
         raise ParseError("ipv4: total length exceeds the frame")
-    if verify_checksum and internet_checksum(view[:ihl]) != 0:
-        raise ParseError("ipv4: bad header checksum")
-    header = Ipv4Header(
+    if verify_checksum:
+        if ihl == IPV4_HEADER_LEN:
+            # Sum the unpacked words instead of re-reading the bytes; the sum
+            # includes the version nibble, so it is never 0 and "valid" is
+            # exactly "divisible by 0xFFFF".
+            total = (
+                (ver_ihl << 8)
+                + tos
+                + total_len
+                + ident
+                + flags_frag
+                + (ttl << 8)
+                + proto
+                + checksum
+                + int.from_bytes(src, "big")
+                + int.from_bytes(dst, "big")
+            )
+            if total % 0xFFFF:
+                raise ParseError("ipv4: bad header checksum")
+        elif internet_checksum(view[:ihl]) != 0:
+            raise ParseError("ipv4: bad header checksum")
+    header = _new_header(
         src,
         dst,
         proto,
@@ -127,4 +199,4 @@ def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4He
         (flags_frag & 0x1FFF) << 3,
         tos,
     )
-    return header, view[ihl:total_len]
+    return header, view[ihl:total_len]  # a slice past the end stops at the end

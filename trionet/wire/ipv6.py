@@ -3,7 +3,8 @@
 The parser walks hop-by-hop, routing, fragment and destination-options
 headers, at most :data:`MAX_EXTENSION_HEADERS` of them (a guest could chain
 hundreds of empty headers to make every frame expensive), and reports the
-upper-layer protocol with a view of its bytes. Only the fragment header's
+upper-layer protocol with a view of its bytes (for a fragment other than the
+first: the protocol the fragment header names, and the fragment's data). Only the fragment header's
 fields are kept: the stack needs them to drop or reassemble fragments, and
 nothing else in the chain changes how trionet handles a packet.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.errors import ParseError
 
@@ -128,12 +130,18 @@ class Ipv6Header:
         return bytes(buf)
 
 
-def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
+_new_header = positional_constructor(Ipv6Header)
+
+
+def parse_ipv6(data: BytesLike, *, truncated_ok: bool = False) -> tuple[Ipv6Header, memoryview]:
     """Parse the fixed header and extension chain; return it and the upper-layer bytes.
 
     Bytes past the payload length (Ethernet padding) are trimmed. Jumbograms
     (payload length 0 with a hop-by-hop jumbo option) are rejected: no link
-    trionet serves carries them.
+    trionet serves carries them. ``truncated_ok=True`` is for the packet
+    quoted in an ICMPv6 error: the view then ends where the quote does (the
+    extension headers must still be whole), while ``payload_len`` still says
+    what the original carried.
     """
     view = memoryview(data)
     if len(view) < IPV6_HEADER_LEN:
@@ -141,9 +149,11 @@ def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
     first_word, payload_len, next_header, hop_limit, src, dst = _FIXED.unpack_from(view)
     if first_word >> 28 != 6:
         raise ParseError("ipv6: version is not 6")
-    end = IPV6_HEADER_LEN + payload_len
+    declared_end = end = IPV6_HEADER_LEN + payload_len
     if end > len(view):
-        raise ParseError("ipv6: payload length exceeds the frame")
+        if not truncated_ok:
+            raise ParseError("ipv6: payload length exceeds the frame")
+        end = len(view)
     pos = IPV6_HEADER_LEN
     fragment: Ipv6Fragment | None = None
     count = 0
@@ -161,17 +171,21 @@ def parse_ipv6(data: BytesLike) -> tuple[Ipv6Header, memoryview]:
             next_header, _, offset_flags, ident = _FRAGMENT.unpack_from(view, pos)
             fragment = Ipv6Fragment(ident, offset_flags & 0xFFF8, bool(offset_flags & 1))
             pos += _FRAGMENT_LEN
+            if fragment.offset:
+                # A later fragment holds data from the middle of the packet:
+                # what follows is not a header even if next_header names one.
+                break
         else:
             ext_len = (view[pos + 1] + 1) * 8
             if pos + ext_len > end:
                 raise ParseError("ipv6: extension header exceeds the payload")
             next_header = view[pos]
             pos += ext_len
-    header = Ipv6Header(
+    header = _new_header(
         src,
         dst,
         next_header,
-        end - pos,
+        declared_end - pos,
         hop_limit,
         (first_word >> 20) & 0xFF,
         first_word & 0xFFFFF,

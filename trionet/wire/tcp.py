@@ -11,6 +11,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.checksum import ones_sum
 from trionet.wire.errors import ParseError
@@ -132,6 +133,7 @@ _WSCALE = struct.Struct("!BBBB")
 _TIMESTAMP = struct.Struct("!BBBBII")
 _SACK_EDGES = struct.Struct("!II")
 _U32 = struct.Struct("!I")
+_TS_VALUES = struct.Struct("!II")
 _U16 = struct.Struct("!H")
 _SACK_PERMITTED = b"\x01\x01\x04\x02"
 # What Linux puts in every established segment: NOP, NOP, timestamps.
@@ -147,6 +149,10 @@ _KIND_WSCALE = 3
 _KIND_SACK_PERMITTED = 4
 _KIND_SACK = 5
 _KIND_TIMESTAMP = 8
+
+
+_new_header = positional_constructor(TcpHeader)
+_new_options = positional_constructor(TcpOptions)
 
 
 def options_len(opts: TcpOptions) -> int:
@@ -196,7 +202,7 @@ def _emit_options(opts: TcpOptions, buf: WritableBuffer, pos: int) -> int:
 
 def _parse_options(view: memoryview) -> TcpOptions:
     if len(view) == 12 and view[:4] == _TS_ONLY_PREFIX:
-        return TcpOptions(timestamp=(_U32.unpack_from(view, 4)[0], _U32.unpack_from(view, 8)[0]))
+        return _new_options(None, None, False, (), _TS_VALUES.unpack_from(view, 4))
     mss: int | None = None
     window_scale: int | None = None
     sack_permitted = False
@@ -238,9 +244,9 @@ def _parse_options(view: memoryview) -> TcpOptions:
         elif kind == _KIND_TIMESTAMP:
             if length != 10:
                 raise ParseError("tcp: bad timestamp option length")
-            timestamp = (_U32.unpack_from(view, pos + 2)[0], _U32.unpack_from(view, pos + 6)[0])
+            timestamp = _TS_VALUES.unpack_from(view, pos + 2)
         pos += length
-    return TcpOptions(mss, window_scale, sack_permitted, sack_blocks, timestamp)
+    return _new_options(mss, window_scale, sack_permitted, sack_blocks, timestamp)
 
 
 def parse_tcp(data: BytesLike, pseudo_sum: int | None) -> tuple[TcpHeader, memoryview]:
@@ -263,7 +269,7 @@ def parse_tcp(data: BytesLike, pseudo_sum: int | None) -> tuple[TcpHeader, memor
     if pseudo_sum is not None and ones_sum(view, pseudo_sum) != 0xFFFF:
         raise ParseError("tcp: bad checksum")
     options = NO_OPTIONS if header_len == TCP_HEADER_LEN else _parse_options(view[20:header_len])
-    header = TcpHeader(
+    header = _new_header(
         src_port, dst_port, seq, ack, _FLAGS[offset_flags & 0xFF], window, urgent, options
     )
     return header, view[header_len:]

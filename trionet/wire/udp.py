@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.checksum import combine_sums, ones_sum
 from trionet.wire.errors import ParseError
@@ -66,6 +67,9 @@ class UdpHeader:
         return bytes(buf)
 
 
+_new_header = positional_constructor(UdpHeader)
+
+
 def parse_udp(
     data: BytesLike, pseudo_sum: int | None, *, zero_checksum_ok: bool = True
 ) -> tuple[UdpHeader, memoryview]:
@@ -92,4 +96,4 @@ def parse_udp(
             raise ParseError("udp: zero checksum not allowed here")
     elif pseudo_sum is not None and ones_sum(view, pseudo_sum) != 0xFFFF:
         raise ParseError("udp: bad checksum")
-    return UdpHeader(src_port, dst_port), view[UDP_HEADER_LEN:]
+    return _new_header(src_port, dst_port), view[UDP_HEADER_LEN:]
