@@ -59,8 +59,11 @@ class DgramLink:
     ) -> None:
         """Wrap ``sock`` (AF_UNIX, SOCK_DGRAM), taking ownership of it.
 
-        A connected socket (a socketpair end, or one with ``peer`` given) has
-        its peer already; a bound one learns it from the first datagram.
+        A connected socket (a socketpair end) has its peer already; a bound
+        one learns it from the first datagram, or is told ``peer`` (the
+        address the VMM binds, as QEMU's ``local.path``): then it connects as
+        soon as that address exists, so it can speak first, and ignores
+        anyone else.
         """
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_DGRAM:
             raise ValueError("DgramLink needs an AF_UNIX SOCK_DGRAM socket")
@@ -75,15 +78,13 @@ class DgramLink:
         self.greetings = 0
         self._connected = False
         self._peer: UnixAddress | None = None
-        if peer is not None:
-            self._connect(peer)
+        self._expected_peer = peer
+        try:
+            sock.getpeername()
+        except OSError:
+            self._try_connect()
         else:
-            try:
-                sock.getpeername()
-            except OSError:
-                pass
-            else:
-                self._connected = True
+            self._connected = True
 
     @classmethod
     def bind(cls, path: str | os.PathLike[str], *, peer: UnixAddress | None = None) -> DgramLink:
@@ -136,8 +137,11 @@ class DgramLink:
                         return frames
                     raise
                 if not self._connected:
-                    if not address:
-                        # An unbound sender cannot be answered (gvproxy refuses it too).
+                    if not address or (
+                        self._expected_peer is not None and address != self._expected_peer
+                    ):
+                        # An unbound sender cannot be answered (gvproxy refuses it too),
+                        # and with a peer named, nobody else is one.
                         self.counters.malformed_in += 1
                         continue
                     self._connect(address)
@@ -160,10 +164,13 @@ class DgramLink:
         """Send each frame as one datagram, waiting while the peer's queue is full.
 
         Returns False when some frames were dropped (and counted): no peer
-        yet, the peer is gone (the link then closes), or a frame is too large
-        for a datagram.
+        yet (a named one whose socket does not exist yet counts as none), the
+        peer is gone (the link then closes), or a frame is too large for a
+        datagram.
         """
         all_sent = True
+        if not self._connected:
+            self._try_connect()
         for frame in frames:
             if self.end_reason is not None or not self._connected:
                 self.counters.drops_out += 1
@@ -202,6 +209,13 @@ class DgramLink:
     async def aclose(self) -> None:
         self.close()
         await trio.lowlevel.checkpoint()
+
+    def _try_connect(self) -> None:
+        """Connect to the named peer if it is there yet (a VMM often starts after us)."""
+        if self._connected or self._expected_peer is None or self._sock.fileno() < 0:
+            return
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+            self._connect(self._expected_peer)
 
     def _connect(self, address: UnixAddress) -> None:
         self._sock.connect(address)
