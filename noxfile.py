@@ -20,6 +20,10 @@ nox.options.error_on_missing_interpreters = True
 SYSTEM_TOOLS = [
     ("ip", "iproute2"),
     ("curl", "curl"),
+    ("ping", "iputils-ping"),
+    # Independent implementations of the stream and datagram link framings.
+    ("passt", "passt"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
 ]
 
 
@@ -32,7 +36,16 @@ def _install_system_tools(session: nox.Session) -> None:
         return
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-qq", external=True, env=env)
-    session.run("apt-get", "install", "-y", "-qq", *missing, external=True, env=env)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        *missing,
+        external=True,
+        env=env,
+    )
 
 
 @nox.session
