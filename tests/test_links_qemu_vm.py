@@ -1,10 +1,10 @@
-"""A real VM (Debian's kernel under QEMU) whose NIC is a ``-netdev stream`` into a StreamLink.
+"""A real VM (Debian's kernel under QEMU) whose NIC is a StreamLink or a DgramLink.
 
 The test plays the gateway with scapy: it answers the guest's ARP and NDP
 and its pings, over nothing but the frames the StreamLink carries. The guest
 configures eth0 from the guest variables like any guest init and pings the
 gateway on both families; its exit status comes back on the serial console.
-This is ``trionet serve --qemu-stream`` minus the engine.
+This is ``trionet serve --qemu-stream`` / ``--unixgram`` minus the engine.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from tests.support.qemu_guest import (
     qemu_argv,
 )
 from trionet.guest_env import parse_guest_env
+from trionet.links.dgram import DgramLink
 from trionet.links.stream import StreamLink, open_unix_stream_listener
 
 GATEWAY_MAC = "02:6d:73:00:00:01"
@@ -85,7 +86,8 @@ def _answer(packet: Packet, guest_mac: str) -> tuple[str, Packet] | None:
     return None
 
 
-def test_vm_pings_gateway_through_stream_link(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["stream", "dgram"])
+def test_vm_pings_gateway_through_link(tmp_path: Path, transport: str) -> None:
     _require_vm_tools()
     kernel = find_guest_kernel()
     assert kernel is not None
@@ -98,18 +100,19 @@ def test_vm_pings_gateway_through_stream_link(tmp_path: Path) -> None:
         f"ping -c1 -W10 {config.ipv6.gateway} || exit 6\n"
     )
     initramfs = build_initramfs(kernel, script, tmp_path / "initramfs.cpio")
-    sock = tmp_path / "qemu.sock"
-    argv = qemu_argv(
-        kernel,
-        initramfs,
-        f"stream,id=n0,server=off,addr.type=unix,addr.path={sock}",
-        env,
-        mac=guest_mac,
+    sock, vm_sock = tmp_path / "trionet.sock", tmp_path / "vm.sock"
+    netdev = (
+        f"stream,id=n0,server=off,addr.type=unix,addr.path={sock}"
+        if transport == "stream"
+        else f"dgram,id=n0,local.type=unix,local.path={vm_sock},"
+        f"remote.type=unix,remote.path={sock}"
     )
+    argv = qemu_argv(kernel, initramfs, netdev, env, mac=guest_mac)
     answered: list[str] = []
 
     async def main() -> str:
-        listener = await open_unix_stream_listener(sock)
+        listener = await open_unix_stream_listener(sock) if transport == "stream" else None
+        dgram = DgramLink.bind(sock, peer=str(vm_sock)) if transport == "dgram" else None
         output = b""
         async with trio.open_nursery() as nursery:
 
@@ -121,7 +124,12 @@ def test_vm_pings_gateway_through_stream_link(tmp_path: Path) -> None:
 
             nursery.start_soon(run_vm)
             with trio.fail_after(120):
-                link = StreamLink(await listener.accept())
+                link: StreamLink | DgramLink
+                if listener is not None:
+                    link = StreamLink(await listener.accept())
+                else:
+                    assert dgram is not None
+                    link = dgram
                 while frames := await link.receive_frames():
                     replies = []
                     for frame in frames:
@@ -131,7 +139,11 @@ def test_vm_pings_gateway_through_stream_link(tmp_path: Path) -> None:
                             answered.append(answer[0])
                             replies.append(bytes(answer[1]))
                     await link.send_frames(replies)
-        await listener.aclose()
+        if listener is not None:
+            await listener.aclose()
+            await link.aclose()
+        if dgram is not None:
+            dgram.close()
         return output.decode(errors="replace")
 
     output = trio.run(main)
