@@ -304,3 +304,28 @@ def test_dgram_named_peer_that_starts_later(tmp_path: Path) -> None:
         stranger.close()
 
     trio.run(main)
+
+
+def test_dgram_first_sender_already_gone_is_dropped_not_fatal(tmp_path: Path) -> None:
+    server_path, ghost_path = str(tmp_path / "t.sock"), str(tmp_path / "ghost.sock")
+
+    async def main() -> None:
+        link = DgramLink.bind(server_path)
+        ghost = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ghost.bind(ghost_path)
+        ghost.sendto(frame(60, 1), server_path)
+        ghost.close()
+        os.unlink(ghost_path)
+        with trio.move_on_after(0.2):
+            await link.receive_frames()
+        assert link.counters.malformed_in == 1 and not link.peer_known
+        # The next VMM to come along is still welcome.
+        vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        vm.bind(str(tmp_path / "vm.sock"))
+        vm.sendto(VFKIT_MAGIC, server_path)
+        vm.sendto(frame(60, 2), server_path)
+        assert await link.receive_frames() == [frame(60, 2)]
+        link.close()
+        vm.close()
+
+    trio.run(main)

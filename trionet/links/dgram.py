@@ -119,34 +119,24 @@ class DgramLink:
         frames: list[bytes] = []
         recvfrom = self._sock.recvfrom
         limit = self._max + 1  # one byte more than allowed reveals an oversized datagram
-        while not frames:
+        while not frames and self.end_reason is None:
             if self._sock.fileno() < 0:
-                return []
+                break
             try:
                 await trio.lowlevel.wait_readable(self._sock)
             except trio.ClosedResourceError:
-                return []
+                break
             while len(frames) < max_frames:
                 try:
                     data, address = recvfrom(limit)
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    if exc.errno in _PEER_GONE:
-                        self._end(f"receive failed: {exc.strerror}")
-                        return frames
-                    raise
-                if not self._connected:
-                    if not address or (
-                        self._expected_peer is not None and address != self._expected_peer
-                    ):
-                        # An unbound sender cannot be answered (gvproxy refuses it too),
-                        # and with a peer named, nobody else is one.
-                        self.counters.malformed_in += 1
-                        continue
-                    self._connect(address)
-                elif address and self._peer is not None and address != self._peer:
-                    # Queued before connect() narrowed the socket to the peer.
+                    if exc.errno not in _PEER_GONE:
+                        raise
+                    self._end(f"receive failed: {exc.strerror}")
+                    break
+                if not self._accept_sender(address):
                     self.counters.malformed_in += 1
                     continue
                 if data == VFKIT_MAGIC:
@@ -209,6 +199,21 @@ class DgramLink:
     async def aclose(self) -> None:
         self.close()
         await trio.lowlevel.checkpoint()
+
+    def _accept_sender(self, address: UnixAddress | None) -> bool:
+        """Whether a datagram from ``address`` is the peer's, learning the peer if need be."""
+        if self._connected:
+            # Datagrams queued before connect() narrowed the socket may be anyone's.
+            return not address or self._peer is None or address == self._peer
+        if not address:
+            return False  # an unbound sender cannot be answered (gvproxy refuses it too)
+        if self._expected_peer is not None and address != self._expected_peer:
+            return False  # with a peer named, nobody else is one
+        try:
+            self._connect(address)
+        except OSError:
+            return False  # gone again already
+        return True
 
     def _try_connect(self) -> None:
         """Connect to the named peer if it is there yet (a VMM often starts after us)."""
