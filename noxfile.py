@@ -7,6 +7,7 @@ curl, iperf3, ...) install them with apt when run as root and missing.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 
@@ -20,7 +21,47 @@ nox.options.error_on_missing_interpreters = True
 SYSTEM_TOOLS = [
     ("ip", "iproute2"),
     ("curl", "curl"),
+    ("ping", "iputils-ping"),
+    # Independent implementations of the stream and datagram link framings.
+    ("passt", "passt"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    # The test VM's initramfs (tests/support/qemu_guest.py).
+    ("busybox", "busybox-static"),
+    ("cpio", "cpio"),
 ]
+# Where the test VM's kernel is unpacked when /boot has none; kept in step with
+# tests/support/qemu_guest.py. Unpacked, not installed: installing a kernel
+# package builds an initramfs, which takes minutes.
+GUEST_KERNEL_DIR = "/var/cache/trionet-tests/guest-kernel"
+
+
+def _has_guest_kernel(prefix: str) -> bool:
+    for vmlinuz in glob.glob(f"{prefix}/boot/vmlinuz-*"):
+        version = vmlinuz.rsplit("/vmlinuz-", 1)[1]
+        if glob.glob(f"{prefix}/*lib/modules/{version}/kernel/drivers/net/virtio_net.ko"):
+            return True
+    return False
+
+
+def _install_guest_kernel(session: nox.Session) -> None:
+    if _has_guest_kernel("") or _has_guest_kernel(GUEST_KERNEL_DIR):
+        return
+    if os.geteuid() != 0:
+        session.warn("not root: cannot unpack a guest kernel; the VM test will skip")
+        return
+    session.run("sh", "-c", _UNPACK_KERNEL, "sh", GUEST_KERNEL_DIR, external=True)
+
+
+_UNPACK_KERNEL = """
+set -e
+pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+tmp=$(mktemp -d)
+cd "$tmp"
+apt-get download -qq "$pkg"
+mkdir -p "$1"
+dpkg-deb -x "$tmp"/*.deb "$1"
+rm -rf "$tmp"
+"""
 
 
 def _install_system_tools(session: nox.Session) -> None:
@@ -32,13 +73,23 @@ def _install_system_tools(session: nox.Session) -> None:
         return
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-qq", external=True, env=env)
-    session.run("apt-get", "install", "-y", "-qq", *missing, external=True, env=env)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        *missing,
+        external=True,
+        env=env,
+    )
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite, real-guest tests included (they need root)."""
     _install_system_tools(session)
+    _install_guest_kernel(session)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 

@@ -278,3 +278,54 @@ def test_dgram_rejects_wrong_socket_type() -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, pytest.raises(ValueError):
         DgramLink(s)
     assert os.path.exists("/dev/null")
+
+
+def test_dgram_named_peer_that_starts_later(tmp_path: Path) -> None:
+    server_path, vm_path = str(tmp_path / "t.sock"), str(tmp_path / "q.sock")
+
+    async def main() -> None:
+        link = DgramLink.bind(server_path, peer=vm_path)
+        assert not link.peer_known
+        assert not await link.send_frames([frame(60, 1)])  # the VMM is not there yet
+        assert link.counters.drops_out == 1
+        # Someone else writing first is not taken for the named peer.
+        stranger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        stranger.bind(str(tmp_path / "x.sock"))
+        stranger.sendto(frame(60, 2), server_path)
+        vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        vm.bind(vm_path)
+        vm.sendto(frame(60, 3), server_path)
+        assert await link.receive_frames() == [frame(60, 3)]
+        assert link.peer_known and link.counters.malformed_in == 1
+        assert await link.send_frames([frame(60, 4)])
+        assert vm.recv(100) == frame(60, 4)
+        link.close()
+        vm.close()
+        stranger.close()
+
+    trio.run(main)
+
+
+def test_dgram_first_sender_already_gone_is_dropped_not_fatal(tmp_path: Path) -> None:
+    server_path, ghost_path = str(tmp_path / "t.sock"), str(tmp_path / "ghost.sock")
+
+    async def main() -> None:
+        link = DgramLink.bind(server_path)
+        ghost = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ghost.bind(ghost_path)
+        ghost.sendto(frame(60, 1), server_path)
+        ghost.close()
+        os.unlink(ghost_path)
+        with trio.move_on_after(0.2):
+            await link.receive_frames()
+        assert link.counters.malformed_in == 1 and not link.peer_known
+        # The next VMM to come along is still welcome.
+        vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        vm.bind(str(tmp_path / "vm.sock"))
+        vm.sendto(VFKIT_MAGIC, server_path)
+        vm.sendto(frame(60, 2), server_path)
+        assert await link.receive_frames() == [frame(60, 2)]
+        link.close()
+        vm.close()
+
+    trio.run(main)

@@ -59,8 +59,11 @@ class DgramLink:
     ) -> None:
         """Wrap ``sock`` (AF_UNIX, SOCK_DGRAM), taking ownership of it.
 
-        A connected socket (a socketpair end, or one with ``peer`` given) has
-        its peer already; a bound one learns it from the first datagram.
+        A connected socket (a socketpair end) has its peer already; a bound
+        one learns it from the first datagram, or is told ``peer`` (the
+        address the VMM binds, as QEMU's ``local.path``): then it connects as
+        soon as that address exists, so it can speak first, and ignores
+        anyone else.
         """
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_DGRAM:
             raise ValueError("DgramLink needs an AF_UNIX SOCK_DGRAM socket")
@@ -75,15 +78,13 @@ class DgramLink:
         self.greetings = 0
         self._connected = False
         self._peer: UnixAddress | None = None
-        if peer is not None:
-            self._connect(peer)
+        self._expected_peer = peer
+        try:
+            sock.getpeername()
+        except OSError:
+            self._try_connect()
         else:
-            try:
-                sock.getpeername()
-            except OSError:
-                pass
-            else:
-                self._connected = True
+            self._connected = True
 
     @classmethod
     def bind(cls, path: str | os.PathLike[str], *, peer: UnixAddress | None = None) -> DgramLink:
@@ -118,31 +119,24 @@ class DgramLink:
         frames: list[bytes] = []
         recvfrom = self._sock.recvfrom
         limit = self._max + 1  # one byte more than allowed reveals an oversized datagram
-        while not frames:
+        while not frames and self.end_reason is None:
             if self._sock.fileno() < 0:
-                return []
+                break
             try:
                 await trio.lowlevel.wait_readable(self._sock)
             except trio.ClosedResourceError:
-                return []
+                break
             while len(frames) < max_frames:
                 try:
                     data, address = recvfrom(limit)
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    if exc.errno in _PEER_GONE:
-                        self._end(f"receive failed: {exc.strerror}")
-                        return frames
-                    raise
-                if not self._connected:
-                    if not address:
-                        # An unbound sender cannot be answered (gvproxy refuses it too).
-                        self.counters.malformed_in += 1
-                        continue
-                    self._connect(address)
-                elif address and self._peer is not None and address != self._peer:
-                    # Queued before connect() narrowed the socket to the peer.
+                    if exc.errno not in _PEER_GONE:
+                        raise
+                    self._end(f"receive failed: {exc.strerror}")
+                    break
+                if not self._accept_sender(address):
                     self.counters.malformed_in += 1
                     continue
                 if data == VFKIT_MAGIC:
@@ -160,10 +154,13 @@ class DgramLink:
         """Send each frame as one datagram, waiting while the peer's queue is full.
 
         Returns False when some frames were dropped (and counted): no peer
-        yet, the peer is gone (the link then closes), or a frame is too large
-        for a datagram.
+        yet (a named one whose socket does not exist yet counts as none), the
+        peer is gone (the link then closes), or a frame is too large for a
+        datagram.
         """
         all_sent = True
+        if not self._connected:
+            self._try_connect()
         for frame in frames:
             if self.end_reason is not None or not self._connected:
                 self.counters.drops_out += 1
@@ -202,6 +199,28 @@ class DgramLink:
     async def aclose(self) -> None:
         self.close()
         await trio.lowlevel.checkpoint()
+
+    def _accept_sender(self, address: UnixAddress | None) -> bool:
+        """Whether a datagram from ``address`` is the peer's, learning the peer if need be."""
+        if self._connected:
+            # Datagrams queued before connect() narrowed the socket may be anyone's.
+            return not address or self._peer is None or address == self._peer
+        if not address:
+            return False  # an unbound sender cannot be answered (gvproxy refuses it too)
+        if self._expected_peer is not None and address != self._expected_peer:
+            return False  # with a peer named, nobody else is one
+        try:
+            self._connect(address)
+        except OSError:
+            return False  # gone again already
+        return True
+
+    def _try_connect(self) -> None:
+        """Connect to the named peer if it is there yet (a VMM often starts after us)."""
+        if self._connected or self._expected_peer is None or self._sock.fileno() < 0:
+            return
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+            self._connect(self._expected_peer)
 
     def _connect(self, address: UnixAddress) -> None:
         self._sock.connect(address)

@@ -164,7 +164,8 @@ class TapDevice:
         Its name and flags are read back with ``TUNGETIFF``. If it was opened
         with ``IFF_VNET_HDR`` the header size is set to 10 and offloads are
         negotiated again (there is no ioctl to read them back). The fd is made
-        non-blocking; it is closed by :meth:`close`.
+        non-blocking; it is closed by :meth:`close`. If attaching fails the
+        fd stays the caller's.
         """
         buf = fcntl.ioctl(fd, TUNGETIFF, _IFREQ.pack(b"", 0))
         raw_name, flags = _IFREQ.unpack(buf)
