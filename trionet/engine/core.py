@@ -99,6 +99,7 @@ class EngineCore:
         receive = self.stack.receive_frame
         for frame in frames:
             receive(frame, now, checksum_valid)
+        self.stack.end_batch(now)
         self.flush()
 
     def flush(self) -> None:

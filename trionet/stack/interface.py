@@ -88,6 +88,7 @@ class Stack:
         self._frames: list[OutFrame] = []
         self._events: list[StackEvent] = []
         self._reassembly = Reassembler(self.drops)
+        self._last_receive = 0.0
         self._gateways_v6 = {
             a for a in (params.gateway_ipv6, params.gateway_ipv6_link_local) if a is not None
         }
@@ -99,13 +100,28 @@ class Stack:
         """The link accepts TCP super-segments with partial checksums (virtio-net TSO)."""
         self.tcp.enable_tso(ipv4=ipv4, ipv6=ipv6)
 
+    def end_batch(self, now: float) -> None:
+        """Finish a batch of received frames: answer everything they provoked.
+
+        Call after the last :meth:`receive_frame` of a batch (and before
+        :meth:`take_frames`); per-connection work is deferred to here so a
+        burst costs one pass per connection, not one per segment.
+        """
+        self.tcp.flush_batch(now)
+
     def take_frames(self) -> list[OutFrame]:
-        """Frames for the guest produced since the last call, in order."""
+        """Frames for the guest produced since the last call, in order.
+
+        Finishes a batch left open (as :meth:`end_batch` with the time of the
+        last frame received), so no reply can be forgotten.
+        """
+        self.tcp.flush_batch(self._last_receive)
         frames = self._frames[:]
         self._frames.clear()
         return frames
 
     def take_events(self) -> list[StackEvent]:
+        self.tcp.flush_batch(self._last_receive)
         events = self._events[:]
         self._events.clear()
         return events
@@ -131,6 +147,7 @@ class Stack:
         ``checksum_valid`` means the link vouches for the transport checksum
         (virtio-net NEEDS_CSUM / DATA_VALID), so it is not verified.
         """
+        self._last_receive = now
         try:
             eth, payload = parse_ethernet(frame)
             if eth.vlan_tci is not None:

@@ -113,6 +113,7 @@ class TcpTable:
         #: connections that ended while a stream still refers to them: key -> (graceful, reason)
         self._gone: dict[FlowKey, tuple[bool, str]] = {}
         self._timers: list[tuple[float, FlowKey]] = []
+        self._dirty: dict[FlowKey, _Entry] = {}
         self._isn = IsnGenerator(params.isn_secret)
         self._config_v4 = TcpConfig(mss=params.mtu - 40, default_peer_mss=536)
         self._config_v6 = TcpConfig(mss=params.mtu - 60, default_peer_mss=1220)
@@ -145,7 +146,9 @@ class TcpTable:
         entry = self._connections.get(key)
         if entry is not None:
             entry.conn.receive_segment(header, payload, now)
-            self._service(key, entry, now)
+            # Serviced once per batch (see flush_batch): a burst of segments
+            # then costs one pass and, typically, one ACK.
+            self._dirty[key] = entry
             return
         flags = header.flags
         if flags & _RST:
@@ -163,6 +166,14 @@ class TcpTable:
             return
         self._drops["tcp_no_connection"] += 1
         self._reset_for(key, header, len(payload))
+
+    def flush_batch(self, now: float) -> None:
+        """Service every connection that received segments since the last call."""
+        dirty = self._dirty
+        while dirty:
+            key, entry = dirty.popitem()
+            if self._connections.get(key) is entry:
+                self._service(key, entry, now)
 
     # -- the engine's decisions -------------------------------------------------------
 
