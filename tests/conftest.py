@@ -8,9 +8,12 @@ nothing.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 
 import pytest
+import trio
 
 
 def _root_unavailable_reason() -> str | None:
@@ -38,3 +41,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 # Namespace and real-guest fixtures (netns_factory, guest_link_factory).
 pytest_plugins = ["tests.support.fixtures"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests under ``trio.run`` (a fresh run per test)."""
+    function = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(function):
+        return None
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    trio.run(functools.partial(function, **arguments))
+    return True
