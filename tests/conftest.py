@@ -50,5 +50,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not inspect.iscoroutinefunction(function):
         return None
     arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    trio.run(functools.partial(function, **arguments))
+    # A test may carry its own clock (e.g. trio.testing.MockClock) as ``.clock``.
+    trio.run(functools.partial(function, **arguments), clock=getattr(function, "clock", None))
     return True

@@ -1,0 +1,72 @@
+"""UDP relaying through the backend alone (no root): replies, idle expiry."""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+import trio.testing
+
+from trionet.addressing import HostRoutes
+from trionet.config import NetworkConfig
+from trionet.engine.network import open_network
+from trionet.wire.checksum import pseudo_header_v4
+from trionet.wire.ethernet import parse_ethernet
+from trionet.wire.frames import build_ipv4_frame
+from trionet.wire.ipv4 import PROTO_UDP, parse_ipv4
+from trionet.wire.udp import UdpHeader, parse_udp
+
+GUEST_MAC = bytes.fromhex("026d73000002")
+GATEWAY_MAC = bytes.fromhex("026d73000001")
+GUEST = bytes([172, 16, 0, 2])
+GATEWAY = bytes([172, 16, 0, 1])
+
+
+def _datagram(port: int, payload: bytes) -> bytes:
+    frame = build_ipv4_frame(
+        GUEST_MAC, GATEWAY_MAC, GUEST, GATEWAY, UdpHeader(40000, port), payload=payload
+    )
+    return bytes(frame) + payload
+
+
+async def _echo(sock: trio.socket.SocketType) -> None:
+    while True:
+        data, peer = await sock.recvfrom(65535)
+        await sock.sendto(data.upper(), peer)
+
+
+async def test_udp_round_trip_and_idle_expiry() -> None:
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    async with trio.open_nursery() as nursery:
+        server = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        nursery.start_soon(_echo, server)
+        async with open_network(NetworkConfig(), 0, routes=HostRoutes(True, False)) as net:
+            backend = net.take_backend()
+            await backend.send(_datagram(port, b"hello"))
+            with trio.fail_after(5):
+                frame = await backend.receive()
+            _, payload = parse_ethernet(frame)
+            ip, body = parse_ipv4(payload)
+            assert (ip.src, ip.dst, ip.protocol) == (GATEWAY, GUEST, PROTO_UDP)
+            udp, data = parse_udp(body, pseudo_header_v4(ip.src, ip.dst, PROTO_UDP, len(body)))
+            assert (udp.src_port, udp.dst_port, bytes(data)) == (port, 40000, b"HELLO")
+            flows = net.metrics_handle().snapshot()["udp_flows"]
+            assert flows == {"opened": 1, "evicted": 0}
+
+            # Traffic keeps the flow; 60 s of silence ends it.
+            await trio.sleep(59)
+            await backend.send(_datagram(port, b"again"))
+            assert (await backend.receive())[-5:] == b"AGAIN"
+            await trio.sleep(59)
+            assert net.core.counters.udp_flows_opened == 1
+            await trio.sleep(2)
+            await backend.send(_datagram(port, b"new flow"))
+            await backend.receive()
+            assert net.core.counters.udp_flows_opened == 2
+        nursery.cancel_scope.cancel()
+
+
+test_udp_round_trip_and_idle_expiry.clock = trio.testing.MockClock(autojump_threshold=0)  # type: ignore[attr-defined]
