@@ -27,8 +27,9 @@ from trionet.tcp import (
     TcpConfig,
     TcpConnection,
     TcpState,
+    UrgentData,
 )
-from trionet.wire.tcp import TcpFlags, TcpOptions
+from trionet.wire.tcp import TcpFlags, TcpHeader, TcpOptions
 
 F = TcpFlags
 S = TcpState
@@ -609,3 +610,130 @@ def test_bulk_transfer_with_large_buffers_over_a_long_fat_link() -> None:
     # so this takes about a second instead of the 3+ s a 64 KiB window needs.
     assert sim.now < 2.5
     assert PEER_PORT and PEER_ISS and LOCAL_PORT
+
+
+# -- more RFC 9293 requirements ---------------------------------------------------
+
+
+def test_urgent_data_is_signalled_and_stays_inline() -> None:
+    s = established()
+    s.feed(F.ACK, b"normal")
+    s.events()
+    s.conn.receive_segment(
+        dataclasses.replace(
+            _peer_header(s, F.ACK | F.URG | F.PSH), urgent=3
+        ),  # urgent data "URG", pointer to the octet after it
+        b"URGtail",
+        0.0,
+    )
+    s.seq += 7
+    assert s.events() == [UrgentData()]
+    assert s.conn.urgent_bytes == 6 + 3  # everything up to the end of the urgent data
+    assert s.conn.read(6) == b"normal"
+    assert s.conn.urgent_bytes == 3
+    assert s.conn.read() == b"URGtail"
+    assert s.conn.urgent_bytes == 0
+
+
+def test_sending_urgent_data_sets_the_pointer() -> None:
+    s = established()
+    s.conn.send(b"ab")
+    s.conn.send(b"!", urgent=True)
+    ((hdr, payload),) = s.raw()
+    assert hdr.flags & F.URG and hdr.urgent == 3 and payload == b"ab!"
+
+
+def test_urgent_pointer_of_a_long_urgent_sequence() -> None:
+    s = established(dataclasses.replace(PLAIN, send_buffer=200_000), mss=1460)
+    s.window = 65535
+    s.feed(F.ACK)
+    s.conn.send(b"u" * 100_000, urgent=True)
+    out = s.raw()
+    assert all(h.flags & F.URG for h, _ in out)
+    assert out[0][0].urgent == 0xFFFF  # capped: the end is more than 64 KiB ahead
+
+
+def test_congestion_window_slow_start_avoidance_and_timeout() -> None:
+    cfg = dataclasses.replace(PLAIN, send_buffer=1_000_000, recv_buffer=65535)
+    s = established(cfg)
+    s.conn.send(b"c" * 900_000)
+    assert s.conn.cwnd == 10 * MSS
+    out = s.raw()
+    assert len(out) == 10  # initial window: 10 segments
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 2 * MSS)
+    assert s.conn.cwnd == 12 * MSS  # slow start: +bytes acked
+    una = OUR_ISS + 1 + 2 * MSS
+    s.raw()
+    s.tick(s.conn.next_deadline() or 0.0)  # timeout
+    assert s.conn.cwnd == MSS  # RFC 5681: loss window of one segment
+    (rtx,) = s.raw()
+    assert rtx[0].seq == una
+    # ssthresh is now half the flight; grow to it, then congestion avoidance.
+    acked = una
+    while s.conn.cwnd < 6 * MSS:
+        acked += MSS
+        s.now += 0.01
+        s.feed(F.ACK, ack=acked)
+        s.raw()
+    before = s.conn.cwnd
+    for _ in range(before // MSS):
+        acked += MSS
+        s.feed(F.ACK, ack=acked)
+        s.raw()
+    assert s.conn.cwnd == before + MSS  # about one MSS per window of data
+
+
+def test_default_syn_give_up_exceeds_three_minutes() -> None:
+    conn = TcpConnection.connect(LOCAL_PORT, PEER_PORT, iss=OUR_ISS, config=TcpConfig(), now=0.0)
+    now = 0.0
+    conn.segments_to_send(now)
+    while conn.state is S.SYN_SENT:
+        deadline = conn.next_deadline()
+        assert deadline is not None
+        now = deadline
+        conn.handle_timers(now)
+        conn.segments_to_send(now)
+    assert now >= 180.0  # MUST-23
+
+
+def test_delayed_ack_must_stay_below_half_a_second() -> None:
+    with pytest.raises(ValueError):
+        TcpConfig(delayed_ack=0.5)
+
+
+def test_shrinking_peer_window_is_tolerated() -> None:
+    s = established()
+    s.conn.send(b"w" * 5000)
+    s.raw()
+    # The peer moves its right edge to the left of data already sent (MUST-34).
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 1000, window=100)
+    assert s.out() == []  # nothing new beyond the shrunken window
+    s.tick(s.conn.next_deadline() or 0.0)
+    out = s.raw()
+    assert seqs(out) == [(OUR_ISS + 1 + 1000, 100)]  # retransmission within the window
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 5000, window=65535)
+    assert s.conn.unacked_bytes == 0
+
+
+def test_acks_are_aggregated_over_a_burst() -> None:
+    s = established()
+    for _ in range(6):
+        s.feed(F.ACK, b"b" * MSS)
+    # The owner drains a burst of frames before collecting output (MUST-58/59):
+    # one ACK covers all six segments.
+    assert s.out() == [f"[.] seq 5001 ack {PEER_ISS + 1 + 6 * MSS} win {65535 - 6 * MSS} len 0"]
+
+
+def test_rst_and_urg_processed_with_zero_window() -> None:
+    cfg = dataclasses.replace(PLAIN, recv_buffer=100)
+    s = established(cfg)
+    s.feed(F.ACK, b"w" * 100)
+    s.raw()
+    s.conn.receive_segment(dataclasses.replace(_peer_header(s, F.ACK | F.URG), urgent=5), b"", 0.0)
+    assert UrgentData() in s.events()
+    s.feed(F.RST)
+    assert s.conn.state is S.CLOSED
+
+
+def _peer_header(s: Script, flags: TcpFlags) -> TcpHeader:
+    return TcpHeader(PEER_PORT, LOCAL_PORT, s.seq, s.ack, flags, s.window)

@@ -38,6 +38,7 @@ from trionet.tcp.events import (
     ResetReason,
     SendSpaceAvailable,
     TcpEvent,
+    UrgentData,
 )
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
 from trionet.wire.tcp import NO_OPTIONS, TcpFlags, TcpHeader, TcpOptions
@@ -55,6 +56,15 @@ _PSH = TcpFlags.PSH
 _ACK_PSH = TcpFlags.ACK | TcpFlags.PSH
 _SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
 _RST_ACK = TcpFlags.RST | TcpFlags.ACK
+_FIN_ACK = TcpFlags.FIN | TcpFlags.ACK
+_FIN_PSH_ACK = TcpFlags.FIN | TcpFlags.PSH | TcpFlags.ACK
+# Received flags are tested as plain ints: IntFlag's own operators cost a few
+# microseconds per segment, which on this path is most of the budget.
+_I_FIN = int(TcpFlags.FIN)
+_I_SYN = int(TcpFlags.SYN)
+_I_RST = int(TcpFlags.RST)
+_I_ACK = int(TcpFlags.ACK)
+_I_URG = int(TcpFlags.URG)
 _EMPTY = b""
 #: RFC 7323 section 5.5: a TS.Recent older than 24 days is no basis for PAWS.
 _PAWS_IDLE = 24 * 86400.0
@@ -112,12 +122,12 @@ def reset_for(header: TcpHeader, payload_len: int) -> TcpHeader | None:
     The stack calls this for a segment whose 4-tuple matches nothing. It
     returns ``None`` for an incoming RST, which must never be answered.
     """
-    flags = header.flags
-    if flags & _RST:
+    flags = int(header.flags)
+    if flags & _I_RST:
         return None
-    if flags & _ACK:
+    if flags & _I_ACK:
         return TcpHeader(header.dst_port, header.src_port, header.ack, 0, _RST, 0)
-    seg_len = payload_len + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+    seg_len = payload_len + (1 if flags & _I_SYN else 0) + (1 if flags & _I_FIN else 0)
     ack = (header.seq + seg_len) & SEQ_MASK
     return TcpHeader(header.dst_port, header.src_port, 0, ack, _RST_ACK, 0)
 
@@ -168,6 +178,7 @@ class TcpConnection:
         "_rcv_mss",
         "_rcv_nxt",
         "_rcv_unacked",
+        "_rcv_up",
         "_rcv_wscale",
         "_rcvbuf",
         "_recover",
@@ -190,6 +201,7 @@ class TcpConnection:
         "_snd_max",
         "_snd_nxt",
         "_snd_una",
+        "_snd_up",
         "_snd_wl1",
         "_snd_wl2",
         "_snd_wnd",
@@ -257,6 +269,8 @@ class TcpConnection:
         self._rcv_adv = 0
         self._rcvbuf = bytearray()
         self._rcv_unacked = 0
+        self._rcv_up = 0
+        self._snd_up = 0
         self._rcv_mss = min(cfg.mss, 536)
         self._ooo: list[tuple[int, bytearray]] = []
         self._ooo_bytes = 0
@@ -312,7 +326,8 @@ class TcpConnection:
         not a bare SYN (SYN set; ACK and RST clear): the stack must check that
         before dialing.
         """
-        if not syn.flags & _SYN or syn.flags & (_ACK | _RST):
+        flags = int(syn.flags)
+        if not flags & _I_SYN or flags & (_I_ACK | _I_RST):
             raise ValueError("accept() needs a segment with SYN set and ACK, RST clear")
         conn = cls(syn.dst_port, syn.src_port, iss=iss, config=config)
         conn._open_from_syn(syn, now)
@@ -410,6 +425,12 @@ class TcpConnection:
         return len(self._rcvbuf)
 
     @property
+    def urgent_bytes(self) -> int:
+        """Readable bytes up to the peer's urgent pointer (MUST-33); 0 if none pending."""
+        pending = self._rcv_up - (self._rcv_nxt - len(self._rcvbuf))
+        return pending if pending > 0 else 0
+
+    @property
     def at_eof(self) -> bool:
         """The peer finished and every byte it sent has been read."""
         return self._peer_finished and not self._rcvbuf
@@ -473,12 +494,14 @@ class TcpConnection:
 
     # -- application calls --------------------------------------------------
 
-    def send(self, data: bytes | bytearray | memoryview) -> int:
+    def send(self, data: bytes | bytearray | memoryview, *, urgent: bool = False) -> int:
         """Queue as much of ``data`` as the send buffer takes; return how much.
 
         A short count is back-pressure: ``SendSpaceAvailable`` follows once the
-        peer has acknowledged enough. Raises ``TcpStateError`` after ``close()``
-        or outside SYN-SENT, SYN-RECEIVED, ESTABLISHED and CLOSE-WAIT.
+        peer has acknowledged enough. With ``urgent`` the bytes taken are marked
+        urgent data (the urgent pointer moves to their end). Raises
+        ``TcpStateError`` after ``close()`` or outside SYN-SENT, SYN-RECEIVED,
+        ESTABLISHED and CLOSE-WAIT.
         """
         if self._state not in _MAY_SEND or self._fin_queued:
             raise TcpStateError(f"cannot send in {self._state.value} after close or reset")
@@ -489,6 +512,8 @@ class TcpConnection:
             self._send_blocked = True
         if n:
             self._sndbuf += data[:n] if n < len(data) else data
+            if urgent:
+                self._snd_up = self._snd_buf_seq + len(self._sndbuf)
         return n
 
     def read(self, max_bytes: int = -1) -> bytes:
@@ -577,17 +602,17 @@ class TcpConnection:
         )
 
     def _on_listen(self, header: TcpHeader, now: float) -> None:
-        flags = header.flags
-        if flags & _RST:
+        flags = int(header.flags)
+        if flags & _I_RST:
             self._count("rst_in_listen")
             return
-        if flags & _ACK:
+        if flags & _I_ACK:
             self._count("ack_in_listen")
             self._control.append(
                 (TcpHeader(self.local_port, header.src_port, header.ack, 0, _RST, 0), _EMPTY)
             )
             return
-        if not flags & _SYN:
+        if not flags & _I_SYN:
             self._count("no_syn_in_listen")
             return
         self._open_from_syn(header, now)
@@ -596,25 +621,25 @@ class TcpConnection:
     def _on_syn_sent(
         self, header: TcpHeader, payload: bytes | bytearray | memoryview, now: float
     ) -> None:
-        flags = header.flags
+        flags = int(header.flags)
         ack_ok = False
         ack = 0
-        if flags & _ACK:
+        if flags & _I_ACK:
             ack = unwrap(header.ack, self._iss)
             if ack <= self._iss or ack > self._snd_max:
                 self._count("bad_ack_syn_sent")
-                if not flags & _RST:
+                if not flags & _I_RST:
                     self._queue_rst(header.ack)
                 return
             ack_ok = True
-        if flags & _RST:
+        if flags & _I_RST:
             if ack_ok:
                 self._events.append(ConnectionReset(ResetReason.REFUSED))
                 self._enter_closed()
             else:
                 self._count("rst_without_ack_syn_sent")
             return
-        if not flags & _SYN:
+        if not flags & _I_SYN:
             self._count("no_syn_syn_sent")
             return
         self._learn_syn(header, now)
@@ -632,7 +657,7 @@ class TcpConnection:
                 self._rtt_seq = None
             self._become_established()
             self._ack_now = True
-            fin = bool(flags & _FIN)
+            fin = bool(flags & _I_FIN)
             if payload or fin:
                 self._receive_text(self._rcv_nxt, payload, fin, now)
         else:
@@ -654,14 +679,14 @@ class TcpConnection:
     def _on_synchronized(
         self, header: TcpHeader, payload: bytes | bytearray | memoryview, now: float
     ) -> None:
-        flags = header.flags
+        flags = int(header.flags)
         st = self._state
         rcv_nxt = self._rcv_nxt
         seq = unwrap(header.seq, rcv_nxt)
         plen = len(payload)
 
-        if st is _SYN_RECEIVED and flags & _SYN and not flags & _RST and seq == self._irs:
-            if not flags & _ACK:
+        if st is _SYN_RECEIVED and flags & _I_SYN and not flags & _I_RST and seq == self._irs:
+            if not flags & _I_ACK:
                 # Our SYN-ACK was lost and the peer repeats its SYN.
                 self._count("duplicate_syn")
                 self._syn_pending = True
@@ -670,13 +695,13 @@ class TcpConnection:
                 # Simultaneous open: the peer's SYN-ACK answers our SYN. Its SYN
                 # is the one we already hold, so only its ACK is news (the RFC
                 # 5961 4.2 exception Linux makes too).
-                flags &= ~_SYN
+                flags &= ~_I_SYN
                 seq += 1
 
         ts = header.options.timestamp if self._ts_ok else None
         if (
             ts is not None
-            and not flags & _RST
+            and not flags & _I_RST
             and self._ts_recent is not None
             and seq_diff(ts[0], self._ts_recent) < 0
         ):
@@ -691,7 +716,7 @@ class TcpConnection:
         # RFC 9293 3.10.7.4 first: is the segment in the receive window?
         wnd = self._rcv_adv - rcv_nxt
         wnd = max(wnd, 0)
-        seg_len = plen + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+        seg_len = plen + (1 if flags & _I_SYN else 0) + (1 if flags & _I_FIN else 0)
         if seg_len == 0:
             # The right edge itself is accepted (as Linux does): a peer that
             # filled our window sends its pure ACKs with SEG.SEQ exactly there,
@@ -704,11 +729,11 @@ class TcpConnection:
             last = seq + seg_len - 1
             ok = rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= last < rcv_nxt + wnd
         if not ok:
-            if flags & _RST:
+            if flags & _I_RST:
                 self._count("rst_out_of_window")
                 return
             self._count("out_of_window")
-            if st is _TIME_WAIT and flags & _FIN:
+            if st is _TIME_WAIT and flags & _I_FIN:
                 self._timewait_deadline = now + self.config.time_wait
             self._ack_now = True
             return
@@ -721,7 +746,7 @@ class TcpConnection:
             self._ts_recent = ts[0]
             self._ts_recent_time = now
 
-        if flags & _RST:
+        if flags & _I_RST:
             if seq == rcv_nxt:
                 self._on_reset()
             else:
@@ -730,7 +755,7 @@ class TcpConnection:
                 self._challenge_ack(now)
             return
 
-        if flags & _SYN:
+        if flags & _I_SYN:
             if st is _SYN_RECEIVED and self._from_listen:
                 self._count("syn_in_syn_received")
                 self._reset_to_listen()
@@ -740,7 +765,7 @@ class TcpConnection:
             self._challenge_ack(now)
             return
 
-        if not flags & _ACK:
+        if not flags & _I_ACK:
             self._count("no_ack")
             return
         self._last_recv(now)
@@ -777,9 +802,24 @@ class TcpConnection:
         if self._state is _CLOSED:
             return
 
-        fin = bool(flags & _FIN)
+        if flags & _I_URG and self._state in _RECEIVING:
+            self._receive_urgent(seq + header.urgent)
+        fin = bool(flags & _I_FIN)
         if plen or fin:
             self._receive_text(seq, payload, fin, now)
+
+    def _receive_urgent(self, up: int) -> None:
+        """RFC 9293 3.8.5: RCV.UP <- max(RCV.UP, SEG.UP); tell the owner if it is news.
+
+        Urgent bytes stay in the stream (as with SO_OOBINLINE): a relay passes
+        them on in order and only needs to know where the urgent data ends.
+        """
+        if up > self._rcv_up:
+            read_pos = self._rcv_nxt - len(self._rcvbuf)
+            was_pending = self._rcv_up > read_pos
+            self._rcv_up = up
+            if not was_pending:
+                self._events.append(UrgentData())
 
     def _reset_to_listen(self) -> None:
         port = self.local_port
@@ -906,7 +946,7 @@ class TcpConnection:
             ack == una
             and plen == 0
             and self._snd_max > una
-            and not header.flags & (_SYN | _FIN)
+            and not int(header.flags) & (_I_SYN | _I_FIN)
             and (window == self._snd_wnd or opts.sack_blocks)
         ):
             self._dupacks += 1
@@ -1328,7 +1368,7 @@ class TcpConnection:
     # -- output -------------------------------------------------------------------
 
     def _header(
-        self, seq: int, flags: TcpFlags, now: float, *, sack: bool, window: int | None = None
+        self, seq: int, flags: TcpFlags, now: float, *, sack: bool, urgent: int = 0
     ) -> TcpHeader:
         if self._ts_ok:
             blocks = self._sack_blocks() if sack and self._ooo and self._sack_ok else ()
@@ -1345,8 +1385,8 @@ class TcpConnection:
             seq & SEQ_MASK,
             self._rcv_nxt & SEQ_MASK,
             flags,
-            self._window_field() if window is None else window,
-            0,
+            self._window_field(),
+            urgent,
             opts,
         )
 
@@ -1547,11 +1587,18 @@ class TcpConnection:
             fin = self._fin_queued
         base = self._snd_buf_seq
         payload = bytes(self._sndbuf[start - base : end - base]) if end > start else _EMPTY
-        flags = _ACK_PSH if end == data_end and end > start else _ACK
         if fin:
-            flags |= _FIN
+            flags = _FIN_PSH_ACK if end > start else _FIN_ACK
             self._fin_seq = data_end
-        out.append((self._header(start, flags, now, sack=False), payload))
+        else:
+            flags = _ACK_PSH if end == data_end and end > start else _ACK
+        urgent = 0
+        if self._snd_up > start:
+            # The pointer names the first octet after the urgent data (MUST-62);
+            # beyond 16 bits it is capped, as the rest is not in this segment.
+            flags |= TcpFlags.URG
+            urgent = min(self._snd_up - start, 0xFFFF)
+        out.append((self._header(start, flags, now, sack=False, urgent=urgent), payload))
         seq_end = end + 1 if fin else end
         if not (self._in_recovery and retransmit and start < self._snd_nxt):
             self._snd_nxt = max(self._snd_nxt, seq_end)
