@@ -91,6 +91,10 @@ class TcpState(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members are singletons: identity hashing keeps the per-segment state-set
+    # lookups in C instead of Enum's Python-level __hash__.
+    __hash__ = object.__hash__
+
 
 _CLOSED = TcpState.CLOSED
 _LISTEN = TcpState.LISTEN
@@ -214,6 +218,7 @@ class TcpConnection:
         "_timewait_deadline",
         "_ts_offset",
         "_ts_ok",
+        "_ts_opts",
         "_ts_recent",
         "_ts_recent_time",
         "_ws_ok",
@@ -264,6 +269,7 @@ class TcpConnection:
         self._ts_recent: int | None = None
         self._ts_recent_time = 0.0
         self._ts_offset = (iss * 0x9E3779B1) & SEQ_MASK
+        self._ts_opts = NO_OPTIONS
         self._last_ack_sent = 0
         self._rcv_nxt = 0
         self._rcv_adv = 0
@@ -1321,7 +1327,7 @@ class TcpConnection:
     def _probe_segment(self, now: float) -> TcpHeader:
         # SEG.SEQ = SND.UNA - 1 is outside the peer's window, which makes it
         # answer with an ACK carrying its current window (as Linux probes).
-        return self._header(self._snd_una - 1, _ACK, now, sack=False)
+        return self._header(self._snd_una - 1, _ACK, now, self._window_field(), sack=False)
 
     def _time_out(self) -> None:
         self._count("timeout")
@@ -1368,14 +1374,27 @@ class TcpConnection:
     # -- output -------------------------------------------------------------------
 
     def _header(
-        self, seq: int, flags: TcpFlags, now: float, *, sack: bool, urgent: int = 0
+        self,
+        seq: int,
+        flags: TcpFlags,
+        now: float,
+        window: int,
+        *,
+        sack: bool,
+        urgent: int = 0,
     ) -> TcpHeader:
+        """A non-SYN header; ``window`` is the field from ``_window_field()``."""
+        with_sack = sack and self._sack_ok and self._ooo
         if self._ts_ok:
-            blocks = self._sack_blocks() if sack and self._ooo and self._sack_ok else ()
-            opts = TcpOptions(
-                sack_blocks=blocks, timestamp=(self._ts_now(now), self._ts_recent or 0)
-            )
-        elif sack and self._ooo and self._sack_ok:
+            stamp = (self._ts_now(now), self._ts_recent or 0)
+            if with_sack:
+                opts = TcpOptions(sack_blocks=self._sack_blocks(), timestamp=stamp)
+            else:
+                # Segments of one burst share a timestamp: reuse its options.
+                opts = self._ts_opts
+                if opts.timestamp != stamp:
+                    opts = self._ts_opts = TcpOptions(timestamp=stamp)
+        elif with_sack:
             opts = TcpOptions(sack_blocks=self._sack_blocks())
         else:
             opts = NO_OPTIONS
@@ -1385,7 +1404,7 @@ class TcpConnection:
             seq & SEQ_MASK,
             self._rcv_nxt & SEQ_MASK,
             flags,
-            self._window_field(),
+            window,
             urgent,
             opts,
         )
@@ -1451,11 +1470,13 @@ class TcpConnection:
                 self._ack_now = False
                 out.append(self._syn_segment(now))
             return out
-        sent = self._emit_data(now, out) if st in _SENDING else False
+        # Nothing received changes while we emit, so one window serves the burst.
+        window = self._window_field()
+        sent = self._emit_data(now, out, window) if st in _SENDING else False
         if self._ack_now and (not sent or self._ooo):
             # SND.MAX, not SND.NXT: after a timeout SND.NXT moves back, and an
             # ACK numbered below the peer's RCV.NXT would be dropped.
-            out.append((self._header(self._snd_max, _ACK, now, sack=True), _EMPTY))
+            out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
             sent = True
         if sent:
             self._ack_now = False
@@ -1512,13 +1533,16 @@ class TcpConnection:
                 return None
         return (p, lim) if p < lim else None
 
-    def _emit_data(self, now: float, out: list[Segment]) -> bool:
+    def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
         cap = self._seg_cap
         mss = self._send_mss
         data_end = self._snd_buf_seq + len(self._sndbuf)
         while True:
-            room = self._cwnd - self._pipe()
+            if self._in_recovery:
+                room = self._cwnd - self._pipe()
+            else:
+                room = self._cwnd - (self._snd_nxt - self._snd_una - self._sacked_bytes)
             if self._in_recovery and self._rexmit_ptr < self._rexmit_limit:
                 hole = self._next_hole()
                 if hole is not None:
@@ -1529,7 +1553,9 @@ class TcpConnection:
                         end = start + cap
                     self._rtx_first = False
                     self._count("segment_retransmitted")
-                    end = self._transmit(start, end, data_end, now, out, retransmit=True)
+                    end = self._transmit(
+                        start, end, data_end, now, out, window=window, retransmit=True
+                    )
                     self._rexmit_ptr = end
                     sent = True
                     continue
@@ -1538,10 +1564,7 @@ class TcpConnection:
             if nxt < data_end:
                 retransmit = nxt < self._snd_max
                 wnd_room = self._snd_una + self._snd_wnd - nxt
-                n = data_end - nxt
-                n = min(n, cap)
-                n = min(n, wnd_room)
-                n = min(n, room)
+                n = min(data_end - nxt, cap, wnd_room, room)
                 if n <= 0:
                     break
                 if (
@@ -1558,11 +1581,21 @@ class TcpConnection:
                     break
                 if retransmit:
                     self._count("segment_retransmitted")
-                self._transmit(nxt, nxt + n, data_end, now, out, retransmit=retransmit)
+                self._transmit(
+                    nxt, nxt + n, data_end, now, out, window=window, retransmit=retransmit
+                )
                 sent = True
                 continue
             if self._fin_queued and nxt == data_end:
-                self._transmit(nxt, nxt, data_end, now, out, retransmit=self._fin_seq is not None)
+                self._transmit(
+                    nxt,
+                    nxt,
+                    data_end,
+                    now,
+                    out,
+                    window=window,
+                    retransmit=self._fin_seq is not None,
+                )
                 sent = True
             break
         return sent
@@ -1575,6 +1608,7 @@ class TcpConnection:
         now: float,
         out: list[Segment],
         *,
+        window: int,
         retransmit: bool,
     ) -> int:
         """Emit [start, end) of the stream (plus FIN at ``data_end`` if closing).
@@ -1586,7 +1620,10 @@ class TcpConnection:
             end = data_end
             fin = self._fin_queued
         base = self._snd_buf_seq
-        payload = bytes(self._sndbuf[start - base : end - base]) if end > start else _EMPTY
+        # One copy, straight out of the buffer (slicing the bytearray would copy twice).
+        payload = (
+            bytes(memoryview(self._sndbuf)[start - base : end - base]) if end > start else _EMPTY
+        )
         if fin:
             flags = _FIN_PSH_ACK if end > start else _FIN_ACK
             self._fin_seq = data_end
@@ -1598,10 +1635,10 @@ class TcpConnection:
             # beyond 16 bits it is capped, as the rest is not in this segment.
             flags |= TcpFlags.URG
             urgent = min(self._snd_up - start, 0xFFFF)
-        out.append((self._header(start, flags, now, sack=False, urgent=urgent), payload))
+        out.append((self._header(start, flags, now, window, sack=False, urgent=urgent), payload))
         seq_end = end + 1 if fin else end
-        if not (self._in_recovery and retransmit and start < self._snd_nxt):
-            self._snd_nxt = max(self._snd_nxt, seq_end)
+        if seq_end > self._snd_nxt and not (self._in_recovery and retransmit):
+            self._snd_nxt = seq_end
         if seq_end > self._snd_max:
             if self._rtt_seq is None and not retransmit:
                 self._rtt_seq = seq_end
