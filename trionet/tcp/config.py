@@ -29,9 +29,11 @@ class TcpConfig:
     max_segment_payload: int | None = None
     send_buffer: int = 256 * 1024
     recv_buffer: int = 256 * 1024
-    #: Out-of-order data held for reassembly, in bytes and in separate blocks.
-    ooo_max_bytes: int = 256 * 1024
-    ooo_max_blocks: int = 64
+    #: Out-of-order data held for reassembly, in bytes (``None``: as much as
+    #: the advertised window, which never exceeds ``recv_buffer``) and in
+    #: separate blocks (each costs a little bookkeeping and a linear scan).
+    ooo_max_bytes: int | None = None
+    ooo_max_blocks: int = 128
     window_scaling: bool = True
     timestamps: bool = True
     sack: bool = True
@@ -80,7 +82,7 @@ class TcpConfig:
             raise ValueError("recv_buffer exceeds the largest scaled window")
         if not self.window_scaling and self.recv_buffer > 0xFFFF:
             raise ValueError("recv_buffer above 65535 needs window_scaling")
-        if self.ooo_max_bytes < 0 or self.ooo_max_blocks < 0:
+        if (self.ooo_max_bytes is not None and self.ooo_max_bytes < 0) or self.ooo_max_blocks < 0:
             raise ValueError("out-of-order bounds must not be negative")
         if not 0.0 <= self.delayed_ack < 0.5:
             raise ValueError("delayed_ack must be below 0.5 s (RFC 9293 MUST-40)")

@@ -460,9 +460,14 @@ class TcpConnection:
 
     @property
     def memory_limit(self) -> int:
-        """Upper bound of :attr:`memory_in_use` (window rounding adds ``2**shift``)."""
+        """Upper bound of :attr:`memory_in_use`.
+
+        Out-of-order data is only taken inside the advertised window, and the
+        window plus the unread bytes never exceed the receive buffer, except
+        for less than ``2**shift`` bytes of rounding in the scaled window field.
+        """
         cfg = self.config
-        return cfg.send_buffer + cfg.recv_buffer + (1 << self._rcv_wscale) + cfg.ooo_max_bytes
+        return cfg.send_buffer + cfg.recv_buffer + (1 << self._rcv_wscale)
 
     @property
     def rto(self) -> float:
@@ -1132,6 +1137,7 @@ class TcpConnection:
     def _ooo_insert(self, seq: int, payload: bytes | bytearray | memoryview) -> None:
         """Hold out-of-order data, merged into disjoint blocks, within the memory bound."""
         cfg = self.config
+        limit = cfg.recv_buffer if cfg.ooo_max_bytes is None else cfg.ooo_max_bytes
         end = seq + len(payload)
         blocks = self._ooo
         self._ooo_last = seq
@@ -1140,9 +1146,7 @@ class TcpConnection:
         while i < nblocks and blocks[i][0] + len(blocks[i][1]) < seq:
             i += 1
         if i == nblocks or blocks[i][0] > end:
-            if len(blocks) >= cfg.ooo_max_blocks or self._ooo_bytes + len(payload) > (
-                cfg.ooo_max_bytes
-            ):
+            if len(blocks) >= cfg.ooo_max_blocks or self._ooo_bytes + len(payload) > limit:
                 self._count("ooo_dropped_memory")
                 return
             blocks.insert(i, (seq, bytearray(payload)))
@@ -1156,7 +1160,7 @@ class TcpConnection:
         added = 0
         if seq < start:
             head = memoryview(payload)[: start - seq]
-            if self._ooo_bytes + len(head) > cfg.ooo_max_bytes:
+            if self._ooo_bytes + len(head) > limit:
                 self._count("ooo_dropped_memory")
                 return
             data[0:0] = head
@@ -1164,7 +1168,7 @@ class TcpConnection:
             start = seq
         if end > block_end:
             tail = memoryview(payload)[block_end - seq :]
-            if self._ooo_bytes + added + len(tail) > cfg.ooo_max_bytes:
+            if self._ooo_bytes + added + len(tail) > limit:
                 self._count("ooo_dropped_memory")
                 blocks[i] = (start, data)
                 self._ooo_bytes += added
