@@ -737,3 +737,50 @@ def test_rst_and_urg_processed_with_zero_window() -> None:
 
 def _peer_header(s: Script, flags: TcpFlags) -> TcpHeader:
     return TcpHeader(PEER_PORT, LOCAL_PORT, s.seq, s.ack, flags, s.window)
+
+
+def test_timeout_resend_skips_sacked_data() -> None:
+    cfg = dataclasses.replace(PLAIN, sack=True)
+    s = _ten_segments(cfg, sack=True)
+    base = OUR_ISS + 1
+    # Only two duplicate ACKs come back (not enough for fast retransmit):
+    # segments 0 and 5 are missing, the rest is SACKed.
+    s.feed(F.ACK, ack=base, options=_sack((1, 5)))
+    s.feed(F.ACK, ack=base, options=_sack((6, 10), (1, 5)))
+    s.raw()  # limited transmit has nothing new to send
+    s.tick(s.conn.next_deadline() or 0.0)
+    assert seqs(s.raw()) == [(base, MSS)]  # loss window: one segment
+    s.feed(F.ACK, ack=base + 5 * MSS, options=_sack((6, 10)))
+    # The go-back-N resend jumps over what the peer holds: only segment 5.
+    assert seqs(s.raw()) == [(base + 5 * MSS, MSS)]
+    s.feed(F.ACK, ack=base + 10 * MSS)
+    assert s.raw() == []
+    assert s.conn.unacked_bytes == 0
+
+
+def test_limited_transmit_sends_new_data_on_early_duplicate_acks() -> None:
+    s = established(dataclasses.replace(PLAIN, initial_cwnd_segments=2))
+    s.conn.send(b"L" * 5 * MSS)
+    assert len(s.raw()) == 2
+    s.feed(F.ACK)  # first duplicate ACK
+    assert seqs(s.raw()) == [(OUR_ISS + 1 + 2 * MSS, MSS)]
+    s.feed(F.ACK)  # second
+    assert seqs(s.raw()) == [(OUR_ISS + 1 + 3 * MSS, MSS)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mss": 10},
+        {"max_segment_payload": 100},
+        {"recv_buffer": 100_000, "window_scaling": False},
+        {"rto_min": 2.0, "rto_initial": 1.0},
+        {"max_retries": 0},
+        {"keepalive": 0.0},
+        {"send_low_water": 0.0},
+        {"ooo_max_bytes": -1},
+    ],
+)
+def test_config_rejects_nonsense(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        TcpConfig(**bad)  # type: ignore[arg-type]

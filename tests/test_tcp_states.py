@@ -6,6 +6,8 @@ segment, and the machine's answer is compared in tcpdump form.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.tcp_script import (
@@ -494,3 +496,39 @@ def test_wrong_ports_are_dropped() -> None:
     s.conn.receive_segment(hdr, b"", 0.0)
     assert s.conn.state is S.ESTABLISHED
     assert s.conn.stats["wrong_port"] == 1
+
+
+def test_syn_received_gives_up_after_syn_retries() -> None:
+    s = accepted(dataclasses.replace(PLAIN, syn_retries=2))
+    for at in (1.0, 3.0):
+        s.tick(at)
+        assert s.out() == ["[S.] seq 5000 ack 1001 win 65535 len 0"]
+    s.tick(7.0)
+    assert s.conn.state is S.CLOSED
+    assert s.events() == [ConnectionReset(ResetReason.TIMEOUT), Closed()]
+    assert s.out() == ["[R.] seq 5001 ack 1001 win 0 len 0"]
+
+
+@pytest.mark.parametrize("state", [S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED, *SYNCHRONIZED, S.CLOSED])
+def test_abort_in_every_state(state: S) -> None:
+    s = _in_state(state)
+    s.conn.abort()
+    assert s.conn.state is S.CLOSED
+    out = s.out()
+    sends_rst = state in (S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT)
+    assert [h.flags & F.RST for h, _ in s.raw()] == []
+    assert len(out) == (1 if sends_rst else 0)
+    if sends_rst:
+        assert out[0].startswith("[R.]")
+    assert s.events() == ([] if state is S.CLOSED else [Closed()])
+    assert s.conn.next_deadline() is None
+
+
+def test_close_is_idempotent_and_send_after_close_is_refused() -> None:
+    s = established()
+    s.conn.close()
+    s.conn.close()
+    assert s.out() == ["[F.] seq 5001 ack 1001 win 65535 len 0"]
+    assert s.conn.send_space == 0
+    with pytest.raises(TcpStateError):
+        s.conn.send(b"late")

@@ -1291,9 +1291,12 @@ class TcpConnection:
             self._in_recovery = False
             self._recover = self._snd_max
             self._dupacks = 0
-            # RFC 2018 section 8: after a timeout the peer may have reneged.
-            self._sacked = []
-            self._sacked_bytes = 0
+            # Keep what the peer SACKed so the go-back-N resend skips it (as
+            # Linux does); should it have reneged (RFC 2018 section 8), that
+            # shows as a second timeout, and then the scoreboard goes.
+            if self._retries > 1:
+                self._sacked = []
+                self._sacked_bytes = 0
             self._snd_nxt = self._snd_una
             self._rtt_seq = None
             self._count("rto_retransmit")
@@ -1506,7 +1509,11 @@ class TcpConnection:
 
     def _pipe(self) -> int:
         """RFC 6675 estimate of bytes in the network."""
-        pipe = self._snd_nxt - self._snd_una - self._sacked_bytes
+        if self._snd_nxt < self._snd_max and self._sacked:
+            # Resending after a timeout: only what lies below SND.NXT is out.
+            pipe = self._unsacked_between(self._snd_una, self._snd_nxt)
+        else:
+            pipe = self._snd_nxt - self._snd_una - self._sacked_bytes
         if self._in_recovery and self._sack_ok:
             pipe -= self._unsacked_between(self._rexmit_ptr, self._rexmit_limit)
         return pipe if pipe > 0 else 0
@@ -1537,16 +1544,32 @@ class TcpConnection:
                 return None
         return (p, lim) if p < lim else None
 
+    def _skip_sacked(self, nxt: int, data_end: int) -> tuple[int, int]:
+        """Move ``nxt`` past SACKed data; also return where the next SACKed range starts."""
+        for s, e in self._sacked:
+            if e <= nxt:
+                continue
+            if s <= nxt:
+                nxt = e
+                continue
+            return nxt, min(s, data_end)
+        return nxt, data_end
+
     def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
         cap = self._seg_cap
         mss = self._send_mss
         data_end = self._snd_buf_seq + len(self._sndbuf)
         while True:
-            if self._in_recovery:
+            if self._in_recovery or self._sacked:
                 room = self._cwnd - self._pipe()
             else:
-                room = self._cwnd - (self._snd_nxt - self._snd_una - self._sacked_bytes)
+                room = self._cwnd - (self._snd_nxt - self._snd_una)
+            if 0 < self._dupacks < 3 and not self._in_recovery:
+                # Limited transmit (RFC 3042): up to two new segments beyond
+                # cwnd on the first duplicate ACKs, so a small window can still
+                # collect the three duplicates that trigger fast retransmit.
+                room += self._dupacks * mss
             if self._in_recovery and self._rexmit_ptr < self._rexmit_limit:
                 hole = self._next_hole()
                 if hole is not None:
@@ -1565,10 +1588,14 @@ class TcpConnection:
                     continue
                 self._rexmit_ptr = self._rexmit_limit
             nxt = self._snd_nxt
+            stop = data_end
+            if nxt < self._snd_max and self._sacked:
+                nxt, stop = self._skip_sacked(nxt, data_end)
+                self._snd_nxt = nxt
             if nxt < data_end:
                 retransmit = nxt < self._snd_max
                 wnd_room = self._snd_una + self._snd_wnd - nxt
-                n = min(data_end - nxt, cap, wnd_room, room)
+                n = min(stop - nxt, cap, wnd_room, room)
                 if n <= 0:
                     break
                 if (
