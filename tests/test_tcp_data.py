@@ -784,3 +784,21 @@ def test_limited_transmit_sends_new_data_on_early_duplicate_acks() -> None:
 def test_config_rejects_nonsense(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         TcpConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_window_shrunk_to_zero_under_flight_does_not_time_out_while_answered() -> None:
+    s = established(dataclasses.replace(PLAIN, max_retries=3, rto_max=4.0))
+    s.conn.send(b"z" * 3000)
+    s.raw()
+    s.feed(F.ACK, window=0)  # the peer shrinks its window to zero
+    for _ in range(10):  # far more resends than max_retries
+        deadline = s.conn.next_deadline()
+        assert deadline is not None
+        s.tick(deadline)
+        assert s.raw()
+        s.feed(F.ACK, window=0)  # ...but keeps answering
+    assert s.conn.state is S.ESTABLISHED
+    s.feed(F.ACK, window=65535)
+    s.raw()
+    s.feed(F.ACK, ack=OUR_ISS + 3001)
+    assert s.conn.unacked_bytes == 0

@@ -532,3 +532,14 @@ def test_close_is_idempotent_and_send_after_close_is_refused() -> None:
     assert s.conn.send_space == 0
     with pytest.raises(TcpStateError):
         s.conn.send(b"late")
+
+
+def test_rst_after_simultaneous_open_is_a_refusal() -> None:
+    conn = TcpConnection.connect(LOCAL_PORT, PEER_PORT, iss=OUR_ISS, config=PLAIN, now=0.0)
+    s = Script(conn, seq=PEER_ISS)
+    s.raw()
+    s.feed(F.SYN, options=syn().options)
+    s.raw()
+    s.events()
+    s.feed(F.RST)
+    assert s.events() == [ConnectionReset(ResetReason.REFUSED), Closed()]

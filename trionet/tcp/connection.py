@@ -151,6 +151,7 @@ class TcpConnection:
 
     __slots__ = (
         "_ack_now",
+        "_active_open",
         "_challenge_time",
         "_challenge_tokens",
         "_control",
@@ -168,6 +169,7 @@ class TcpConnection:
         "_ka_probes",
         "_keepalive_deadline",
         "_last_ack_sent",
+        "_last_ack_time",
         "_max_snd_wnd",
         "_ooo",
         "_ooo_bytes",
@@ -240,6 +242,7 @@ class TcpConnection:
         self._events: deque[TcpEvent] = deque()
         self._control: list[Segment] = []
         self._from_listen = False
+        self._active_open = False
         self._reset_fields(iss & SEQ_MASK)
 
     def _reset_fields(self, iss: int) -> None:
@@ -308,6 +311,7 @@ class TcpConnection:
         self._probes = 0
         self._keepalive_deadline: float | None = None
         self._ka_probes = 0
+        self._last_ack_time = 0.0
         self._timewait_deadline: float | None = None
         self._syn_pending = False
         self._challenge_tokens = cfg.challenge_ack_rate
@@ -353,6 +357,7 @@ class TcpConnection:
         """Active open: the result is in SYN-SENT and its first output is the SYN."""
         conn = cls(local_port, remote_port, iss=iss, config=config)
         conn._state = _SYN_SENT
+        conn._active_open = True
         conn._rcv_wscale = _our_window_shift(config)
         conn._snd_nxt = conn._snd_max = conn._iss + 1
         conn._syn_pending = True
@@ -847,7 +852,8 @@ class TcpConnection:
             return
         if st is not _TIME_WAIT:
             reason = ResetReason.RESET_BY_PEER
-            if st is _SYN_RECEIVED and not self._from_listen and self._iss != self._snd_una:
+            if st is _SYN_RECEIVED and self._active_open:
+                # Our SYN crossed the peer's, then the peer refused after all.
                 reason = ResetReason.REFUSED
             self._events.append(ConnectionReset(reason))
             self._rcvbuf.clear()
@@ -869,6 +875,7 @@ class TcpConnection:
 
     def _last_recv(self, now: float) -> None:
         self._ka_probes = 0
+        self._last_ack_time = now
         if self.config.keepalive is not None and self._keepalive_deadline is not None:
             self._keepalive_deadline = now + self.config.keepalive
 
@@ -1280,7 +1287,12 @@ class TcpConnection:
                 return
             self._syn_pending = True
         else:
-            if self._retries > cfg.max_retries:
+            if self._snd_wnd == 0 and now - self._last_ack_time <= self._rto:
+                # The peer shrank its window to zero under data in flight and
+                # answered the previous resend: these resends are window
+                # probes, which must not time the connection out (MUST-37).
+                self._retries -= 1
+            elif self._retries > cfg.max_retries:
                 self._time_out()
                 return
             mss = self._send_mss
@@ -1597,7 +1609,13 @@ class TcpConnection:
                 wnd_room = self._snd_una + self._snd_wnd - nxt
                 n = min(stop - nxt, cap, wnd_room, room)
                 if n <= 0:
-                    break
+                    if not (retransmit and nxt == self._snd_una and wnd_room <= 0):
+                        break
+                    # The peer shrank its window under data in flight: the
+                    # timeout's resend of the first segment doubles as a
+                    # window probe (MAY-7 allows data past the window; Linux
+                    # does the same).
+                    n = min(stop - nxt, mss)
                 if (
                     n < mss
                     and n < data_end - nxt
