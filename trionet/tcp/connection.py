@@ -1012,9 +1012,14 @@ class TcpConnection:
         for left_w, right_w in blocks:
             left = unwrap(left_w, una)
             right = unwrap(right_w, una)
+            if right <= una:
+                # A D-SACK (RFC 2883) for data already acknowledged: Linux sends
+                # these for duplicates; they carry nothing for the scoreboard.
+                self._count("dsack_block")
+                continue
             left = max(left, una)
             if right > high or right <= left:
-                self._count("sack_block_ignored")
+                self._count("sack_block_invalid")
                 continue
             # Insert [left, right) and merge what it overlaps or touches.
             merged: list[tuple[int, int]] = []
