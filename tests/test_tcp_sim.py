@@ -71,6 +71,7 @@ def _config(draw: st.DrawFn) -> TcpConfig:
     config_b=_config(),
     iss_a=st.integers(0, 2**32 - 1),
     iss_b=st.integers(0, 2**32 - 1),
+    opening=st.sampled_from(["accept", "listen", "simultaneous"]),
 )
 def test_bytes_arrive_intact_both_ways_and_both_ends_close(
     *,
@@ -83,13 +84,20 @@ def test_bytes_arrive_intact_both_ways_and_both_ends_close(
     config_b: TcpConfig,
     iss_a: int,
     iss_b: int,
+    opening: str,
 ) -> None:
     rng = random.Random(seed)
     a_data = rng.randbytes(a_len)
     b_data = rng.randbytes(b_len)
     a = TcpConnection.connect(40000, 80, iss=iss_a, config=config_a, now=0.0)
-    ((syn, _),) = a.segments_to_send(0.0)
-    b = TcpConnection.accept(syn, iss=iss_b, config=config_b, now=0.0)
+    if opening == "accept":
+        # trionet's way: the stack hands the guest's SYN to accept().
+        ((syn, _),) = a.segments_to_send(0.0)
+        b = TcpConnection.accept(syn, iss=iss_b, config=config_b, now=0.0)
+    elif opening == "listen":
+        b = TcpConnection.listen(80, iss=iss_b, config=config_b)
+    else:
+        b = TcpConnection.connect(80, 40000, iss=iss_b, config=config_b, now=0.0)
     sim = Simulation(a, b, a_data=a_data, b_data=b_data, a_to_b=a_to_b, b_to_a=b_to_a, seed=seed)
     sim.run(until=5000.0)
     assert not sim.a.resets and not sim.b.resets, (sim.a.resets, sim.b.resets, sim.now)
