@@ -802,3 +802,18 @@ def test_window_shrunk_to_zero_under_flight_does_not_time_out_while_answered() -
     s.raw()
     s.feed(F.ACK, ack=OUR_ISS + 3001)
     assert s.conn.unacked_bytes == 0
+
+
+def test_peek_and_consume_keep_unconsumed_bytes_and_the_window_closed() -> None:
+    cfg = dataclasses.replace(PLAIN, recv_buffer=4000)
+    s = established(cfg)
+    s.feed(F.ACK, b"0123456789" * 400)
+    assert s.out() == ["[.] seq 5001 ack 5001 win 0 len 0"]
+    assert s.conn.peek(5) == b"01234"
+    assert s.conn.peek() == b"0123456789" * 400
+    s.conn.consume(5)  # a host socket took only five bytes
+    assert s.out() == []
+    assert s.conn.read(5) == b"56789"
+    s.conn.consume(3990)
+    assert s.conn.readable_bytes == 0
+    assert s.out() == ["[.] seq 5001 ack 5001 win 4000 len 0"]

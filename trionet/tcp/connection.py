@@ -547,6 +547,26 @@ class TcpConnection:
             self._maybe_window_update()
         return data
 
+    def peek(self, max_bytes: int = -1) -> bytes:
+        """A copy of up to ``max_bytes`` received bytes, left in the buffer.
+
+        With :meth:`consume` this lets a relay offer data to a non-blocking
+        host socket and drop only what it took: unconsumed bytes keep the
+        receive window closed, which is the back-pressure the peer should see.
+        """
+        buf = self._rcvbuf
+        if max_bytes < 0 or max_bytes >= len(buf):
+            return bytes(buf)
+        return bytes(memoryview(buf)[:max_bytes])
+
+    def consume(self, n: int) -> None:
+        """Drop the first ``n`` received bytes (after :meth:`peek`); may reopen the window."""
+        if n <= 0:
+            return
+        del self._rcvbuf[:n]
+        if self._state in _RECEIVING:
+            self._maybe_window_update()
+
     def close(self) -> None:
         """Send FIN after everything queued (RFC 9293 CLOSE). Idempotent.
 
