@@ -115,3 +115,13 @@ def test_huge_window_scale_is_clamped_to_14() -> None:
 def test_tiny_peer_mss_is_floored() -> None:
     s = established(mss=0)
     assert s.conn.send_mss >= 64
+
+
+def test_reset_answers_to_a_flood_are_capped_between_drains() -> None:
+    s = established()
+    s.conn.abort()
+    s.raw()
+    for i in range(100):
+        s.feed(TcpFlags.ACK, b"x", ack=i)
+    assert len(s.raw()) == 16
+    assert s.conn.stats["reset_rate_limited"] == 84

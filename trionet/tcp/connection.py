@@ -74,6 +74,8 @@ _CLOCK_G = 0.001
 #: otherwise make the scoreboard as long as the data in flight.
 _MAX_SCOREBOARD = 64
 _MIN_PEER_MSS = 64
+#: Answers (RSTs) queued between two ``segments_to_send`` calls, at most.
+_MAX_CONTROL = 16
 
 
 class TcpState(enum.Enum):
@@ -618,7 +620,7 @@ class TcpConnection:
             self._count("segment_while_closed")
             rst = reset_for(header, len(payload))
             if rst is not None:
-                self._control.append((rst, _EMPTY))
+                self._push_control(rst)
             return
         if header.dst_port != self.local_port or (
             st is not _LISTEN and header.src_port != self.remote_port
@@ -632,9 +634,16 @@ class TcpConnection:
         else:
             self._on_synchronized(header, payload, now)
 
+    def _push_control(self, header: TcpHeader) -> None:
+        """Queue a RST answering a segment; a flood between two drains is capped."""
+        if len(self._control) < _MAX_CONTROL:
+            self._control.append((header, _EMPTY))
+        else:
+            self._count("reset_rate_limited")
+
     def _queue_rst(self, seq: int) -> None:
-        self._control.append(
-            (TcpHeader(self.local_port, self.remote_port, seq & SEQ_MASK, 0, _RST, 0), _EMPTY)
+        self._push_control(
+            TcpHeader(self.local_port, self.remote_port, seq & SEQ_MASK, 0, _RST, 0)
         )
 
     def _on_listen(self, header: TcpHeader, now: float) -> None:
@@ -644,9 +653,7 @@ class TcpConnection:
             return
         if flags & _I_ACK:
             self._count("ack_in_listen")
-            self._control.append(
-                (TcpHeader(self.local_port, header.src_port, header.ack, 0, _RST, 0), _EMPTY)
-            )
+            self._push_control(TcpHeader(self.local_port, header.src_port, header.ack, 0, _RST, 0))
             return
         if not flags & _I_SYN:
             self._count("no_syn_in_listen")
