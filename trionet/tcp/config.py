@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TcpConfig"]
+__all__ = ["MAX_SEGMENT_PAYLOAD", "TcpConfig"]
+
+#: Largest payload of one (GSO) segment: 65535 minus the largest TCP header
+#: (60) and an IPv4 header (20), so the IP length field can always hold it.
+MAX_SEGMENT_PAYLOAD = 65455
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +77,9 @@ class TcpConfig:
         if not 64 <= self.default_peer_mss <= 65495:
             raise ValueError("default_peer_mss must be in 64..65495")
         if self.max_segment_payload is not None and not (
-            self.mss <= self.max_segment_payload <= 0x3_0000
+            self.mss <= self.max_segment_payload <= MAX_SEGMENT_PAYLOAD
         ):
-            raise ValueError("max_segment_payload must be between mss and 192 KiB")
+            raise ValueError(f"max_segment_payload must be between mss and {MAX_SEGMENT_PAYLOAD}")
         if self.send_buffer < 1 or self.recv_buffer < 1:
             raise ValueError("buffers must be positive")
         if self.recv_buffer > (0xFFFF << 14):
