@@ -725,7 +725,9 @@ class TcpConnection:
         flags = int(header.flags)
         st = self._state
         rcv_nxt = self._rcv_nxt
-        seq = unwrap(header.seq, rcv_nxt)
+        # unwrap() inlined: this runs for every segment.
+        d = (header.seq - rcv_nxt) & SEQ_MASK
+        seq = rcv_nxt + d - (0x1_0000_0000 if d >= 0x8000_0000 else 0)
         plen = len(payload)
 
         if st is _SYN_RECEIVED and flags & _I_SYN and not flags & _I_RST and seq == self._irs:
@@ -758,7 +760,8 @@ class TcpConnection:
 
         # RFC 9293 3.10.7.4 first: is the segment in the receive window?
         wnd = self._rcv_adv - rcv_nxt
-        wnd = max(wnd, 0)
+        if wnd < 0:  # noqa: PLR1730 (min() costs a call per segment)
+            wnd = 0
         seg_len = plen + (1 if flags & _I_SYN else 0) + (1 if flags & _I_FIN else 0)
         if seg_len == 0:
             # The right edge itself is accepted (as Linux does): a peer that
@@ -811,9 +814,14 @@ class TcpConnection:
         if not flags & _I_ACK:
             self._count("no_ack")
             return
-        self._last_recv(now)
+        self._ka_probes = 0
+        self._last_ack_time = now
+        if self._keepalive_deadline is not None:
+            self._keepalive_deadline = now + (self.config.keepalive or 0.0)
 
-        ack = unwrap(header.ack, self._snd_una)
+        una = self._snd_una
+        d = (header.ack - una) & SEQ_MASK
+        ack = una + d - (0x1_0000_0000 if d >= 0x8000_0000 else 0)
         if st is _SYN_RECEIVED:
             if self._snd_una < ack <= self._snd_max:
                 self._snd_una = self._iss + 1
