@@ -544,3 +544,29 @@ def test_rst_after_simultaneous_open_is_a_refusal() -> None:
     s.events()
     s.feed(F.RST)
     assert s.events() == [ConnectionReset(ResetReason.REFUSED), Closed()]
+
+
+def test_fin_wait_2_timeout_when_configured() -> None:
+    s = established(dataclasses.replace(PLAIN, fin_wait_2_timeout=30.0))
+    s.conn.close()
+    s.out()
+    s.feed(F.ACK, ack=OUR_ISS + 2)
+    assert s.conn.state is S.FIN_WAIT_2
+    assert s.conn.next_deadline() == 30.0
+    s.tick(20.0)
+    s.feed(F.ACK | F.PSH, b"still here", ack=OUR_ISS + 2)  # activity restarts it
+    s.tick(20.04)  # the delayed ACK for that data
+    assert s.out() == ["[.] seq 5002 ack 1011 win 65525 len 0"]
+    assert s.conn.next_deadline() == 50.0
+    s.tick(50.0)
+    assert s.conn.state is S.CLOSED
+    assert s.events()[-2:] == [ConnectionReset(ResetReason.TIMEOUT), Closed()]
+    assert s.out() == ["[R.] seq 5002 ack 1011 win 0 len 0"]
+
+
+def test_fin_wait_2_waits_forever_by_default() -> None:
+    s = established()
+    s.conn.close()
+    s.out()
+    s.feed(F.ACK, ack=OUR_ISS + 2)
+    assert s.conn.next_deadline() is None

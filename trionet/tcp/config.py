@@ -65,6 +65,10 @@ class TcpConfig:
     initial_cwnd_segments: int = 10
     #: TIME-WAIT length (2*MSL); 60 s as Linux, i.e. an MSL of 30 s.
     time_wait: float = 60.0
+    #: Reset a connection idle this long in FIN-WAIT-2 (our side finished, the
+    #: peer never does). ``None``, as RFC 9293, waits forever; a relay whose
+    #: application side is gone may prefer Linux's 60 s for orphans.
+    fin_wait_2_timeout: float | None = None
     #: RFC 5961 challenge ACKs allowed per second (token bucket, burst = rate).
     challenge_ack_rate: float = 10.0
     #: ``SendSpaceAvailable`` fires when free send-buffer space rises to this
@@ -100,6 +104,8 @@ class TcpConfig:
             raise ValueError("keepalive_interval must be positive")
         if self.initial_cwnd_segments < 1:
             raise ValueError("initial_cwnd_segments must be at least 1")
+        if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout <= 0:
+            raise ValueError("fin_wait_2_timeout must be positive")
         if self.time_wait < 0:
             raise ValueError("time_wait must not be negative")
         if self.challenge_ack_rate <= 0:

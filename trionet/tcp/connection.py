@@ -164,6 +164,7 @@ class TcpConnection:
         "_events",
         "_fin_queued",
         "_fin_seq",
+        "_finwait2_deadline",
         "_from_listen",
         "_in_recovery",
         "_irs",
@@ -315,6 +316,7 @@ class TcpConnection:
         self._ka_probes = 0
         self._last_ack_time = 0.0
         self._timewait_deadline: float | None = None
+        self._finwait2_deadline: float | None = None
         self._syn_pending = False
         self._challenge_tokens = cfg.challenge_ack_rate
         self._challenge_time = 0.0
@@ -502,6 +504,7 @@ class TcpConnection:
             self._persist_deadline,
             self._keepalive_deadline,
             self._timewait_deadline,
+            self._finwait2_deadline,
         ):
             if d is not None and (best is None or d < best):
                 best = d
@@ -818,6 +821,8 @@ class TcpConnection:
         self._last_ack_time = now
         if self._keepalive_deadline is not None:
             self._keepalive_deadline = now + (self.config.keepalive or 0.0)
+        if self._finwait2_deadline is not None:
+            self._finwait2_deadline = now + (self.config.fin_wait_2_timeout or 0.0)
 
         una = self._snd_una
         d = (header.ack - una) & SEQ_MASK
@@ -984,6 +989,8 @@ class TcpConnection:
                 st = self._state
                 if st is _FIN_WAIT_1:
                     self._state = _FIN_WAIT_2
+                    if self.config.fin_wait_2_timeout is not None:
+                        self._finwait2_deadline = now + self.config.fin_wait_2_timeout
                 elif st is _CLOSING:
                     self._enter_time_wait(now)
                 elif st is _LAST_ACK:
@@ -1316,6 +1323,11 @@ class TcpConnection:
                 return
         if self._keepalive_deadline is not None and self._keepalive_deadline <= now:
             self._on_keepalive(now)
+            if self._state is _CLOSED:
+                return
+        if self._finwait2_deadline is not None and self._finwait2_deadline <= now:
+            self._count("fin_wait_2_timeout")
+            self._time_out()
 
     def _on_rto(self, now: float) -> None:
         cfg = self.config
@@ -1410,6 +1422,7 @@ class TcpConnection:
 
     def _enter_time_wait(self, now: float) -> None:
         self._state = _TIME_WAIT
+        self._finwait2_deadline = None
         self._rto_deadline = None
         self._persist_deadline = None
         self._keepalive_deadline = None
@@ -1422,6 +1435,7 @@ class TcpConnection:
         self._persist_deadline = None
         self._keepalive_deadline = None
         self._timewait_deadline = None
+        self._finwait2_deadline = None
         self._ack_now = False
         self._syn_pending = False
         self._ooo.clear()
