@@ -40,6 +40,8 @@ from trionet.tcp.events import (
     TcpEvent,
     UrgentData,
 )
+from trionet.tcp.reassembly import Reassembly
+from trionet.tcp.scoreboard import Scoreboard
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
 from trionet.wire.tcp import NO_OPTIONS, TcpFlags, TcpHeader, TcpOptions
 
@@ -70,9 +72,6 @@ _EMPTY = b""
 _PAWS_IDLE = 24 * 86400.0
 #: Clock granularity G of RFC 6298 (the timestamp clock ticks in ms).
 _CLOCK_G = 0.001
-#: Most separate SACKed ranges remembered of the peer; a hostile peer could
-#: otherwise make the scoreboard as long as the data in flight.
-_MAX_SCOREBOARD = 64
 _MIN_PEER_MSS = 64
 #: Answers (RSTs) queued between two ``segments_to_send`` calls, at most.
 _MAX_CONTROL = 16
@@ -175,9 +174,7 @@ class TcpConnection:
         "_last_ack_time",
         "_max_snd_wnd",
         "_ooo",
-        "_ooo_bytes",
         "_ooo_fin",
-        "_ooo_last",
         "_peer_finished",
         "_peer_mss",
         "_persist_backoff",
@@ -202,7 +199,6 @@ class TcpConnection:
         "_rtx_first",
         "_sack_ok",
         "_sacked",
-        "_sacked_bytes",
         "_seg_cap",
         "_send_blocked",
         "_send_mss",
@@ -284,10 +280,11 @@ class TcpConnection:
         self._rcv_up = 0
         self._snd_up = 0
         self._rcv_mss = min(cfg.mss, 536)
-        self._ooo: list[tuple[int, bytearray]] = []
-        self._ooo_bytes = 0
+        self._ooo = Reassembly(
+            cfg.recv_buffer if cfg.ooo_max_bytes is None else cfg.ooo_max_bytes,
+            cfg.ooo_max_blocks,
+        )
         self._ooo_fin: int | None = None
-        self._ooo_last = 0
         self._peer_finished = False
         self._ack_now = False
         self._delack_deadline: float | None = None
@@ -300,8 +297,7 @@ class TcpConnection:
         self._rexmit_ptr = iss
         self._rexmit_limit = iss
         self._rtx_first = False
-        self._sacked: list[tuple[int, int]] = []
-        self._sacked_bytes = 0
+        self._sacked = Scoreboard()
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._rto = cfg.rto_initial
@@ -465,7 +461,7 @@ class TcpConnection:
     @property
     def memory_in_use(self) -> int:
         """Payload bytes held by this connection (send, receive and reassembly buffers)."""
-        return len(self._sndbuf) + len(self._rcvbuf) + self._ooo_bytes
+        return len(self._sndbuf) + len(self._rcvbuf) + self._ooo.size
 
     @property
     def memory_limit(self) -> int:
@@ -944,7 +940,7 @@ class TcpConnection:
             self._snd_una = ack
             self._snd_nxt = max(self._snd_nxt, ack)
             if self._sacked:
-                self._prune_scoreboard(ack)
+                self._sacked.prune(ack)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
             ts = opts.timestamp
             if self._ts_ok and ts is not None and ts[1] != 0:
@@ -966,8 +962,10 @@ class TcpConnection:
                     # Partial acknowledgement: the next hole is lost too.
                     if self._sack_ok:
                         self._rexmit_ptr = max(self._rexmit_ptr, ack)
-                        high = self._sacked[-1][1] if self._sacked else ack + mss
-                        self._rexmit_limit = max(self._rexmit_limit, high)
+                        high = self._sacked.high
+                        self._rexmit_limit = max(
+                            self._rexmit_limit, ack + mss if high is None else high
+                        )
                     else:
                         self._rexmit_ptr = ack
                         self._rexmit_limit = ack + mss
@@ -1013,10 +1011,10 @@ class TcpConnection:
             if self._in_recovery:
                 if not self._sack_ok:
                     self._cwnd += mss
-                elif self._sacked:
-                    self._rexmit_limit = max(self._rexmit_limit, self._sacked[-1][1])
+                elif (high := self._sacked.high) is not None:
+                    self._rexmit_limit = max(self._rexmit_limit, high)
             elif (
-                self._dupacks >= 3 or (self._sack_ok and self._sacked_bytes > 2 * mss)
+                self._dupacks >= 3 or (self._sack_ok and self._sacked.sacked > 2 * mss)
             ) and una >= self._recover:
                 self._enter_recovery()
 
@@ -1041,8 +1039,8 @@ class TcpConnection:
         self._count("fast_retransmit")
         if self._sack_ok:
             self._cwnd = self._ssthresh
-            high = self._sacked[-1][1] if self._sacked else una
-            self._rexmit_limit = max(high, una + mss)
+            high = self._sacked.high
+            self._rexmit_limit = max(una if high is None else high, una + mss)
         else:
             self._cwnd = self._ssthresh + 3 * mss
             self._rexmit_limit = una + mss
@@ -1050,7 +1048,6 @@ class TcpConnection:
     def _update_scoreboard(self, blocks: tuple[tuple[int, int], ...]) -> None:
         una = self._snd_una
         high = self._snd_max
-        board = self._sacked
         for left_w, right_w in blocks:
             left = unwrap(left_w, una)
             right = unwrap(right_w, una)
@@ -1063,32 +1060,7 @@ class TcpConnection:
             if right > high or right <= left:
                 self._count("sack_block_invalid")
                 continue
-            # Insert [left, right) and merge what it overlaps or touches.
-            merged: list[tuple[int, int]] = []
-            placed = False
-            for s, e in board:
-                if e < left:
-                    merged.append((s, e))
-                elif s > right:
-                    if not placed:
-                        merged.append((left, right))
-                        placed = True
-                    merged.append((s, e))
-                else:
-                    left = min(left, s)
-                    right = max(right, e)
-            if not placed:
-                merged.append((left, right))
-            if len(merged) > _MAX_SCOREBOARD:
-                del merged[_MAX_SCOREBOARD:]
-            board = merged
-        self._sacked = board
-        self._sacked_bytes = sum(e - s for s, e in board)
-
-    def _prune_scoreboard(self, ack: int) -> None:
-        board = [(max(s, ack), e) for s, e in self._sacked if e > ack]
-        self._sacked = board
-        self._sacked_bytes = sum(e - s for s, e in board)
+            self._sacked.add(left, right)
 
     def _rtt_sample(self, r: float) -> None:
         """RFC 6298 section 2 estimator; a fresh sample also clears the backoff."""
@@ -1152,7 +1124,7 @@ class TcpConnection:
                 if n > self._rcv_mss:
                     self._rcv_mss = min(n, self.config.mss)
                 if self._ooo:
-                    self._drain_ooo()
+                    self._rcv_nxt = self._ooo.drain_into(self._rcvbuf, end)
                     self._ack_now = True
                 if was_empty:
                     self._events.append(Readable())
@@ -1167,7 +1139,9 @@ class TcpConnection:
                 self._on_fin(now)
         else:
             if payload:
-                self._ooo_insert(seq, payload)
+                refused = self._ooo.insert(seq, payload)
+                if refused is not None:
+                    self._count(refused)
             if fin:
                 self._ooo_fin = end
             self._ack_now = True
@@ -1175,7 +1149,6 @@ class TcpConnection:
     def _on_fin(self, now: float) -> None:
         self._ooo_fin = None
         self._ooo.clear()
-        self._ooo_bytes = 0
         self._rcv_nxt += 1
         self._ack_now = True
         self._peer_finished = True
@@ -1187,87 +1160,6 @@ class TcpConnection:
             self._state = _CLOSING
         elif st is _FIN_WAIT_2:
             self._enter_time_wait(now)
-
-    def _ooo_insert(self, seq: int, payload: bytes | bytearray | memoryview) -> None:
-        """Hold out-of-order data, merged into disjoint blocks, within the memory bound."""
-        cfg = self.config
-        limit = cfg.recv_buffer if cfg.ooo_max_bytes is None else cfg.ooo_max_bytes
-        end = seq + len(payload)
-        blocks = self._ooo
-        self._ooo_last = seq
-        i = 0
-        nblocks = len(blocks)
-        while i < nblocks and blocks[i][0] + len(blocks[i][1]) < seq:
-            i += 1
-        if i == nblocks or blocks[i][0] > end:
-            if len(blocks) >= cfg.ooo_max_blocks or self._ooo_bytes + len(payload) > limit:
-                self._count("ooo_dropped_memory")
-                return
-            blocks.insert(i, (seq, bytearray(payload)))
-            self._ooo_bytes += len(payload)
-            return
-        start, data = blocks[i]
-        block_end = start + len(data)
-        if start <= seq and end <= block_end:
-            self._count("duplicate_data")
-            return
-        added = 0
-        if seq < start:
-            head = memoryview(payload)[: start - seq]
-            if self._ooo_bytes + len(head) > limit:
-                self._count("ooo_dropped_memory")
-                return
-            data[0:0] = head
-            added += len(head)
-            start = seq
-        if end > block_end:
-            tail = memoryview(payload)[block_end - seq :]
-            if self._ooo_bytes + added + len(tail) > limit:
-                self._count("ooo_dropped_memory")
-                blocks[i] = (start, data)
-                self._ooo_bytes += added
-                return
-            data += tail
-            added += len(tail)
-            block_end = end
-        # Swallow following blocks the grown block now reaches.
-        j = i + 1
-        while j < len(blocks) and blocks[j][0] <= block_end:
-            s2, d2 = blocks[j]
-            e2 = s2 + len(d2)
-            if e2 > block_end:
-                data += memoryview(d2)[block_end - s2 :]
-                block_end = e2
-            added -= len(d2)
-            del blocks[j]
-        blocks[i] = (start, data)
-        self._ooo_bytes += added
-
-    def _drain_ooo(self) -> None:
-        blocks = self._ooo
-        while blocks and blocks[0][0] <= self._rcv_nxt:
-            start, data = blocks.pop(0)
-            self._ooo_bytes -= len(data)
-            end = start + len(data)
-            if end > self._rcv_nxt:
-                self._rcvbuf += memoryview(data)[self._rcv_nxt - start :]
-                self._rcv_nxt = end
-
-    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        """RFC 2018 blocks: the newest block first, then the highest others."""
-        blocks = self._ooo
-        limit = 3 if self._ts_ok else 4
-        first: tuple[int, int] | None = None
-        others: list[tuple[int, int]] = []
-        last = self._ooo_last
-        for start, data in reversed(blocks):
-            rng = (start & SEQ_MASK, (start + len(data)) & SEQ_MASK)
-            if first is None and start <= last < start + len(data):
-                first = rng
-            else:
-                others.append(rng)
-        result = ([first] if first is not None else []) + others
-        return tuple(result[:limit])
 
     # -- receive window ---------------------------------------------------------
 
@@ -1359,8 +1251,7 @@ class TcpConnection:
             # Linux does); should it have reneged (RFC 2018 section 8), that
             # shows as a second timeout, and then the scoreboard goes.
             if self._retries > 1:
-                self._sacked = []
-                self._sacked_bytes = 0
+                self._sacked.clear()
             self._snd_nxt = self._snd_una
             self._rtt_seq = None
             self._count("rto_retransmit")
@@ -1439,9 +1330,7 @@ class TcpConnection:
         self._ack_now = False
         self._syn_pending = False
         self._ooo.clear()
-        self._ooo_bytes = 0
-        self._sacked = []
-        self._sacked_bytes = 0
+        self._sacked.clear()
         self._events.append(Closed())
 
     # -- output -------------------------------------------------------------------
@@ -1461,14 +1350,14 @@ class TcpConnection:
         if self._ts_ok:
             stamp = (self._ts_now(now), self._ts_recent or 0)
             if with_sack:
-                opts = TcpOptions(sack_blocks=self._sack_blocks(), timestamp=stamp)
+                opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(3), timestamp=stamp)
             else:
                 # Segments of one burst share a timestamp: reuse its options.
                 opts = self._ts_opts
                 if opts.timestamp != stamp:
                     opts = self._ts_opts = TcpOptions(timestamp=stamp)
         elif with_sack:
-            opts = TcpOptions(sack_blocks=self._sack_blocks())
+            opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(4))
         else:
             opts = NO_OPTIONS
         return TcpHeader(
@@ -1577,49 +1466,12 @@ class TcpConnection:
         """RFC 6675 estimate of bytes in the network."""
         if self._snd_nxt < self._snd_max and self._sacked:
             # Resending after a timeout: only what lies below SND.NXT is out.
-            pipe = self._unsacked_between(self._snd_una, self._snd_nxt)
+            pipe = self._sacked.unsacked_between(self._snd_una, self._snd_nxt)
         else:
-            pipe = self._snd_nxt - self._snd_una - self._sacked_bytes
+            pipe = self._snd_nxt - self._snd_una - self._sacked.sacked
         if self._in_recovery and self._sack_ok:
-            pipe -= self._unsacked_between(self._rexmit_ptr, self._rexmit_limit)
+            pipe -= self._sacked.unsacked_between(self._rexmit_ptr, self._rexmit_limit)
         return pipe if pipe > 0 else 0
-
-    def _unsacked_between(self, lo: int, hi: int) -> int:
-        if hi <= lo:
-            return 0
-        total = hi - lo
-        for s, e in self._sacked:
-            a = s if s > lo else lo
-            b = e if e < hi else hi
-            if b > a:
-                total -= b - a
-        return total
-
-    def _next_hole(self) -> tuple[int, int] | None:
-        p = self._rexmit_ptr
-        p = max(p, self._snd_una)
-        lim = self._rexmit_limit
-        lim = min(lim, self._snd_max)
-        for s, e in self._sacked:
-            if e <= p:
-                continue
-            if s > p:
-                return (p, s if s < lim else lim) if p < lim else None
-            p = e
-            if p >= lim:
-                return None
-        return (p, lim) if p < lim else None
-
-    def _skip_sacked(self, nxt: int, data_end: int) -> tuple[int, int]:
-        """Move ``nxt`` past SACKed data; also return where the next SACKed range starts."""
-        for s, e in self._sacked:
-            if e <= nxt:
-                continue
-            if s <= nxt:
-                nxt = e
-                continue
-            return nxt, min(s, data_end)
-        return nxt, data_end
 
     def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
@@ -1637,7 +1489,9 @@ class TcpConnection:
                 # collect the three duplicates that trigger fast retransmit.
                 room += self._dupacks * mss
             if self._in_recovery and self._rexmit_ptr < self._rexmit_limit:
-                hole = self._next_hole()
+                hole = self._sacked.next_hole(
+                    max(self._rexmit_ptr, self._snd_una), min(self._rexmit_limit, self._snd_max)
+                )
                 if hole is not None:
                     if room < mss and not self._rtx_first:
                         break
@@ -1656,7 +1510,7 @@ class TcpConnection:
             nxt = self._snd_nxt
             stop = data_end
             if nxt < self._snd_max and self._sacked:
-                nxt, stop = self._skip_sacked(nxt, data_end)
+                nxt, stop = self._sacked.skip(nxt, data_end)
                 self._snd_nxt = nxt
             if nxt < data_end:
                 retransmit = nxt < self._snd_max
