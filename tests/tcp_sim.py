@@ -121,7 +121,6 @@ class Simulation:
         b_to_a: LinkParams | None = None,
         seed: int = 0,
         now: float = 0.0,
-        max_payload: int | None = None,
     ) -> None:
         self.a = Side(a, a_data)
         self.b = Side(b, b_data)
@@ -131,7 +130,6 @@ class Simulation:
         self._queue: list[_InFlight] = []
         self._order = 0
         self._busy_until = [now, now]
-        self.max_payload = max_payload or 0x10000
         self.delivered = 0
         self.lost = 0
         self.steps = 0
@@ -139,7 +137,6 @@ class Simulation:
     # -- the link -----------------------------------------------------------
 
     def _transmit(self, to_b: bool, header: TcpHeader, payload: bytes) -> None:
-        check_wire(header, len(payload), self.max_payload)
         params = self.params[0 if to_b else 1]
         rng = self.rng
         i = 0 if to_b else 1
@@ -185,8 +182,11 @@ class Simulation:
     def _flush(self) -> None:
         for side, to_b in ((self.a, True), (self.b, False)):
             self._pump_app(side)
-            for header, payload in side.conn.segments_to_send(self.now):
+            conn = side.conn
+            limit = conn.config.max_segment_payload or conn.send_mss
+            for header, payload in conn.segments_to_send(self.now):
                 side.segments_out += 1
+                check_wire(header, len(payload), limit)
                 self._transmit(to_b, header, payload)
 
     def step(self) -> bool:

@@ -27,8 +27,9 @@ from trionet.tcp import (
     TcpConfig,
     TcpConnection,
     TcpState,
+    UrgentData,
 )
-from trionet.wire.tcp import TcpFlags, TcpOptions
+from trionet.wire.tcp import TcpFlags, TcpHeader, TcpOptions
 
 F = TcpFlags
 S = TcpState
@@ -609,3 +610,210 @@ def test_bulk_transfer_with_large_buffers_over_a_long_fat_link() -> None:
     # so this takes about a second instead of the 3+ s a 64 KiB window needs.
     assert sim.now < 2.5
     assert PEER_PORT and PEER_ISS and LOCAL_PORT
+
+
+# -- more RFC 9293 requirements ---------------------------------------------------
+
+
+def test_urgent_data_is_signalled_and_stays_inline() -> None:
+    s = established()
+    s.feed(F.ACK, b"normal")
+    s.events()
+    s.conn.receive_segment(
+        dataclasses.replace(
+            _peer_header(s, F.ACK | F.URG | F.PSH), urgent=3
+        ),  # urgent data "URG", pointer to the octet after it
+        b"URGtail",
+        0.0,
+    )
+    s.seq += 7
+    assert s.events() == [UrgentData()]
+    assert s.conn.urgent_bytes == 6 + 3  # everything up to the end of the urgent data
+    assert s.conn.read(6) == b"normal"
+    assert s.conn.urgent_bytes == 3
+    assert s.conn.read() == b"URGtail"
+    assert s.conn.urgent_bytes == 0
+
+
+def test_sending_urgent_data_sets_the_pointer() -> None:
+    s = established()
+    s.conn.send(b"ab")
+    s.conn.send(b"!", urgent=True)
+    ((hdr, payload),) = s.raw()
+    assert hdr.flags & F.URG and hdr.urgent == 3 and payload == b"ab!"
+
+
+def test_urgent_pointer_of_a_long_urgent_sequence() -> None:
+    s = established(dataclasses.replace(PLAIN, send_buffer=200_000), mss=1460)
+    s.window = 65535
+    s.feed(F.ACK)
+    s.conn.send(b"u" * 100_000, urgent=True)
+    out = s.raw()
+    assert all(h.flags & F.URG for h, _ in out)
+    assert out[0][0].urgent == 0xFFFF  # capped: the end is more than 64 KiB ahead
+
+
+def test_congestion_window_slow_start_avoidance_and_timeout() -> None:
+    cfg = dataclasses.replace(PLAIN, send_buffer=1_000_000, recv_buffer=65535)
+    s = established(cfg)
+    s.conn.send(b"c" * 900_000)
+    assert s.conn.cwnd == 10 * MSS
+    out = s.raw()
+    assert len(out) == 10  # initial window: 10 segments
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 2 * MSS)
+    assert s.conn.cwnd == 12 * MSS  # slow start: +bytes acked
+    una = OUR_ISS + 1 + 2 * MSS
+    s.raw()
+    s.tick(s.conn.next_deadline() or 0.0)  # timeout
+    assert s.conn.cwnd == MSS  # RFC 5681: loss window of one segment
+    (rtx,) = s.raw()
+    assert rtx[0].seq == una
+    # ssthresh is now half the flight; grow to it, then congestion avoidance.
+    acked = una
+    while s.conn.cwnd < 6 * MSS:
+        acked += MSS
+        s.now += 0.01
+        s.feed(F.ACK, ack=acked)
+        s.raw()
+    before = s.conn.cwnd
+    for _ in range(before // MSS):
+        acked += MSS
+        s.feed(F.ACK, ack=acked)
+        s.raw()
+    assert s.conn.cwnd == before + MSS  # about one MSS per window of data
+
+
+def test_default_syn_give_up_exceeds_three_minutes() -> None:
+    conn = TcpConnection.connect(LOCAL_PORT, PEER_PORT, iss=OUR_ISS, config=TcpConfig(), now=0.0)
+    now = 0.0
+    conn.segments_to_send(now)
+    while conn.state is S.SYN_SENT:
+        deadline = conn.next_deadline()
+        assert deadline is not None
+        now = deadline
+        conn.handle_timers(now)
+        conn.segments_to_send(now)
+    assert now >= 180.0  # MUST-23
+
+
+def test_delayed_ack_must_stay_below_half_a_second() -> None:
+    with pytest.raises(ValueError):
+        TcpConfig(delayed_ack=0.5)
+
+
+def test_shrinking_peer_window_is_tolerated() -> None:
+    s = established()
+    s.conn.send(b"w" * 5000)
+    s.raw()
+    # The peer moves its right edge to the left of data already sent (MUST-34).
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 1000, window=100)
+    assert s.out() == []  # nothing new beyond the shrunken window
+    s.tick(s.conn.next_deadline() or 0.0)
+    out = s.raw()
+    assert seqs(out) == [(OUR_ISS + 1 + 1000, 100)]  # retransmission within the window
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 5000, window=65535)
+    assert s.conn.unacked_bytes == 0
+
+
+def test_acks_are_aggregated_over_a_burst() -> None:
+    s = established()
+    for _ in range(6):
+        s.feed(F.ACK, b"b" * MSS)
+    # The owner drains a burst of frames before collecting output (MUST-58/59):
+    # one ACK covers all six segments.
+    assert s.out() == [f"[.] seq 5001 ack {PEER_ISS + 1 + 6 * MSS} win {65535 - 6 * MSS} len 0"]
+
+
+def test_rst_and_urg_processed_with_zero_window() -> None:
+    cfg = dataclasses.replace(PLAIN, recv_buffer=100)
+    s = established(cfg)
+    s.feed(F.ACK, b"w" * 100)
+    s.raw()
+    s.conn.receive_segment(dataclasses.replace(_peer_header(s, F.ACK | F.URG), urgent=5), b"", 0.0)
+    assert UrgentData() in s.events()
+    s.feed(F.RST)
+    assert s.conn.state is S.CLOSED
+
+
+def _peer_header(s: Script, flags: TcpFlags) -> TcpHeader:
+    return TcpHeader(PEER_PORT, LOCAL_PORT, s.seq, s.ack, flags, s.window)
+
+
+def test_timeout_resend_skips_sacked_data() -> None:
+    cfg = dataclasses.replace(PLAIN, sack=True)
+    s = _ten_segments(cfg, sack=True)
+    base = OUR_ISS + 1
+    # Only two duplicate ACKs come back (not enough for fast retransmit):
+    # segments 0 and 5 are missing, the rest is SACKed.
+    s.feed(F.ACK, ack=base, options=_sack((1, 5)))
+    s.feed(F.ACK, ack=base, options=_sack((6, 10), (1, 5)))
+    s.raw()  # limited transmit has nothing new to send
+    s.tick(s.conn.next_deadline() or 0.0)
+    assert seqs(s.raw()) == [(base, MSS)]  # loss window: one segment
+    s.feed(F.ACK, ack=base + 5 * MSS, options=_sack((6, 10)))
+    # The go-back-N resend jumps over what the peer holds: only segment 5.
+    assert seqs(s.raw()) == [(base + 5 * MSS, MSS)]
+    s.feed(F.ACK, ack=base + 10 * MSS)
+    assert s.raw() == []
+    assert s.conn.unacked_bytes == 0
+
+
+def test_limited_transmit_sends_new_data_on_early_duplicate_acks() -> None:
+    s = established(dataclasses.replace(PLAIN, initial_cwnd_segments=2))
+    s.conn.send(b"L" * 5 * MSS)
+    assert len(s.raw()) == 2
+    s.feed(F.ACK)  # first duplicate ACK
+    assert seqs(s.raw()) == [(OUR_ISS + 1 + 2 * MSS, MSS)]
+    s.feed(F.ACK)  # second
+    assert seqs(s.raw()) == [(OUR_ISS + 1 + 3 * MSS, MSS)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mss": 10},
+        {"max_segment_payload": 100},
+        {"recv_buffer": 100_000, "window_scaling": False},
+        {"rto_min": 2.0, "rto_initial": 1.0},
+        {"max_retries": 0},
+        {"keepalive": 0.0},
+        {"send_low_water": 0.0},
+        {"ooo_max_bytes": -1},
+    ],
+)
+def test_config_rejects_nonsense(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        TcpConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_window_shrunk_to_zero_under_flight_does_not_time_out_while_answered() -> None:
+    s = established(dataclasses.replace(PLAIN, max_retries=3, rto_max=4.0))
+    s.conn.send(b"z" * 3000)
+    s.raw()
+    s.feed(F.ACK, window=0)  # the peer shrinks its window to zero
+    for _ in range(10):  # far more resends than max_retries
+        deadline = s.conn.next_deadline()
+        assert deadline is not None
+        s.tick(deadline)
+        assert s.raw()
+        s.feed(F.ACK, window=0)  # ...but keeps answering
+    assert s.conn.state is S.ESTABLISHED
+    s.feed(F.ACK, window=65535)
+    s.raw()
+    s.feed(F.ACK, ack=OUR_ISS + 3001)
+    assert s.conn.unacked_bytes == 0
+
+
+def test_peek_and_consume_keep_unconsumed_bytes_and_the_window_closed() -> None:
+    cfg = dataclasses.replace(PLAIN, recv_buffer=4000)
+    s = established(cfg)
+    s.feed(F.ACK, b"0123456789" * 400)
+    assert s.out() == ["[.] seq 5001 ack 5001 win 0 len 0"]
+    assert s.conn.peek(5) == b"01234"
+    assert s.conn.peek() == b"0123456789" * 400
+    s.conn.consume(5)  # a host socket took only five bytes
+    assert s.out() == []
+    assert s.conn.read(5) == b"56789"
+    s.conn.consume(3990)
+    assert s.conn.readable_bytes == 0
+    assert s.out() == ["[.] seq 5001 ack 5001 win 4000 len 0"]

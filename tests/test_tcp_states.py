@@ -6,6 +6,8 @@ segment, and the machine's answer is compared in tcpdump form.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.tcp_script import (
@@ -101,10 +103,11 @@ def test_simultaneous_open_two_machines() -> None:
     a = TcpConnection.connect(1111, 2222, iss=100, config=PLAIN, now=0.0)
     b = TcpConnection.connect(2222, 1111, iss=900, config=PLAIN, now=0.0)
     sim = Simulation(a, b, a_data=b"from a", b_data=b"from b")
-    sim.run(until=30.0)
+    sim.run(until=300.0)
     assert bytes(sim.b.received) == b"from a"
     assert bytes(sim.a.received) == b"from b"
-    assert a.state is S.TIME_WAIT or b.state is S.TIME_WAIT or a.state is S.CLOSED
+    assert a.state is S.CLOSED and b.state is S.CLOSED
+    assert not sim.a.resets and not sim.b.resets
 
 
 def test_listen_syn_to_syn_received_and_back_on_reset() -> None:
@@ -494,3 +497,76 @@ def test_wrong_ports_are_dropped() -> None:
     s.conn.receive_segment(hdr, b"", 0.0)
     assert s.conn.state is S.ESTABLISHED
     assert s.conn.stats["wrong_port"] == 1
+
+
+def test_syn_received_gives_up_after_syn_retries() -> None:
+    s = accepted(dataclasses.replace(PLAIN, syn_retries=2))
+    for at in (1.0, 3.0):
+        s.tick(at)
+        assert s.out() == ["[S.] seq 5000 ack 1001 win 65535 len 0"]
+    s.tick(7.0)
+    assert s.conn.state is S.CLOSED
+    assert s.events() == [ConnectionReset(ResetReason.TIMEOUT), Closed()]
+    assert s.out() == ["[R.] seq 5001 ack 1001 win 0 len 0"]
+
+
+@pytest.mark.parametrize("state", [S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED, *SYNCHRONIZED, S.CLOSED])
+def test_abort_in_every_state(state: S) -> None:
+    s = _in_state(state)
+    s.conn.abort()
+    assert s.conn.state is S.CLOSED
+    out = s.out()
+    sends_rst = state in (S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT)
+    assert [h.flags & F.RST for h, _ in s.raw()] == []
+    assert len(out) == (1 if sends_rst else 0)
+    if sends_rst:
+        assert out[0].startswith("[R.]")
+    assert s.events() == ([] if state is S.CLOSED else [Closed()])
+    assert s.conn.next_deadline() is None
+
+
+def test_close_is_idempotent_and_send_after_close_is_refused() -> None:
+    s = established()
+    s.conn.close()
+    s.conn.close()
+    assert s.out() == ["[F.] seq 5001 ack 1001 win 65535 len 0"]
+    assert s.conn.send_space == 0
+    with pytest.raises(TcpStateError):
+        s.conn.send(b"late")
+
+
+def test_rst_after_simultaneous_open_is_a_refusal() -> None:
+    conn = TcpConnection.connect(LOCAL_PORT, PEER_PORT, iss=OUR_ISS, config=PLAIN, now=0.0)
+    s = Script(conn, seq=PEER_ISS)
+    s.raw()
+    s.feed(F.SYN, options=syn().options)
+    s.raw()
+    s.events()
+    s.feed(F.RST)
+    assert s.events() == [ConnectionReset(ResetReason.REFUSED), Closed()]
+
+
+def test_fin_wait_2_timeout_when_configured() -> None:
+    s = established(dataclasses.replace(PLAIN, fin_wait_2_timeout=30.0))
+    s.conn.close()
+    s.out()
+    s.feed(F.ACK, ack=OUR_ISS + 2)
+    assert s.conn.state is S.FIN_WAIT_2
+    assert s.conn.next_deadline() == 30.0
+    s.tick(20.0)
+    s.feed(F.ACK | F.PSH, b"still here", ack=OUR_ISS + 2)  # activity restarts it
+    s.tick(20.04)  # the delayed ACK for that data
+    assert s.out() == ["[.] seq 5002 ack 1011 win 65525 len 0"]
+    assert s.conn.next_deadline() == 50.0
+    s.tick(50.0)
+    assert s.conn.state is S.CLOSED
+    assert s.events()[-2:] == [ConnectionReset(ResetReason.TIMEOUT), Closed()]
+    assert s.out() == ["[R.] seq 5002 ack 1011 win 0 len 0"]
+
+
+def test_fin_wait_2_waits_forever_by_default() -> None:
+    s = established()
+    s.conn.close()
+    s.out()
+    s.feed(F.ACK, ack=OUR_ISS + 2)
+    assert s.conn.next_deadline() is None

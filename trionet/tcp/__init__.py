@@ -6,7 +6,8 @@ Public surface (see ``docs/tcp.md`` for how the stack drives it):
   :meth:`~TcpConnection.connect` and :meth:`~TcpConnection.listen`;
 * :class:`TcpConfig`, the per-connection tunables;
 * the events: :class:`Established`, :class:`Readable`, :class:`PeerFinished`,
-  :class:`ConnectionReset`, :class:`Closed`, :class:`SendSpaceAvailable`;
+  :class:`ConnectionReset`, :class:`Closed`, :class:`SendSpaceAvailable`,
+  :class:`UrgentData`;
 * :func:`reset_for`, the RST answering a segment that no connection owns;
 * :class:`IsnGenerator` (RFC 6528) and the sequence helpers of ``seq``.
 """
@@ -22,6 +23,7 @@ from trionet.tcp.events import (
     ResetReason,
     SendSpaceAvailable,
     TcpEvent,
+    UrgentData,
 )
 from trionet.tcp.isn import IsnGenerator
 
@@ -40,5 +42,6 @@ __all__ = [
     "TcpEvent",
     "TcpState",
     "TcpStateError",
+    "UrgentData",
     "reset_for",
 ]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TcpConfig"]
+__all__ = ["MAX_SEGMENT_PAYLOAD", "TcpConfig"]
+
+#: Largest payload of one (GSO) segment: 65535 minus the largest TCP header
+#: (60) and an IPv4 header (20), so the IP length field can always hold it.
+MAX_SEGMENT_PAYLOAD = 65455
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +33,11 @@ class TcpConfig:
     max_segment_payload: int | None = None
     send_buffer: int = 256 * 1024
     recv_buffer: int = 256 * 1024
-    #: Out-of-order data held for reassembly, in bytes and in separate blocks.
-    ooo_max_bytes: int = 256 * 1024
-    ooo_max_blocks: int = 64
+    #: Out-of-order data held for reassembly, in bytes (``None``: as much as
+    #: the advertised window, which never exceeds ``recv_buffer``) and in
+    #: separate blocks (each costs a little bookkeeping and a linear scan).
+    ooo_max_bytes: int | None = None
+    ooo_max_blocks: int = 128
     window_scaling: bool = True
     timestamps: bool = True
     sack: bool = True
@@ -59,6 +65,10 @@ class TcpConfig:
     initial_cwnd_segments: int = 10
     #: TIME-WAIT length (2*MSL); 60 s as Linux, i.e. an MSL of 30 s.
     time_wait: float = 60.0
+    #: Reset a connection idle this long in FIN-WAIT-2 (our side finished, the
+    #: peer never does). ``None``, as RFC 9293, waits forever; a relay whose
+    #: application side is gone may prefer Linux's 60 s for orphans.
+    fin_wait_2_timeout: float | None = None
     #: RFC 5961 challenge ACKs allowed per second (token bucket, burst = rate).
     challenge_ack_rate: float = 10.0
     #: ``SendSpaceAvailable`` fires when free send-buffer space rises to this
@@ -71,16 +81,16 @@ class TcpConfig:
         if not 64 <= self.default_peer_mss <= 65495:
             raise ValueError("default_peer_mss must be in 64..65495")
         if self.max_segment_payload is not None and not (
-            self.mss <= self.max_segment_payload <= 0x3_0000
+            self.mss <= self.max_segment_payload <= MAX_SEGMENT_PAYLOAD
         ):
-            raise ValueError("max_segment_payload must be between mss and 192 KiB")
+            raise ValueError(f"max_segment_payload must be between mss and {MAX_SEGMENT_PAYLOAD}")
         if self.send_buffer < 1 or self.recv_buffer < 1:
             raise ValueError("buffers must be positive")
         if self.recv_buffer > (0xFFFF << 14):
             raise ValueError("recv_buffer exceeds the largest scaled window")
         if not self.window_scaling and self.recv_buffer > 0xFFFF:
             raise ValueError("recv_buffer above 65535 needs window_scaling")
-        if self.ooo_max_bytes < 0 or self.ooo_max_blocks < 0:
+        if (self.ooo_max_bytes is not None and self.ooo_max_bytes < 0) or self.ooo_max_blocks < 0:
             raise ValueError("out-of-order bounds must not be negative")
         if not 0.0 <= self.delayed_ack < 0.5:
             raise ValueError("delayed_ack must be below 0.5 s (RFC 9293 MUST-40)")
@@ -94,6 +104,8 @@ class TcpConfig:
             raise ValueError("keepalive_interval must be positive")
         if self.initial_cwnd_segments < 1:
             raise ValueError("initial_cwnd_segments must be at least 1")
+        if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout <= 0:
+            raise ValueError("fin_wait_2_timeout must be positive")
         if self.time_wait < 0:
             raise ValueError("time_wait must not be negative")
         if self.challenge_ack_rate <= 0:

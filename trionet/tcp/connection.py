@@ -38,7 +38,10 @@ from trionet.tcp.events import (
     ResetReason,
     SendSpaceAvailable,
     TcpEvent,
+    UrgentData,
 )
+from trionet.tcp.reassembly import Reassembly
+from trionet.tcp.scoreboard import Scoreboard
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
 from trionet.wire.tcp import NO_OPTIONS, TcpFlags, TcpHeader, TcpOptions
 
@@ -55,15 +58,23 @@ _PSH = TcpFlags.PSH
 _ACK_PSH = TcpFlags.ACK | TcpFlags.PSH
 _SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
 _RST_ACK = TcpFlags.RST | TcpFlags.ACK
+_FIN_ACK = TcpFlags.FIN | TcpFlags.ACK
+_FIN_PSH_ACK = TcpFlags.FIN | TcpFlags.PSH | TcpFlags.ACK
+# Received flags are tested as plain ints: IntFlag's own operators cost a few
+# microseconds per segment, which on this path is most of the budget.
+_I_FIN = int(TcpFlags.FIN)
+_I_SYN = int(TcpFlags.SYN)
+_I_RST = int(TcpFlags.RST)
+_I_ACK = int(TcpFlags.ACK)
+_I_URG = int(TcpFlags.URG)
 _EMPTY = b""
 #: RFC 7323 section 5.5: a TS.Recent older than 24 days is no basis for PAWS.
 _PAWS_IDLE = 24 * 86400.0
 #: Clock granularity G of RFC 6298 (the timestamp clock ticks in ms).
 _CLOCK_G = 0.001
-#: Most separate SACKed ranges remembered of the peer; a hostile peer could
-#: otherwise make the scoreboard as long as the data in flight.
-_MAX_SCOREBOARD = 64
 _MIN_PEER_MSS = 64
+#: Answers (RSTs) queued between two ``segments_to_send`` calls, at most.
+_MAX_CONTROL = 16
 
 
 class TcpState(enum.Enum):
@@ -80,6 +91,10 @@ class TcpState(enum.Enum):
     CLOSING = "CLOSING"
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
+
+    # Members are singletons: identity hashing keeps the per-segment state-set
+    # lookups in C instead of Enum's Python-level __hash__.
+    __hash__ = object.__hash__
 
 
 _CLOSED = TcpState.CLOSED
@@ -112,12 +127,12 @@ def reset_for(header: TcpHeader, payload_len: int) -> TcpHeader | None:
     The stack calls this for a segment whose 4-tuple matches nothing. It
     returns ``None`` for an incoming RST, which must never be answered.
     """
-    flags = header.flags
-    if flags & _RST:
+    flags = int(header.flags)
+    if flags & _I_RST:
         return None
-    if flags & _ACK:
+    if flags & _I_ACK:
         return TcpHeader(header.dst_port, header.src_port, header.ack, 0, _RST, 0)
-    seg_len = payload_len + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+    seg_len = payload_len + (1 if flags & _I_SYN else 0) + (1 if flags & _I_FIN else 0)
     ack = (header.seq + seg_len) & SEQ_MASK
     return TcpHeader(header.dst_port, header.src_port, 0, ack, _RST_ACK, 0)
 
@@ -137,6 +152,7 @@ class TcpConnection:
 
     __slots__ = (
         "_ack_now",
+        "_active_open",
         "_challenge_time",
         "_challenge_tokens",
         "_control",
@@ -147,6 +163,7 @@ class TcpConnection:
         "_events",
         "_fin_queued",
         "_fin_seq",
+        "_finwait2_deadline",
         "_from_listen",
         "_in_recovery",
         "_irs",
@@ -154,11 +171,10 @@ class TcpConnection:
         "_ka_probes",
         "_keepalive_deadline",
         "_last_ack_sent",
+        "_last_ack_time",
         "_max_snd_wnd",
         "_ooo",
-        "_ooo_bytes",
         "_ooo_fin",
-        "_ooo_last",
         "_peer_finished",
         "_peer_mss",
         "_persist_backoff",
@@ -168,6 +184,7 @@ class TcpConnection:
         "_rcv_mss",
         "_rcv_nxt",
         "_rcv_unacked",
+        "_rcv_up",
         "_rcv_wscale",
         "_rcvbuf",
         "_recover",
@@ -182,7 +199,6 @@ class TcpConnection:
         "_rtx_first",
         "_sack_ok",
         "_sacked",
-        "_sacked_bytes",
         "_seg_cap",
         "_send_blocked",
         "_send_mss",
@@ -190,6 +206,7 @@ class TcpConnection:
         "_snd_max",
         "_snd_nxt",
         "_snd_una",
+        "_snd_up",
         "_snd_wl1",
         "_snd_wl2",
         "_snd_wnd",
@@ -202,6 +219,7 @@ class TcpConnection:
         "_timewait_deadline",
         "_ts_offset",
         "_ts_ok",
+        "_ts_opts",
         "_ts_recent",
         "_ts_recent_time",
         "_ws_ok",
@@ -223,6 +241,7 @@ class TcpConnection:
         self._events: deque[TcpEvent] = deque()
         self._control: list[Segment] = []
         self._from_listen = False
+        self._active_open = False
         self._reset_fields(iss & SEQ_MASK)
 
     def _reset_fields(self, iss: int) -> None:
@@ -252,16 +271,20 @@ class TcpConnection:
         self._ts_recent: int | None = None
         self._ts_recent_time = 0.0
         self._ts_offset = (iss * 0x9E3779B1) & SEQ_MASK
+        self._ts_opts = NO_OPTIONS
         self._last_ack_sent = 0
         self._rcv_nxt = 0
         self._rcv_adv = 0
         self._rcvbuf = bytearray()
         self._rcv_unacked = 0
+        self._rcv_up = 0
+        self._snd_up = 0
         self._rcv_mss = min(cfg.mss, 536)
-        self._ooo: list[tuple[int, bytearray]] = []
-        self._ooo_bytes = 0
+        self._ooo = Reassembly(
+            cfg.recv_buffer if cfg.ooo_max_bytes is None else cfg.ooo_max_bytes,
+            cfg.ooo_max_blocks,
+        )
         self._ooo_fin: int | None = None
-        self._ooo_last = 0
         self._peer_finished = False
         self._ack_now = False
         self._delack_deadline: float | None = None
@@ -274,8 +297,7 @@ class TcpConnection:
         self._rexmit_ptr = iss
         self._rexmit_limit = iss
         self._rtx_first = False
-        self._sacked: list[tuple[int, int]] = []
-        self._sacked_bytes = 0
+        self._sacked = Scoreboard()
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._rto = cfg.rto_initial
@@ -288,7 +310,9 @@ class TcpConnection:
         self._probes = 0
         self._keepalive_deadline: float | None = None
         self._ka_probes = 0
+        self._last_ack_time = 0.0
         self._timewait_deadline: float | None = None
+        self._finwait2_deadline: float | None = None
         self._syn_pending = False
         self._challenge_tokens = cfg.challenge_ack_rate
         self._challenge_time = 0.0
@@ -312,7 +336,8 @@ class TcpConnection:
         not a bare SYN (SYN set; ACK and RST clear): the stack must check that
         before dialing.
         """
-        if not syn.flags & _SYN or syn.flags & (_ACK | _RST):
+        flags = int(syn.flags)
+        if not flags & _I_SYN or flags & (_I_ACK | _I_RST):
             raise ValueError("accept() needs a segment with SYN set and ACK, RST clear")
         conn = cls(syn.dst_port, syn.src_port, iss=iss, config=config)
         conn._open_from_syn(syn, now)
@@ -332,6 +357,7 @@ class TcpConnection:
         """Active open: the result is in SYN-SENT and its first output is the SYN."""
         conn = cls(local_port, remote_port, iss=iss, config=config)
         conn._state = _SYN_SENT
+        conn._active_open = True
         conn._rcv_wscale = _our_window_shift(config)
         conn._snd_nxt = conn._snd_max = conn._iss + 1
         conn._syn_pending = True
@@ -410,6 +436,12 @@ class TcpConnection:
         return len(self._rcvbuf)
 
     @property
+    def urgent_bytes(self) -> int:
+        """Readable bytes up to the peer's urgent pointer (MUST-33); 0 if none pending."""
+        pending = self._rcv_up - (self._rcv_nxt - len(self._rcvbuf))
+        return pending if pending > 0 else 0
+
+    @property
     def at_eof(self) -> bool:
         """The peer finished and every byte it sent has been read."""
         return self._peer_finished and not self._rcvbuf
@@ -429,13 +461,21 @@ class TcpConnection:
     @property
     def memory_in_use(self) -> int:
         """Payload bytes held by this connection (send, receive and reassembly buffers)."""
-        return len(self._sndbuf) + len(self._rcvbuf) + self._ooo_bytes
+        # Counted from the blocks, not from the queue's running total, so the
+        # bound checks in tests do not trust the bookkeeping they check.
+        held = sum(len(data) for _, data in self._ooo.blocks)
+        return len(self._sndbuf) + len(self._rcvbuf) + held
 
     @property
     def memory_limit(self) -> int:
-        """Upper bound of :attr:`memory_in_use` (window rounding adds ``2**shift``)."""
+        """Upper bound of :attr:`memory_in_use`.
+
+        Out-of-order data is only taken inside the advertised window, and the
+        window plus the unread bytes never exceed the receive buffer, except
+        for less than ``2**shift`` bytes of rounding in the scaled window field.
+        """
         cfg = self.config
-        return cfg.send_buffer + cfg.recv_buffer + (1 << self._rcv_wscale) + cfg.ooo_max_bytes
+        return cfg.send_buffer + cfg.recv_buffer + (1 << self._rcv_wscale)
 
     @property
     def rto(self) -> float:
@@ -463,6 +503,7 @@ class TcpConnection:
             self._persist_deadline,
             self._keepalive_deadline,
             self._timewait_deadline,
+            self._finwait2_deadline,
         ):
             if d is not None and (best is None or d < best):
                 best = d
@@ -473,12 +514,14 @@ class TcpConnection:
 
     # -- application calls --------------------------------------------------
 
-    def send(self, data: bytes | bytearray | memoryview) -> int:
+    def send(self, data: bytes | bytearray | memoryview, *, urgent: bool = False) -> int:
         """Queue as much of ``data`` as the send buffer takes; return how much.
 
         A short count is back-pressure: ``SendSpaceAvailable`` follows once the
-        peer has acknowledged enough. Raises ``TcpStateError`` after ``close()``
-        or outside SYN-SENT, SYN-RECEIVED, ESTABLISHED and CLOSE-WAIT.
+        peer has acknowledged enough. With ``urgent`` the bytes taken are marked
+        urgent data (the urgent pointer moves to their end). Raises
+        ``TcpStateError`` after ``close()`` or outside SYN-SENT, SYN-RECEIVED,
+        ESTABLISHED and CLOSE-WAIT.
         """
         if self._state not in _MAY_SEND or self._fin_queued:
             raise TcpStateError(f"cannot send in {self._state.value} after close or reset")
@@ -489,6 +532,8 @@ class TcpConnection:
             self._send_blocked = True
         if n:
             self._sndbuf += data[:n] if n < len(data) else data
+            if urgent:
+                self._snd_up = self._snd_buf_seq + len(self._sndbuf)
         return n
 
     def read(self, max_bytes: int = -1) -> bytes:
@@ -505,6 +550,26 @@ class TcpConnection:
         if self._state in _RECEIVING:
             self._maybe_window_update()
         return data
+
+    def peek(self, max_bytes: int = -1) -> bytes:
+        """A copy of up to ``max_bytes`` received bytes, left in the buffer.
+
+        With :meth:`consume` this lets a relay offer data to a non-blocking
+        host socket and drop only what it took: unconsumed bytes keep the
+        receive window closed, which is the back-pressure the peer should see.
+        """
+        buf = self._rcvbuf
+        if max_bytes < 0 or max_bytes >= len(buf):
+            return bytes(buf)
+        return bytes(memoryview(buf)[:max_bytes])
+
+    def consume(self, n: int) -> None:
+        """Drop the first ``n`` received bytes (after :meth:`peek`); may reopen the window."""
+        if n <= 0:
+            return
+        del self._rcvbuf[:n]
+        if self._state in _RECEIVING:
+            self._maybe_window_update()
 
     def close(self) -> None:
         """Send FIN after everything queued (RFC 9293 CLOSE). Idempotent.
@@ -557,7 +622,7 @@ class TcpConnection:
             self._count("segment_while_closed")
             rst = reset_for(header, len(payload))
             if rst is not None:
-                self._control.append((rst, _EMPTY))
+                self._push_control(rst)
             return
         if header.dst_port != self.local_port or (
             st is not _LISTEN and header.src_port != self.remote_port
@@ -571,23 +636,28 @@ class TcpConnection:
         else:
             self._on_synchronized(header, payload, now)
 
+    def _push_control(self, header: TcpHeader) -> None:
+        """Queue a RST answering a segment; a flood between two drains is capped."""
+        if len(self._control) < _MAX_CONTROL:
+            self._control.append((header, _EMPTY))
+        else:
+            self._count("reset_rate_limited")
+
     def _queue_rst(self, seq: int) -> None:
-        self._control.append(
-            (TcpHeader(self.local_port, self.remote_port, seq & SEQ_MASK, 0, _RST, 0), _EMPTY)
+        self._push_control(
+            TcpHeader(self.local_port, self.remote_port, seq & SEQ_MASK, 0, _RST, 0)
         )
 
     def _on_listen(self, header: TcpHeader, now: float) -> None:
-        flags = header.flags
-        if flags & _RST:
+        flags = int(header.flags)
+        if flags & _I_RST:
             self._count("rst_in_listen")
             return
-        if flags & _ACK:
+        if flags & _I_ACK:
             self._count("ack_in_listen")
-            self._control.append(
-                (TcpHeader(self.local_port, header.src_port, header.ack, 0, _RST, 0), _EMPTY)
-            )
+            self._push_control(TcpHeader(self.local_port, header.src_port, header.ack, 0, _RST, 0))
             return
-        if not flags & _SYN:
+        if not flags & _I_SYN:
             self._count("no_syn_in_listen")
             return
         self._open_from_syn(header, now)
@@ -596,25 +666,25 @@ class TcpConnection:
     def _on_syn_sent(
         self, header: TcpHeader, payload: bytes | bytearray | memoryview, now: float
     ) -> None:
-        flags = header.flags
+        flags = int(header.flags)
         ack_ok = False
         ack = 0
-        if flags & _ACK:
+        if flags & _I_ACK:
             ack = unwrap(header.ack, self._iss)
             if ack <= self._iss or ack > self._snd_max:
                 self._count("bad_ack_syn_sent")
-                if not flags & _RST:
+                if not flags & _I_RST:
                     self._queue_rst(header.ack)
                 return
             ack_ok = True
-        if flags & _RST:
+        if flags & _I_RST:
             if ack_ok:
                 self._events.append(ConnectionReset(ResetReason.REFUSED))
                 self._enter_closed()
             else:
                 self._count("rst_without_ack_syn_sent")
             return
-        if not flags & _SYN:
+        if not flags & _I_SYN:
             self._count("no_syn_syn_sent")
             return
         self._learn_syn(header, now)
@@ -632,7 +702,7 @@ class TcpConnection:
                 self._rtt_seq = None
             self._become_established()
             self._ack_now = True
-            fin = bool(flags & _FIN)
+            fin = bool(flags & _I_FIN)
             if payload or fin:
                 self._receive_text(self._rcv_nxt, payload, fin, now)
         else:
@@ -654,14 +724,16 @@ class TcpConnection:
     def _on_synchronized(
         self, header: TcpHeader, payload: bytes | bytearray | memoryview, now: float
     ) -> None:
-        flags = header.flags
+        flags = int(header.flags)
         st = self._state
         rcv_nxt = self._rcv_nxt
-        seq = unwrap(header.seq, rcv_nxt)
+        # unwrap() inlined: this runs for every segment.
+        d = (header.seq - rcv_nxt) & SEQ_MASK
+        seq = rcv_nxt + d - (0x1_0000_0000 if d >= 0x8000_0000 else 0)
         plen = len(payload)
 
-        if st is _SYN_RECEIVED and flags & _SYN and not flags & _RST and seq == self._irs:
-            if not flags & _ACK:
+        if st is _SYN_RECEIVED and flags & _I_SYN and not flags & _I_RST and seq == self._irs:
+            if not flags & _I_ACK:
                 # Our SYN-ACK was lost and the peer repeats its SYN.
                 self._count("duplicate_syn")
                 self._syn_pending = True
@@ -670,13 +742,13 @@ class TcpConnection:
                 # Simultaneous open: the peer's SYN-ACK answers our SYN. Its SYN
                 # is the one we already hold, so only its ACK is news (the RFC
                 # 5961 4.2 exception Linux makes too).
-                flags &= ~_SYN
+                flags &= ~_I_SYN
                 seq += 1
 
         ts = header.options.timestamp if self._ts_ok else None
         if (
             ts is not None
-            and not flags & _RST
+            and not flags & _I_RST
             and self._ts_recent is not None
             and seq_diff(ts[0], self._ts_recent) < 0
         ):
@@ -690,8 +762,9 @@ class TcpConnection:
 
         # RFC 9293 3.10.7.4 first: is the segment in the receive window?
         wnd = self._rcv_adv - rcv_nxt
-        wnd = max(wnd, 0)
-        seg_len = plen + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+        if wnd < 0:  # noqa: PLR1730 (min() costs a call per segment)
+            wnd = 0
+        seg_len = plen + (1 if flags & _I_SYN else 0) + (1 if flags & _I_FIN else 0)
         if seg_len == 0:
             # The right edge itself is accepted (as Linux does): a peer that
             # filled our window sends its pure ACKs with SEG.SEQ exactly there,
@@ -704,11 +777,11 @@ class TcpConnection:
             last = seq + seg_len - 1
             ok = rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= last < rcv_nxt + wnd
         if not ok:
-            if flags & _RST:
+            if flags & _I_RST:
                 self._count("rst_out_of_window")
                 return
             self._count("out_of_window")
-            if st is _TIME_WAIT and flags & _FIN:
+            if st is _TIME_WAIT and flags & _I_FIN:
                 self._timewait_deadline = now + self.config.time_wait
             self._ack_now = True
             return
@@ -721,7 +794,7 @@ class TcpConnection:
             self._ts_recent = ts[0]
             self._ts_recent_time = now
 
-        if flags & _RST:
+        if flags & _I_RST:
             if seq == rcv_nxt:
                 self._on_reset()
             else:
@@ -730,7 +803,7 @@ class TcpConnection:
                 self._challenge_ack(now)
             return
 
-        if flags & _SYN:
+        if flags & _I_SYN:
             if st is _SYN_RECEIVED and self._from_listen:
                 self._count("syn_in_syn_received")
                 self._reset_to_listen()
@@ -740,12 +813,19 @@ class TcpConnection:
             self._challenge_ack(now)
             return
 
-        if not flags & _ACK:
+        if not flags & _I_ACK:
             self._count("no_ack")
             return
-        self._last_recv(now)
+        self._ka_probes = 0
+        self._last_ack_time = now
+        if self._keepalive_deadline is not None:
+            self._keepalive_deadline = now + (self.config.keepalive or 0.0)
+        if self._finwait2_deadline is not None:
+            self._finwait2_deadline = now + (self.config.fin_wait_2_timeout or 0.0)
 
-        ack = unwrap(header.ack, self._snd_una)
+        una = self._snd_una
+        d = (header.ack - una) & SEQ_MASK
+        ack = una + d - (0x1_0000_0000 if d >= 0x8000_0000 else 0)
         if st is _SYN_RECEIVED:
             if self._snd_una < ack <= self._snd_max:
                 self._snd_una = self._iss + 1
@@ -777,9 +857,24 @@ class TcpConnection:
         if self._state is _CLOSED:
             return
 
-        fin = bool(flags & _FIN)
+        if flags & _I_URG and self._state in _RECEIVING:
+            self._receive_urgent(seq + header.urgent)
+        fin = bool(flags & _I_FIN)
         if plen or fin:
             self._receive_text(seq, payload, fin, now)
+
+    def _receive_urgent(self, up: int) -> None:
+        """RFC 9293 3.8.5: RCV.UP <- max(RCV.UP, SEG.UP); tell the owner if it is news.
+
+        Urgent bytes stay in the stream (as with SO_OOBINLINE): a relay passes
+        them on in order and only needs to know where the urgent data ends.
+        """
+        if up > self._rcv_up:
+            read_pos = self._rcv_nxt - len(self._rcvbuf)
+            was_pending = self._rcv_up > read_pos
+            self._rcv_up = up
+            if not was_pending:
+                self._events.append(UrgentData())
 
     def _reset_to_listen(self) -> None:
         port = self.local_port
@@ -796,7 +891,8 @@ class TcpConnection:
             return
         if st is not _TIME_WAIT:
             reason = ResetReason.RESET_BY_PEER
-            if st is _SYN_RECEIVED and not self._from_listen and self._iss != self._snd_una:
+            if st is _SYN_RECEIVED and self._active_open:
+                # Our SYN crossed the peer's, then the peer refused after all.
                 reason = ResetReason.REFUSED
             self._events.append(ConnectionReset(reason))
             self._rcvbuf.clear()
@@ -818,6 +914,7 @@ class TcpConnection:
 
     def _last_recv(self, now: float) -> None:
         self._ka_probes = 0
+        self._last_ack_time = now
         if self.config.keepalive is not None and self._keepalive_deadline is not None:
             self._keepalive_deadline = now + self.config.keepalive
 
@@ -846,7 +943,7 @@ class TcpConnection:
             self._snd_una = ack
             self._snd_nxt = max(self._snd_nxt, ack)
             if self._sacked:
-                self._prune_scoreboard(ack)
+                self._sacked.prune(ack)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
             ts = opts.timestamp
             if self._ts_ok and ts is not None and ts[1] != 0:
@@ -868,8 +965,10 @@ class TcpConnection:
                     # Partial acknowledgement: the next hole is lost too.
                     if self._sack_ok:
                         self._rexmit_ptr = max(self._rexmit_ptr, ack)
-                        high = self._sacked[-1][1] if self._sacked else ack + mss
-                        self._rexmit_limit = max(self._rexmit_limit, high)
+                        high = self._sacked.high
+                        self._rexmit_limit = max(
+                            self._rexmit_limit, ack + mss if high is None else high
+                        )
                     else:
                         self._rexmit_ptr = ack
                         self._rexmit_limit = ack + mss
@@ -891,6 +990,8 @@ class TcpConnection:
                 st = self._state
                 if st is _FIN_WAIT_1:
                     self._state = _FIN_WAIT_2
+                    if self.config.fin_wait_2_timeout is not None:
+                        self._finwait2_deadline = now + self.config.fin_wait_2_timeout
                 elif st is _CLOSING:
                     self._enter_time_wait(now)
                 elif st is _LAST_ACK:
@@ -906,17 +1007,17 @@ class TcpConnection:
             ack == una
             and plen == 0
             and self._snd_max > una
-            and not header.flags & (_SYN | _FIN)
+            and not int(header.flags) & (_I_SYN | _I_FIN)
             and (window == self._snd_wnd or opts.sack_blocks)
         ):
             self._dupacks += 1
             if self._in_recovery:
                 if not self._sack_ok:
                     self._cwnd += mss
-                elif self._sacked:
-                    self._rexmit_limit = max(self._rexmit_limit, self._sacked[-1][1])
+                elif (high := self._sacked.high) is not None:
+                    self._rexmit_limit = max(self._rexmit_limit, high)
             elif (
-                self._dupacks >= 3 or (self._sack_ok and self._sacked_bytes > 2 * mss)
+                self._dupacks >= 3 or (self._sack_ok and self._sacked.sacked > 2 * mss)
             ) and una >= self._recover:
                 self._enter_recovery()
 
@@ -941,8 +1042,8 @@ class TcpConnection:
         self._count("fast_retransmit")
         if self._sack_ok:
             self._cwnd = self._ssthresh
-            high = self._sacked[-1][1] if self._sacked else una
-            self._rexmit_limit = max(high, una + mss)
+            high = self._sacked.high
+            self._rexmit_limit = max(una if high is None else high, una + mss)
         else:
             self._cwnd = self._ssthresh + 3 * mss
             self._rexmit_limit = una + mss
@@ -950,40 +1051,19 @@ class TcpConnection:
     def _update_scoreboard(self, blocks: tuple[tuple[int, int], ...]) -> None:
         una = self._snd_una
         high = self._snd_max
-        board = self._sacked
         for left_w, right_w in blocks:
             left = unwrap(left_w, una)
             right = unwrap(right_w, una)
+            if right <= una:
+                # A D-SACK (RFC 2883) for data already acknowledged: Linux sends
+                # these for duplicates; they carry nothing for the scoreboard.
+                self._count("dsack_block")
+                continue
             left = max(left, una)
             if right > high or right <= left:
-                self._count("sack_block_ignored")
+                self._count("sack_block_invalid")
                 continue
-            # Insert [left, right) and merge what it overlaps or touches.
-            merged: list[tuple[int, int]] = []
-            placed = False
-            for s, e in board:
-                if e < left:
-                    merged.append((s, e))
-                elif s > right:
-                    if not placed:
-                        merged.append((left, right))
-                        placed = True
-                    merged.append((s, e))
-                else:
-                    left = min(left, s)
-                    right = max(right, e)
-            if not placed:
-                merged.append((left, right))
-            if len(merged) > _MAX_SCOREBOARD:
-                del merged[_MAX_SCOREBOARD:]
-            board = merged
-        self._sacked = board
-        self._sacked_bytes = sum(e - s for s, e in board)
-
-    def _prune_scoreboard(self, ack: int) -> None:
-        board = [(max(s, ack), e) for s, e in self._sacked if e > ack]
-        self._sacked = board
-        self._sacked_bytes = sum(e - s for s, e in board)
+            self._sacked.add(left, right)
 
     def _rtt_sample(self, r: float) -> None:
         """RFC 6298 section 2 estimator; a fresh sample also clears the backoff."""
@@ -1047,7 +1127,7 @@ class TcpConnection:
                 if n > self._rcv_mss:
                     self._rcv_mss = min(n, self.config.mss)
                 if self._ooo:
-                    self._drain_ooo()
+                    self._rcv_nxt = self._ooo.drain_into(self._rcvbuf, end)
                     self._ack_now = True
                 if was_empty:
                     self._events.append(Readable())
@@ -1062,7 +1142,9 @@ class TcpConnection:
                 self._on_fin(now)
         else:
             if payload:
-                self._ooo_insert(seq, payload)
+                refused = self._ooo.insert(seq, payload)
+                if refused is not None:
+                    self._count(refused)
             if fin:
                 self._ooo_fin = end
             self._ack_now = True
@@ -1070,7 +1152,6 @@ class TcpConnection:
     def _on_fin(self, now: float) -> None:
         self._ooo_fin = None
         self._ooo.clear()
-        self._ooo_bytes = 0
         self._rcv_nxt += 1
         self._ack_now = True
         self._peer_finished = True
@@ -1082,88 +1163,6 @@ class TcpConnection:
             self._state = _CLOSING
         elif st is _FIN_WAIT_2:
             self._enter_time_wait(now)
-
-    def _ooo_insert(self, seq: int, payload: bytes | bytearray | memoryview) -> None:
-        """Hold out-of-order data, merged into disjoint blocks, within the memory bound."""
-        cfg = self.config
-        end = seq + len(payload)
-        blocks = self._ooo
-        self._ooo_last = seq
-        i = 0
-        nblocks = len(blocks)
-        while i < nblocks and blocks[i][0] + len(blocks[i][1]) < seq:
-            i += 1
-        if i == nblocks or blocks[i][0] > end:
-            if len(blocks) >= cfg.ooo_max_blocks or self._ooo_bytes + len(payload) > (
-                cfg.ooo_max_bytes
-            ):
-                self._count("ooo_dropped_memory")
-                return
-            blocks.insert(i, (seq, bytearray(payload)))
-            self._ooo_bytes += len(payload)
-            return
-        start, data = blocks[i]
-        block_end = start + len(data)
-        if start <= seq and end <= block_end:
-            self._count("duplicate_data")
-            return
-        added = 0
-        if seq < start:
-            head = memoryview(payload)[: start - seq]
-            if self._ooo_bytes + len(head) > cfg.ooo_max_bytes:
-                self._count("ooo_dropped_memory")
-                return
-            data[0:0] = head
-            added += len(head)
-            start = seq
-        if end > block_end:
-            tail = memoryview(payload)[block_end - seq :]
-            if self._ooo_bytes + added + len(tail) > cfg.ooo_max_bytes:
-                self._count("ooo_dropped_memory")
-                blocks[i] = (start, data)
-                self._ooo_bytes += added
-                return
-            data += tail
-            added += len(tail)
-            block_end = end
-        # Swallow following blocks the grown block now reaches.
-        j = i + 1
-        while j < len(blocks) and blocks[j][0] <= block_end:
-            s2, d2 = blocks[j]
-            e2 = s2 + len(d2)
-            if e2 > block_end:
-                data += memoryview(d2)[block_end - s2 :]
-                block_end = e2
-            added -= len(d2)
-            del blocks[j]
-        blocks[i] = (start, data)
-        self._ooo_bytes += added
-
-    def _drain_ooo(self) -> None:
-        blocks = self._ooo
-        while blocks and blocks[0][0] <= self._rcv_nxt:
-            start, data = blocks.pop(0)
-            self._ooo_bytes -= len(data)
-            end = start + len(data)
-            if end > self._rcv_nxt:
-                self._rcvbuf += memoryview(data)[self._rcv_nxt - start :]
-                self._rcv_nxt = end
-
-    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        """RFC 2018 blocks: the newest block first, then the highest others."""
-        blocks = self._ooo
-        limit = 3 if self._ts_ok else 4
-        first: tuple[int, int] | None = None
-        others: list[tuple[int, int]] = []
-        last = self._ooo_last
-        for start, data in reversed(blocks):
-            rng = (start & SEQ_MASK, (start + len(data)) & SEQ_MASK)
-            if first is None and start <= last < start + len(data):
-                first = rng
-            else:
-                others.append(rng)
-        result = ([first] if first is not None else []) + others
-        return tuple(result[:limit])
 
     # -- receive window ---------------------------------------------------------
 
@@ -1219,6 +1218,11 @@ class TcpConnection:
                 return
         if self._keepalive_deadline is not None and self._keepalive_deadline <= now:
             self._on_keepalive(now)
+            if self._state is _CLOSED:
+                return
+        if self._finwait2_deadline is not None and self._finwait2_deadline <= now:
+            self._count("fin_wait_2_timeout")
+            self._time_out()
 
     def _on_rto(self, now: float) -> None:
         cfg = self.config
@@ -1230,7 +1234,12 @@ class TcpConnection:
                 return
             self._syn_pending = True
         else:
-            if self._retries > cfg.max_retries:
+            if self._snd_wnd == 0 and now - self._last_ack_time <= self._rto:
+                # The peer shrank its window to zero under data in flight and
+                # answered the previous resend: these resends are window
+                # probes, which must not time the connection out (MUST-37).
+                self._retries -= 1
+            elif self._retries > cfg.max_retries:
                 self._time_out()
                 return
             mss = self._send_mss
@@ -1241,9 +1250,11 @@ class TcpConnection:
             self._in_recovery = False
             self._recover = self._snd_max
             self._dupacks = 0
-            # RFC 2018 section 8: after a timeout the peer may have reneged.
-            self._sacked = []
-            self._sacked_bytes = 0
+            # Keep what the peer SACKed so the go-back-N resend skips it (as
+            # Linux does); should it have reneged (RFC 2018 section 8), that
+            # shows as a second timeout, and then the scoreboard goes.
+            if self._retries > 1:
+                self._sacked.clear()
             self._snd_nxt = self._snd_una
             self._rtt_seq = None
             self._count("rto_retransmit")
@@ -1281,7 +1292,7 @@ class TcpConnection:
     def _probe_segment(self, now: float) -> TcpHeader:
         # SEG.SEQ = SND.UNA - 1 is outside the peer's window, which makes it
         # answer with an ACK carrying its current window (as Linux probes).
-        return self._header(self._snd_una - 1, _ACK, now, sack=False)
+        return self._header(self._snd_una - 1, _ACK, now, self._window_field(), sack=False)
 
     def _time_out(self) -> None:
         self._count("timeout")
@@ -1305,6 +1316,7 @@ class TcpConnection:
 
     def _enter_time_wait(self, now: float) -> None:
         self._state = _TIME_WAIT
+        self._finwait2_deadline = None
         self._rto_deadline = None
         self._persist_deadline = None
         self._keepalive_deadline = None
@@ -1317,26 +1329,38 @@ class TcpConnection:
         self._persist_deadline = None
         self._keepalive_deadline = None
         self._timewait_deadline = None
+        self._finwait2_deadline = None
         self._ack_now = False
         self._syn_pending = False
         self._ooo.clear()
-        self._ooo_bytes = 0
-        self._sacked = []
-        self._sacked_bytes = 0
+        self._sacked.clear()
         self._events.append(Closed())
 
     # -- output -------------------------------------------------------------------
 
     def _header(
-        self, seq: int, flags: TcpFlags, now: float, *, sack: bool, window: int | None = None
+        self,
+        seq: int,
+        flags: TcpFlags,
+        now: float,
+        window: int,
+        *,
+        sack: bool,
+        urgent: int = 0,
     ) -> TcpHeader:
+        """A non-SYN header; ``window`` is the field from ``_window_field()``."""
+        with_sack = sack and self._sack_ok and self._ooo
         if self._ts_ok:
-            blocks = self._sack_blocks() if sack and self._ooo and self._sack_ok else ()
-            opts = TcpOptions(
-                sack_blocks=blocks, timestamp=(self._ts_now(now), self._ts_recent or 0)
-            )
-        elif sack and self._ooo and self._sack_ok:
-            opts = TcpOptions(sack_blocks=self._sack_blocks())
+            stamp = (self._ts_now(now), self._ts_recent or 0)
+            if with_sack:
+                opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(3), timestamp=stamp)
+            else:
+                # Segments of one burst share a timestamp: reuse its options.
+                opts = self._ts_opts
+                if opts.timestamp != stamp:
+                    opts = self._ts_opts = TcpOptions(timestamp=stamp)
+        elif with_sack:
+            opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(4))
         else:
             opts = NO_OPTIONS
         return TcpHeader(
@@ -1345,8 +1369,8 @@ class TcpConnection:
             seq & SEQ_MASK,
             self._rcv_nxt & SEQ_MASK,
             flags,
-            self._window_field() if window is None else window,
-            0,
+            window,
+            urgent,
             opts,
         )
 
@@ -1411,11 +1435,13 @@ class TcpConnection:
                 self._ack_now = False
                 out.append(self._syn_segment(now))
             return out
-        sent = self._emit_data(now, out) if st in _SENDING else False
+        # Nothing received changes while we emit, so one window serves the burst.
+        window = self._window_field()
+        sent = self._emit_data(now, out, window) if st in _SENDING else False
         if self._ack_now and (not sent or self._ooo):
             # SND.MAX, not SND.NXT: after a timeout SND.NXT moves back, and an
             # ACK numbered below the peer's RCV.NXT would be dropped.
-            out.append((self._header(self._snd_max, _ACK, now, sack=True), _EMPTY))
+            out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
             sent = True
         if sent:
             self._ack_now = False
@@ -1441,46 +1467,34 @@ class TcpConnection:
 
     def _pipe(self) -> int:
         """RFC 6675 estimate of bytes in the network."""
-        pipe = self._snd_nxt - self._snd_una - self._sacked_bytes
+        if self._snd_nxt < self._snd_max and self._sacked:
+            # Resending after a timeout: only what lies below SND.NXT is out.
+            pipe = self._sacked.unsacked_between(self._snd_una, self._snd_nxt)
+        else:
+            pipe = self._snd_nxt - self._snd_una - self._sacked.sacked
         if self._in_recovery and self._sack_ok:
-            pipe -= self._unsacked_between(self._rexmit_ptr, self._rexmit_limit)
+            pipe -= self._sacked.unsacked_between(self._rexmit_ptr, self._rexmit_limit)
         return pipe if pipe > 0 else 0
 
-    def _unsacked_between(self, lo: int, hi: int) -> int:
-        if hi <= lo:
-            return 0
-        total = hi - lo
-        for s, e in self._sacked:
-            a = s if s > lo else lo
-            b = e if e < hi else hi
-            if b > a:
-                total -= b - a
-        return total
-
-    def _next_hole(self) -> tuple[int, int] | None:
-        p = self._rexmit_ptr
-        p = max(p, self._snd_una)
-        lim = self._rexmit_limit
-        lim = min(lim, self._snd_max)
-        for s, e in self._sacked:
-            if e <= p:
-                continue
-            if s > p:
-                return (p, s if s < lim else lim) if p < lim else None
-            p = e
-            if p >= lim:
-                return None
-        return (p, lim) if p < lim else None
-
-    def _emit_data(self, now: float, out: list[Segment]) -> bool:
+    def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
         cap = self._seg_cap
         mss = self._send_mss
         data_end = self._snd_buf_seq + len(self._sndbuf)
         while True:
-            room = self._cwnd - self._pipe()
+            if self._in_recovery or self._sacked:
+                room = self._cwnd - self._pipe()
+            else:
+                room = self._cwnd - (self._snd_nxt - self._snd_una)
+            if 0 < self._dupacks < 3 and not self._in_recovery:
+                # Limited transmit (RFC 3042): up to two new segments beyond
+                # cwnd on the first duplicate ACKs, so a small window can still
+                # collect the three duplicates that trigger fast retransmit.
+                room += self._dupacks * mss
             if self._in_recovery and self._rexmit_ptr < self._rexmit_limit:
-                hole = self._next_hole()
+                hole = self._sacked.next_hole(
+                    max(self._rexmit_ptr, self._snd_una), min(self._rexmit_limit, self._snd_max)
+                )
                 if hole is not None:
                     if room < mss and not self._rtx_first:
                         break
@@ -1489,21 +1503,30 @@ class TcpConnection:
                         end = start + cap
                     self._rtx_first = False
                     self._count("segment_retransmitted")
-                    end = self._transmit(start, end, data_end, now, out, retransmit=True)
+                    end = self._transmit(
+                        start, end, data_end, now, out, window=window, retransmit=True
+                    )
                     self._rexmit_ptr = end
                     sent = True
                     continue
                 self._rexmit_ptr = self._rexmit_limit
             nxt = self._snd_nxt
+            stop = data_end
+            if nxt < self._snd_max and self._sacked:
+                nxt, stop = self._sacked.skip(nxt, data_end)
+                self._snd_nxt = nxt
             if nxt < data_end:
                 retransmit = nxt < self._snd_max
                 wnd_room = self._snd_una + self._snd_wnd - nxt
-                n = data_end - nxt
-                n = min(n, cap)
-                n = min(n, wnd_room)
-                n = min(n, room)
+                n = min(stop - nxt, cap, wnd_room, room)
                 if n <= 0:
-                    break
+                    if not (retransmit and nxt == self._snd_una and wnd_room <= 0):
+                        break
+                    # The peer shrank its window under data in flight: the
+                    # timeout's resend of the first segment doubles as a
+                    # window probe (MAY-7 allows data past the window; Linux
+                    # does the same).
+                    n = min(stop - nxt, mss)
                 if (
                     n < mss
                     and n < data_end - nxt
@@ -1518,11 +1541,21 @@ class TcpConnection:
                     break
                 if retransmit:
                     self._count("segment_retransmitted")
-                self._transmit(nxt, nxt + n, data_end, now, out, retransmit=retransmit)
+                self._transmit(
+                    nxt, nxt + n, data_end, now, out, window=window, retransmit=retransmit
+                )
                 sent = True
                 continue
             if self._fin_queued and nxt == data_end:
-                self._transmit(nxt, nxt, data_end, now, out, retransmit=self._fin_seq is not None)
+                self._transmit(
+                    nxt,
+                    nxt,
+                    data_end,
+                    now,
+                    out,
+                    window=window,
+                    retransmit=self._fin_seq is not None,
+                )
                 sent = True
             break
         return sent
@@ -1535,6 +1568,7 @@ class TcpConnection:
         now: float,
         out: list[Segment],
         *,
+        window: int,
         retransmit: bool,
     ) -> int:
         """Emit [start, end) of the stream (plus FIN at ``data_end`` if closing).
@@ -1546,15 +1580,25 @@ class TcpConnection:
             end = data_end
             fin = self._fin_queued
         base = self._snd_buf_seq
-        payload = bytes(self._sndbuf[start - base : end - base]) if end > start else _EMPTY
-        flags = _ACK_PSH if end == data_end and end > start else _ACK
+        # One copy, straight out of the buffer (slicing the bytearray would copy twice).
+        payload = (
+            bytes(memoryview(self._sndbuf)[start - base : end - base]) if end > start else _EMPTY
+        )
         if fin:
-            flags |= _FIN
+            flags = _FIN_PSH_ACK if end > start else _FIN_ACK
             self._fin_seq = data_end
-        out.append((self._header(start, flags, now, sack=False), payload))
+        else:
+            flags = _ACK_PSH if end == data_end and end > start else _ACK
+        urgent = 0
+        if self._snd_up > start:
+            # The pointer names the first octet after the urgent data (MUST-62);
+            # beyond 16 bits it is capped, as the rest is not in this segment.
+            flags |= TcpFlags.URG
+            urgent = min(self._snd_up - start, 0xFFFF)
+        out.append((self._header(start, flags, now, window, sack=False, urgent=urgent), payload))
         seq_end = end + 1 if fin else end
-        if not (self._in_recovery and retransmit and start < self._snd_nxt):
-            self._snd_nxt = max(self._snd_nxt, seq_end)
+        if seq_end > self._snd_nxt and not (self._in_recovery and retransmit):
+            self._snd_nxt = seq_end
         if seq_end > self._snd_max:
             if self._rtt_seq is None and not retransmit:
                 self._rtt_seq = seq_end

@@ -19,6 +19,7 @@ __all__ = [
     "ResetReason",
     "SendSpaceAvailable",
     "TcpEvent",
+    "UrgentData",
 ]
 
 
@@ -65,4 +66,20 @@ class SendSpaceAvailable:
     """After a short ``send()``, the send buffer drained below the low-water mark."""
 
 
-TcpEvent = Established | Readable | PeerFinished | ConnectionReset | Closed | SendSpaceAvailable
+@dataclass(frozen=True, slots=True)
+class UrgentData:
+    """The peer marked urgent data; ``urgent_bytes`` says how far it reaches.
+
+    The bytes themselves stay in the normal stream, in order.
+    """
+
+
+TcpEvent = (
+    Established
+    | Readable
+    | PeerFinished
+    | ConnectionReset
+    | Closed
+    | SendSpaceAvailable
+    | UrgentData
+)
