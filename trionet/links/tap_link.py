@@ -10,6 +10,7 @@ channel hop per frame in either direction.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -24,6 +25,9 @@ __all__ = ["FrameEndpoint", "run_tap_link"]
 
 #: Frames drained per wake-up before the engine gets to run other tasks.
 BATCH_FRAMES = 64
+#: Refused frames kept for a retry when the link stops, and how long it tries.
+REFUSED_KEPT = 256
+TEARDOWN_RETRY_SECONDS = 1.0
 
 
 class FrameEndpoint(Protocol):
@@ -63,15 +67,24 @@ async def run_tap_link(
     # num_buffers, which the TAP ignores on write.
     pad = bytes(tap.vnet_hdr_size - 10) if tap.vnet_hdr_size > 10 else b""
 
+    # Frames the TAP refused (its queue was full). In normal operation that is
+    # a lossy NIC and TCP retransmits; but the last frames an engine sends,
+    # the RSTs of its teardown, have no retransmission behind them, so the
+    # most recent refusals are kept and retried when the link stops.
+    refused: deque[Sequence[bytes | bytearray | memoryview]] = deque(maxlen=REFUSED_KEPT)
+
     def write_frames(frames: Sequence[OutFrame]) -> None:
         write = tap.write
         for frame in frames:
+            parts: Sequence[bytes | bytearray | memoryview]
             if isinstance(frame, OffloadFrame):
-                write((frame.vnet + pad, frame.head, frame.payload))
+                parts = (frame.vnet + pad, frame.head, frame.payload)
             elif plain_header:
-                write((plain_header, frame))
+                parts = (plain_header, frame)
             else:
-                write((frame,))
+                parts = (frame,)
+            if not write(parts):
+                refused.append(parts)
 
     endpoint.attach_sink(write_frames)
     offloads = tap.offloads
@@ -84,6 +97,11 @@ async def run_tap_link(
         pass  # the engine (or the TAP) shut down under us: nothing more to move
     finally:
         endpoint.attach_sink(None)
+        with trio.move_on_after(TEARDOWN_RETRY_SECONDS, shield=True):
+            while refused and not tap.closed:
+                await tap.wait_writable()
+                if tap.write(refused[0]):
+                    refused.popleft()
 
 
 async def _pump_in(endpoint: FrameEndpoint, tap: TapDevice) -> None:
