@@ -213,3 +213,32 @@ def test_guest_connection_is_a_half_closeable_stream(guest_link_factory: GuestLi
                 outer.cancel_scope.cancel()
 
     trio.run(main)
+
+
+_USO = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_UDP, 103, 1000)  # UDP_SEGMENT: one send, 1000-byte datagrams
+s.settimeout(5)
+s.sendto(bytes(i % 251 for i in range(9500)), (host, port))
+sizes = sorted(len(s.recvfrom(65535)[0]) for _ in range(10))
+print(sizes)
+"""
+
+
+def test_udp_segmentation_offload_from_the_guest(guest_link_factory: GuestLinkFactory) -> None:
+    link = guest_link_factory(uso=True)
+    assert link.tap.offloads.uso, "this kernel should accept USO on a TAP"
+
+    async def body(net: Network, servers: trio.Nursery) -> None:
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await sock.bind(("127.0.0.1", 0))
+        servers.start_soon(udp_echo, sock)
+        port = sock.getsockname()[1]
+        result = await link.guest.arun(["python3", "-c", _USO, GW4, str(port)], timeout=15)
+        assert (
+            result.stdout.strip() == b"[500, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000]"
+        )
+
+    run_with_engine(link, body)

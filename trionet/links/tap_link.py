@@ -19,7 +19,12 @@ import trio
 from trionet.links.tap import TapDevice
 from trionet.stack.flows import OffloadFrame, OutFrame
 from trionet.wire import ParseError
-from trionet.wire.virtio_net import VirtioNetHeader
+from trionet.wire.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_ethernet
+from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame
+from trionet.wire.ipv4 import parse_ipv4
+from trionet.wire.ipv6 import parse_ipv6
+from trionet.wire.udp import parse_udp
+from trionet.wire.virtio_net import GsoType, VirtioNetHeader
 
 __all__ = ["FrameEndpoint", "run_tap_link"]
 
@@ -123,6 +128,49 @@ async def _pump_in(endpoint: FrameEndpoint, tap: TapDevice) -> None:
                 endpoint.send_batch_nowait(run, checksum_valid=run_valid)
                 run = []
             run_valid = valid
+            if header is not None and header.gso is GsoType.UDP_L4:
+                try:
+                    run.extend(split_udp_super_frame(frame, header.gso_size))
+                except ParseError:
+                    tap.counters.malformed_in += 1
+                continue
             run.append(frame)
         if run:
             endpoint.send_batch_nowait(run, checksum_valid=run_valid)
+
+
+def split_udp_super_frame(frame: memoryview, gso_size: int) -> list[memoryview]:
+    """Cut a USO super-frame into the datagrams the guest sent.
+
+    With UDP segmentation offload a guest hands over many datagrams of
+    ``gso_size`` bytes (the last may be shorter) under one set of headers;
+    each is its own datagram to the receiver, so each becomes its own frame.
+    The transport checksum is left partial: the caller marks these frames
+    checksum-valid, as the guest's NEEDS_CSUM said.
+    """
+    eth, packet = parse_ethernet(frame)
+    if gso_size <= 0:
+        raise ParseError("udp gso: gso_size 0")
+    if eth.ethertype == ETHERTYPE_IPV4:
+        ip4, body = parse_ipv4(packet)
+        src, dst = ip4.src, ip4.dst
+    elif eth.ethertype == ETHERTYPE_IPV6:
+        ip6, body = parse_ipv6(packet)
+        src, dst = ip6.src, ip6.dst
+    else:
+        raise ParseError("udp gso: not IP")
+    udp, payload = parse_udp(body, None)
+    frames: list[memoryview] = []
+    for offset in range(0, len(payload), gso_size):
+        chunk = payload[offset : offset + gso_size]
+        if eth.ethertype == ETHERTYPE_IPV4:
+            head = build_ipv4_frame(
+                eth.src, eth.dst, src, dst, udp, payload=chunk, partial_checksum=True
+            )
+        else:
+            head = build_ipv6_frame(
+                eth.src, eth.dst, src, dst, udp, payload=chunk, partial_checksum=True
+            )
+        head += chunk
+        frames.append(memoryview(head))
+    return frames
