@@ -28,6 +28,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,7 +105,7 @@ def preflight(userns: bool) -> None:
                 f"/dev/net/tun is not readable and writable by uid {uid}: run as root, "
                 "or make it so with: chmod 0666 /dev/net/tun"
             )
-    if not any(Path(d, "ip").exists() for d in os.get_exec_path()):
+    if shutil.which("ip") is None:
         raise RunError("the ip command is not installed: apt-get install iproute2")
 
 

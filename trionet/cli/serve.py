@@ -93,14 +93,19 @@ async def _serve(options: ServeOptions) -> int:
                 endpoint: FrameBackend | PcapEndpoint = (
                     backend if pcap is None else PcapEndpoint(backend, pcap)
                 )
-                if options.tap is not None:
-                    await _serve_tap(options, net, endpoint)
-                elif options.qemu_stream is not None:
-                    await _serve_stream(options, net, endpoint, options.qemu_stream)
-                else:
-                    assert options.unixgram is not None
-                    await _serve_dgram(options, net, endpoint, options.unixgram)
-                log_event(logger, logging.INFO, "serve.end", **net.metrics_handle().snapshot())
+                ready = _Announcer(net, options.print_env)
+                try:
+                    if options.tap is not None:
+                        await _serve_tap(options, ready, endpoint)
+                    elif options.qemu_stream is not None:
+                        await _serve_stream(options, ready, endpoint, options.qemu_stream)
+                    else:
+                        assert options.unixgram is not None
+                        await _serve_dgram(options, ready, endpoint, options.unixgram)
+                finally:
+                    if ready.done:  # a set-up error is reported alone, on one line
+                        snapshot = net.metrics_handle().snapshot()
+                        log_event(logger, logging.INFO, "serve.end", **snapshot)
             nursery.cancel_scope.cancel()
     finally:
         if pcap is not None:
@@ -120,6 +125,19 @@ async def _stop_on_signal(cancel_scope: trio.CancelScope) -> None:
             return
 
 
+class _Announcer:
+    """Publishes the guest variables once the link is ready, and remembers that it did."""
+
+    def __init__(self, net: Network, print_env: str | None) -> None:
+        self.net = net
+        self.print_env = print_env
+        self.done = False
+
+    def __call__(self) -> None:
+        announce(self.net, self.print_env)
+        self.done = True
+
+
 def announce(net: Network, print_env: str | None) -> None:
     """Publish the guest variables: JSON written atomically to a file, or stdout lines."""
     env = net.guest_env_vars()
@@ -135,7 +153,7 @@ def announce(net: Network, print_env: str | None) -> None:
 
 
 async def _serve_tap(
-    options: ServeOptions, net: Network, endpoint: FrameBackend | PcapEndpoint
+    options: ServeOptions, ready: _Announcer, endpoint: FrameBackend | PcapEndpoint
 ) -> None:
     assert options.tap is not None
     try:
@@ -143,7 +161,7 @@ async def _serve_tap(
     except (OSError, ValueError) as exc:
         raise ServeError(f"cannot open TAP {options.tap!r}: {exc}") from exc
     with tap:
-        announce(net, options.print_env)
+        ready()
         log_event(logger, logging.INFO, "serve.ready", link="tap", name=tap.name)
         await run_tap_link(endpoint, tap)
 
@@ -151,30 +169,33 @@ async def _serve_tap(
 async def _run_session(endpoint: QueuedEndpoint, link: FrameLink, kind: str, peer: str) -> None:
     stale = discard_queued(endpoint)
     log_event(logger, logging.INFO, "session.start", link=kind, peer=peer, discarded=stale)
-    reason = await run_vmm_link(endpoint, link)
-    c = link.counters
-    log_event(
-        logger,
-        logging.INFO,
-        "session.end",
-        link=kind,
-        reason=reason,
-        frames_in=c.frames_in,
-        frames_out=c.frames_out,
-        malformed_in=c.malformed_in,
-        drops_out=c.drops_out,
-    )
+    reason = "stopped"  # by SIGINT/SIGTERM, unless the link says otherwise
+    try:
+        reason = await run_vmm_link(endpoint, link)
+    finally:
+        c = link.counters
+        log_event(
+            logger,
+            logging.INFO,
+            "session.end",
+            link=kind,
+            reason=reason,
+            frames_in=c.frames_in,
+            frames_out=c.frames_out,
+            malformed_in=c.malformed_in,
+            drops_out=c.drops_out,
+        )
 
 
 async def _serve_stream(
-    options: ServeOptions, net: Network, endpoint: QueuedEndpoint, path: str
+    options: ServeOptions, ready: _Announcer, endpoint: QueuedEndpoint, path: str
 ) -> None:
     try:
         listener = await open_unix_stream_listener(path)
     except OSError as exc:
         raise ServeError(f"cannot listen on {path}: {exc.strerror or exc}") from exc
     async with listener:
-        announce(net, options.print_env)
+        ready()
         log_event(logger, logging.INFO, "serve.ready", link="stream", path=path)
         while True:
             stream = await listener.accept()
@@ -184,7 +205,7 @@ async def _serve_stream(
 
 
 async def _serve_dgram(
-    options: ServeOptions, net: Network, endpoint: QueuedEndpoint, path: str
+    options: ServeOptions, ready: _Announcer, endpoint: QueuedEndpoint, path: str
 ) -> None:
     def bind() -> DgramLink:
         try:
@@ -194,7 +215,7 @@ async def _serve_dgram(
 
     make: Callable[[], DgramLink] = bind
     link = make()
-    announce(net, options.print_env)
+    ready()
     log_event(logger, logging.INFO, "serve.ready", link="unixgram", path=path, vfkit=options.vfkit)
     while True:
         await _run_session(endpoint, link, "unixgram", path)
