@@ -13,48 +13,24 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.support.host_http import BODY, http_port
 from tests.support.leaks import assert_nothing_left, snapshot
 
 pytestmark = pytest.mark.root
+__all__ = ["http_port"]  # a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIONET = [sys.executable, "-m", "trionet.cli.main"]
 GW4 = "172.16.0.1"
 ALIAS = "host.trionet.internal"
-BODY = b"hello from the host\n"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def http_port() -> Iterator[int]:
-    """An HTTP server on the host's 127.0.0.1, which the guest knows as the gateway."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 def trionet(*args: str, timeout: float = 30, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -305,3 +281,21 @@ def test_unprivileged_user_uses_a_user_namespace(http_port: int) -> None:
     else:
         assert result.returncode == 125
         assert result.stderr.count("\n") == 1 and "run as root" in result.stderr
+
+
+def test_readme_main_command_prints_what_readme_says() -> None:
+    """The README's first command, minus the install, on a free port: output as documented."""
+    readme = (ROOT / "README.md").read_text()
+    command = next(line.strip() for line in readme.splitlines() if "trionet run --" in line)
+    expected = re.search(r"``(# .*?)``", readme)
+    assert command.startswith("python3 -m pip install -q . && ") and expected is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    script = command.removeprefix("python3 -m pip install -q . && ").replace("8000", port)
+    script = script.replace("trionet run", f"{sys.executable} -m trionet.cli.main run")
+    result = subprocess.run(
+        ["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected.group(1) + "\n"
