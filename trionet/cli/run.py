@@ -206,6 +206,9 @@ class _Supervisor:
         self.execed = False
         self.status: int | None = None
         self.netns: tuple[int, int] | None = None
+        #: Held open so the namespace's identity cannot be reused (and its
+        #: processes mistaken) until the last leftover check is done.
+        self.netns_fd: int | None = None
 
     async def watch_signals(self, sigfd: SignalFd, setup_scope: trio.CancelScope) -> None:
         while True:
@@ -233,7 +236,14 @@ class _Supervisor:
         if not fds:
             reason = message.decode(errors="replace").removeprefix("error ")
             raise RunError(_explain(reason or "the namespace helper exited during set-up"))
-        self.netns = _netns_id(self.child.pid)
+        try:
+            self.netns_fd = os.open(f"/proc/{self.child.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise RunError(f"cannot open the namespace helper's netns: {exc.strerror}") from exc
+        st = os.fstat(self.netns_fd)
+        self.netns = (st.st_dev, st.st_ino)
         try:
             tap = TapDevice.attach(fds[0], offload=self.options.offload, uso=False)
         except (OSError, TapError) as exc:
@@ -339,6 +349,8 @@ async def _run(options: RunOptions, addressing: GuestAddressing, userns: bool) -
                     nursery.cancel_scope.cancel()
             finally:
                 _reap(child, supervisor.netns)
+                if supervisor.netns_fd is not None:
+                    os.close(supervisor.netns_fd)
             assert supervisor.status is not None  # set by CMD's exit or by an aborting signal
             return supervisor.status
 
