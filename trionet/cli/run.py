@@ -115,10 +115,16 @@ def run(options: RunOptions) -> int:
     preflight(userns)
     choice = options.network
     addressing = derive_addressing(choice.config, choice.slot, choice.routes)
+    pcap = None
+    if options.pcap is not None:
+        try:
+            pcap = PcapWriter.create(options.pcap)
+        except OSError as exc:
+            raise RunError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     block(FORWARDED)
     try:
-        return trio.run(_run, options, addressing, userns)
+        return trio.run(_run, options, addressing, userns, pcap)
     except* RunError as group:
         # Nurseries wrap what their bodies raise; the user gets the one-line reason.
         raise _first_leaf(group) from None
@@ -127,6 +133,8 @@ def run(options: RunOptions) -> int:
         while signal.sigtimedwait(FORWARDED, 0) is not None:
             pass
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if pcap is not None:
+            pcap.close()
 
 
 def _spawn(
@@ -200,9 +208,12 @@ def _kill_namespace(netns: tuple[int, int]) -> int:
 class _Supervisor:
     """The parent's state machine: set-up, then forwarding signals until CMD exits."""
 
-    def __init__(self, child: subprocess.Popen[bytes], options: RunOptions) -> None:
+    def __init__(
+        self, child: subprocess.Popen[bytes], options: RunOptions, pcap: PcapWriter | None
+    ) -> None:
         self.child = child
         self.options = options
+        self.pcap = pcap
         self.execed = False
         self.status: int | None = None
         self.netns: tuple[int, int] | None = None
@@ -249,18 +260,10 @@ class _Supervisor:
         except (OSError, TapError) as exc:
             os.close(fds[0])
             raise RunError(f"cannot use the namespace's TAP: {exc}") from exc
-        pcap = None
         try:
-            if self.options.pcap is not None:
-                try:
-                    pcap = PcapWriter.create(self.options.pcap)
-                except OSError as exc:
-                    raise RunError(f"cannot write {self.options.pcap}: {exc.strerror}", 2) from exc
-            return await self._run_engine(sock, tap, pcap, addressing)
+            return await self._run_engine(sock, tap, self.pcap, addressing)
         finally:
             tap.close()
-            if pcap is not None:
-                pcap.close()
 
     async def _run_engine(
         self,
@@ -332,7 +335,9 @@ def _explain(reason: str) -> str:
     return reason
 
 
-async def _run(options: RunOptions, addressing: GuestAddressing, userns: bool) -> int:
+async def _run(
+    options: RunOptions, addressing: GuestAddressing, userns: bool, pcap: PcapWriter | None
+) -> int:
     with SignalFd(FORWARDED) as sigfd:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with parent_sock:
@@ -341,7 +346,7 @@ async def _run(options: RunOptions, addressing: GuestAddressing, userns: bool) -
                 child = _spawn(child_sock, addressing, options, userns)
             finally:
                 child_sock.close()
-            supervisor = _Supervisor(child, options)
+            supervisor = _Supervisor(child, options, pcap)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(supervisor.watch_signals, sigfd, nursery.cancel_scope)
