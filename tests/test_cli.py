@@ -118,3 +118,29 @@ def test_logfmt_lines_quote_what_needs_quoting() -> None:
     line = LogfmtFormatter().format(record)
     assert line.endswith('event=session.end reason="eof \\"now\\"" frames=3 empty=""')
     assert line.startswith("ts=") and " level=info logger=trionet.x " in line
+
+
+def test_preflight_names_the_sysctl_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trionet.cli import run
+
+    monkeypatch.setattr(run.os.path, "exists", lambda path: True)
+    monkeypatch.setattr(run, "_read_sysctl", lambda name: "1" if "apparmor" in name else "15000")
+    with pytest.raises(run.RunError) as excinfo:
+        run.preflight(userns=True)
+    assert str(excinfo.value) == (
+        "unprivileged user namespaces are disabled "
+        "(kernel.apparmor_restrict_unprivileged_userns = 1): run as root, or allow them "
+        "with: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+    )
+    monkeypatch.setattr(run, "_read_sysctl", lambda name: None)
+    monkeypatch.setattr(run.os, "access", lambda path, mode: False)
+    with pytest.raises(run.RunError, match=r"chmod 0666 /dev/net/tun"):
+        run.preflight(userns=True)
+
+
+@pytest.mark.root
+def test_a_failing_setup_step_is_one_line_and_status_125() -> None:
+    result = _run("run", "--mtu", "65535", "--", "true")  # above a TAP's maximum
+    assert result.returncode == 125
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("trionet run: configuring eth0 with ip: ")
