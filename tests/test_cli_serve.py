@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 
 from tests.support.netns import Netns, configure_guest, move_link
@@ -294,3 +294,54 @@ def test_tap_serves_a_namespace_guest(
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr
     assert "event=serve.ready link=tap name=tntsrv0" in stderr
+
+
+def test_unixgram_reconnect_after_the_vm_leaves(
+    serve_factory: type[Serve], tmp_path: Path
+) -> None:
+    """A datagram peer's leaving shows when a frame to it is refused; then the next VM is served"""
+    path = tmp_path / "vfkit.sock"
+    serve = serve_factory("--unixgram", str(path), "--vfkit", "--reconnect")
+    host_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    host_udp.bind(("127.0.0.1", 0))
+    host_udp.settimeout(10)
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    first.bind(str(tmp_path / "vm1.sock"))
+    first.connect(str(path))
+    first.send(b"VFKT")
+    first.send(
+        bytes(
+            Ether(src=GUEST_MAC, dst=GATEWAY_MAC)
+            / IP(src=GUEST, dst=GATEWAY)
+            / UDP(sport=4242, dport=host_udp.getsockname()[1])
+            / b"hello"
+        )
+    )
+    data, relay = host_udp.recvfrom(100)  # the engine relayed the guest's datagram
+    assert data == b"hello"
+    first.close()  # the VM leaves; only then does the host answer...
+    host_udp.sendto(b"bye", relay)  # ...so the engine's frame to the VM is refused
+    host_udp.close()
+    deadline = time.monotonic() + 10
+    second = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    second.bind(str(tmp_path / "vm2.sock"))
+    second.settimeout(1)
+    # Until serve has re-bound its path for the next VM. A greeting that lands
+    # in the old socket in the instant between its peer being found gone and
+    # its close is lost with it, as on any datagram socket: greet again.
+    while True:
+        try:
+            second.connect(str(path))
+            second.send(b"VFKT")
+            second.send(_arp_request())
+            reply = Ether(second.recv(70000))
+            break
+        except (ConnectionRefusedError, PermissionError, FileNotFoundError, TimeoutError):
+            assert time.monotonic() < deadline, "serve never took a second VM"
+            time.sleep(0.05)
+    assert reply.haslayer(ARP) and reply[ARP].hwsrc == GATEWAY_MAC
+    status, stderr = serve.stop()
+    assert status == 0, stderr
+    assert stderr.count("event=session.end") == 2, stderr
+    assert 'reason="send failed: Connection refused"' in stderr, stderr
+    second.close()

@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -213,12 +212,11 @@ async def _serve_dgram(
         except OSError as exc:
             raise ServeError(f"cannot bind {path}: {exc.strerror or exc}") from exc
 
-    make: Callable[[], DgramLink] = bind
-    link = make()
+    link = bind()
     ready()
     log_event(logger, logging.INFO, "serve.ready", link="unixgram", path=path, vfkit=options.vfkit)
     while True:
         await _run_session(endpoint, link, "unixgram", path)
         if not options.reconnect:
             return
-        link = make()
+        link = bind()  # a new peer needs a fresh socket: the old one is connected to the last
