@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"trionet: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C before run/serve took over signal handling (while importing, say).
+        return 128 + 2
     raise AssertionError(f"unhandled command {args.command}")
 
 
