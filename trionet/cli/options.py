@@ -56,7 +56,9 @@ def _whole(text: str) -> int:
 def add_network_options(parser: argparse.ArgumentParser, *, offload: bool = True) -> None:
     group = parser.add_argument_group("network")
     group.add_argument("--config", metavar="FILE", help="network config, TOML or JSON")
-    group.add_argument("--slot", type=slot_number, default=0, help="sandbox slot (default 0)")
+    group.add_argument(
+        "--slot", type=slot_number, default=0, metavar="N", help="sandbox slot (default 0)"
+    )
     group.add_argument("--mtu", type=_whole, metavar="N", help="guest MTU (default 1500)")
     group.add_argument(
         "--ipv4",
