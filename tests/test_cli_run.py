@@ -227,7 +227,13 @@ def test_pcap_opens_in_tcpdump_and_shows_the_handshake(http_port: int, tmp_path:
         port = f"{GW4}.{http_port}"
         assert re.search(rf"172\.16\.0\.2\.\d+ > {re.escape(port)}: Flags \[S\]", shown), shown
         assert re.search(rf"{re.escape(port)} > 172\.16\.0\.2\.\d+: Flags \[S\.\]", shown), shown
-        assert "HTTP: GET / HTTP/1.1" in shown or "HTTP/1.1 200" in shown or "length" in shown
+        payloads = subprocess.run(
+            ["tcpdump", "-nn", "-A", "-r", str(capture), "tcp"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "GET / HTTP/1.1" in payloads and BODY.decode().strip() in payloads
 
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
