@@ -28,6 +28,8 @@ SYSTEM_TOOLS = [
     # The test VM's initramfs (tests/support/qemu_guest.py).
     ("busybox", "busybox-static"),
     ("cpio", "cpio"),
+    # Reads trionet run --pcap captures back (tests/test_cli_run.py).
+    ("tcpdump", "tcpdump"),
 ]
 # Where the test VM's kernel is unpacked when /boot has none; kept in step with
 # tests/support/qemu_guest.py. Unpacked, not installed: installing a kernel

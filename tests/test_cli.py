@@ -65,3 +65,82 @@ def test_bad_slot() -> None:
     result = _run("env", "--slot", "65536")
     assert result.returncode == 2
     assert "65536 is outside 0..65535" in result.stderr
+
+
+def test_family_options_override_routes_and_config(tmp_path: Path) -> None:
+    from trionet.addressing import derive_addressing
+    from trionet.cli.main import build_parser
+    from trionet.cli.options import network_choice
+
+    config = tmp_path / "net.json"
+    config.write_text('{"interface": {"ipv4_address": "10.9.0.2", "mtu": 9000}}')
+    parser = build_parser()
+    args = parser.parse_args(
+        ["run", "--config", str(config), "--no-ipv4", "--ipv6", "--mtu", "1400"]
+    )
+    choice = network_choice(args)
+    addressing = derive_addressing(choice.config, choice.slot, choice.routes)
+    assert addressing.ipv4 is None  # --no-ipv4 beats the config's explicit address
+    assert addressing.ipv6 is not None and addressing.mtu == 1400
+
+
+def test_guest_setup_matches_a_guest_init() -> None:
+    from trionet.addressing import HostRoutes, derive_addressing
+    from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
+    from trionet.config import NetworkConfig
+
+    addressing = derive_addressing(NetworkConfig(), 1, HostRoutes(True, True))
+    assert ip_commands(addressing) == [
+        "link set dev lo up",
+        "link set dev eth0 address 02:6d:73:00:01:02 mtu 1500",
+        "address add 172.16.0.6/30 dev eth0",
+        "address add fd42:6d73:62:1::2/64 dev eth0 nodad",
+        "link set dev eth0 up",
+        "route add default via 172.16.0.5 dev eth0",
+        "route add default via fd42:6d73:62:1::1 dev eth0",
+    ]
+    resolv = [line for line in resolv_conf(addressing).splitlines() if not line.startswith("#")]
+    assert resolv == ["nameserver 172.16.0.5", "nameserver fd42:6d73:62:1::1"]
+    hosts = [line for line in hosts_file(addressing).splitlines() if not line.startswith("#")]
+    assert hosts[-2:] == [
+        "172.16.0.5\thost.trionet.internal",
+        "fd42:6d73:62:1::1\thost.trionet.internal",
+    ]
+
+
+def test_logfmt_lines_quote_what_needs_quoting() -> None:
+    import logging
+
+    from trionet.cli.logs import LogfmtFormatter
+
+    record = logging.LogRecord("trionet.x", logging.INFO, __file__, 1, "session.end", None, None)
+    record.trionet_fields = {"reason": 'eof "now"', "frames": 3, "empty": ""}
+    line = LogfmtFormatter().format(record)
+    assert line.endswith('event=session.end reason="eof \\"now\\"" frames=3 empty=""')
+    assert line.startswith("ts=") and " level=info logger=trionet.x " in line
+
+
+def test_preflight_names_the_sysctl_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trionet.cli import run
+
+    monkeypatch.setattr(run.os.path, "exists", lambda path: True)
+    monkeypatch.setattr(run, "_read_sysctl", lambda name: "1" if "apparmor" in name else "15000")
+    with pytest.raises(run.RunError) as excinfo:
+        run.preflight(userns=True)
+    assert str(excinfo.value) == (
+        "unprivileged user namespaces are disabled "
+        "(kernel.apparmor_restrict_unprivileged_userns = 1): run as root, or allow them "
+        "with: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+    )
+    monkeypatch.setattr(run, "_read_sysctl", lambda name: None)
+    monkeypatch.setattr(run.os, "access", lambda path, mode: False)
+    with pytest.raises(run.RunError, match=r"chmod 0666 /dev/net/tun"):
+        run.preflight(userns=True)
+
+
+@pytest.mark.root
+def test_a_failing_setup_step_is_one_line_and_status_125() -> None:
+    result = _run("run", "--mtu", "65535", "--", "true")  # above a TAP's maximum
+    assert result.returncode == 125
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("trionet run: configuring eth0 with ip: ")

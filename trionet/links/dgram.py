@@ -56,6 +56,7 @@ class DgramLink:
         *,
         max_frame_size: int = MAX_FRAME_SIZE,
         peer: UnixAddress | None = None,
+        require_greeting: bool = False,
     ) -> None:
         """Wrap ``sock`` (AF_UNIX, SOCK_DGRAM), taking ownership of it.
 
@@ -63,7 +64,8 @@ class DgramLink:
         one learns it from the first datagram, or is told ``peer`` (the
         address the VMM binds, as QEMU's ``local.path``): then it connects as
         soon as that address exists, so it can speak first, and ignores
-        anyone else.
+        anyone else. ``require_greeting`` (vfkit, krunkit) takes as the peer
+        only a sender that first sent ``VFKT``; anything before is dropped.
         """
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_DGRAM:
             raise ValueError("DgramLink needs an AF_UNIX SOCK_DGRAM socket")
@@ -79,6 +81,7 @@ class DgramLink:
         self._connected = False
         self._peer: UnixAddress | None = None
         self._expected_peer = peer
+        self._require_greeting = require_greeting
         try:
             sock.getpeername()
         except OSError:
@@ -87,7 +90,13 @@ class DgramLink:
             self._connected = True
 
     @classmethod
-    def bind(cls, path: str | os.PathLike[str], *, peer: UnixAddress | None = None) -> DgramLink:
+    def bind(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        peer: UnixAddress | None = None,
+        require_greeting: bool = False,
+    ) -> DgramLink:
         """Listen at ``path`` (replacing a stale socket file), as gvproxy ``--listen-vfkit`` does.
 
         Give ``peer`` (QEMU's ``remote.path``) to be able to send before the
@@ -98,7 +107,7 @@ class DgramLink:
         try:
             remove_stale_socket(path)
             sock.bind(path)
-            return cls(sock, peer=peer)
+            return cls(sock, peer=peer, require_greeting=require_greeting)
         except BaseException:
             sock.close()
             raise
@@ -136,6 +145,9 @@ class DgramLink:
                         raise
                     self._end(f"receive failed: {exc.strerror}")
                     break
+                if self._require_greeting and not self._connected and data != VFKIT_MAGIC:
+                    self.counters.malformed_in += 1  # not introduced by a greeting: a stranger
+                    continue
                 if not self._accept_sender(address):
                     self.counters.malformed_in += 1
                     continue

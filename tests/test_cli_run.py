@@ -1,0 +1,307 @@
+"""``trionet run``: real commands in a namespace networked by the engine.
+
+Each test starts the real command line (``python -m trionet.cli.main run``)
+as a subprocess in this machine's namespace, so the guest reaches this test's
+servers on 127.0.0.1 through the gateway, exactly as a user's would.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.host_http import BODY, http_port
+from tests.support.leaks import assert_nothing_left, snapshot
+
+pytestmark = pytest.mark.root
+__all__ = ["http_port"]  # a fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIONET = [sys.executable, "-m", "trionet.cli.main"]
+GW4 = "172.16.0.1"
+ALIAS = "host.trionet.internal"
+
+
+def trionet(*args: str, timeout: float = 30, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [*TRIONET, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def _processes_in_netns(netns: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/net") == netns:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def test_curl_reaches_host_loopback_via_gateway_and_alias(http_port: int) -> None:
+    script = (
+        f"curl -sS --max-time 10 http://{GW4}:{http_port}/a && "
+        f"curl -sS --max-time 10 http://{ALIAS}:{http_port}/b"
+    )
+    result = trionet("run", "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.encode() == BODY * 2
+
+
+def test_ping_gateway() -> None:
+    result = trionet("run", "--", "ping", "-c", "3", "-i", "0.2", "-W", "5", GW4)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 packets transmitted, 3 received" in result.stdout
+
+
+def test_guest_interface_is_configured_from_the_guest_variables() -> None:
+    script = "ip -o link show eth0; ip -o addr show eth0; ip route; ip -6 route; cat /etc/hosts"
+    result = trionet(
+        "run", "--slot", "2", "--mtu", "1400", "--ipv4", "--ipv6", "--", "sh", "-c", script
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "mtu 1400" in out and "link/ether 02:6d:73:00:02:02" in out
+    assert "inet 172.16.0.10/30" in out and "inet6 fd42:6d73:62:2::2/64" in out
+    assert "default via 172.16.0.9 dev eth0" in out
+    assert "default via fd42:6d73:62:2::1 dev eth0" in out
+    assert f"172.16.0.9\t{ALIAS}" in out and f"fd42:6d73:62:2::1\t{ALIAS}" in out
+    # eth0 and lo are the only interfaces.
+    links = trionet("run", "--", "ip", "-o", "link").stdout.splitlines()
+    assert [line.split(":")[1].strip() for line in links] == ["lo", "eth0"]
+
+
+def test_no_ipv6_leaves_only_ipv4() -> None:
+    result = trionet(
+        "run", "--no-ipv6", "--", "sh", "-c", "ip -o addr show eth0; cat /etc/resolv.conf"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "inet 172.16.0.2/30" in result.stdout
+    assert "fd42:" not in result.stdout
+    assert re.findall(r"^nameserver (\S+)$", result.stdout, re.M) == [GW4]
+
+
+def test_exit_status_and_stdio_pass_through() -> None:
+    assert trionet("run", "--", "sh", "-c", "exit 7").returncode == 7
+    result = trionet("run", "--", "sh", "-c", "cat; echo err >&2", input="from stdin\n")
+    assert result.returncode == 0
+    assert result.stdout == "from stdin\n"
+    assert result.stderr == "err\n"
+
+
+def test_missing_command_is_127_with_one_line() -> None:
+    result = trionet("run", "--", "/nonexistent/cmd")
+    assert result.returncode == 127
+    assert result.stderr.count("\n") == 1
+    assert "cannot run '/nonexistent/cmd'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mtu", "abc"], "'abc' is not a whole number"),
+        (["--mtu", "70000"], "interface.mtu: 70000 is outside 68..65535"),
+        (["--slot", "-1"], "is outside 0..65535"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--config", "/nonexistent.toml"], "cannot be read"),
+    ],
+)
+def test_bad_options_are_one_line_and_status_2(args: list[str], message: str) -> None:
+    result = trionet("run", *args, "--", "true")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = trionet("run")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+
+
+def test_sigint_ends_command_and_engine_leaving_nothing(http_port: int) -> None:
+    before = snapshot()
+    process = subprocess.Popen(
+        [*TRIONET, "run", "--", "sh", "-c", "readlink /proc/self/ns/net; exec sleep 60"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    netns = process.stdout.readline().strip()
+    assert netns.startswith("net:[")
+    deadline = time.monotonic() + 5
+    while len(_processes_in_netns(netns)) != 1:  # readlink may still be exiting
+        assert time.monotonic() < deadline, _processes_in_netns(netns)
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 128 + signal.SIGINT
+    process.stdout.close()
+    assert _processes_in_netns(netns) == []  # so the namespace (and its TAP) is gone
+    assert_nothing_left(before)
+
+
+def test_daemons_left_in_the_namespace_are_killed() -> None:
+    script = "readlink /proc/self/ns/net; setsid sleep 60 </dev/null >/dev/null 2>&1 & exit 3"
+    result = trionet("run", "--", "sh", "-c", script)
+    assert result.returncode == 3
+    assert _processes_in_netns(result.stdout.strip()) == []
+
+
+def test_ctrl_c_from_a_terminal_reaches_command_once() -> None:
+    """The terminal signals CMD itself; trionet must not forward a second SIGINT."""
+    counter = (
+        "import signal, time\n"
+        "n = []\n"
+        "signal.signal(signal.SIGINT, lambda *a: n.append(1))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(1.5)\n"
+        "print('interrupts', len(n), flush=True)\n"
+    )
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(ROOT)
+        os.execv(sys.executable, [*TRIONET, "run", "--", sys.executable, "-c", counter])
+    try:
+        output = _read_until(master, b"ready", 10)
+        os.write(master, b"\x03")  # Ctrl-C: the terminal sends SIGINT to its foreground group
+        output += _read_until(master, b"interrupts", 10)
+        output += _read_until(master, b"\n", 5)
+        _, wait_status = os.waitpid(pid, 0)
+    finally:
+        os.close(master)
+    assert b"interrupts 1" in output, output
+    assert os.waitstatus_to_exitcode(wait_status) == 0
+
+
+def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} in {data!r}"
+        if select.select([fd], [], [], remaining)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+def test_pcap_opens_in_tcpdump_and_shows_the_handshake(http_port: int, tmp_path: Path) -> None:
+    capture = tmp_path / "run.pcap"
+    url = f"http://{GW4}:{http_port}/"
+    for offload in ([], ["--no-offload"]):
+        result = trionet("run", "--pcap", str(capture), *offload, "--", "curl", "-sS", url)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.encode() == BODY
+        shown = subprocess.run(
+            ["tcpdump", "-nn", "-r", str(capture), "tcp"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        port = f"{GW4}.{http_port}"
+        assert re.search(rf"172\.16\.0\.2\.\d+ > {re.escape(port)}: Flags \[S\]", shown), shown
+        assert re.search(rf"{re.escape(port)} > 172\.16\.0\.2\.\d+: Flags \[S\.\]", shown), shown
+        payloads = subprocess.run(
+            ["tcpdump", "-nn", "-A", "-r", str(capture), "tcp"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "GET / HTTP/1.1" in payloads and BODY.decode().strip() in payloads
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _interpreter_for_nobody() -> list[str] | None:
+    """A Python that user nobody may run, with trio and this checkout importable.
+
+    The test venv's interpreter may live under root's home (unreadable to
+    others); the system python3 of the same version then does, given the
+    venv's site-packages on PYTHONPATH.
+    """
+    import trio
+
+    site = str(Path(trio.__file__).resolve().parent.parent)
+    env = ["env", f"PYTHONPATH={ROOT}:{site}"]
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python in (sys.executable, f"/usr/bin/python{version}", "/usr/bin/python3"):
+        probe = [
+            *NOBODY,
+            *env,
+            python,
+            "-c",
+            f"import sys, trio; assert sys.version[:4] == {version!r}",
+        ]
+        if subprocess.run(probe, capture_output=True, cwd="/", check=False).returncode == 0:
+            return [*env, python]
+    return None
+
+
+def test_unprivileged_user_uses_a_user_namespace(http_port: int) -> None:
+    """As nobody: a user namespace where the machine allows one, else a one-line reason."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux)")
+    python = _interpreter_for_nobody()
+    if python is None:
+        pytest.skip("no Python interpreter that user nobody may run")
+    script = f"id -u; curl -sS --max-time 10 http://{GW4}:{http_port}/"
+    result = subprocess.run(
+        [*NOBODY, *python, "-m", "trionet.cli.main", "run", "--", "sh", "-c", script],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    allowed = subprocess.run([*NOBODY, "unshare", "-rn", "true"], capture_output=True, check=False)
+    if allowed.returncode == 0:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.encode() == b"0\n" + BODY  # root inside its own user namespace
+    else:
+        assert result.returncode == 125
+        assert result.stderr.count("\n") == 1 and "run as root" in result.stderr
+
+
+def test_readme_main_command_prints_what_readme_says() -> None:
+    """The README's first command, minus the install, on a free port: output as documented."""
+    readme = (ROOT / "README.md").read_text()
+    command = next(line.strip() for line in readme.splitlines() if "trionet run --" in line)
+    expected = re.search(r"``(# .*?)``", readme)
+    assert command.startswith("python3 -m pip install -q . && ") and expected is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    script = command.removeprefix("python3 -m pip install -q . && ").replace("8000", port)
+    script = script.replace("trionet run", f"{sys.executable} -m trionet.cli.main run")
+    result = subprocess.run(
+        ["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected.group(1) + "\n"

@@ -1,0 +1,134 @@
+"""Command-line options shared by ``run`` and ``serve``, mapped onto NetworkConfig.
+
+The options only override the config file's interface fields; validation
+stays in :mod:`trionet.config`, so ``--mtu 70000`` fails with the same
+message a config file would get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+from typing import NoReturn
+
+from trionet.addressing import MAX_SLOT, HostRoutes, probe_host_routes
+from trionet.cli.logs import LEVELS
+from trionet.config import ConfigError, NetworkConfig
+
+__all__ = [
+    "NetworkChoice",
+    "OneLineParser",
+    "add_logging_options",
+    "add_network_options",
+    "log_level",
+    "network_choice",
+    "slot_number",
+]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def slot_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_SLOT:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..{MAX_SLOT}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def add_network_options(parser: argparse.ArgumentParser, *, offload: bool = True) -> None:
+    group = parser.add_argument_group("network")
+    group.add_argument("--config", metavar="FILE", help="network config, TOML or JSON")
+    group.add_argument(
+        "--slot", type=slot_number, default=0, metavar="N", help="sandbox slot (default 0)"
+    )
+    group.add_argument("--mtu", type=_whole, metavar="N", help="guest MTU (default 1500)")
+    group.add_argument(
+        "--ipv4",
+        action=argparse.BooleanOptionalAction,
+        help="give the guest IPv4 (default: when the host routes IPv4)",
+    )
+    group.add_argument(
+        "--ipv6",
+        action=argparse.BooleanOptionalAction,
+        help="give the guest IPv6 (default: when the host routes IPv6)",
+    )
+    if offload:
+        group.add_argument(
+            "--no-offload",
+            dest="offload",
+            action="store_false",
+            help="plain MTU-sized TAP frames: no virtio-net header, TSO or checksum offload",
+        )
+    group.add_argument(
+        "--pcap", metavar="FILE", help="write every frame, both directions, to FILE (pcap)"
+    )
+
+
+def add_logging_options(parser: argparse.ArgumentParser, default: str) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output (repeat for debug)",
+    )
+    group.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default=default,
+        help=f"log level on stderr, as logfmt lines (default {default})",
+    )
+
+
+def log_level(args: argparse.Namespace) -> str:
+    index = max(0, LEVELS.index(args.log_level) - args.verbose)
+    return LEVELS[index]
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkChoice:
+    config: NetworkConfig
+    slot: int
+    routes: HostRoutes
+
+
+def network_choice(args: argparse.Namespace) -> NetworkChoice:
+    """The config file plus option overrides; raises ConfigError with the field's path."""
+    config = NetworkConfig() if args.config is None else NetworkConfig.load(args.config)
+    if not config.enabled:
+        raise ConfigError("enabled", "the config disables the network (enabled = false)")
+    iface = config.interface
+    if args.mtu is not None:
+        iface = dataclasses.replace(iface, mtu=args.mtu)
+    # An explicit address turns its family on whatever the routes say, so
+    # --no-ipvN must drop it too.
+    if args.ipv4 is False:
+        iface = dataclasses.replace(iface, ipv4_address=None)
+    if args.ipv6 is False:
+        iface = dataclasses.replace(iface, ipv6_address=None)
+    config = dataclasses.replace(config, interface=iface)
+    probed = probe_host_routes()
+    routes = HostRoutes(
+        ipv4=probed.ipv4 if args.ipv4 is None else args.ipv4,
+        ipv6=probed.ipv6 if args.ipv6 is None else args.ipv6,
+    )
+    return NetworkChoice(config, args.slot, routes)

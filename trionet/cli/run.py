@@ -1,0 +1,370 @@
+"""``trionet run -- CMD``: CMD in its own network namespace, networked by an engine here.
+
+Design (see docs/run.md): this process never changes namespace. It starts
+:mod:`trionet.cli.nsexec` as a child, which unshares a network and a mount
+namespace (and a user namespace when we are not root), creates the TAP
+``eth0`` *inside* it, configures it, bind-mounts resolv.conf and hosts, and
+passes the TAP's fd back over a socket. This process attaches that fd to an
+engine whose host sockets are therefore in the caller's namespace, says
+``go``, and the child execs CMD. Creating the TAP inside the namespace (as
+pasta does) rather than moving one in is what makes the unprivileged case
+work: a user namespace may make TAPs in its own network namespace but may
+not move devices out of the caller's.
+
+The child is spawned with a plain ``Popen`` on the main thread (not
+``trio.run_process``, which forks from a worker thread): the parent-death
+signal CMD inherits is tied to the thread that forked it, and a worker thread
+can retire while CMD still runs.
+
+Teardown: when CMD exits (or a signal aborts the set-up) any process still in
+CMD's network namespace is killed, so the namespace, its mount namespace and
+its TAP disappear; then the engine shuts down and closes the TAP fd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from trionet.addressing import GuestAddressing, derive_addressing
+from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
+from trionet.cli.logs import log_event
+from trionet.cli.options import NetworkChoice
+from trionet.cli.signals import SignalFd, block
+from trionet.engine.network import open_network
+from trionet.links.pcap import PcapEndpoint, PcapWriter
+from trionet.links.tap import TapDevice, TapError
+from trionet.links.tap_link import FrameEndpoint, run_tap_link
+
+__all__ = ["RunError", "RunOptions", "run"]
+
+EXIT_SETUP_FAILED: Final = 125
+FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The child needs a Python start-up, an unshare and one ip process: well under a second.
+SETUP_TIMEOUT: Final = 20.0
+_HELPER: Final = Path(__file__).with_name("nsexec.py")
+
+logger = logging.getLogger("trionet.run")
+
+
+class RunError(Exception):
+    """trionet run could not start CMD; the message is one line for the user."""
+
+    def __init__(self, message: str, status: int = EXIT_SETUP_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    network: NetworkChoice
+    command: list[str]
+    offload: bool = True
+    pcap: str | None = None
+
+
+def _read_sysctl(name: str) -> str | None:
+    try:
+        return Path("/proc/sys", name.replace(".", "/")).read_text().strip()
+    except OSError:
+        return None
+
+
+def preflight(userns: bool) -> None:
+    """Say exactly why this machine cannot run CMD networked, and what to change."""
+    uid = os.getuid()
+    if not os.path.exists("/dev/net/tun"):
+        raise RunError("/dev/net/tun does not exist: load the tun module (modprobe tun)")
+    if userns:
+        checks = (
+            ("user.max_user_namespaces", "0", "15000"),
+            ("kernel.unprivileged_userns_clone", "0", "1"),
+            ("kernel.apparmor_restrict_unprivileged_userns", "1", "0"),
+        )
+        for name, blocked, allowed in checks:
+            if _read_sysctl(name) == blocked:
+                raise RunError(
+                    f"unprivileged user namespaces are disabled ({name} = {blocked}): "
+                    f"run as root, or allow them with: sysctl -w {name}={allowed}"
+                )
+        if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+            raise RunError(
+                f"/dev/net/tun is not readable and writable by uid {uid}: run as root, "
+                "or make it so with: chmod 0666 /dev/net/tun"
+            )
+    if shutil.which("ip") is None:
+        raise RunError("the ip command is not installed: apt-get install iproute2")
+
+
+def run(options: RunOptions) -> int:
+    """Run CMD to completion; return its exit status (128+N if a signal N ended it)."""
+    userns = os.geteuid() != 0
+    preflight(userns)
+    choice = options.network
+    addressing = derive_addressing(choice.config, choice.slot, choice.routes)
+    pcap = None
+    if options.pcap is not None:
+        try:
+            pcap = PcapWriter.create(options.pcap)
+        except OSError as exc:
+            raise RunError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    block(FORWARDED)
+    try:
+        return trio.run(_run, options, addressing, userns, pcap)
+    except* RunError as group:
+        # Nurseries wrap what their bodies raise; the user gets the one-line reason.
+        raise _first_leaf(group) from None
+    finally:
+        # Swallow signals that arrived after the signalfd closed, then restore.
+        while signal.sigtimedwait(FORWARDED, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if pcap is not None:
+            pcap.close()
+
+
+def _spawn(
+    child_sock: socket.socket, addressing: GuestAddressing, options: RunOptions, userns: bool
+) -> subprocess.Popen[bytes]:
+    spec = {
+        "sock": child_sock.fileno(),
+        "userns": userns,
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "vnet": options.offload,
+        "ip": ip_commands(addressing),
+        "files": {
+            "/etc/resolv.conf": resolv_conf(addressing),
+            "/etc/hosts": hosts_file(addressing),
+        },
+        "ppid": os.getpid(),
+    }
+    argv = [sys.executable, "-I", "-S", str(_HELPER), json.dumps(spec), "--", *options.command]
+    return subprocess.Popen(argv, pass_fds=(child_sock.fileno(),))
+
+
+async def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
+    while True:
+        try:
+            message, fds, _flags, _address = socket.recv_fds(sock, 512, 1)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+            continue
+        return message, fds
+
+
+def _exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+async def _wait_exit(child: subprocess.Popen[bytes]) -> int:
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        trio.lowlevel.notify_closing(pidfd)
+        os.close(pidfd)
+    return _exit_status(child.wait())
+
+
+def _netns_id(pid: int) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _kill_namespace(netns: tuple[int, int]) -> int:
+    """SIGKILL every process left in CMD's network namespace (daemons CMD started)."""
+    killed = 0
+    for _ in range(10):  # bounded: a fork bomb racing us is killed over a few rounds
+        found = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and _netns_id(int(entry)) == netns:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), signal.SIGKILL)
+                    found += 1
+        killed += found
+        if not found:
+            break
+    return killed
+
+
+class _Supervisor:
+    """The parent's state machine: set-up, then forwarding signals until CMD exits."""
+
+    def __init__(
+        self, child: subprocess.Popen[bytes], options: RunOptions, pcap: PcapWriter | None
+    ) -> None:
+        self.child = child
+        self.options = options
+        self.pcap = pcap
+        self.execed = False
+        self.status: int | None = None
+        self.netns: tuple[int, int] | None = None
+        #: Held open so the namespace's identity cannot be reused (and its
+        #: processes mistaken) until the last leftover check is done.
+        self.netns_fd: int | None = None
+
+    async def watch_signals(self, sigfd: SignalFd, setup_scope: trio.CancelScope) -> None:
+        while True:
+            info = await sigfd.receive()
+            name = signal.Signals(info.signo).name
+            if not self.execed:
+                log_event(logger, logging.INFO, "run.abort", signal=name)
+                self.status = 128 + info.signo
+                setup_scope.cancel()
+                return
+            if info.from_terminal:
+                # The terminal signalled CMD's process group, CMD included.
+                log_event(logger, logging.DEBUG, "signal.from_terminal", signal=name)
+                continue
+            log_event(logger, logging.INFO, "signal.forward", signal=name, sender=info.pid)
+            with contextlib.suppress(ProcessLookupError):
+                self.child.send_signal(info.signo)
+
+    async def supervise(self, sock: socket.socket, addressing: GuestAddressing) -> int:
+        try:
+            with trio.fail_after(SETUP_TIMEOUT):
+                message, fds = await _receive(sock)
+        except trio.TooSlowError:
+            raise RunError("the namespace helper did not finish set-up in time") from None
+        if not fds:
+            reason = message.decode(errors="replace").removeprefix("error ")
+            raise RunError(_explain(reason or "the namespace helper exited during set-up"))
+        try:
+            self.netns_fd = os.open(f"/proc/{self.child.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise RunError(f"cannot open the namespace helper's netns: {exc.strerror}") from exc
+        st = os.fstat(self.netns_fd)
+        self.netns = (st.st_dev, st.st_ino)
+        try:
+            tap = TapDevice.attach(fds[0], offload=self.options.offload, uso=False)
+        except (OSError, TapError) as exc:
+            os.close(fds[0])
+            raise RunError(f"cannot use the namespace's TAP: {exc}") from exc
+        try:
+            return await self._run_engine(sock, tap, self.pcap, addressing)
+        finally:
+            tap.close()
+
+    async def _run_engine(
+        self,
+        sock: socket.socket,
+        tap: TapDevice,
+        pcap: PcapWriter | None,
+        addressing: GuestAddressing,
+    ) -> int:
+        choice = self.options.network
+        async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
+            backend = net.take_backend()
+            endpoint: FrameEndpoint = backend if pcap is None else PcapEndpoint(backend, pcap)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_tap_link, endpoint, tap)
+                sock.send(b"go")
+                message, fds = await _receive(sock)
+                for fd in fds:
+                    os.close(fd)
+                if message:
+                    raise _exec_error(message, self.options.command[0])
+                self.execed = True
+                log_event(
+                    logger,
+                    logging.INFO,
+                    "run.start",
+                    pid=self.child.pid,
+                    command=self.options.command[0],
+                    userns=os.geteuid() != 0,
+                    offloads=tap.offloads,
+                    ipv4=addressing.ipv4 is not None,
+                    ipv6=addressing.ipv6 is not None,
+                )
+                status = await _wait_exit(self.child)
+                nursery.cancel_scope.cancel()
+            if self.netns is not None:
+                killed = _kill_namespace(self.netns)
+                if killed:
+                    log_event(logger, logging.INFO, "run.killed_leftovers", processes=killed)
+            log_event(
+                logger,
+                logging.INFO,
+                "run.end",
+                status=status,
+                **net.metrics_handle().snapshot(),
+                tap_malformed_in=tap.counters.malformed_in,
+                tap_drops_out=tap.counters.drops_out,
+            )
+        return status
+
+
+def _first_leaf(group: BaseExceptionGroup[RunError]) -> RunError:
+    first = group.exceptions[0]
+    return first if isinstance(first, RunError) else _first_leaf(first)
+
+
+def _exec_error(message: bytes, command: str) -> RunError:
+    _, err, text = message.decode(errors="replace").split(" ", 2)
+    status = 127 if int(err) == errno.ENOENT else 126
+    return RunError(f"cannot run {command!r}: {text}", status)
+
+
+def _explain(reason: str) -> str:
+    if "user namespace" in reason and ("not permitted" in reason or "denied" in reason):
+        return (
+            f"{reason}: this system does not let unprivileged users create user "
+            "namespaces; run as root, or allow them (sysctl user.max_user_namespaces, "
+            "kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns)"
+        )
+    return reason
+
+
+async def _run(
+    options: RunOptions, addressing: GuestAddressing, userns: bool, pcap: PcapWriter | None
+) -> int:
+    with SignalFd(FORWARDED) as sigfd:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with parent_sock:
+            parent_sock.setblocking(False)
+            try:
+                child = _spawn(child_sock, addressing, options, userns)
+            finally:
+                child_sock.close()
+            supervisor = _Supervisor(child, options, pcap)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(supervisor.watch_signals, sigfd, nursery.cancel_scope)
+                    supervisor.status = await supervisor.supervise(parent_sock, addressing)
+                    nursery.cancel_scope.cancel()
+            finally:
+                _reap(child, supervisor.netns)
+                if supervisor.netns_fd is not None:
+                    os.close(supervisor.netns_fd)
+            assert supervisor.status is not None  # set by CMD's exit or by an aborting signal
+            return supervisor.status
+
+
+def _reap(child: subprocess.Popen[bytes], netns: tuple[int, int] | None) -> None:
+    """Make sure the helper or CMD is gone and waited for, whatever happened."""
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        child.wait()
+    if netns is not None:
+        _kill_namespace(netns)
