@@ -1,0 +1,220 @@
+"""Guest SYNs through the stack: parked, accepted, refused three ways, limited."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.stack.guest import (
+    GUEST4,
+    GUEST6,
+    GW4,
+    GW6,
+    REMOTE4,
+    REMOTE6,
+    make_stack,
+    only,
+    take_parsed,
+    v4,
+    v6,
+)
+from trionet.stack.flows import FlowKey, TcpConnectRequested
+from trionet.stack.interface import RefuseReason
+from trionet.wire.icmpv4 import Icmpv4DestUnreachable
+from trionet.wire.icmpv6 import Icmpv6DestUnreachable
+from trionet.wire.ipv4 import PROTO_TCP, Ipv4Header, parse_ipv4
+from trionet.wire.ipv6 import Ipv6Header, parse_ipv6
+from trionet.wire.tcp import TcpFlags, TcpHeader, TcpOptions, parse_tcp
+
+NOW = 50.0
+SYN_OPTIONS = TcpOptions(mss=1460, window_scale=7, sack_permitted=True, timestamp=(12345, 0))
+
+
+def syn(port: int = 40000, seq: int = 1000, options: TcpOptions = SYN_OPTIONS) -> TcpHeader:
+    return TcpHeader(port, 80, seq, 0, TcpFlags.SYN, 64240, options=options)
+
+
+def syn_frame(version: int, header: TcpHeader, payload: bytes = b"") -> bytes:
+    return v4(header, payload) if version == 4 else v6(header, payload)
+
+
+def key_for(version: int, port: int = 40000) -> FlowKey:
+    if version == 4:
+        return FlowKey(4, GUEST4, port, REMOTE4, 80)
+    return FlowKey(6, GUEST6, port, REMOTE6, 80)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_syn_is_parked_and_accept_answers_syn_ack(version: int) -> None:
+    stack = make_stack()
+    stack.receive_frame(syn_frame(version, syn()), NOW)
+    key = key_for(version)
+    assert stack.take_events() == [TcpConnectRequested(key)]
+    assert not stack.take_frames()
+    # The guest retransmits while we dial: absorbed, not a second request.
+    stack.receive_frame(syn_frame(version, syn()), NOW + 1)
+    assert not stack.take_events() and not stack.take_frames()
+
+    assert stack.tcp_accept(key, NOW + 1.5)
+    synack = only(stack)
+    assert synack.ip is not None
+    assert (synack.ip.src, synack.ip.dst) == (key.remote_addr, key.guest_addr)
+    tcp = synack.tcp
+    assert tcp is not None
+    assert tcp.flags == TcpFlags.SYN | TcpFlags.ACK
+    assert (tcp.src_port, tcp.dst_port, tcp.ack) == (80, 40000, 1001)
+    options = tcp.options
+    assert options.mss == (1460 if version == 4 else 1440)
+    assert options.window_scale is not None and 0 <= options.window_scale <= 14
+    assert options.sack_permitted
+    assert options.timestamp is not None and options.timestamp[1] == 12345
+    # A second accept for the same key has nothing left to accept.
+    assert not stack.tcp_accept(key, NOW + 2)
+
+
+def test_syn_ack_omits_what_the_guest_did_not_offer() -> None:
+    stack = make_stack()
+    stack.receive_frame(v4(syn(options=TcpOptions())), NOW)
+    key = key_for(4)
+    stack.take_events()
+    stack.tcp_accept(key, NOW)
+    tcp = only(stack).tcp
+    assert tcp is not None
+    assert tcp.options.mss == 1460
+    assert tcp.options.window_scale is None
+    assert not tcp.options.sack_permitted
+    assert tcp.options.timestamp is None
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_refused_syn_gets_rst_ack_acknowledging_the_syn(version: int) -> None:
+    stack = make_stack()
+    stack.receive_frame(syn_frame(version, syn(seq=0xFFFFFFFF)), NOW)
+    key = key_for(version)
+    stack.take_events()
+    stack.tcp_refuse(key, NOW, RefuseReason.REFUSED)
+    rst = only(stack)
+    assert rst.ip is not None
+    assert (rst.ip.src, rst.ip.dst) == (key.remote_addr, key.guest_addr)
+    assert rst.tcp is not None
+    assert rst.tcp.flags == TcpFlags.RST | TcpFlags.ACK
+    assert (rst.tcp.seq, rst.tcp.ack) == (0, 0)  # seq + 1 wraps
+    assert stack.tcp.pending_count == 0
+    # Refusing again (a late decision) does nothing.
+    stack.tcp_refuse(key, NOW, RefuseReason.REFUSED)
+    assert not stack.take_frames()
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"), [(RefuseReason.UNREACHABLE, 1), (RefuseReason.PROHIBITED, 13)]
+)
+def test_unreachable_v4_quotes_the_syn(reason: RefuseReason, code: int) -> None:
+    stack = make_stack()
+    stack.receive_frame(v4(syn(seq=777)), NOW)
+    key = key_for(4)
+    stack.take_events()
+    stack.tcp_refuse(key, NOW, reason)
+    error = only(stack)
+    assert isinstance(error.ip, Ipv4Header)
+    assert error.ip.dst == GUEST4
+    assert error.icmp4 == Icmpv4DestUnreachable(code)
+    quoted, body = parse_ipv4(error.payload, truncated_ok=True)
+    assert (quoted.src, quoted.dst, quoted.protocol) == (GUEST4, REMOTE4, PROTO_TCP)
+    tcp, _ = parse_tcp(body, None)
+    assert (tcp.src_port, tcp.dst_port, tcp.seq, tcp.flags) == (40000, 80, 777, TcpFlags.SYN)
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"), [(RefuseReason.UNREACHABLE, 3), (RefuseReason.PROHIBITED, 1)]
+)
+def test_unreachable_v6_quotes_the_syn(reason: RefuseReason, code: int) -> None:
+    stack = make_stack()
+    stack.receive_frame(v6(syn(seq=777)), NOW)
+    key = key_for(6)
+    stack.take_events()
+    stack.tcp_refuse(key, NOW, reason)
+    error = only(stack)
+    assert isinstance(error.ip, Ipv6Header)
+    assert (error.ip.src, error.ip.dst) == (GW6, GUEST6)
+    assert error.icmp6 == Icmpv6DestUnreachable(code)
+    quoted, body = parse_ipv6(error.payload, truncated_ok=True)
+    assert (quoted.src, quoted.dst, quoted.next_header) == (GUEST6, REMOTE6, PROTO_TCP)
+    tcp, _ = parse_tcp(body, None)
+    assert (tcp.src_port, tcp.dst_port, tcp.seq, tcp.flags) == (40000, 80, 777, TcpFlags.SYN)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize(
+    ("flags", "payload", "expect"),
+    [
+        # RFC 9293 3.10.7.1: with ACK, RST at SEG.ACK ...
+        (TcpFlags.ACK, b"", (5555, 0, TcpFlags.RST)),
+        (TcpFlags.ACK | TcpFlags.PSH, b"hello", (5555, 0, TcpFlags.RST)),
+        (TcpFlags.SYN | TcpFlags.ACK, b"", (5555, 0, TcpFlags.RST)),
+        # ... without ACK, RST|ACK acknowledging SEG.SEQ + SEG.LEN.
+        (TcpFlags.FIN, b"", (0, 2001, TcpFlags.RST | TcpFlags.ACK)),
+        (TcpFlags.PSH, b"hello", (0, 2005, TcpFlags.RST | TcpFlags.ACK)),
+    ],
+)
+def test_segment_for_no_connection_is_reset(
+    version: int, flags: TcpFlags, payload: bytes, expect: tuple[int, int, TcpFlags]
+) -> None:
+    stack = make_stack()
+    header = TcpHeader(40000, 80, 2000, 5555, flags, 1000)
+    stack.receive_frame(syn_frame(version, header, payload), NOW)
+    rst = only(stack)
+    assert rst.tcp is not None
+    assert (rst.tcp.seq, rst.tcp.ack, rst.tcp.flags) == expect
+    assert (rst.tcp.src_port, rst.tcp.dst_port) == (80, 40000)
+    assert stack.drops["tcp_no_connection"] == 1
+    assert not stack.take_events()
+
+
+def test_rst_for_no_connection_is_never_answered() -> None:
+    stack = make_stack()
+    stack.receive_frame(v4(TcpHeader(40000, 80, 1, 1, TcpFlags.RST | TcpFlags.ACK, 0)), NOW)
+    stack.receive_frame(v4(TcpHeader(40000, 80, 1, 0, TcpFlags.RST, 0)), NOW)
+    assert not stack.take_frames() and not stack.take_events()
+
+
+def test_max_connections_resets_and_counts() -> None:
+    stack = make_stack(max_connections=3)
+    for port in (1, 2, 3):
+        stack.receive_frame(v4(syn(port)), NOW)
+    assert len(stack.take_events()) == 3
+    stack.tcp_accept(key_for(4, 1), NOW)  # one established, two still parked
+    stack.take_frames()
+    stack.receive_frame(v4(syn(4, seq=99)), NOW)
+    rst = only(stack)
+    assert rst.tcp is not None
+    assert rst.tcp.flags == TcpFlags.RST | TcpFlags.ACK and rst.tcp.ack == 100
+    assert stack.drops["limit"] == 1
+    assert not stack.take_events()
+    # A refusal frees a slot.
+    stack.tcp_refuse(key_for(4, 2), NOW, RefuseReason.REFUSED)
+    stack.take_frames()
+    stack.receive_frame(v4(syn(4, seq=99)), NOW)
+    assert stack.take_events() == [TcpConnectRequested(key_for(4, 4))]
+
+
+def test_syn_to_the_gateway_keeps_the_gateway_as_remote() -> None:
+    stack = make_stack()
+    stack.receive_frame(v4(syn(), dst=GW4), NOW)
+    stack.receive_frame(v6(syn(), dst=GW6), NOW)
+    assert stack.take_events() == [
+        TcpConnectRequested(FlowKey(4, GUEST4, 40000, GW4, 80)),
+        TcpConnectRequested(FlowKey(6, GUEST6, 40000, GW6, 80)),
+    ]
+
+
+def test_abort_all_resets_parked_syns_and_connections() -> None:
+    stack = make_stack()
+    stack.receive_frame(v4(syn(1)), NOW)
+    stack.receive_frame(v4(syn(2)), NOW)
+    stack.take_events()
+    stack.tcp_accept(key_for(4, 1), NOW)
+    stack.take_frames()
+    stack.abort_all(NOW)
+    frames = [f.tcp for f in take_parsed(stack)]
+    assert len(frames) == 2
+    assert all(f is not None and f.flags & TcpFlags.RST for f in frames)
+    assert len(stack.tcp) == 0 and stack.tcp.pending_count == 0
