@@ -173,3 +173,38 @@ def test_bytes_held_are_bounded() -> None:
         r.add((4, GUEST4, REMOTE4, ident, PROTO_UDP), 0, True, bytes(1480), NOW)
     assert r.bytes_held <= 10_000
     assert drops["fragment_limit"] > 0
+
+
+def test_empty_fragments_cannot_pile_up() -> None:
+    # Zero-length fragments add no bytes, so a byte bound alone never stops
+    # them; Linux discards the queue on one (ip_frag_queue: end == offset).
+    drops: Counter[str] = Counter()
+    r = Reassembler(drops)
+    key = (4, GUEST4, REMOTE4, 1, PROTO_UDP)
+    r.add(key, 0, True, bytes(8), NOW)
+    for i in range(1000):
+        r.add(key, 8 * (i % 100 + 1), True, b"", NOW)
+    assert sum(len(p.pieces) for p in r._partials.values()) <= 1
+    assert drops["fragment_invalid"] >= 1
+
+
+def test_memory_of_tiny_fragments_is_charged() -> None:
+    # 8-byte fragments cost far more than 8 bytes each to hold; the bound
+    # must count what they really cost, not just their payload.
+    import tracemalloc
+
+    max_bytes = 64 * 1024
+    drops: Counter[str] = Counter()
+    r = Reassembler(drops, max_bytes=max_bytes)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for ident in range(4):
+            key = (4, GUEST4, REMOTE4, ident, PROTO_UDP)
+            for offset in range(0, 65528, 16):  # every other 8-byte slot: never completes
+                r.add(key, offset, True, b"\x01" * 8, NOW)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert drops["fragment_limit"] > 0
+    assert held < 2 * max_bytes, held
