@@ -489,3 +489,49 @@ def test_hop_limit_expiry_v6_answers_time_exceeded() -> None:
     assert (error.ip.src, error.ip.dst) == (GW6, GUEST6)
     assert error.icmp6 == Icmpv6TimeExceeded(0)
     assert error.payload == frame[14:]
+
+
+_LOOPBACK4 = bytes([127, 0, 0, 1])
+_LOOPBACK6 = bytes(15) + b"\x01"
+_MAPPED_LOOPBACK6 = bytes(10) + b"\xff\xff" + _LOOPBACK4
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        v4(_SYN, dst=_LOOPBACK4),
+        v4(_SYN, dst=bytes([127, 1, 2, 3])),
+        v4(UdpHeader(1, 53), b"q", dst=_LOOPBACK4),
+        v4(Icmpv4Echo(True, 1, 1), dst=_LOOPBACK4),
+        v4(_SYN, dst=bytes([0, 1, 2, 3])),
+        v6(_SYN, dst=_LOOPBACK6),
+        v6(UdpHeader(1, 53), b"q", dst=_LOOPBACK6),
+        v6(Icmpv6Echo(True, 1, 1), dst=_LOOPBACK6),
+        v6(_SYN, dst=_MAPPED_LOOPBACK6),
+        v6(UdpHeader(1, 53), b"q", dst=_MAPPED_LOOPBACK6),
+        v6(_SYN, src=GUEST6_LL, dst=bytes.fromhex("fe800000000000000000000000000099")),
+    ],
+    ids=[
+        "tcp-127.0.0.1",
+        "tcp-127.1.2.3",
+        "udp-127.0.0.1",
+        "ping-127.0.0.1",
+        "tcp-0.1.2.3",
+        "tcp-::1",
+        "udp-::1",
+        "ping-::1",
+        "tcp-::ffff:127.0.0.1",
+        "udp-::ffff:127.0.0.1",
+        "tcp-fe80::99",
+    ],
+)
+def test_martian_destinations_are_not_relayed(frame: bytes) -> None:
+    # RFC 1812 5.3.7 / RFC 4291 2.5.3, 2.5.6: a router never forwards to
+    # loopback, "this network" or another link's link-local address. Relaying
+    # them would dial the host's own loopback while the flow's description
+    # says it is not for the host, slipping past a policy on host access;
+    # an IPv4-mapped IPv6 destination would reach IPv4 through an AF_INET6 socket.
+    stack = make_stack()
+    stack.receive_frame(frame, NOW)
+    assert not stack.take_events() and not stack.take_frames()
+    assert stack.drops == {"martian_destination": 1}

@@ -55,6 +55,13 @@ _UNSPECIFIED_V6 = bytes(16)
 _ICMPV6_PORT_UNREACHABLE = 4
 _ICMPV6_ADDRESS_UNREACHABLE = 3
 _ETHERNET_LEN = 14
+_LOOPBACK_V6 = bytes(15) + b"\x01"
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def _martian_v4(dst: bytes) -> bool:
+    """Loopback (127/8) or "this network" (0/8): never forwarded (RFC 1812 5.3.7)."""
+    return dst[0] == 127 or dst[0] == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +192,11 @@ class Stack:
         if dst[0] >= 224 or dst == b"\x00\x00\x00\x00":
             self.drops["unsupported_destination"] += 1  # multicast, broadcast, this-host
             return
+        if _martian_v4(dst):
+            # Relaying these would dial the host's own loopback for a flow not
+            # described as host-bound, slipping past any policy on host access.
+            self.drops["martian_destination"] += 1
+            return
         if ip.ttl <= 1 and dst != params.gateway_ipv4:
             self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
             return
@@ -277,6 +289,9 @@ class Stack:
         if dst[0] == 0xFF or dst == _UNSPECIFIED_V6:
             self.drops["unsupported_destination"] += 1
             return
+        if self._martian_v6(dst):
+            self.drops["martian_destination"] += 1
+            return
         if ip.hop_limit <= 1 and dst not in self._gateways_v6:
             self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
             return
@@ -308,6 +323,17 @@ class Stack:
             )
         else:
             self.drops["unsupported_protocol"] += 1
+
+    def _martian_v6(self, dst: bytes) -> bool:
+        """Loopback, IPv4-mapped, or link-local other than the gateway's (RFC 4291).
+
+        An IPv4-mapped destination would reach IPv4 (its loopback included)
+        through the engine's AF_INET6 socket; a link-local one names a
+        neighbour on the guest's link, where there is only the gateway.
+        """
+        if dst == _LOOPBACK_V6 or dst[:12] == _V4_MAPPED_PREFIX:
+            return True
+        return dst[0] == 0xFE and dst[1] & 0xC0 == 0x80 and dst not in self._gateways_v6
 
     def _icmpv6(self, ip: Ipv6Header, body: memoryview) -> None:
         params = self.params
@@ -345,6 +371,8 @@ class Stack:
                 self._frames.append(self._v6_frame(ip.dst, ip.src, message.reply(), data))
             elif ip.dst[0] == 0xFF:
                 self.drops["unsupported_destination"] += 1
+            elif self._martian_v6(ip.dst):
+                self.drops["martian_destination"] += 1
             else:
                 self._events.append(
                     EchoRequested(
