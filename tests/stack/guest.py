@@ -205,3 +205,31 @@ def only(stack: Stack) -> Parsed:
     frames = take_parsed(stack)
     assert len(frames) == 1, frames
     return frames[0]
+
+
+def handshake(stack: Stack, port: int = 40000, *, now: float = 0.0, version: int = 4) -> Handshake:
+    """Open a connection from a scripted guest (no options): SYN, accept, ACK."""
+    from trionet.stack.flows import FlowKey
+    from trionet.wire.tcp import TcpFlags
+
+    if version == 4:
+        key = FlowKey(4, GUEST4, port, REMOTE4, 80)
+    else:
+        key = FlowKey(6, GUEST6, port, REMOTE6, 80)
+    send = v4 if version == 4 else v6
+    stack.receive_frame(send(TcpHeader(port, 80, 1000, 0, TcpFlags.SYN, 65535)), now)
+    assert stack.tcp_accept(key, now)
+    synack = only(stack).tcp
+    assert synack is not None
+    ours = synack.seq + 1
+    stack.receive_frame(send(TcpHeader(port, 80, 1001, ours, TcpFlags.ACK, 65535)), now)
+    stack.take_events()
+    return Handshake(key, 1001, ours)
+
+
+@dataclass
+class Handshake:
+    key: object
+    #: the guest's next sequence number, and the stack's
+    guest_seq: int
+    stack_seq: int

@@ -11,6 +11,7 @@ from tests.stack.guest import (
     GW6,
     REMOTE4,
     REMOTE6,
+    handshake,
     make_stack,
     only,
     take_parsed,
@@ -218,3 +219,30 @@ def test_abort_all_resets_parked_syns_and_connections() -> None:
     assert len(frames) == 2
     assert all(f is not None and f.flags & TcpFlags.RST for f in frames)
     assert len(stack.tcp) == 0 and stack.tcp.pending_count == 0
+
+
+def test_timer_heap_stays_proportional_to_connections() -> None:
+    # Each re-armed deadline pushes a heap entry and the stale one waits
+    # until its time passes. A guest repeating a FIN into TIME-WAIT re-arms
+    # a 60 s timer each time: without compaction, one entry per frame piles
+    # up for a minute (millions at line rate).
+    stack = make_stack()
+    opened = handshake(stack, now=0.0)
+    key = opened.key
+    assert isinstance(key, FlowKey)
+    stack.tcp_shutdown(key, 0.0)  # our FIN
+    take_parsed(stack)
+    fin = TcpHeader(40000, 80, 1001, opened.stack_seq + 1, TcpFlags.FIN | TcpFlags.ACK, 65535)
+    stack.receive_frame(v4(fin), 0.0)  # acknowledges ours: TIME-WAIT
+    now = 0.0
+    for _ in range(3000):
+        now += 0.001
+        stack.receive_frame(v4(fin), now)  # a retransmitted FIN restarts 2MSL
+    stack.take_frames()
+    assert len(stack.tcp) == 1
+    assert len(stack.tcp._timers) <= 100
+    # The connection still leaves TIME-WAIT at the right moment.
+    deadline = stack.next_deadline()
+    assert deadline == pytest.approx(now + 60)
+    stack.poll(deadline)
+    assert len(stack.tcp) == 0

@@ -7,7 +7,11 @@ unreachable. Retransmitted SYNs for a parked flow are absorbed.
 
 Timers: each connection has at most one deadline; a heap of (deadline, key)
 with lazy deletion finds the earliest without scanning every connection, so
-10,000 idle connections cost nothing per frame.
+10,000 idle connections cost nothing per frame. A stale entry lingers until
+its time passes, and a deadline can move once per segment (a FIN repeated
+into TIME-WAIT restarts a 60 s timer each time), so the heap is rebuilt from
+the live deadlines whenever stale entries outnumber them: amortised O(1),
+and the heap stays proportional to the table instead of to the frame rate.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ TSO_MAX_PAYLOAD = 65535 - 20 - 60
 _L4_OFFSET = {4: 14 + 20, 6: 14 + 40}
 _ICMPV6_ADMIN_PROHIBITED = 1
 _ICMPV6_ADDRESS_UNREACHABLE = 3
+#: Stale heap entries tolerated before a rebuild, beyond two per connection.
+_TIMER_SLACK = 64
 _SYN = TcpFlags.SYN
 _ACK = TcpFlags.ACK
 _RST = TcpFlags.RST
@@ -263,9 +269,9 @@ class TcpTable:
         return None
 
     def poll(self, now: float) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            deadline, key = heapq.heappop(timers)
+        # self._timers is re-read each time: _service may rebuild the heap.
+        while self._timers and self._timers[0][0] <= now:
+            deadline, key = heapq.heappop(self._timers)
             entry = self._connections.get(key)
             if entry is None or entry.deadline != deadline:
                 continue
@@ -310,7 +316,19 @@ class TcpTable:
         if deadline != entry.deadline:
             entry.deadline = deadline
             if deadline is not None:
-                heapq.heappush(self._timers, (deadline, key))
+                timers = self._timers
+                heapq.heappush(timers, (deadline, key))
+                if len(timers) > 2 * len(self._connections) + _TIMER_SLACK:
+                    self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Rebuild the heap from the live deadlines, dropping stale entries."""
+        self._timers = [
+            (entry.deadline, key)
+            for key, entry in self._connections.items()
+            if entry.deadline is not None
+        ]
+        heapq.heapify(self._timers)
 
     def _forget(self, key: FlowKey) -> None:
         entry = self._connections.pop(key, None)
