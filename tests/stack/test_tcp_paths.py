@@ -11,6 +11,7 @@ from tests.stack.guest import (
     GW6,
     REMOTE4,
     REMOTE6,
+    Handshake,
     handshake,
     make_stack,
     only,
@@ -18,8 +19,8 @@ from tests.stack.guest import (
     v4,
     v6,
 )
-from trionet.stack.flows import FlowKey, TcpConnectRequested
-from trionet.stack.interface import RefuseReason
+from trionet.stack.flows import FlowKey, TcpConnectionGone, TcpConnectRequested
+from trionet.stack.interface import RefuseReason, Stack
 from trionet.wire.icmpv4 import Icmpv4DestUnreachable
 from trionet.wire.icmpv6 import Icmpv6DestUnreachable
 from trionet.wire.ipv4 import PROTO_TCP, Ipv4Header, parse_ipv4
@@ -246,3 +247,78 @@ def test_timer_heap_stays_proportional_to_connections() -> None:
     assert deadline == pytest.approx(now + 60)
     stack.poll(deadline)
     assert len(stack.tcp) == 0
+
+
+def _close_host_first(stack: Stack, port: int, now: float, *, release: bool = True) -> Handshake:
+    """Open a connection, then close it from our side first: it ends in TIME-WAIT."""
+    opened = handshake(stack, port, now=now)
+    key = opened.key
+    assert isinstance(key, FlowKey)
+    stack.tcp_shutdown(key, now)
+    if release:
+        stack.tcp_release(key, now)  # the relay is done with it
+    take_parsed(stack)
+    fin = TcpHeader(port, 80, 1001, opened.stack_seq + 1, TcpFlags.FIN | TcpFlags.ACK, 65535)
+    stack.receive_frame(v4(fin), now)
+    ack = only(stack).tcp
+    assert ack is not None and ack.ack == 1002
+    stack.take_events()
+    return opened
+
+
+def test_time_wait_does_not_count_against_max_connections() -> None:
+    # The host closing first (HTTP/1.0 servers, Connection: close) leaves
+    # our side in TIME-WAIT for 60 s. Counting those as connections refused
+    # new ones at max_connections per minute (256 by default).
+    stack = make_stack(max_connections=2)
+    _close_host_first(stack, 1, 0.0)
+    _close_host_first(stack, 2, 0.0)
+    stack.receive_frame(v4(syn(3)), 1.0)
+    assert stack.take_events() == [
+        TcpConnectionGone(key_for(4, 1), "connection closed"),
+        TcpConnectRequested(key_for(4, 3)),
+    ]
+    assert not stack.take_frames()
+    assert stack.drops["limit"] == 0
+    # The table itself stays bounded: the oldest TIME-WAIT entry made room.
+    assert len(stack.tcp) + stack.tcp.pending_count <= 2
+    # Live connections still count.
+    stack.tcp_accept(key_for(4, 3), 1.0)
+    stack.receive_frame(v4(syn(4)), 1.0)
+    stack.receive_frame(v4(syn(5)), 1.0)
+    assert stack.drops["limit"] == 1
+
+
+def test_new_syn_reopens_a_time_wait_connection() -> None:
+    # RFC 6191 / RFC 9293 3.6.1: a SYN whose sequence number is beyond the
+    # old connection's may reopen it from TIME-WAIT (Linux does). The guest,
+    # having closed second, has no TIME-WAIT and may reuse the port at once;
+    # answering it with ACKs for the old connection stalled it for 60 s.
+    stack = make_stack()
+    _close_host_first(stack, 40000, 0.0)
+    stack.receive_frame(v4(syn(40000, seq=900_000)), 1.0)
+    assert stack.take_events() == [
+        TcpConnectionGone(key_for(4, 40000), "connection closed"),
+        TcpConnectRequested(key_for(4, 40000)),
+    ]
+    assert not stack.take_frames()
+    assert stack.tcp_accept(key_for(4, 40000), 1.0)
+    synack = only(stack).tcp
+    assert synack is not None and synack.ack == 900_001
+
+
+def test_old_syn_in_time_wait_does_not_reopen() -> None:
+    stack = make_stack()
+    _close_host_first(stack, 40000, 0.0)
+    stack.receive_frame(v4(syn(40000, seq=500)), 1.0)  # behind the old connection
+    assert not stack.take_events()
+    assert len(stack.tcp) == 1
+
+
+def test_time_wait_still_owned_by_a_stream_keeps_its_slot() -> None:
+    # Its stream may still hold unread data: it is not evicted.
+    stack = make_stack(max_connections=1)
+    _close_host_first(stack, 1, 0.0, release=False)
+    stack.receive_frame(v4(syn(2)), 1.0)
+    assert stack.drops["limit"] == 1
+    assert len(stack.tcp) == 1

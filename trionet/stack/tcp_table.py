@@ -5,6 +5,12 @@ policy and dials the host; only then does :meth:`TcpTable.accept` create the
 connection (answering SYN-ACK) or :meth:`TcpTable.refuse` answer RST or ICMP
 unreachable. Retransmitted SYNs for a parked flow are absorbed.
 
+TIME-WAIT: when the host closes first, our side lingers in TIME-WAIT for
+2*MSL. Once the stream has released such a connection, it neither counts
+against ``max_connections`` (the oldest is evicted when the table is full)
+nor blocks the guest from reusing its port: a SYN beyond the old
+connection's sequence space reopens it (RFC 6191, as Linux does).
+
 Timers: each connection has at most one deadline; a heap of (deadline, key)
 with lazy deletion finds the earliest without scanning every connection, so
 10,000 idle connections cost nothing per frame. A stale entry lingers until
@@ -35,6 +41,7 @@ from trionet.tcp.config import TcpConfig
 from trionet.tcp.connection import TcpConnection, TcpState, TcpStateError, reset_for
 from trionet.tcp.events import Closed, ConnectionReset
 from trionet.tcp.isn import IsnGenerator
+from trionet.tcp.seq import seq_diff
 from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
 from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame
 from trionet.wire.icmpv4 import (
@@ -91,7 +98,7 @@ class TcpStatus:
 
 
 class _Entry:
-    __slots__ = ("conn", "deadline", "error", "orphan")
+    __slots__ = ("conn", "deadline", "error", "orphan", "peer_end")
 
     def __init__(self, conn: TcpConnection) -> None:
         self.conn = conn
@@ -100,6 +107,8 @@ class _Entry:
         self.error: str | None = None
         #: the application closed its side; data still arriving resets it
         self.orphan = False
+        #: in TIME-WAIT, the end of the guest's sequence space (past its FIN)
+        self.peer_end: int | None = None
 
 
 class TcpTable:
@@ -119,6 +128,8 @@ class TcpTable:
         #: connections that ended while a stream still refers to them: key -> (graceful, reason)
         self._gone: dict[FlowKey, tuple[bool, str]] = {}
         self._timers: list[tuple[float, FlowKey]] = []
+        #: released connections in TIME-WAIT, oldest first: they yield their slot
+        self._time_wait: dict[FlowKey, None] = {}
         self._isn = IsnGenerator(params.isn_secret)
         self._config_v4 = TcpConfig(mss=params.mtu - 40, default_peer_mss=536)
         self._config_v6 = TcpConfig(mss=params.mtu - 60, default_peer_mss=1220)
@@ -149,26 +160,49 @@ class TcpTable:
 
     def segment_in(self, key: FlowKey, header: TcpHeader, payload: memoryview, now: float) -> None:
         entry = self._connections.get(key)
-        if entry is not None:
-            entry.conn.receive_segment(header, payload, now)
-            self._service(key, entry, now)
-            return
         flags = header.flags
+        if entry is not None:
+            if not (key in self._time_wait and self._reopens(entry, header)):
+                entry.conn.receive_segment(header, payload, now)
+                self._service(key, entry, now)
+                if entry.peer_end is None and entry.conn.state is TcpState.TIME_WAIT:
+                    # What took us into TIME-WAIT was the guest's last segment.
+                    fin = 1 if flags & TcpFlags.FIN else 0
+                    entry.peer_end = header.seq + len(payload) + fin
+                return
+            self._retire(key)
         if flags & _RST:
             return  # never answer a RST (RFC 9293 3.10.7.1)
         if flags & _SYN and not flags & _ACK:
             if key in self._pending:
                 return  # a retransmitted SYN while we dial
-            if len(self._connections) + len(self._pending) >= self._params.max_connections:
+            limit = self._params.max_connections
+            connections = len(self._connections)
+            if connections - len(self._time_wait) + len(self._pending) >= limit:
                 self._drops["limit"] += 1
                 self._reset_for(key, header, len(payload))
                 return
+            if connections + len(self._pending) >= limit:
+                self._retire(next(iter(self._time_wait)))
             self._gone.pop(key, None)
             self._pending[key] = header
             self._events.append(TcpConnectRequested(key))
             return
         self._drops["tcp_no_connection"] += 1
         self._reset_for(key, header, len(payload))
+
+    @staticmethod
+    def _reopens(entry: _Entry, header: TcpHeader) -> bool:
+        """A new SYN beyond the TIME-WAIT connection's sequence space (RFC 6191)."""
+        flags = header.flags
+        if not flags & _SYN or flags & (_ACK | _RST) or entry.peer_end is None:
+            return False
+        return seq_diff(header.seq, entry.peer_end) > 0
+
+    def _retire(self, key: FlowKey) -> None:
+        """Drop a released TIME-WAIT connection early, to make room or reuse its key."""
+        self._forget(key)
+        self._events.append(TcpConnectionGone(key, "connection closed"))
 
     # -- the engine's decisions -------------------------------------------------------
 
@@ -312,6 +346,8 @@ class TcpTable:
             return
         if activity and not entry.orphan:
             self._events.append(TcpActivity(key))
+        if entry.orphan and conn.state is TcpState.TIME_WAIT:
+            self._time_wait.setdefault(key)
         deadline = conn.next_deadline()
         if deadline != entry.deadline:
             entry.deadline = deadline
@@ -331,6 +367,7 @@ class TcpTable:
         heapq.heapify(self._timers)
 
     def _forget(self, key: FlowKey) -> None:
+        self._time_wait.pop(key, None)
         entry = self._connections.pop(key, None)
         if entry is not None:
             entry.deadline = None
