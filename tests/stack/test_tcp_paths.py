@@ -322,3 +322,40 @@ def test_time_wait_still_owned_by_a_stream_keeps_its_slot() -> None:
     stack.receive_frame(v4(syn(2)), 1.0)
     assert stack.drops["limit"] == 1
     assert len(stack.tcp) == 1
+
+
+def _close_guest_first(stack: Stack, port: int, now: float) -> None:
+    """A connection the guest closes first, fully finished while its stream is open."""
+    opened = handshake(stack, port, now=now)
+    key = opened.key
+    assert isinstance(key, FlowKey)
+    fin = TcpHeader(port, 80, 1001, opened.stack_seq, TcpFlags.FIN | TcpFlags.ACK, 65535)
+    stack.receive_frame(v4(fin), now)
+    stack.tcp_shutdown(key, now)
+    ack = TcpHeader(port, 80, 1002, opened.stack_seq + 1, TcpFlags.ACK, 65535)
+    stack.receive_frame(v4(ack), now)
+    stack.take_frames()
+    stack.take_events()
+    assert len(stack.tcp) == 0
+
+
+def test_gone_connections_are_remembered_for_their_streams() -> None:
+    stack = make_stack()
+    _close_guest_first(stack, 1, 0.0)
+    status = stack.tcp_status(key_for(4, 1))
+    assert status.at_eof and status.readable == 0
+    stack.tcp_release(key_for(4, 1), 0.0)
+    assert not stack.tcp_status(key_for(4, 1)).at_eof
+
+
+def test_gone_connections_never_released_are_bounded() -> None:
+    # The record of a finished connection waits for its stream's release()
+    # or abort(). A stream that never calls either (GuestTcpStream.aclose
+    # skips release() once the connection is gone) must not make the table
+    # grow with every connection a guest ever made.
+    stack = make_stack(max_connections=4)
+    for port in range(1, 201):
+        _close_guest_first(stack, port, float(port))
+    assert len(stack.tcp._gone) <= 4 * 4
+    # The most recent ones are still answered correctly.
+    assert stack.tcp_status(key_for(4, 200)).at_eof

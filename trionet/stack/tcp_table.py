@@ -69,6 +69,8 @@ _ICMPV6_ADMIN_PROHIBITED = 1
 _ICMPV6_ADDRESS_UNREACHABLE = 3
 #: Stale heap entries tolerated before a rebuild, beyond two per connection.
 _TIMER_SLACK = 64
+#: Finished connections remembered for their streams, per allowed connection.
+_GONE_PER_CONNECTION = 4
 _SYN = TcpFlags.SYN
 _ACK = TcpFlags.ACK
 _RST = TcpFlags.RST
@@ -340,7 +342,7 @@ class TcpTable:
             closed_reason = (False, "reset: data after close")
         if closed_reason is not None or conn.state is TcpState.CLOSED:
             if not entry.orphan:
-                self._gone[key] = closed_reason or (True, "connection closed")
+                self._remember_gone(key, closed_reason or (True, "connection closed"))
             self._forget(key)
             self._events.append(TcpConnectionGone(key, (closed_reason or (True, ""))[1]))
             return
@@ -365,6 +367,20 @@ class TcpTable:
             if entry.deadline is not None
         ]
         heapq.heapify(self._timers)
+
+    def _remember_gone(self, key: FlowKey, outcome: tuple[bool, str]) -> None:
+        """Keep how a connection ended until its stream lets go (release or abort).
+
+        Bounded, oldest first out: a stream that never lets go (or a guest
+        churning through connections faster than streams close) must not
+        grow the table forever. An evicted stream just sees a plain
+        "connection closed" error instead of its connection's exact outcome.
+        """
+        gone = self._gone
+        gone.pop(key, None)
+        gone[key] = outcome
+        if len(gone) > _GONE_PER_CONNECTION * self._params.max_connections:
+            del gone[next(iter(gone))]
 
     def _forget(self, key: FlowKey) -> None:
         self._time_wait.pop(key, None)
