@@ -535,3 +535,20 @@ def test_martian_destinations_are_not_relayed(frame: bytes) -> None:
     stack.receive_frame(frame, NOW)
     assert not stack.take_events() and not stack.take_frames()
     assert stack.drops == {"martian_destination": 1}
+
+
+@pytest.mark.parametrize(
+    "dst_mac", [b"\xff" * 6, bytes.fromhex("01005e000001")], ids=["broadcast", "multicast"]
+)
+def test_ipv4_unicast_in_a_link_broadcast_is_dropped(dst_mac: bytes) -> None:
+    # A guest sends its subnet's broadcast address (172.16.0.3 in a /30) to
+    # ff:ff:ff:ff:ff:ff. The stack does not know the prefix, so it took the
+    # address for a remote one and relayed it to the host's network. RFC
+    # 1122 3.3.6: a datagram in a link-layer broadcast whose IP destination
+    # is not a broadcast or multicast address is silently discarded.
+    stack = make_stack()
+    subnet_broadcast = bytes([172, 16, 0, 3])
+    stack.receive_frame(v4(UdpHeader(1, 9), b"x", dst=subnet_broadcast, dst_mac=dst_mac), NOW)
+    stack.receive_frame(v4(_SYN, dst=REMOTE4, dst_mac=dst_mac), NOW)
+    assert not stack.take_events() and not stack.take_frames()
+    assert stack.drops == {"link_broadcast": 2}

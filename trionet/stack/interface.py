@@ -148,6 +148,12 @@ class Stack:
                 return
             ethertype = eth.ethertype
             if ethertype == ETHERTYPE_IPV4:
+                if eth.dst[0] & 1:
+                    # Nothing we relay may come as a link broadcast (RFC 1122
+                    # 3.3.6); the subnet's broadcast address, which we cannot
+                    # tell from a remote one, arrives exactly like that.
+                    self.drops["link_broadcast"] += 1
+                    return
                 self._ipv4(payload, now, checksum_valid)
             elif ethertype == ETHERTYPE_IPV6:
                 self._ipv6(payload, now, checksum_valid)
