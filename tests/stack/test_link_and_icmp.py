@@ -19,6 +19,7 @@ from tests.stack.guest import (
     REMOTE6,
     UNSPECIFIED6,
     arp_request,
+    ipv4_fragment,
     make_stack,
     multicast_mac,
     only,
@@ -552,3 +553,46 @@ def test_ipv4_unicast_in_a_link_broadcast_is_dropped(dst_mac: bytes) -> None:
     stack.receive_frame(v4(_SYN, dst=REMOTE4, dst_mac=dst_mac), NOW)
     assert not stack.take_events() and not stack.take_frames()
     assert stack.drops == {"link_broadcast": 2}
+
+
+def test_ttl_expiry_is_counted() -> None:
+    stack = make_stack()
+    stack.receive_frame(v4(UdpHeader(1, 2), b"x", ttl=1), NOW)
+    stack.receive_frame(v6(UdpHeader(1, 2), b"x", hop_limit=1), NOW)
+    stack.receive_frame(v4(_SYN, ttl=0), NOW)
+    assert len(stack.take_frames()) == 3
+    assert stack.drops == {"ttl_expired": 3}
+
+
+def test_no_time_exceeded_about_an_icmp_error_or_a_later_fragment() -> None:
+    # RFC 1122 3.2.2 / RFC 1812 4.3.2.7: never an ICMP error about an ICMP
+    # error (two gateways could ping-pong errors) or about a non-initial
+    # fragment (its quote would hold no transport header).
+    stack = make_stack()
+    quoted = bytes(28)
+    stack.receive_frame(v4(Icmpv4DestUnreachable(3), quoted, ttl=1), NOW)
+    stack.receive_frame(v4(Icmpv4TimeExceeded(0), quoted, ttl=1), NOW)
+    later = Ipv4Header(GUEST4, REMOTE4, PROTO_UDP, 16, 1, 9, False, False, 1480)
+    stack.receive_frame(ipv4_fragment(later, bytes(16)), NOW)
+    assert not stack.take_frames() and not stack.take_events()
+    assert stack.drops == {"ttl_expired": 3}
+    # An echo request is not an error: traceroute -I gets its answer.
+    stack.receive_frame(v4(Icmpv4Echo(True, 1, 1), ttl=1), NOW)
+    assert only(stack).icmp4 == Icmpv4TimeExceeded(0)
+
+
+def test_hop_limit_expiry_of_an_icmpv6_echo_answers_time_exceeded() -> None:
+    # traceroute6 -I: the ICMPv6 path bypassed the hop-limit check, so the
+    # probe was relayed to the destination instead of expiring here.
+    stack = make_stack()
+    frame = v6(Icmpv6Echo(True, 3, 4), b"probe", hop_limit=1)
+    stack.receive_frame(frame, NOW)
+    assert not stack.take_events()
+    error = only(stack)
+    assert isinstance(error.ip, Ipv6Header)
+    assert (error.ip.src, error.ip.dst) == (GW6, GUEST6)
+    assert error.icmp6 == Icmpv6TimeExceeded(0)
+    assert error.payload == frame[14:]
+    # To the gateway itself it is answered as usual.
+    stack.receive_frame(v6(Icmpv6Echo(True, 3, 5), hop_limit=1, dst=GW6), NOW)
+    assert only(stack).icmp6 == Icmpv6Echo(False, 3, 5)

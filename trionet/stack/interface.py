@@ -55,6 +55,8 @@ _UNSPECIFIED_V6 = bytes(16)
 _ICMPV6_PORT_UNREACHABLE = 4
 _ICMPV6_ADDRESS_UNREACHABLE = 3
 _ETHERNET_LEN = 14
+#: ICMPv4 types that are not errors: echo, timestamp, information, address mask.
+_ICMPV4_INFORMATIONAL = frozenset(bytes([t]) for t in (0, 8, 13, 14, 15, 16, 17, 18))
 _LOOPBACK_V6 = bytes(15) + b"\x01"
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
@@ -203,10 +205,15 @@ class Stack:
             # described as host-bound, slipping past any policy on host access.
             self.drops["martian_destination"] += 1
             return
-        if ip.ttl <= 1 and dst != params.gateway_ipv4:
-            self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
-            return
         protocol = ip.protocol
+        if ip.ttl <= 1 and dst != params.gateway_ipv4:
+            self.drops["ttl_expired"] += 1
+            # Never an error about an error (two routers could ping-pong them)
+            # or about a later fragment (RFC 1812 4.3.2.7).
+            is_error = protocol == PROTO_ICMP and body[:1] not in _ICMPV4_INFORMATIONAL
+            if not is_error and not ip.frag_offset:
+                self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
+            return
         if ip.is_fragment:
             if protocol != PROTO_UDP:
                 self.drops["unsupported_fragment"] += 1
@@ -299,6 +306,7 @@ class Stack:
             self.drops["martian_destination"] += 1
             return
         if ip.hop_limit <= 1 and dst not in self._gateways_v6:
+            self.drops["ttl_expired"] += 1
             self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
             return
         if ip.fragment is not None:
@@ -379,6 +387,9 @@ class Stack:
                 self.drops["unsupported_destination"] += 1
             elif self._martian_v6(ip.dst):
                 self.drops["martian_destination"] += 1
+            elif ip.hop_limit <= 1:
+                self.drops["ttl_expired"] += 1
+                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, ip.src)
             else:
                 self._events.append(
                     EchoRequested(
