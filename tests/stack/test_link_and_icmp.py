@@ -353,7 +353,9 @@ def test_udp_unreachable_v4_quotes_the_datagram(port: bool) -> None:
     stack.udp_unreachable(key, b"query", NOW, port=port)
     error = only(stack)
     assert isinstance(error.ip, Ipv4Header)
-    assert error.ip.dst == GUEST4
+    # Port unreachable comes from the host that has no such port; host
+    # unreachable from the router that gave up on it (RFC 1812 4.3.2.4).
+    assert (error.ip.src, error.ip.dst) == (REMOTE4 if port else GW4, GUEST4)
     assert error.icmp4 == Icmpv4DestUnreachable(3 if port else 1)
     quoted, body = parse_ipv4(error.payload, truncated_ok=True)
     assert (quoted.src, quoted.dst, quoted.protocol) == (GUEST4, REMOTE4, PROTO_UDP)
@@ -368,7 +370,7 @@ def test_udp_unreachable_v6_quotes_the_datagram(port: bool) -> None:
     stack.udp_unreachable(key, b"query", NOW, port=port)
     error = only(stack)
     assert isinstance(error.ip, Ipv6Header)
-    assert error.ip.dst == GUEST6
+    assert (error.ip.src, error.ip.dst) == (REMOTE6 if port else GW6, GUEST6)
     assert error.icmp6 == Icmpv6DestUnreachable(4 if port else 3)
     quoted, body = parse_ipv6(error.payload, truncated_ok=True)
     assert (quoted.src, quoted.dst, quoted.next_header) == (GUEST6, REMOTE6, PROTO_UDP)

@@ -117,7 +117,10 @@ def test_unreachable_v4_quotes_the_syn(reason: RefuseReason, code: int) -> None:
     stack.tcp_refuse(key, NOW, reason)
     error = only(stack)
     assert isinstance(error.ip, Ipv4Header)
-    assert error.ip.dst == GUEST4
+    # The gateway, as the router that gave up, is the error's source (RFC
+    # 1812 4.3.2.4), as for IPv6; a remote saying it is itself unreachable
+    # is a contradiction.
+    assert (error.ip.src, error.ip.dst) == (GW4, GUEST4)
     assert error.icmp4 == Icmpv4DestUnreachable(code)
     quoted, body = parse_ipv4(error.payload, truncated_ok=True)
     assert (quoted.src, quoted.dst, quoted.protocol) == (GUEST4, REMOTE4, PROTO_TCP)

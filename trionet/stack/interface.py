@@ -517,9 +517,10 @@ class Stack:
             )
             ip = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
             code = CODE_PORT_UNREACHABLE if port else CODE_HOST_UNREACHABLE
-            self._icmpv4_error(
-                Icmpv4DestUnreachable(code), ip, memoryview(datagram), src=key.remote_addr
-            )
+            # Port unreachable is the remote host's word; host unreachable is
+            # the router's, i.e. ours (RFC 1812 4.3.2.4).
+            src = key.remote_addr if port else (self.params.gateway_ipv4 or key.remote_addr)
+            self._icmpv4_error(Icmpv4DestUnreachable(code), ip, memoryview(datagram), src=src)
         else:
             datagram = udp.to_bytes(
                 payload,
@@ -528,9 +529,10 @@ class Stack:
             ip6 = Ipv6Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
             code = _ICMPV6_PORT_UNREACHABLE if port else _ICMPV6_ADDRESS_UNREACHABLE
             original = ip6.to_bytes() + datagram
+            src6 = key.remote_addr if port else (self.params.gateway_ipv6 or key.remote_addr)
             self._frames.append(
                 self._v6_frame(
-                    key.remote_addr,
+                    src6,
                     key.guest_addr,
                     Icmpv6DestUnreachable(code),
                     icmpv6_quote(original),

@@ -446,10 +446,12 @@ class TcpTable:
             original = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_TCP, len(body)).to_bytes()
             code = CODE_ADMIN_PROHIBITED if prohibited else CODE_HOST_UNREACHABLE
             quoted = icmpv4_quote(original + body)
+            # We are the router giving up on the destination: the error is
+            # ours (RFC 1812 4.3.2.4), as for IPv6 below.
             frame = build_ipv4_frame(
                 params.gateway_mac,
                 params.guest_mac,
-                key.remote_addr,
+                params.gateway_ipv4 or key.remote_addr,
                 key.guest_addr,
                 Icmpv4DestUnreachable(code),
                 payload=quoted,
