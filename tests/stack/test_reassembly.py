@@ -208,3 +208,10 @@ def test_memory_of_tiny_fragments_is_charged() -> None:
         tracemalloc.stop()
     assert drops["fragment_limit"] > 0
     assert held < 2 * max_bytes, held
+
+
+def test_a_deadline_at_time_zero_is_still_a_deadline() -> None:
+    # The clock is the caller's: trio's starts anywhere, a test's at zero.
+    stack = make_stack()
+    feed(stack, v4_fragments(datagram(4))[:1], now=-30.0)
+    assert stack.next_deadline() == 0.0

@@ -122,7 +122,11 @@ class Stack:
     # -- time -------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.tcp.next_deadline(), self._reassembly.next_deadline()) if d]
+        deadlines = [
+            d
+            for d in (self.tcp.next_deadline(), self._reassembly.next_deadline())
+            if d is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def poll(self, now: float) -> None:
