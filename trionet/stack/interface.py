@@ -55,6 +55,9 @@ _UNSPECIFIED_V6 = bytes(16)
 _ICMPV6_PORT_UNREACHABLE = 4
 _ICMPV6_ADDRESS_UNREACHABLE = 3
 _ETHERNET_LEN = 14
+#: UDP's 16-bit length, less its header (and IPv4's, whose total length is 16-bit too).
+_MAX_UDP_PAYLOAD_V4 = 65535 - 20 - 8
+_MAX_UDP_PAYLOAD_V6 = 65535 - 8
 #: ICMPv4 types that are not errors: echo, timestamp, information, address mask.
 _ICMPV4_INFORMATIONAL = frozenset(bytes([t]) for t in (0, 8, 13, 14, 15, 16, 17, 18))
 _LOOPBACK_V6 = bytes(15) + b"\x01"
@@ -437,7 +440,14 @@ class Stack:
     # -- UDP and ICMP from the engine ---------------------------------------------------
 
     def udp_send(self, key: FlowKey, payload: bytes, now: float) -> None:
-        """A datagram from ``key``'s remote end to the guest, fragmented to the MTU."""
+        """A datagram from ``key``'s remote end to the guest, fragmented to the MTU.
+
+        A payload UDP cannot carry (over 65507 bytes on IPv4, 65527 on IPv6)
+        is dropped and counted as ``udp_too_big``.
+        """
+        if len(payload) > (_MAX_UDP_PAYLOAD_V4 if key.version == 4 else _MAX_UDP_PAYLOAD_V6):
+            self.drops["udp_too_big"] += 1
+            return
         udp = UdpHeader(key.remote_port, key.guest_port)
         if key.version == 4:
             self._udp_v4(key, udp, payload)
