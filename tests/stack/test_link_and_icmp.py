@@ -612,3 +612,17 @@ def test_udp_send_of_an_impossible_datagram_is_dropped_not_raised(version: int, 
     assert stack.drops == {"udp_too_big": 1}
     stack.udp_send(key, bytes(65507 if version == 4 else 65527), NOW)
     assert stack.take_frames()
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_udp_unreachable_for_the_largest_guest_datagram(version: int) -> None:
+    # A guest can reassemble a 65527-byte UDP payload even over IPv4 (65535
+    # bytes after the IPv4 header); quoting it rebuilt an IPv4 header whose
+    # total length overflowed, raising struct.error.
+    stack = make_stack()
+    key = FlowKey(4, GUEST4, 1, REMOTE4, 2) if version == 4 else FlowKey(6, GUEST6, 1, REMOTE6, 2)
+    stack.udp_unreachable(key, bytes(65527), NOW, port=True)
+    error = only(stack)
+    assert error.icmp4 == Icmpv4DestUnreachable(3) or error.icmp6 == Icmpv6DestUnreachable(4)
+    quoted_ip = parse_ipv4(error.payload, truncated_ok=True)[0] if version == 4 else None
+    assert quoted_ip is None or quoted_ip.dst == REMOTE4

@@ -524,6 +524,9 @@ class Stack:
     def udp_unreachable(self, key: FlowKey, payload: bytes, now: float, *, port: bool) -> None:
         """Tell the guest its datagram for ``key`` could not be delivered."""
         udp = UdpHeader(key.guest_port, key.remote_port)
+        # Only the start is quoted; a guest's reassembled IPv4 datagram can be
+        # longer than an IPv4 header may claim, so rebuild it at a size that fits.
+        payload = payload[: _MAX_UDP_PAYLOAD_V4 if key.version == 4 else _MAX_UDP_PAYLOAD_V6]
         if key.version == 4:
             datagram = udp.to_bytes(
                 payload,
