@@ -215,3 +215,17 @@ def test_a_deadline_at_time_zero_is_still_a_deadline() -> None:
     stack = make_stack()
     feed(stack, v4_fragments(datagram(4))[:1], now=-30.0)
     assert stack.next_deadline() == 0.0
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_reassembled_checksum_is_verified_even_when_the_link_vouches(version: int) -> None:
+    # checksum_valid is the link's word about one frame (virtio-net
+    # DATA_VALID/NEEDS_CSUM); no NIC checksums a datagram across fragments,
+    # so a reassembled one must always be verified.
+    stack = make_stack()
+    data = bytearray(datagram(version))
+    data[-1] ^= 0xFF
+    for frame in fragments(version, bytes(data)):
+        stack.receive_frame(frame, NOW, checksum_valid=True)
+    assert not stack.take_events()
+    assert stack.drops["malformed"] == 1

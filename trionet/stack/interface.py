@@ -235,6 +235,7 @@ class Stack:
             if whole is None:
                 return
             body = memoryview(whole)
+            checksum_valid = False  # the link vouched for one frame, not the datagram
         if protocol == PROTO_TCP:
             pseudo = (
                 None if checksum_valid else pseudo_header_v4(ip.src, dst, PROTO_TCP, len(body))
@@ -330,6 +331,7 @@ class Stack:
             if whole is None:
                 return
             body = memoryview(whole)
+            checksum_valid = False  # the link vouched for one frame, not the datagram
         if next_header == PROTO_TCP:
             pseudo = None if checksum_valid else pseudo_header_v6(src, dst, PROTO_TCP, len(body))
             header, data = parse_tcp(body, pseudo)
