@@ -512,7 +512,7 @@ _MAPPED_LOOPBACK6 = bytes(10) + b"\xff\xff" + _LOOPBACK4
         v6(Icmpv6Echo(True, 1, 1), dst=_LOOPBACK6),
         v6(_SYN, dst=_MAPPED_LOOPBACK6),
         v6(UdpHeader(1, 53), b"q", dst=_MAPPED_LOOPBACK6),
-        v6(_SYN, src=GUEST6_LL, dst=bytes.fromhex("fe800000000000000000000000000099")),
+        v6(_SYN, dst=bytes.fromhex("fe800000000000000000000000000099")),
     ],
     ids=[
         "tcp-127.0.0.1",
@@ -626,3 +626,29 @@ def test_udp_unreachable_for_the_largest_guest_datagram(version: int) -> None:
     assert error.icmp4 == Icmpv4DestUnreachable(3) or error.icmp6 == Icmpv6DestUnreachable(4)
     quoted_ip = parse_ipv4(error.payload, truncated_ok=True)[0] if version == 4 else None
     assert quoted_ip is None or quoted_ip.dst == REMOTE4
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        v6(_SYN, src=GUEST6_LL, dst=REMOTE6),
+        v6(UdpHeader(1, 53), b"q", src=GUEST6_LL, dst=REMOTE6),
+        v6(Icmpv6Echo(True, 1, 1), src=GUEST6_LL, dst=REMOTE6),
+    ],
+    ids=["tcp", "udp", "ping"],
+)
+def test_link_local_source_is_not_relayed_off_link(frame: bytes) -> None:
+    # RFC 4291 2.5.6: a router must not forward a packet with a link-local
+    # source to another link; relaying it is forwarding.
+    stack = make_stack()
+    stack.receive_frame(frame, NOW)
+    assert not stack.take_events() and not stack.take_frames()
+    assert stack.drops == {"bad_source": 1}
+
+
+def test_link_local_source_to_the_gateway_is_served() -> None:
+    stack = make_stack()
+    stack.receive_frame(v6(_SYN, src=GUEST6_LL, dst=GW6_LL), NOW)
+    stack.receive_frame(v6(UdpHeader(1, 53), b"q", src=GUEST6_LL, dst=GW6), NOW)
+    assert len(stack.take_events()) == 2
+    assert not stack.drops

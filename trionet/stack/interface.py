@@ -304,7 +304,7 @@ class Stack:
                 return
             self._icmpv6(ip, body)
             return
-        if src != params.guest_ipv6 and src[:2] != b"\xfe\x80":
+        if not self._valid_source_v6(src, dst):
             self.drops["bad_source"] += 1
             return
         if dst[0] == 0xFF or dst == _UNSPECIFIED_V6:
@@ -347,6 +347,16 @@ class Stack:
         else:
             self.drops["unsupported_protocol"] += 1
 
+    def _valid_source_v6(self, src: bytes, dst: bytes) -> bool:
+        """The guest's address, or a link-local one for the gateway itself.
+
+        A link-local source never leaves its link (RFC 4291 2.5.6): relaying
+        it to a remote destination would be forwarding it.
+        """
+        if src == self.params.guest_ipv6:
+            return True
+        return src[:2] == b"\xfe\x80" and dst in self._gateways_v6
+
     def _martian_v6(self, dst: bytes) -> bool:
         """Loopback, IPv4-mapped, or link-local other than the gateway's (RFC 4291).
 
@@ -387,7 +397,7 @@ class Stack:
             )
             return
         if isinstance(message, Icmpv6Echo) and message.request:
-            if ip.src != params.guest_ipv6 and ip.src[:2] != b"\xfe\x80":
+            if not self._valid_source_v6(ip.src, ip.dst):
                 self.drops["bad_source"] += 1
                 return
             if ip.dst in self._gateways_v6:
