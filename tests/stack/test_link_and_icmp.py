@@ -652,3 +652,20 @@ def test_link_local_source_to_the_gateway_is_served() -> None:
     stack.receive_frame(v6(UdpHeader(1, 53), b"q", src=GUEST6_LL, dst=GW6), NOW)
     assert len(stack.take_events()) == 2
     assert not stack.drops
+
+
+def test_frames_in_writable_buffers_are_handled_like_bytes() -> None:
+    # A VMM link may hand over views into a writable ring buffer; nothing on
+    # the receive path may hash or keep such a view.
+    stack = make_stack()
+    frames = [
+        v4(Icmpv4DestUnreachable(3), bytes(28), ttl=1),
+        v4(Icmpv4Echo(True, 1, 1), b"x", ttl=1),
+        v4(UdpHeader(1, 2), b"payload"),
+        v6(Icmpv6Echo(True, 1, 1), dst=GW6),
+        arp_request(GW4),
+    ]
+    for frame in frames:
+        stack.receive_frame(memoryview(bytearray(frame)), NOW)
+    assert len(stack.take_frames()) == 3
+    assert stack.take_events() == [UdpReceived(FlowKey(4, GUEST4, 1, REMOTE4, 2), b"payload")]

@@ -59,7 +59,7 @@ _ETHERNET_LEN = 14
 _MAX_UDP_PAYLOAD_V4 = 65535 - 20 - 8
 _MAX_UDP_PAYLOAD_V6 = 65535 - 8
 #: ICMPv4 types that are not errors: echo, timestamp, information, address mask.
-_ICMPV4_INFORMATIONAL = frozenset(bytes([t]) for t in (0, 8, 13, 14, 15, 16, 17, 18))
+_ICMPV4_INFORMATIONAL = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 _LOOPBACK_V6 = bytes(15) + b"\x01"
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
@@ -217,7 +217,9 @@ class Stack:
             self.drops["ttl_expired"] += 1
             # Never an error about an error (two routers could ping-pong them)
             # or about a later fragment (RFC 1812 4.3.2.7).
-            is_error = protocol == PROTO_ICMP and body[:1] not in _ICMPV4_INFORMATIONAL
+            is_error = protocol == PROTO_ICMP and (
+                not body or body[0] not in _ICMPV4_INFORMATIONAL
+            )
             if not is_error and not ip.frag_offset:
                 self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
             return
