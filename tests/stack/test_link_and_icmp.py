@@ -20,6 +20,7 @@ from tests.stack.guest import (
     UNSPECIFIED6,
     arp_request,
     ipv4_fragment,
+    ipv6_packet,
     make_stack,
     multicast_mac,
     only,
@@ -45,7 +46,7 @@ from trionet.wire.icmpv6 import (
     RouterSolicitation,
 )
 from trionet.wire.ipv4 import PROTO_UDP, Ipv4Header, parse_ipv4
-from trionet.wire.ipv6 import Ipv6Header, parse_ipv6
+from trionet.wire.ipv6 import Ipv6Fragment, Ipv6Header, parse_ipv6
 from trionet.wire.tcp import TcpFlags, TcpHeader
 from trionet.wire.udp import UdpHeader, parse_udp
 
@@ -669,3 +670,23 @@ def test_frames_in_writable_buffers_are_handled_like_bytes() -> None:
         stack.receive_frame(memoryview(bytearray(frame)), NOW)
     assert len(stack.take_frames()) == 3
     assert stack.take_events() == [UdpReceived(FlowKey(4, GUEST4, 1, REMOTE4, 2), b"payload")]
+
+
+def test_hop_limit_expiry_of_ipv6_fragments() -> None:
+    # The first fragment's error quotes it as sent, fragment header included,
+    # so the guest matches it; a later fragment's data holds no transport
+    # header, and quoting it as UDP could match an unrelated socket.
+    stack = make_stack()
+    first = Ipv6Header(GUEST6, REMOTE6, PROTO_UDP, 16, 1, fragment=Ipv6Fragment(5, 0, True))
+    later = Ipv6Header(GUEST6, REMOTE6, PROTO_UDP, 16, 1, fragment=Ipv6Fragment(5, 1448, False))
+    udp_start = UdpHeader(4000, 33434).to_bytes(bytes(8), 0)[:8] + bytes(8)
+    stack.receive_frame(ipv6_packet(first, udp_start), NOW)
+    stack.receive_frame(ipv6_packet(later, bytes(16)), NOW)
+    error = only(stack)
+    assert error.icmp6 == Icmpv6TimeExceeded(0)
+    assert error.payload == first.to_bytes() + udp_start
+    quoted, body = parse_ipv6(error.payload, truncated_ok=True)
+    assert quoted.fragment == Ipv6Fragment(5, 0, True)
+    assert bytes(body[:4]) == udp_start[:4]
+    assert stack.drops == {"ttl_expired": 2}
+    assert len(stack._reassembly) == 0

@@ -317,7 +317,10 @@ class Stack:
             return
         if ip.hop_limit <= 1 and dst not in self._gateways_v6:
             self.drops["ttl_expired"] += 1
-            self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
+            # A later fragment holds no transport header: quoted as if it did,
+            # the guest could match the error to an unrelated socket.
+            if ip.fragment is None or ip.fragment.offset == 0:
+                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
             return
         if ip.fragment is not None:
             if next_header != PROTO_UDP:
@@ -447,7 +450,11 @@ class Stack:
         src = self.params.gateway_ipv6
         if src is None:
             return
-        original = Ipv6Header(ip.src, ip.dst, ip.next_header, len(body), ip.hop_limit).to_bytes()
+        # Quoted as sent: with its fragment header, if any, so the guest can
+        # parse the quote (other extension headers are not kept by the parser).
+        original = Ipv6Header(
+            ip.src, ip.dst, ip.next_header, len(body), ip.hop_limit, fragment=ip.fragment
+        ).to_bytes()
         quoted = icmpv6_quote(original + bytes(body))
         self._frames.append(self._v6_frame(src, dst, message, quoted))
 
