@@ -1,4 +1,5 @@
-"""One fuzz target per parser, plus a whole-frame target that dispatches like the stack.
+"""One fuzz target per parser, a whole-frame target that dispatches like the stack,
+and the stack itself (see :mod:`fuzz.stack_target`).
 
 A target returns normally for "parsed" and for "rejected with ParseError";
 any other exception, or a failed round-trip assertion, is a bug. Transport
@@ -12,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from fuzz.stack_target import fuzz_stack
 from trionet.wire import ParseError
 from trionet.wire.arp import parse_arp
 from trionet.wire.checksum import internet_checksum, pseudo_header_v4, pseudo_header_v6
@@ -187,6 +189,7 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "icmpv4": (fuzz_icmpv4, "icmpv4"),
     "icmpv6": (fuzz_icmpv6, "icmpv6"),
     "frame": (fuzz_frame, "frame"),
+    "stack": (fuzz_stack, "frame"),
 }
 
 

@@ -55,6 +55,18 @@ _UNSPECIFIED_V6 = bytes(16)
 _ICMPV6_PORT_UNREACHABLE = 4
 _ICMPV6_ADDRESS_UNREACHABLE = 3
 _ETHERNET_LEN = 14
+#: UDP's 16-bit length, less its header (and IPv4's, whose total length is 16-bit too).
+_MAX_UDP_PAYLOAD_V4 = 65535 - 20 - 8
+_MAX_UDP_PAYLOAD_V6 = 65535 - 8
+#: ICMPv4 types that are not errors: echo, timestamp, information, address mask.
+_ICMPV4_INFORMATIONAL = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
+_LOOPBACK_V6 = bytes(15) + b"\x01"
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def _martian_v4(dst: bytes) -> bool:
+    """Loopback (127/8) or "this network" (0/8): never forwarded (RFC 1812 5.3.7)."""
+    return dst[0] == 127 or dst[0] == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +141,11 @@ class Stack:
     # -- time -------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.tcp.next_deadline(), self._reassembly.next_deadline()) if d]
+        deadlines = [
+            d
+            for d in (self.tcp.next_deadline(), self._reassembly.next_deadline())
+            if d is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def poll(self, now: float) -> None:
@@ -158,6 +174,12 @@ class Stack:
                 return
             ethertype = eth.ethertype
             if ethertype == ETHERTYPE_IPV4:
+                if eth.dst[0] & 1:
+                    # Nothing we relay may come as a link broadcast (RFC 1122
+                    # 3.3.6); the subnet's broadcast address, which we cannot
+                    # tell from a remote one, arrives exactly like that.
+                    self.drops["link_broadcast"] += 1
+                    return
                 self._ipv4(payload, now, checksum_valid)
             elif ethertype == ETHERTYPE_IPV6:
                 self._ipv6(payload, now, checksum_valid)
@@ -202,10 +224,22 @@ class Stack:
         if dst[0] >= 224 or dst == b"\x00\x00\x00\x00":
             self.drops["unsupported_destination"] += 1  # multicast, broadcast, this-host
             return
-        if ip.ttl <= 1 and dst != params.gateway_ipv4:
-            self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
+        if _martian_v4(dst):
+            # Relaying these would dial the host's own loopback for a flow not
+            # described as host-bound, slipping past any policy on host access.
+            self.drops["martian_destination"] += 1
             return
         protocol = ip.protocol
+        if ip.ttl <= 1 and dst != params.gateway_ipv4:
+            self.drops["ttl_expired"] += 1
+            # Never an error about an error (two routers could ping-pong them)
+            # or about a later fragment (RFC 1812 4.3.2.7).
+            is_error = protocol == PROTO_ICMP and (
+                not body or body[0] not in _ICMPV4_INFORMATIONAL
+            )
+            if not is_error and not ip.frag_offset:
+                self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
+            return
         if ip.is_fragment:
             if protocol != PROTO_UDP:
                 self.drops["unsupported_fragment"] += 1
@@ -220,6 +254,7 @@ class Stack:
             if whole is None:
                 return
             body = memoryview(whole)
+            checksum_valid = False  # the link vouched for one frame, not the datagram
         if protocol == PROTO_TCP:
             pseudo = (
                 None if checksum_valid else pseudo_header_v4(ip.src, dst, PROTO_TCP, len(body))
@@ -288,14 +323,21 @@ class Stack:
                 return
             self._icmpv6(ip, body)
             return
-        if src != params.guest_ipv6 and src[:2] != b"\xfe\x80":
+        if not self._valid_source_v6(src, dst):
             self.drops["bad_source"] += 1
             return
         if dst[0] == 0xFF or dst == _UNSPECIFIED_V6:
             self.drops["unsupported_destination"] += 1
             return
+        if self._martian_v6(dst):
+            self.drops["martian_destination"] += 1
+            return
         if ip.hop_limit <= 1 and dst not in self._gateways_v6:
-            self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
+            self.drops["ttl_expired"] += 1
+            # A later fragment holds no transport header: quoted as if it did,
+            # the guest could match the error to an unrelated socket.
+            if ip.fragment is None or ip.fragment.offset == 0:
+                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
             return
         if ip.fragment is not None:
             if next_header != PROTO_UDP:
@@ -311,6 +353,7 @@ class Stack:
             if whole is None:
                 return
             body = memoryview(whole)
+            checksum_valid = False  # the link vouched for one frame, not the datagram
         if next_header == PROTO_TCP:
             pseudo = None if checksum_valid else pseudo_header_v6(src, dst, PROTO_TCP, len(body))
             header, data = parse_tcp(body, pseudo)
@@ -325,6 +368,27 @@ class Stack:
             )
         else:
             self.drops["unsupported_protocol"] += 1
+
+    def _valid_source_v6(self, src: bytes, dst: bytes) -> bool:
+        """The guest's address, or a link-local one for the gateway itself.
+
+        A link-local source never leaves its link (RFC 4291 2.5.6): relaying
+        it to a remote destination would be forwarding it.
+        """
+        if src == self.params.guest_ipv6:
+            return True
+        return src[:2] == b"\xfe\x80" and dst in self._gateways_v6
+
+    def _martian_v6(self, dst: bytes) -> bool:
+        """Loopback, IPv4-mapped, or link-local other than the gateway's (RFC 4291).
+
+        An IPv4-mapped destination would reach IPv4 (its loopback included)
+        through the engine's AF_INET6 socket; a link-local one names a
+        neighbour on the guest's link, where there is only the gateway.
+        """
+        if dst == _LOOPBACK_V6 or dst[:12] == _V4_MAPPED_PREFIX:
+            return True
+        return dst[0] == 0xFE and dst[1] & 0xC0 == 0x80 and dst not in self._gateways_v6
 
     def _icmpv6(self, ip: Ipv6Header, body: memoryview) -> None:
         params = self.params
@@ -355,13 +419,18 @@ class Stack:
             )
             return
         if isinstance(message, Icmpv6Echo) and message.request:
-            if ip.src != params.guest_ipv6 and ip.src[:2] != b"\xfe\x80":
+            if not self._valid_source_v6(ip.src, ip.dst):
                 self.drops["bad_source"] += 1
                 return
             if ip.dst in self._gateways_v6:
                 self._frames.append(self._v6_frame(ip.dst, ip.src, message.reply(), data))
             elif ip.dst[0] == 0xFF:
                 self.drops["unsupported_destination"] += 1
+            elif self._martian_v6(ip.dst):
+                self.drops["martian_destination"] += 1
+            elif ip.hop_limit <= 1:
+                self.drops["ttl_expired"] += 1
+                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, ip.src)
             else:
                 self._events.append(
                     EchoRequested(
@@ -398,14 +467,25 @@ class Stack:
         src = self.params.gateway_ipv6
         if src is None:
             return
-        original = Ipv6Header(ip.src, ip.dst, ip.next_header, len(body), ip.hop_limit).to_bytes()
+        # Quoted as sent: with its fragment header, if any, so the guest can
+        # parse the quote (other extension headers are not kept by the parser).
+        original = Ipv6Header(
+            ip.src, ip.dst, ip.next_header, len(body), ip.hop_limit, fragment=ip.fragment
+        ).to_bytes()
         quoted = icmpv6_quote(original + bytes(body))
         self._frames.append(self._v6_frame(src, dst, message, quoted))
 
     # -- UDP and ICMP from the engine ---------------------------------------------------
 
     def udp_send(self, key: FlowKey, payload: bytes, now: float) -> None:
-        """A datagram from ``key``'s remote end to the guest, fragmented to the MTU."""
+        """A datagram from ``key``'s remote end to the guest, fragmented to the MTU.
+
+        A payload UDP cannot carry (over 65507 bytes on IPv4, 65527 on IPv6)
+        is dropped and counted as ``udp_too_big``.
+        """
+        if len(payload) > (_MAX_UDP_PAYLOAD_V4 if key.version == 4 else _MAX_UDP_PAYLOAD_V6):
+            self.drops["udp_too_big"] += 1
+            return
         udp = UdpHeader(key.remote_port, key.guest_port)
         if key.version == 4:
             self._udp_v4(key, udp, payload)
@@ -482,6 +562,9 @@ class Stack:
     def udp_unreachable(self, key: FlowKey, payload: bytes, now: float, *, port: bool) -> None:
         """Tell the guest its datagram for ``key`` could not be delivered."""
         udp = UdpHeader(key.guest_port, key.remote_port)
+        # Only the start is quoted; a guest's reassembled IPv4 datagram can be
+        # longer than an IPv4 header may claim, so rebuild it at a size that fits.
+        payload = payload[: _MAX_UDP_PAYLOAD_V4 if key.version == 4 else _MAX_UDP_PAYLOAD_V6]
         if key.version == 4:
             datagram = udp.to_bytes(
                 payload,
@@ -489,9 +572,10 @@ class Stack:
             )
             ip = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
             code = CODE_PORT_UNREACHABLE if port else CODE_HOST_UNREACHABLE
-            self._icmpv4_error(
-                Icmpv4DestUnreachable(code), ip, memoryview(datagram), src=key.remote_addr
-            )
+            # Port unreachable is the remote host's word; host unreachable is
+            # the router's, i.e. ours (RFC 1812 4.3.2.4).
+            src = key.remote_addr if port else (self.params.gateway_ipv4 or key.remote_addr)
+            self._icmpv4_error(Icmpv4DestUnreachable(code), ip, memoryview(datagram), src=src)
         else:
             datagram = udp.to_bytes(
                 payload,
@@ -500,9 +584,10 @@ class Stack:
             ip6 = Ipv6Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
             code = _ICMPV6_PORT_UNREACHABLE if port else _ICMPV6_ADDRESS_UNREACHABLE
             original = ip6.to_bytes() + datagram
+            src6 = key.remote_addr if port else (self.params.gateway_ipv6 or key.remote_addr)
             self._frames.append(
                 self._v6_frame(
-                    key.remote_addr,
+                    src6,
                     key.guest_addr,
                     Icmpv6DestUnreachable(code),
                     icmpv6_quote(original),

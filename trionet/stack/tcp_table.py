@@ -5,9 +5,19 @@ policy and dials the host; only then does :meth:`TcpTable.accept` create the
 connection (answering SYN-ACK) or :meth:`TcpTable.refuse` answer RST or ICMP
 unreachable. Retransmitted SYNs for a parked flow are absorbed.
 
+TIME-WAIT: when the host closes first, our side lingers in TIME-WAIT for
+2*MSL. Once the stream has released such a connection, it neither counts
+against ``max_connections`` (the oldest is evicted when the table is full)
+nor blocks the guest from reusing its port: a SYN beyond the old
+connection's sequence space reopens it (RFC 6191, as Linux does).
+
 Timers: each connection has at most one deadline; a heap of (deadline, key)
 with lazy deletion finds the earliest without scanning every connection, so
-10,000 idle connections cost nothing per frame.
+10,000 idle connections cost nothing per frame. A stale entry lingers until
+its time passes, and a deadline can move once per segment (a FIN repeated
+into TIME-WAIT restarts a 60 s timer each time), so the heap is rebuilt from
+the live deadlines whenever stale entries outnumber them: amortised O(1),
+and the heap stays proportional to the table instead of to the frame rate.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from trionet.tcp.config import TcpConfig
 from trionet.tcp.connection import TcpConnection, TcpState, TcpStateError, reset_for
 from trionet.tcp.events import Closed, ConnectionReset
 from trionet.tcp.isn import IsnGenerator
+from trionet.tcp.seq import seq_diff
 from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
 from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame
 from trionet.wire.icmpv4 import (
@@ -56,6 +67,10 @@ TSO_MAX_PAYLOAD = 65535 - 20 - 60
 _L4_OFFSET = {4: 14 + 20, 6: 14 + 40}
 _ICMPV6_ADMIN_PROHIBITED = 1
 _ICMPV6_ADDRESS_UNREACHABLE = 3
+#: Stale heap entries tolerated before a rebuild, beyond two per connection.
+_TIMER_SLACK = 64
+#: Finished connections remembered for their streams, per allowed connection.
+_GONE_PER_CONNECTION = 4
 _SYN = TcpFlags.SYN
 _ACK = TcpFlags.ACK
 _RST = TcpFlags.RST
@@ -85,7 +100,7 @@ class TcpStatus:
 
 
 class _Entry:
-    __slots__ = ("conn", "deadline", "error", "orphan")
+    __slots__ = ("conn", "deadline", "error", "orphan", "peer_end")
 
     def __init__(self, conn: TcpConnection) -> None:
         self.conn = conn
@@ -94,6 +109,8 @@ class _Entry:
         self.error: str | None = None
         #: the application closed its side; data still arriving resets it
         self.orphan = False
+        #: in TIME-WAIT, the end of the guest's sequence space (past its FIN)
+        self.peer_end: int | None = None
 
 
 class TcpTable:
@@ -114,6 +131,8 @@ class TcpTable:
         self._gone: dict[FlowKey, tuple[bool, str]] = {}
         self._timers: list[tuple[float, FlowKey]] = []
         self._dirty: dict[FlowKey, _Entry] = {}
+        #: released connections in TIME-WAIT, oldest first: they yield their slot
+        self._time_wait: dict[FlowKey, None] = {}
         self._isn = IsnGenerator(params.isn_secret)
         # The guest link is a local virtual wire: Linux's 200 ms RTO floor
         # suits it better than RFC 6298's conservative 1 s (a SHOULD), and a
@@ -152,22 +171,32 @@ class TcpTable:
 
     def segment_in(self, key: FlowKey, header: TcpHeader, payload: memoryview, now: float) -> None:
         entry = self._connections.get(key)
-        if entry is not None:
-            entry.conn.receive_segment(header, payload, now)
-            # Serviced once per batch (see flush_batch): a burst of segments
-            # then costs one pass and, typically, one ACK.
-            self._dirty[key] = entry
-            return
         flags = header.flags
+        if entry is not None:
+            if not (key in self._time_wait and self._reopens(entry, header)):
+                entry.conn.receive_segment(header, payload, now)
+                # Serviced once per batch (see flush_batch): a burst of
+                # segments then costs one pass and, typically, one ACK.
+                self._dirty[key] = entry
+                if entry.peer_end is None and entry.conn.state is TcpState.TIME_WAIT:
+                    # What took us into TIME-WAIT was the guest's last segment.
+                    fin = 1 if flags & TcpFlags.FIN else 0
+                    entry.peer_end = header.seq + len(payload) + fin
+                return
+            self._retire(key)
         if flags & _RST:
             return  # never answer a RST (RFC 9293 3.10.7.1)
         if flags & _SYN and not flags & _ACK:
             if key in self._pending:
                 return  # a retransmitted SYN while we dial
-            if len(self._connections) + len(self._pending) >= self._params.max_connections:
+            limit = self._params.max_connections
+            connections = len(self._connections)
+            if connections - len(self._time_wait) + len(self._pending) >= limit:
                 self._drops["limit"] += 1
                 self._reset_for(key, header, len(payload))
                 return
+            if connections + len(self._pending) >= limit:
+                self._retire(next(iter(self._time_wait)))
             self._gone.pop(key, None)
             self._pending[key] = header
             self._events.append(TcpConnectRequested(key))
@@ -182,6 +211,19 @@ class TcpTable:
             key, entry = dirty.popitem()
             if self._connections.get(key) is entry:
                 self._service(key, entry, now)
+
+    @staticmethod
+    def _reopens(entry: _Entry, header: TcpHeader) -> bool:
+        """A new SYN beyond the TIME-WAIT connection's sequence space (RFC 6191)."""
+        flags = header.flags
+        if not flags & _SYN or flags & (_ACK | _RST) or entry.peer_end is None:
+            return False
+        return seq_diff(header.seq, entry.peer_end) > 0
+
+    def _retire(self, key: FlowKey) -> None:
+        """Drop a released TIME-WAIT connection early, to make room or reuse its key."""
+        self._forget(key)
+        self._events.append(TcpConnectionGone(key, "connection closed"))
 
     # -- the engine's decisions -------------------------------------------------------
 
@@ -282,9 +324,9 @@ class TcpTable:
         return None
 
     def poll(self, now: float) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            deadline, key = heapq.heappop(timers)
+        # self._timers is re-read each time: _service may rebuild the heap.
+        while self._timers and self._timers[0][0] <= now:
+            deadline, key = heapq.heappop(self._timers)
             entry = self._connections.get(key)
             if entry is None or entry.deadline != deadline:
                 continue
@@ -319,19 +361,48 @@ class TcpTable:
             closed_reason = (False, "reset: data after close")
         if closed_reason is not None or conn.state is TcpState.CLOSED:
             if not entry.orphan:
-                self._gone[key] = closed_reason or (True, "connection closed")
+                self._remember_gone(key, closed_reason or (True, "connection closed"))
             self._forget(key)
             self._events.append(TcpConnectionGone(key, (closed_reason or (True, ""))[1]))
             return
         if activity and not entry.orphan:
             self._events.append(TcpActivity(key))
+        if entry.orphan and conn.state is TcpState.TIME_WAIT:
+            self._time_wait.setdefault(key)
         deadline = conn.next_deadline()
         if deadline != entry.deadline:
             entry.deadline = deadline
             if deadline is not None:
-                heapq.heappush(self._timers, (deadline, key))
+                timers = self._timers
+                heapq.heappush(timers, (deadline, key))
+                if len(timers) > 2 * len(self._connections) + _TIMER_SLACK:
+                    self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Rebuild the heap from the live deadlines, dropping stale entries."""
+        self._timers = [
+            (entry.deadline, key)
+            for key, entry in self._connections.items()
+            if entry.deadline is not None
+        ]
+        heapq.heapify(self._timers)
+
+    def _remember_gone(self, key: FlowKey, outcome: tuple[bool, str]) -> None:
+        """Keep how a connection ended until its stream lets go (release or abort).
+
+        Bounded, oldest first out: a stream that never lets go (or a guest
+        churning through connections faster than streams close) must not
+        grow the table forever. An evicted stream just sees a plain
+        "connection closed" error instead of its connection's exact outcome.
+        """
+        gone = self._gone
+        gone.pop(key, None)
+        gone[key] = outcome
+        if len(gone) > _GONE_PER_CONNECTION * self._params.max_connections:
+            del gone[next(iter(gone))]
 
     def _forget(self, key: FlowKey) -> None:
+        self._time_wait.pop(key, None)
         entry = self._connections.pop(key, None)
         if entry is not None:
             entry.deadline = None
@@ -394,10 +465,12 @@ class TcpTable:
             original = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_TCP, len(body)).to_bytes()
             code = CODE_ADMIN_PROHIBITED if prohibited else CODE_HOST_UNREACHABLE
             quoted = icmpv4_quote(original + body)
+            # We are the router giving up on the destination: the error is
+            # ours (RFC 1812 4.3.2.4), as for IPv6 below.
             frame = build_ipv4_frame(
                 params.gateway_mac,
                 params.guest_mac,
-                key.remote_addr,
+                params.gateway_ipv4 or key.remote_addr,
                 key.guest_addr,
                 Icmpv4DestUnreachable(code),
                 payload=quoted,
