@@ -70,3 +70,40 @@ async def test_udp_round_trip_and_idle_expiry() -> None:
 
 
 test_udp_round_trip_and_idle_expiry.clock = trio.testing.MockClock(autojump_threshold=0)  # type: ignore[attr-defined]
+
+
+async def test_running_out_of_file_descriptors_drops_flows_not_the_engine() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    async with open_network(NetworkConfig(), 0, routes=HostRoutes(True, False)) as net:
+        backend = net.take_backend()
+        open_fds = len(__import__("os").listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds + 10, hard))
+        try:
+            for port in range(20000, 20100):
+                await backend.send(_datagram(port, b"x"))
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        snapshot = net.metrics_handle().snapshot()
+        assert snapshot["dropped"]["host_socket_error"] > 0  # type: ignore[index]
+        assert 0 < snapshot["udp_flows"]["opened"] < 100  # type: ignore[index]
+        # and the engine still works
+        await backend.send(_datagram(20200, b"x"))
+        assert net.core.counters.udp_flows_opened == snapshot["udp_flows"]["opened"] + 1  # type: ignore[index]
+
+
+async def test_a_policy_that_raises_denies_instead_of_crashing() -> None:
+    def broken_policy(flow: object) -> object:
+        raise RuntimeError("bug in the embedder's policy")
+
+    async with open_network(
+        NetworkConfig(),
+        0,
+        routes=HostRoutes(True, False),
+        policy=broken_policy,  # type: ignore[arg-type]
+    ) as net:
+        backend = net.take_backend()
+        await backend.send(_datagram(9, b"x"))
+        assert net.metrics_handle().snapshot()["dropped"] == {"policy_error": 1}
+        assert net.core.counters.udp_flows_opened == 0

@@ -120,16 +120,17 @@ class FrameBackend:
         if not frames or self._closed:
             return
         counters = self._counters
+        if self._sink is None:
+            room = self._queue_frames - len(self._queue)
+            if room < len(frames):
+                counters.dropped["guest_queue_full"] += len(frames) - max(room, 0)
+                frames = frames[: max(room, 0)]
         for frame in frames:
             counters.rx_bytes += len(frame)
         counters.rx_frames += len(frames)
         if self._sink is not None:
             self._sink(frames)
             return
-        room = self._queue_frames - len(self._queue)
-        if room < len(frames):
-            counters.dropped["guest_queue_full"] += len(frames) - max(room, 0)
-            frames = frames[: max(room, 0)]
         self._queue.extend(
             bytes(f.head) + bytes(f.payload) if isinstance(f, OffloadFrame) else f for f in frames
         )

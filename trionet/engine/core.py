@@ -10,6 +10,7 @@ needs attention sooner. No other module touches the stack directly.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -18,7 +19,7 @@ import trio
 from trionet.addressing import GuestAddressing
 from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
-from trionet.engine.policy import FlowPolicy, NewFlow
+from trionet.engine.policy import FlowPolicy, NewFlow, Verdict
 from trionet.stack.flows import (
     EchoRequested,
     FlowKey,
@@ -32,6 +33,7 @@ from trionet.stack.interface import RefuseReason, Stack, TcpStatus
 __all__ = ["EngineCore"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_log = logging.getLogger("trionet.engine")
 
 
 class EngineCore:
@@ -142,8 +144,27 @@ class EngineCore:
             guest_port=key.guest_port,
             destination=destination,
             destination_port=key.remote_port,
-            to_host=self.is_gateway(destination),
+            # The stack drops loopback destinations already; classifying
+            # them as the host too keeps a policy on host access airtight.
+            to_host=self.is_gateway(destination) or destination.is_loopback,
         )
+
+    def allows(self, flow: NewFlow) -> bool:
+        """Ask the policy about a new flow; a policy that raises denies it.
+
+        The policy is the embedder's code: a bug in it must not take the
+        whole engine down, and failing closed is the safe reading.
+        """
+        try:
+            verdict = self.policy(flow)
+        except Exception:
+            _log.exception("the flow policy raised; denying %s", flow)
+            self.counters.dropped["policy_error"] += 1
+            return False
+        if verdict is not Verdict.ALLOW:
+            self.counters.dropped["policy"] += 1
+            return False
+        return True
 
     def is_gateway(self, address: IPAddress) -> bool:
         a = self.addressing

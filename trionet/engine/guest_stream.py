@@ -139,13 +139,14 @@ class GuestTcpStream(trio.abc.HalfCloseableStream):
         if not self._closed:
             self._closed = True
             status = self._conn.tcp_status(self.key)
-            if status.error is None:
-                if status.readable:
-                    self._conn.tcp_abort(self.key)
-                else:
-                    if not self._eof_sent:
-                        self._conn.tcp_shutdown(self.key)
-                    self._conn.tcp_release(self.key)
+            if status.error is None and status.readable:
+                self._conn.tcp_abort(self.key)
+            else:
+                if status.error is None and not self._eof_sent:
+                    self._conn.tcp_shutdown(self.key)
+                # Always: a finished connection's record is kept for this
+                # stream until it lets go of it.
+                self._conn.tcp_release(self.key)
             # Tasks blocked in another call must notice the close.
             self._conn.tcp_wake(self.key)
         await trio.lowlevel.checkpoint()

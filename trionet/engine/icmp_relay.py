@@ -9,13 +9,13 @@ sees a timeout, exactly as behind a firewall that drops ICMP.
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 
 import trio
 
 from trionet.engine.core import EngineCore
-from trionet.engine.policy import Verdict
 from trionet.stack.flows import EchoRequested, FlowKey
 
 __all__ = ["IcmpRelay"]
@@ -23,6 +23,7 @@ __all__ = ["IcmpRelay"]
 REPLY_TIMEOUT = 10.0
 MAX_OUTSTANDING = 64
 _ECHO = struct.Struct("!BBHHH")
+_FORBIDDEN = {errno.EACCES, errno.EPERM, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT}
 
 
 class IcmpRelay:
@@ -35,8 +36,7 @@ class IcmpRelay:
     def on_echo(self, event: EchoRequested) -> None:
         core = self._core
         key = FlowKey(event.version, event.guest_addr, event.ident, event.remote_addr, 0)
-        if core.policy(core.describe(key, "icmp")) is not Verdict.ALLOW:
-            core.counters.dropped["policy"] += 1
+        if not core.allows(core.describe(key, "icmp")):
             return
         if event.version in self._unavailable:
             core.counters.dropped["icmp_unavailable"] += 1
@@ -51,11 +51,21 @@ class IcmpRelay:
         )
         try:
             sock = socket.socket(family, socket.SOCK_DGRAM, proto)
-        except OSError:
-            self._unavailable.add(event.version)
-            core.counters.dropped["icmp_unavailable"] += 1
+        except OSError as exc:
+            # Only a refusal is permanent; running out of fds is not.
+            if exc.errno in _FORBIDDEN:
+                self._unavailable.add(event.version)
+                core.counters.dropped["icmp_unavailable"] += 1
+            else:
+                core.counters.dropped["host_socket_error"] += 1
             return
         sock.setblocking(False)
+        # The gateway is a router: what reaches the host has one hop less.
+        hops = max(event.hop_limit - 1, 1)
+        if event.version == 4:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hops)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hops)
         message = _ECHO.pack(request_type, 0, 0, event.ident, event.sequence) + event.payload
         try:
             sock.sendto(message, (socket.inet_ntop(family, event.remote_addr), 0))

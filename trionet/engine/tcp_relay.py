@@ -19,7 +19,6 @@ import trio
 
 from trionet.engine.core import EngineCore
 from trionet.engine.guest_stream import GuestTcpStream
-from trionet.engine.policy import Verdict
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import RefuseReason
 
@@ -52,12 +51,18 @@ class TcpRelay:
     async def open_flow(self, key: FlowKey) -> None:
         core = self._core
         flow = core.describe(key, "tcp")
-        if core.policy(flow) is not Verdict.ALLOW:
+        if not core.allows(flow):
             core.tcp_refuse(key, RefuseReason.PROHIBITED)
             return
         target = core.host_target(flow)
         family = socket.AF_INET if target.version == 4 else socket.AF_INET6
-        sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            # Out of file descriptors, most likely: refuse this flow, keep running.
+            core.counters.dropped["host_socket_error"] += 1
+            core.tcp_refuse(key, RefuseReason.REFUSED)
+            return
         try:
             with trio.fail_after(self._connect_timeout):
                 await sock.connect((str(target), flow.destination_port))

@@ -16,7 +16,6 @@ from collections import OrderedDict
 import trio
 
 from trionet.engine.core import EngineCore
-from trionet.engine.policy import Verdict
 from trionet.stack.flows import FlowKey, UdpReceived
 
 __all__ = ["UdpRelay"]
@@ -74,12 +73,16 @@ class UdpRelay:
     def _open(self, key: FlowKey) -> _UdpFlow | None:
         core = self._core
         flow_desc = core.describe(key, "udp")
-        if core.policy(flow_desc) is not Verdict.ALLOW:
-            core.counters.dropped["policy"] += 1
+        if not core.allows(flow_desc):
             return None
         target = core.host_target(flow_desc)
         family = socket.AF_INET if target.version == 4 else socket.AF_INET6
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError:
+            # Out of file descriptors, most likely: drop this datagram, keep running.
+            core.counters.dropped["host_socket_error"] += 1
+            return None
         try:
             sock.setblocking(False)
             sock.connect((str(target), key.remote_port))

@@ -167,6 +167,11 @@ class TcpTable:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    @property
+    def finished_count(self) -> int:
+        """Ended connections whose outcome is kept for a stream not yet closed."""
+        return len(self._gone)
+
     # -- segments from the guest -------------------------------------------------------
 
     def segment_in(self, key: FlowKey, header: TcpHeader, payload: memoryview, now: float) -> None:
