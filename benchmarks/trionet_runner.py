@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import resource
 import signal
 import sys
@@ -50,6 +51,10 @@ async def _serve(config: NetworkConfig, tap: TapDevice) -> None:
     async with open_network(config, 0, routes=ROUTES) as net:
         await net.attach_tap(tap)
         print("READY", flush=True)
+        # Nobody reads our stdout after READY; a full pipe must not stall the engine.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 
