@@ -23,6 +23,7 @@ verdicts), peers.png (the chart) and profile_*.txt (py-spy's raw stacks).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -82,6 +83,10 @@ def run_case(case: Case, seconds: float) -> dict[str, Any]:
             record["h2g"] = iperf3(lab, reverse=True, seconds=seconds, repeats=REPEATS)
             record["rr"] = rr_latency(lab, seconds=PROBE_S, repeats=REPEATS)
             record["crr"] = connection_rate(lab, seconds=PROBE_S, repeats=REPEATS)
+        if lab.stats_path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                record["trionet_counters"] = json.loads(lab.stats_path.read_text())
+            shutil.rmtree(lab.stats_path.parent, ignore_errors=True)
     except Exception as exc:  # a stack that cannot even start is a failed row
         record["error"] = "".join(traceback.format_exception_only(exc)).strip()
     record["elapsed_s"] = time.monotonic() - start

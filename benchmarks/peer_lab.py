@@ -31,6 +31,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Lab:
     target: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     stack_pid: int | None = None  # the userspace stack's process, if any
+    stats_path: Path | None = None  # trionet: where the runner writes its counters at exit
 
     def prefix(self) -> list[str]:
         return PIN if self.case.pinned else []
@@ -303,9 +305,9 @@ def _setup_pasta(lab: Lab) -> None:
 
 
 def _setup_trionet(lab: Lab) -> None:
-    argv = lab.host_argv(
-        runner_argv(lab.host, lab.guest, mtu=lab.case.mtu, offload=lab.case.offload)
-    )
+    lab.stats_path = Path(tempfile.mkdtemp(prefix="trionet-bench-")) / "stats.json"
+    argv = runner_argv(lab.host, lab.guest, mtu=lab.case.mtu, offload=lab.case.offload)
+    argv = lab.host_argv([*argv, "--stats", str(lab.stats_path)])
     process = start_trionet(lab.processes, argv)
     lab.stack_pid = process.pid
     lab.target = trionet_gateway(lab.case.mtu)

@@ -1,7 +1,7 @@
 """One trionet engine in its own process, attached to a guest namespace by a TAP.
 
     ip netns exec HOST python -m benchmarks.trionet_runner --host-ns HOST --guest-ns GUEST
-        [--mtu N] [--no-offload] [--max-connections N] [--profile FILE]
+        [--mtu N] [--no-offload] [--stats FILE] [--max-connections N] [--profile FILE]
 
 Started *inside* the namespace playing the host, so the TAP is created there
 and every host socket the engine opens lands there too. The TAP is then moved
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import resource
 import signal
@@ -47,7 +48,7 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _serve(config: NetworkConfig, tap: TapDevice) -> None:
+async def _serve(config: NetworkConfig, tap: TapDevice, stats: str | None) -> None:
     async with open_network(config, 0, routes=ROUTES) as net:
         await net.attach_tap(tap)
         print("READY", flush=True)
@@ -71,6 +72,15 @@ async def _serve(config: NetworkConfig, tap: TapDevice) -> None:
 
                 nursery.start_soon(watch_stdin)
                 nursery.start_soon(watch_signals)
+        if stats:
+            # Drops and link counters tell a slow run from a lossy one.
+            counters = tap.counters
+            record = {
+                "engine": net.metrics_handle().snapshot(),
+                "tap": {name: getattr(counters, name) for name in counters.__slots__},
+            }
+            with open(stats, "w") as out:
+                json.dump(record, out, indent=2)
 
 
 def main() -> None:
@@ -82,6 +92,7 @@ def main() -> None:
     parser.add_argument("--no-offload", action="store_true")
     parser.add_argument("--max-connections", type=int, default=None)
     parser.add_argument("--profile", default=None, help="write cProfile stats here")
+    parser.add_argument("--stats", default=None, help="write the engine's counters here at exit")
     args = parser.parse_args()
     _raise_fd_limit()
     interface = InterfaceOverrides(mtu=args.mtu)
@@ -102,12 +113,12 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            trio.run(_serve, config, tap)
+            trio.run(_serve, config, tap, args.stats)
         finally:
             profiler.disable()
             profiler.dump_stats(args.profile)
     else:
-        trio.run(_serve, config, tap)
+        trio.run(_serve, config, tap, args.stats)
 
 
 if __name__ == "__main__":
