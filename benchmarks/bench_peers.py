@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import time
 import traceback
@@ -66,21 +67,23 @@ def cases(pinned: bool) -> list[Case]:
     return result
 
 
-def run_case(case: Case, seconds: float) -> dict[str, Any]:
+def run_case(case: Case, seconds: float, *, bulk: bool = True) -> dict[str, Any]:
     record: dict[str, Any] = {
         "stack": case.stack,
         "label": case.label,
         "mtu": case.mtu,
         "offload": case.offload,
         "pinned": case.pinned,
-        "iperf3_seconds": seconds,
+        "relay": case.relay,
+        "iperf3_seconds": seconds if bulk else 0,
         "load_before": os.getloadavg()[0],
     }
     start = time.monotonic()
     try:
         with open_lab(case) as lab:
-            record["g2h"] = iperf3(lab, reverse=False, seconds=seconds, repeats=REPEATS)
-            record["h2g"] = iperf3(lab, reverse=True, seconds=seconds, repeats=REPEATS)
+            if bulk:
+                record["g2h"] = iperf3(lab, reverse=False, seconds=seconds, repeats=REPEATS)
+                record["h2g"] = iperf3(lab, reverse=True, seconds=seconds, repeats=REPEATS)
             record["rr"] = rr_latency(lab, seconds=PROBE_S, repeats=REPEATS)
             record["crr"] = connection_rate(lab, seconds=PROBE_S, repeats=REPEATS)
         if lab.stats_path is not None:
@@ -158,6 +161,20 @@ def run() -> dict[str, float]:
     if os.geteuid() != 0 or missing:
         print(f"   skipped: needs root and {', '.join(missing) or 'nothing else'}")
         return {}
+    # SIGTERM (a CI timeout) must unwind through the labs' finally blocks so
+    # namespaces are deleted; children die with us anyway (PR_SET_PDEATHSIG).
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run() -> dict[str, float]:
     started = time.monotonic()
     deadline = started + BUDGET_S
     report: dict[str, Any] = {
@@ -186,6 +203,16 @@ def run() -> dict[str, float]:
 
     print("   pinned to CPU 0:", flush=True)
     run_all(True, PINNED_S)
+    # What a relay written in plain Python costs here, with no stack at all:
+    # the floor for trionet's RR and connection rate (see relay_floor.py).
+    for relay in ("selectors", "trio"):
+        floor = Case("veth", 1500, pinned=True, relay=relay)
+        if time.monotonic() + 20 > deadline:
+            skipped.append(floor.label)
+            continue
+        record = run_case(floor, 0, bulk=False)
+        report["cases"].append(record)
+        _progress(record)
     report["memory"] = {}
     for count in (1000, 10000):
         try:
@@ -220,6 +247,7 @@ def _write(report: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "peers.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     table = peer_report.table(report["cases"], MTUS)
+    floor = peer_report.floor_table(report["cases"])
     verdicts = peer_report.verdict_lines(report["verdicts"])
     chart_problem = peer_report.chart(report["cases"], MTUS, RESULTS / "peers.png")
     profile = _profile_text(report.get("profile", {}))
@@ -229,6 +257,7 @@ def _write(report: dict[str, Any]) -> None:
         f"iperf3 {PINNED_S:g} s pinned / {UNPINNED_S:g} s unpinned, x{REPEATS};"
         f" RR and connection rate {PROBE_S:g} s x{REPEATS}; median (min..max).\n\n"
         f"{table}\n\nTargets (issue 7, pinned, MTU 1500):\n{verdicts}\n"
+        f"\nRelays in plain Python over a veth (no stack), pinned, MTU 1500:\n\n{floor}\n"
         + (f"\n{skipped}\n" if skipped else "")
         + f"\nIdle connections: 1000: {_memory_line(report['memory'].get('1000', {}))};"
         f" 10000: {_memory_line(report['memory'].get('10000', {}))}\n"

@@ -44,9 +44,11 @@ from trionet.config import InterfaceOverrides, NetworkConfig
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PROBE = str(HERE / "tcp_probe.py")
+RELAY = str(HERE / "relay_floor.py")
 IPERF_PORT = 5201
 ECHO_PORT = 5300
 HOLD_PORT = 5400
+RELAY_PORT = 5301
 PIN = ["taskset", "-c", "0"]
 
 _PR_SET_PDEATHSIG = 1
@@ -67,11 +69,14 @@ class Case:
     mtu: int
     offload: bool = True  # trionet only: TAP virtio-net offloads
     pinned: bool = True
+    relay: str | None = None  # veth only: put benchmarks/relay_floor.py (trio|selectors) between
 
     @property
     def label(self) -> str:
         if self.stack == "trionet" and not self.offload:
             return "trionet-nooffload"
+        if self.relay is not None:
+            return f"{self.stack}+{self.relay}-relay"
         return self.stack
 
 
@@ -83,6 +88,7 @@ class Lab:
     host: Netns
     guest: Netns
     target: str
+    echo_port: int = ECHO_PORT  # where the RR and connection-rate probes dial
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     stack_pid: int | None = None  # the userspace stack's process, if any
     stats_path: Path | None = None  # trionet: where the runner writes its counters at exit
@@ -340,6 +346,15 @@ def open_lab(case: Case) -> Iterator[Lab]:
             stdout=subprocess.PIPE,
         )
         wait_for_line(echo, b"LISTENING", 10)
+        if case.relay is not None:
+            relay = lab.spawn(
+                lab.host_argv(
+                    [sys.executable, RELAY, case.relay, str(RELAY_PORT), str(ECHO_PORT)]
+                ),
+                stdout=subprocess.PIPE,
+            )
+            wait_for_line(relay, b"LISTENING", 10)
+            lab.echo_port = RELAY_PORT
         lab.spawn(lab.host_argv(["iperf3", "-s", "-p", str(IPERF_PORT)]))
         _wait_listening(host, IPERF_PORT)
         yield lab

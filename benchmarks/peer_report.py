@@ -83,6 +83,18 @@ def table(cases: Cases, mtus: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
+FLOOR = ["veth", "veth+selectors-relay", "veth+trio-relay", "trionet", "slirp4netns"]
+
+
+def floor_table(cases: Cases) -> str:
+    """RR and connection rate through minimal Python relays, beside trionet (pinned, 1500)."""
+    lines = ["| path | 1-byte RR µs | connect+echo+close /s |", "|---|---|---|"]
+    for label in FLOOR:
+        case = _find(cases, label, 1500, True)
+        lines.append(f"| {label} | {_cell(case, 'rr')} | {_cell(case, 'crr')} |")
+    return "\n".join(lines)
+
+
 def verdicts(cases: Cases, memory: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Issue 7's targets, judged on the pinned figures of this run."""
     results = []

@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 
-from benchmarks.peer_lab import ECHO_PORT, IPERF_PORT, PROBE, Lab
+from benchmarks.peer_lab import IPERF_PORT, PROBE, Lab
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
@@ -68,7 +68,7 @@ def iperf3(lab: Lab, *, reverse: bool, seconds: float, repeats: int) -> dict[str
 def rr_latency(lab: Lab, *, seconds: float, repeats: int) -> dict[str, object]:
     """1-byte TCP request/response over one connection: median round trip in µs."""
     argv = lab.guest_argv(
-        [sys.executable, PROBE, "rr", lab.target, str(ECHO_PORT), str(seconds), "200000"]
+        [sys.executable, PROBE, "rr", lab.target, str(lab.echo_port), str(seconds), "200000"]
     )
     return _probe(argv, "median_us", "us", seconds, repeats)
 
@@ -76,7 +76,7 @@ def rr_latency(lab: Lab, *, seconds: float, repeats: int) -> dict[str, object]:
 def connection_rate(lab: Lab, *, seconds: float, repeats: int) -> dict[str, object]:
     """Sequential connect + 1-byte echo + close, per second."""
     argv = lab.guest_argv(
-        [sys.executable, PROBE, "crr", lab.target, str(ECHO_PORT), str(seconds), "50000"]
+        [sys.executable, PROBE, "crr", lab.target, str(lab.echo_port), str(seconds), "50000"]
     )
     return _probe(argv, "per_s", "per_s", seconds, repeats)
 
