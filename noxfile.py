@@ -31,6 +31,13 @@ SYSTEM_TOOLS = [
     # Reads trionet run --pcap captures back (tests/test_cli_run.py).
     ("tcpdump", "tcpdump"),
 ]
+# What `nox -s bench` compares trionet with (pasta comes with passt, above).
+BENCH_TOOLS = [
+    ("iperf3", "iperf3"),
+    ("slirp4netns", "slirp4netns"),
+    ("taskset", "util-linux"),
+    ("ss", "iproute2"),
+]
 # Where the test VM's kernel is unpacked when /boot has none; kept in step with
 # tests/support/qemu_guest.py. Unpacked, not installed: installing a kernel
 # package builds an initramfs, which takes minutes.
@@ -66,8 +73,9 @@ rm -rf "$tmp"
 """
 
 
-def _install_system_tools(session: nox.Session) -> None:
-    missing = sorted({pkg for cmd, pkg in SYSTEM_TOOLS if shutil.which(cmd) is None})
+def _install_system_tools(session: nox.Session, extra: tuple[tuple[str, str], ...] = ()) -> None:
+    tools = [*SYSTEM_TOOLS, *extra]
+    missing = sorted({pkg for cmd, pkg in tools if shutil.which(cmd) is None})
     if not missing:
         return
     if os.geteuid() != 0:
@@ -117,6 +125,6 @@ def fuzz(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; results land in benchmarks/results/."""
-    _install_system_tools(session)
-    session.install("-e", ".[test]")
+    _install_system_tools(session, tuple(BENCH_TOOLS))
+    session.install("-e", ".[test,bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
