@@ -255,22 +255,8 @@ class Stack:
                 return
             body = memoryview(whole)
             checksum_valid = False  # the link vouched for one frame, not the datagram
-        if protocol == PROTO_TCP:
-            pseudo = (
-                None if checksum_valid else pseudo_header_v4(ip.src, dst, PROTO_TCP, len(body))
-            )
-            header, data = parse_tcp(body, pseudo)
-            self.tcp.segment_in(
-                FlowKey(4, ip.src, header.src_port, dst, header.dst_port), header, data, now
-            )
-        elif protocol == PROTO_UDP:
-            pseudo = (
-                None if checksum_valid else pseudo_header_v4(ip.src, dst, PROTO_UDP, len(body))
-            )
-            udp, data = parse_udp(body, pseudo)
-            self._events.append(
-                UdpReceived(FlowKey(4, ip.src, udp.src_port, dst, udp.dst_port), bytes(data))
-            )
+        if protocol in (PROTO_TCP, PROTO_UDP):
+            self._transport(4, ip.src, dst, protocol, body, now=now, checksum_valid=checksum_valid)
         elif protocol == PROTO_ICMP:
             message, data = parse_icmpv4(body)
             if not isinstance(message, Icmpv4Echo) or not message.request:
@@ -354,20 +340,36 @@ class Stack:
                 return
             body = memoryview(whole)
             checksum_valid = False  # the link vouched for one frame, not the datagram
-        if next_header == PROTO_TCP:
-            pseudo = None if checksum_valid else pseudo_header_v6(src, dst, PROTO_TCP, len(body))
-            header, data = parse_tcp(body, pseudo)
-            self.tcp.segment_in(
-                FlowKey(6, src, header.src_port, dst, header.dst_port), header, data, now
-            )
-        elif next_header == PROTO_UDP:
-            pseudo = None if checksum_valid else pseudo_header_v6(src, dst, PROTO_UDP, len(body))
-            udp, data = parse_udp(body, pseudo, zero_checksum_ok=False)
-            self._events.append(
-                UdpReceived(FlowKey(6, src, udp.src_port, dst, udp.dst_port), bytes(data))
-            )
+        if next_header in (PROTO_TCP, PROTO_UDP):
+            self._transport(6, src, dst, next_header, body, now=now, checksum_valid=checksum_valid)
         else:
             self.drops["unsupported_protocol"] += 1
+
+    def _transport(
+        self,
+        version: int,
+        src: bytes,
+        dst: bytes,
+        protocol: int,
+        body: memoryview,
+        *,
+        now: float,
+        checksum_valid: bool,
+    ) -> None:
+        """TCP to the connection table, UDP to the engine; the same for both families."""
+        pseudo = None
+        if not checksum_valid:
+            pseudo_header = pseudo_header_v4 if version == 4 else pseudo_header_v6
+            pseudo = pseudo_header(src, dst, protocol, len(body))
+        if protocol == PROTO_TCP:
+            header, data = parse_tcp(body, pseudo)
+            key = FlowKey(version, src, header.src_port, dst, header.dst_port)
+            self.tcp.segment_in(key, header, data, now)
+        else:
+            # A zero UDP checksum means "none" in IPv4 only (RFC 8200 8.1).
+            udp, data = parse_udp(body, pseudo, zero_checksum_ok=version == 4)
+            key = FlowKey(version, src, udp.src_port, dst, udp.dst_port)
+            self._events.append(UdpReceived(key, bytes(data)))
 
     def _valid_source_v6(self, src: bytes, dst: bytes) -> bool:
         """The guest's address, or a link-local one for the gateway itself.
