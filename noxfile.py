@@ -63,6 +63,8 @@ def _install_guest_kernel(session: nox.Session) -> None:
 
 _UNPACK_KERNEL = """
 set -e
+# The package lists may never have been fetched on a fresh machine.
+apt-get update -qq
 pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 tmp=$(mktemp -d)
 cd "$tmp"
