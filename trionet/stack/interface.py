@@ -29,6 +29,7 @@ from trionet.wire.icmpv4 import (
     CODE_PORT_UNREACHABLE,
     Icmpv4DestUnreachable,
     Icmpv4Echo,
+    Icmpv4Message,
     Icmpv4TimeExceeded,
     icmpv4_quote,
     parse_icmpv4,
@@ -36,6 +37,7 @@ from trionet.wire.icmpv4 import (
 from trionet.wire.icmpv6 import (
     Icmpv6DestUnreachable,
     Icmpv6Echo,
+    Icmpv6Message,
     Icmpv6TimeExceeded,
     NeighborAdvertisement,
     NeighborSolicitation,
@@ -271,7 +273,9 @@ class Stack:
         else:
             self.drops["unsupported_protocol"] += 1
 
-    def _v4_frame(self, src: bytes, transport: object, payload: bytes | memoryview) -> bytes:
+    def _v4_frame(
+        self, src: bytes, transport: UdpHeader | Icmpv4Message, payload: bytes | memoryview
+    ) -> bytes:
         params = self.params
         assert params.guest_ipv4 is not None
         header = build_ipv4_frame(
@@ -279,14 +283,14 @@ class Stack:
             params.guest_mac,
             src,
             params.guest_ipv4,
-            transport,  # type: ignore[arg-type]
+            transport,
             payload=payload,
         )
         header += payload
         return bytes(header)
 
     def _icmpv4_error(
-        self, message: object, ip: Ipv4Header, body: memoryview, *, src: bytes | None
+        self, message: Icmpv4Message, ip: Ipv4Header, body: memoryview, *, src: bytes | None
     ) -> None:
         if src is None:
             return
@@ -446,7 +450,7 @@ class Stack:
         self,
         src: bytes,
         dst: bytes,
-        transport: object,
+        transport: UdpHeader | Icmpv6Message,
         payload: bytes | memoryview,
         *,
         hop_limit: int = 64,
@@ -458,14 +462,16 @@ class Stack:
             dst_mac or params.guest_mac,
             src,
             dst,
-            transport,  # type: ignore[arg-type]
+            transport,
             payload=payload,
             hop_limit=hop_limit,
         )
         header += payload
         return bytes(header)
 
-    def _icmpv6_error(self, message: object, ip: Ipv6Header, body: memoryview, dst: bytes) -> None:
+    def _icmpv6_error(
+        self, message: Icmpv6Message, ip: Ipv6Header, body: memoryview, dst: bytes
+    ) -> None:
         src = self.params.gateway_ipv6
         if src is None:
             return
