@@ -17,13 +17,14 @@ from collections import Counter
 from dataclasses import dataclass
 
 from trionet.stack.flows import EchoRequested, FlowKey, OutFrame, StackEvent, UdpReceived
+from trionet.stack.output import GuestOutput
 from trionet.stack.reassembly import Reassembler
 from trionet.stack.tcp_table import RefuseReason, TcpStatus, TcpTable
 from trionet.wire import ParseError
 from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
 from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
 from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_ethernet
-from trionet.wire.frames import build_arp_frame, build_ipv4_frame, build_ipv6_frame
+from trionet.wire.frames import build_arp_frame
 from trionet.wire.icmpv4 import (
     CODE_HOST_UNREACHABLE,
     CODE_PORT_UNREACHABLE,
@@ -31,7 +32,6 @@ from trionet.wire.icmpv4 import (
     Icmpv4Echo,
     Icmpv4Message,
     Icmpv4TimeExceeded,
-    icmpv4_quote,
     parse_icmpv4,
 )
 from trionet.wire.icmpv6 import (
@@ -41,22 +41,19 @@ from trionet.wire.icmpv6 import (
     Icmpv6TimeExceeded,
     NeighborAdvertisement,
     NeighborSolicitation,
-    icmpv6_quote,
     parse_icmpv6,
 )
 from trionet.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Ipv4Header, parse_ipv4
-from trionet.wire.ipv6 import NEXT_HEADER_ICMPV6, Ipv6Fragment, Ipv6Header, parse_ipv6
+from trionet.wire.ipv6 import NEXT_HEADER_ICMPV6, Ipv6Header, parse_ipv6
 from trionet.wire.tcp import parse_tcp
 from trionet.wire.udp import UdpHeader, parse_udp
 
 __all__ = ["RefuseReason", "Stack", "StackParams", "TcpStatus"]
 
-_BROADCAST_MAC = b"\xff" * 6
 _ALL_NODES_V6 = bytes.fromhex("ff020000000000000000000000000001")
 _UNSPECIFIED_V6 = bytes(16)
 _ICMPV6_PORT_UNREACHABLE = 4
 _ICMPV6_ADDRESS_UNREACHABLE = 3
-_ETHERNET_LEN = 14
 #: UDP's 16-bit length, less its header (and IPv4's, whose total length is 16-bit too).
 _MAX_UDP_PAYLOAD_V4 = 65535 - 20 - 8
 _MAX_UDP_PAYLOAD_V6 = 65535 - 8
@@ -106,6 +103,7 @@ class Stack:
         self._gateways_v6 = {
             a for a in (params.gateway_ipv6, params.gateway_ipv6_link_local) if a is not None
         }
+        self._out = GuestOutput(params, self._frames)
         self.tcp = TcpTable(params, self._frames, self._events, self.drops)
 
     # -- output ---------------------------------------------------------------
@@ -240,7 +238,7 @@ class Stack:
                 not body or body[0] not in _ICMPV4_INFORMATIONAL
             )
             if not is_error and not ip.frag_offset:
-                self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body, src=params.gateway_ipv4)
+                self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body)
             return
         if ip.is_fragment:
             if protocol != PROTO_UDP:
@@ -265,7 +263,7 @@ class Stack:
                 self.drops["icmp_ignored"] += 1
                 return
             if dst == params.gateway_ipv4:
-                self._frames.append(self._v4_frame(dst, message.reply(), data))
+                self._out.ipv4(dst, message.reply(), data)
             else:
                 self._events.append(
                     EchoRequested(4, ip.src, dst, message.ident, message.seq, bytes(data), ip.ttl)
@@ -273,29 +271,10 @@ class Stack:
         else:
             self.drops["unsupported_protocol"] += 1
 
-    def _v4_frame(
-        self, src: bytes, transport: UdpHeader | Icmpv4Message, payload: bytes | memoryview
-    ) -> bytes:
-        params = self.params
-        assert params.guest_ipv4 is not None
-        header = build_ipv4_frame(
-            params.gateway_mac,
-            params.guest_mac,
-            src,
-            params.guest_ipv4,
-            transport,
-            payload=payload,
-        )
-        header += payload
-        return bytes(header)
-
-    def _icmpv4_error(
-        self, message: Icmpv4Message, ip: Ipv4Header, body: memoryview, *, src: bytes | None
-    ) -> None:
-        if src is None:
-            return
-        quoted = icmpv4_quote(ip.to_bytes() + bytes(body))
-        self._frames.append(self._v4_frame(src, message, quoted))
+    def _icmpv4_error(self, message: Icmpv4Message, ip: Ipv4Header, body: memoryview) -> None:
+        """An error from the gateway about the guest's datagram ``ip`` + ``body``."""
+        if self.params.gateway_ipv4 is not None:
+            self._out.icmpv4_error(self.params.gateway_ipv4, message, ip.to_bytes() + bytes(body))
 
     # -- IPv6 -------------------------------------------------------------------
 
@@ -327,7 +306,7 @@ class Stack:
             # A later fragment holds no transport header: quoted as if it did,
             # the guest could match the error to an unrelated socket.
             if ip.fragment is None or ip.fragment.offset == 0:
-                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, src)
+                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body)
             return
         if ip.fragment is not None:
             if next_header != PROTO_UDP:
@@ -420,23 +399,21 @@ class Stack:
                 if unspecified
                 else (message.source_lladdr or params.guest_mac)
             )
-            self._frames.append(
-                self._v6_frame(message.target, dst, advert, b"", hop_limit=255, dst_mac=dst_mac)
-            )
+            self._out.ipv6(message.target, dst, advert, b"", hop_limit=255, dst_mac=dst_mac)
             return
         if isinstance(message, Icmpv6Echo) and message.request:
             if not self._valid_source_v6(ip.src, ip.dst):
                 self.drops["bad_source"] += 1
                 return
             if ip.dst in self._gateways_v6:
-                self._frames.append(self._v6_frame(ip.dst, ip.src, message.reply(), data))
+                self._out.ipv6(ip.dst, ip.src, message.reply(), data)
             elif ip.dst[0] == 0xFF:
                 self.drops["unsupported_destination"] += 1
             elif self._martian_v6(ip.dst):
                 self.drops["martian_destination"] += 1
             elif ip.hop_limit <= 1:
                 self.drops["ttl_expired"] += 1
-                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body, ip.src)
+                self._icmpv6_error(Icmpv6TimeExceeded(0), ip, body)
             else:
                 self._events.append(
                     EchoRequested(
@@ -446,32 +423,8 @@ class Stack:
             return
         self.drops["icmp_ignored"] += 1
 
-    def _v6_frame(
-        self,
-        src: bytes,
-        dst: bytes,
-        transport: UdpHeader | Icmpv6Message,
-        payload: bytes | memoryview,
-        *,
-        hop_limit: int = 64,
-        dst_mac: bytes | None = None,
-    ) -> bytes:
-        params = self.params
-        header = build_ipv6_frame(
-            params.gateway_mac,
-            dst_mac or params.guest_mac,
-            src,
-            dst,
-            transport,
-            payload=payload,
-            hop_limit=hop_limit,
-        )
-        header += payload
-        return bytes(header)
-
-    def _icmpv6_error(
-        self, message: Icmpv6Message, ip: Ipv6Header, body: memoryview, dst: bytes
-    ) -> None:
+    def _icmpv6_error(self, message: Icmpv6Message, ip: Ipv6Header, body: memoryview) -> None:
+        """An error from the gateway about the guest's packet ``ip`` + ``body``."""
         src = self.params.gateway_ipv6
         if src is None:
             return
@@ -480,8 +433,7 @@ class Stack:
         original = Ipv6Header(
             ip.src, ip.dst, ip.next_header, len(body), ip.hop_limit, fragment=ip.fragment
         ).to_bytes()
-        quoted = icmpv6_quote(original + bytes(body))
-        self._frames.append(self._v6_frame(src, dst, message, quoted))
+        self._out.icmpv6_error(src, message, original + bytes(body))
 
     # -- UDP and ICMP from the engine ---------------------------------------------------
 
@@ -495,132 +447,45 @@ class Stack:
             self.drops["udp_too_big"] += 1
             return
         udp = UdpHeader(key.remote_port, key.guest_port)
-        if key.version == 4:
-            self._udp_v4(key, udp, payload)
-        else:
-            self._udp_v6(key, udp, payload)
-
-    def _udp_v4(self, key: FlowKey, udp: UdpHeader, payload: bytes) -> None:
-        params = self.params
-        if len(payload) + 28 <= params.mtu:
-            self._frames.append(self._v4_frame(key.remote_addr, udp, payload))
+        out = self._out
+        if len(payload) + (28 if key.version == 4 else 48) <= self.params.mtu:
+            if key.version == 4:
+                out.ipv4(key.remote_addr, udp, payload)
+            else:
+                out.ipv6(key.remote_addr, key.guest_addr, udp, payload)
             return
-        # Too big for the link: build the whole datagram, then cut it into
-        # fragments whose payloads are multiples of 8 bytes.
-        datagram = udp.to_bytes(
-            payload, pseudo_header_v4(key.remote_addr, key.guest_addr, PROTO_UDP, len(payload) + 8)
-        )
-        self._fragment_v4(key.remote_addr, PROTO_UDP, datagram)
-
-    def _fragment_v4(self, src: bytes, protocol: int, datagram: bytes) -> None:
-        params = self.params
-        assert params.guest_ipv4 is not None
-        step = (params.mtu - 20) & ~7
-        ident = self._next_ident()
-        view = memoryview(datagram)
-        for offset in range(0, len(datagram), step):
-            piece = view[offset : offset + step]
-            more = offset + step < len(datagram)
-            header = Ipv4Header(
-                src, params.guest_ipv4, protocol, len(piece), 64, ident, False, more, offset
-            )
-            frame = bytearray(_ETHERNET_LEN + 20)
-            frame[0:6] = params.guest_mac
-            frame[6:12] = params.gateway_mac
-            frame[12:14] = b"\x08\x00"
-            header.emit_into(frame, _ETHERNET_LEN)
-            frame += piece
-            self._frames.append(bytes(frame))
-
-    def _udp_v6(self, key: FlowKey, udp: UdpHeader, payload: bytes) -> None:
-        params = self.params
-        if len(payload) + 48 <= params.mtu:
-            self._frames.append(self._v6_frame(key.remote_addr, key.guest_addr, udp, payload))
-            return
-        datagram = udp.to_bytes(
-            payload, pseudo_header_v6(key.remote_addr, key.guest_addr, PROTO_UDP, len(payload) + 8)
-        )
-        step = (params.mtu - 48) & ~7
-        ident = self._next_ident()
-        view = memoryview(datagram)
-        for offset in range(0, len(datagram), step):
-            piece = view[offset : offset + step]
-            header = Ipv6Header(
-                key.remote_addr,
-                key.guest_addr,
-                PROTO_UDP,
-                len(piece),
-                64,
-                fragment=Ipv6Fragment(ident, offset, offset + step < len(datagram)),
-            )
-            frame = bytearray(_ETHERNET_LEN)
-            frame[0:6] = params.guest_mac
-            frame[6:12] = params.gateway_mac
-            frame[12:14] = b"\x86\xdd"
-            frame += header.to_bytes()
-            frame += piece
-            self._frames.append(bytes(frame))
-
-    _ident = 0
-
-    def _next_ident(self) -> int:
-        self._ident = (self._ident + 1) & 0xFFFF
-        return self._ident
+        # Too big for the link: build the whole datagram, then fragment it.
+        pseudo_header = pseudo_header_v4 if key.version == 4 else pseudo_header_v6
+        pseudo = pseudo_header(key.remote_addr, key.guest_addr, PROTO_UDP, len(payload) + 8)
+        out.fragments(key, PROTO_UDP, udp.to_bytes(payload, pseudo))
 
     def udp_unreachable(self, key: FlowKey, payload: bytes, now: float, *, port: bool) -> None:
         """Tell the guest its datagram for ``key`` could not be delivered."""
-        udp = UdpHeader(key.guest_port, key.remote_port)
         # Only the start is quoted; a guest's reassembled IPv4 datagram can be
         # longer than an IPv4 header may claim, so rebuild it at a size that fits.
         payload = payload[: _MAX_UDP_PAYLOAD_V4 if key.version == 4 else _MAX_UDP_PAYLOAD_V6]
+        offending = GuestOutput.guest_datagram(
+            key, PROTO_UDP, UdpHeader(key.guest_port, key.remote_port), payload
+        )
+        # Port unreachable is the remote host's word; host unreachable is
+        # the router's, i.e. ours (RFC 1812 4.3.2.4).
         if key.version == 4:
-            datagram = udp.to_bytes(
-                payload,
-                pseudo_header_v4(key.guest_addr, key.remote_addr, PROTO_UDP, len(payload) + 8),
-            )
-            ip = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
             code = CODE_PORT_UNREACHABLE if port else CODE_HOST_UNREACHABLE
-            # Port unreachable is the remote host's word; host unreachable is
-            # the router's, i.e. ours (RFC 1812 4.3.2.4).
             src = key.remote_addr if port else (self.params.gateway_ipv4 or key.remote_addr)
-            self._icmpv4_error(Icmpv4DestUnreachable(code), ip, memoryview(datagram), src=src)
+            self._out.icmpv4_error(src, Icmpv4DestUnreachable(code), offending)
         else:
-            datagram = udp.to_bytes(
-                payload,
-                pseudo_header_v6(key.guest_addr, key.remote_addr, PROTO_UDP, len(payload) + 8),
-            )
-            ip6 = Ipv6Header(key.guest_addr, key.remote_addr, PROTO_UDP, len(datagram))
             code = _ICMPV6_PORT_UNREACHABLE if port else _ICMPV6_ADDRESS_UNREACHABLE
-            original = ip6.to_bytes() + datagram
-            src6 = key.remote_addr if port else (self.params.gateway_ipv6 or key.remote_addr)
-            self._frames.append(
-                self._v6_frame(
-                    src6,
-                    key.guest_addr,
-                    Icmpv6DestUnreachable(code),
-                    icmpv6_quote(original),
-                )
-            )
+            src = key.remote_addr if port else (self.params.gateway_ipv6 or key.remote_addr)
+            self._out.icmpv6_error(src, Icmpv6DestUnreachable(code), offending)
 
     def echo_reply(self, request: EchoRequested, payload: bytes, now: float) -> None:
         """The remote answered the guest's ping: forward the reply with its id restored."""
         if request.version == 4:
-            self._frames.append(
-                self._v4_frame(
-                    request.remote_addr,
-                    Icmpv4Echo(False, request.ident, request.sequence),
-                    payload,
-                )
-            )
+            echo4 = Icmpv4Echo(False, request.ident, request.sequence)
+            self._out.ipv4(request.remote_addr, echo4, payload)
         else:
-            self._frames.append(
-                self._v6_frame(
-                    request.remote_addr,
-                    request.guest_addr,
-                    Icmpv6Echo(False, request.ident, request.sequence),
-                    payload,
-                )
-            )
+            echo6 = Icmpv6Echo(False, request.ident, request.sequence)
+            self._out.ipv6(request.remote_addr, request.guest_addr, echo6, payload)
 
     # -- TCP, delegated ------------------------------------------------------------------
 

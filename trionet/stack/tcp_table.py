@@ -37,22 +37,20 @@ from trionet.stack.flows import (
     TcpConnectionGone,
     TcpConnectRequested,
 )
+from trionet.stack.output import GuestOutput
 from trionet.tcp.config import TcpConfig
 from trionet.tcp.connection import TcpConnection, TcpState, TcpStateError, reset_for
 from trionet.tcp.events import Closed, ConnectionReset
 from trionet.tcp.isn import IsnGenerator
 from trionet.tcp.seq import seq_diff
-from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
 from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame
 from trionet.wire.icmpv4 import (
     CODE_ADMIN_PROHIBITED,
     CODE_HOST_UNREACHABLE,
     Icmpv4DestUnreachable,
-    icmpv4_quote,
 )
-from trionet.wire.icmpv6 import Icmpv6DestUnreachable, icmpv6_quote
-from trionet.wire.ipv4 import PROTO_TCP, Ipv4Header
-from trionet.wire.ipv6 import Ipv6Header
+from trionet.wire.icmpv6 import Icmpv6DestUnreachable
+from trionet.wire.ipv4 import PROTO_TCP
 from trionet.wire.tcp import TcpFlags, TcpHeader
 from trionet.wire.virtio_net import VirtioNetHeader
 
@@ -123,6 +121,7 @@ class TcpTable:
     ) -> None:
         self._params = params
         self._frames = frames
+        self._out = GuestOutput(params, frames)
         self._events = events
         self._drops = drops
         self._connections: dict[FlowKey, _Entry] = {}
@@ -415,41 +414,33 @@ class TcpTable:
     def _emit(
         self, key: FlowKey, header: TcpHeader, payload: bytes | memoryview, mss: int = 0
     ) -> None:
+        if not (payload and self._tso[key.version]):
+            if key.version == 4:
+                self._out.ipv4(key.remote_addr, header, payload)
+            else:
+                self._out.ipv6(key.remote_addr, key.guest_addr, header, payload)
+            return
+        # The guest's kernel finishes the checksum and, for a super-segment,
+        # cuts it into MSS-sized segments: Python never touches the payload.
         params = self._params
         build = build_ipv4_frame if key.version == 4 else build_ipv6_frame
-        if payload and self._tso[key.version]:
-            # The guest's kernel finishes the checksum and, for a
-            # super-segment, cuts it into MSS-sized segments: Python never
-            # touches the payload bytes.
-            head = build(
-                params.gateway_mac,
-                params.guest_mac,
-                key.remote_addr,
-                key.guest_addr,
-                header,
-                payload=payload,
-                partial_checksum=True,
-            )
-            l4 = _L4_OFFSET[key.version]
-            if len(payload) > mss > 0:
-                vnet = VirtioNetHeader.tcp_gso(
-                    ipv6=key.version == 6, l4_offset=l4, headers_len=len(head), mss=mss
-                )
-            else:
-                vnet = VirtioNetHeader.partial_csum(l4, 16)
-            self._frames.append(OffloadFrame(vnet.to_bytes(), head, payload))
-            return
-        frame = build(
+        head = build(
             params.gateway_mac,
             params.guest_mac,
             key.remote_addr,
             key.guest_addr,
             header,
             payload=payload,
+            partial_checksum=True,
         )
-        if payload:
-            frame += payload
-        self._frames.append(bytes(frame))
+        l4 = _L4_OFFSET[key.version]
+        if len(payload) > mss > 0:
+            vnet = VirtioNetHeader.tcp_gso(
+                ipv6=key.version == 6, l4_offset=l4, headers_len=len(head), mss=mss
+            )
+        else:
+            vnet = VirtioNetHeader.partial_csum(l4, 16)
+        self._frames.append(OffloadFrame(vnet.to_bytes(), head, payload))
 
     def _reset_for(self, key: FlowKey, header: TcpHeader, payload_len: int) -> None:
         """The RST RFC 9293 3.10.7.1 prescribes for a segment with no connection."""
@@ -460,41 +451,17 @@ class TcpTable:
     def _unreachable(self, key: FlowKey, syn: TcpHeader, reason: RefuseReason) -> None:
         params = self._params
         prohibited = reason is RefuseReason.PROHIBITED
-        # Rebuild the guest's SYN (without options: 20 bytes plus the IP
-        # header is what the guest's kernel needs to match the error).
+        # The guest's SYN without options: the IP header and the first 8
+        # bytes are what the guest's kernel needs to match the error.
         segment = TcpHeader(syn.src_port, syn.dst_port, syn.seq, syn.ack, syn.flags, syn.window)
+        offending = GuestOutput.guest_datagram(key, PROTO_TCP, segment, b"")
+        # We are the router giving up on the destination: the error is ours
+        # (RFC 1812 4.3.2.4).
         if key.version == 4:
-            body = segment.to_bytes(
-                b"", pseudo_header_v4(key.guest_addr, key.remote_addr, PROTO_TCP, 20)
-            )
-            original = Ipv4Header(key.guest_addr, key.remote_addr, PROTO_TCP, len(body)).to_bytes()
             code = CODE_ADMIN_PROHIBITED if prohibited else CODE_HOST_UNREACHABLE
-            quoted = icmpv4_quote(original + body)
-            # We are the router giving up on the destination: the error is
-            # ours (RFC 1812 4.3.2.4), as for IPv6 below.
-            frame = build_ipv4_frame(
-                params.gateway_mac,
-                params.guest_mac,
-                params.gateway_ipv4 or key.remote_addr,
-                key.guest_addr,
-                Icmpv4DestUnreachable(code),
-                payload=quoted,
-            )
+            src = params.gateway_ipv4 or key.remote_addr
+            self._out.icmpv4_error(src, Icmpv4DestUnreachable(code), offending)
         else:
-            body = segment.to_bytes(
-                b"", pseudo_header_v6(key.guest_addr, key.remote_addr, PROTO_TCP, 20)
-            )
-            original = Ipv6Header(key.guest_addr, key.remote_addr, PROTO_TCP, len(body)).to_bytes()
             code6 = _ICMPV6_ADMIN_PROHIBITED if prohibited else _ICMPV6_ADDRESS_UNREACHABLE
-            quoted = icmpv6_quote(original + body)
-            src = params.gateway_ipv6 or key.remote_addr
-            frame = build_ipv6_frame(
-                params.gateway_mac,
-                params.guest_mac,
-                src,
-                key.guest_addr,
-                Icmpv6DestUnreachable(code6),
-                payload=quoted,
-            )
-        frame += quoted
-        self._frames.append(bytes(frame))
+            src6 = params.gateway_ipv6 or key.remote_addr
+            self._out.icmpv6_error(src6, Icmpv6DestUnreachable(code6), offending)
