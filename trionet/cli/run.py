@@ -45,9 +45,10 @@ from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.cli.signals import SignalFd, block
 from trionet.engine.network import open_network
+from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
 from trionet.links.tap import TapDevice, TapError
-from trionet.links.tap_link import FrameEndpoint, run_tap_link
+from trionet.links.tap_link import run_tap_link
 
 __all__ = ["RunError", "RunOptions", "run"]
 

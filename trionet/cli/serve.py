@@ -29,12 +29,13 @@ from trionet.cli.options import NetworkChoice
 from trionet.engine.backend import FrameBackend
 from trionet.engine.network import Network, open_network
 from trionet.links.dgram import DgramLink
+from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
 from trionet.links.stream import StreamLink, open_unix_stream_listener
 from trionet.links.tap import TapDevice
 from trionet.links.tap_link import run_tap_link
 from trionet.links.unixpath import remove_stale_socket
-from trionet.links.vmm_link import FrameLink, QueuedEndpoint, discard_queued, run_vmm_link
+from trionet.links.vmm_link import FrameLink, discard_queued, run_vmm_link
 
 __all__ = ["ServeError", "ServeOptions", "serve"]
 
@@ -165,7 +166,7 @@ async def _serve_tap(
         await run_tap_link(endpoint, tap)
 
 
-async def _run_session(endpoint: QueuedEndpoint, link: FrameLink, kind: str, peer: str) -> None:
+async def _run_session(endpoint: FrameEndpoint, link: FrameLink, kind: str, peer: str) -> None:
     stale = discard_queued(endpoint)
     log_event(logger, logging.INFO, "session.start", link=kind, peer=peer, discarded=stale)
     reason = "stopped"  # by SIGINT/SIGTERM, unless the link says otherwise
@@ -187,7 +188,7 @@ async def _run_session(endpoint: QueuedEndpoint, link: FrameLink, kind: str, pee
 
 
 async def _serve_stream(
-    options: ServeOptions, ready: _Announcer, endpoint: QueuedEndpoint, path: str
+    options: ServeOptions, ready: _Announcer, endpoint: FrameEndpoint, path: str
 ) -> None:
     try:
         listener = await open_unix_stream_listener(path)
@@ -204,7 +205,7 @@ async def _serve_stream(
 
 
 async def _serve_dgram(
-    options: ServeOptions, ready: _Announcer, endpoint: QueuedEndpoint, path: str
+    options: ServeOptions, ready: _Announcer, endpoint: FrameEndpoint, path: str
 ) -> None:
     def bind() -> DgramLink:
         try:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final
 
+from trionet.links.endpoint import FrameEndpoint, FrameSink
 from trionet.stack.flows import OffloadFrame, OutFrame
 
 __all__ = ["LINKTYPE_ETHERNET", "PcapEndpoint", "PcapWriter"]
@@ -80,30 +81,10 @@ class PcapWriter:
         self._file.close()
 
 
-class _Sink(Protocol):
-    def __call__(self, frames: Sequence[OutFrame], /) -> None: ...
-
-
-class _Endpoint(Protocol):
-    """The engine's frame endpoint as links see it (trionet.engine.backend.FrameBackend)."""
-
-    def send_batch_nowait(
-        self, frames: Iterable[bytes | memoryview], *, checksum_valid: bool = False
-    ) -> None: ...
-
-    def attach_sink(self, sink: _Sink | None) -> None: ...
-
-    def enable_offload(self, *, tso4: bool, tso6: bool) -> None: ...
-
-    async def receive_batch(self, max_frames: int = 64) -> list[bytes]: ...
-
-    def receive_batch_nowait(self, max_frames: int = 64) -> list[bytes]: ...
-
-
 class PcapEndpoint:
     """An endpoint that records both directions into ``writer``, then delegates."""
 
-    def __init__(self, endpoint: _Endpoint, writer: PcapWriter) -> None:
+    def __init__(self, endpoint: FrameEndpoint, writer: PcapWriter) -> None:
         self._endpoint = endpoint
         self._writer = writer
 
@@ -114,7 +95,7 @@ class PcapEndpoint:
         self._writer.write_frames(frames)
         self._endpoint.send_batch_nowait(frames, checksum_valid=checksum_valid)
 
-    def attach_sink(self, sink: _Sink | None) -> None:
+    def attach_sink(self, sink: FrameSink | None) -> None:
         if sink is None:
             self._endpoint.attach_sink(None)
             return

@@ -11,11 +11,11 @@ channel hop per frame in either direction.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 import trio
 
+from trionet.links.endpoint import FrameEndpoint
 from trionet.links.tap import TapDevice
 from trionet.stack.flows import OffloadFrame, OutFrame
 from trionet.wire import ParseError
@@ -26,29 +26,13 @@ from trionet.wire.ipv6 import parse_ipv6
 from trionet.wire.udp import parse_udp
 from trionet.wire.virtio_net import GsoType, VirtioNetHeader
 
-__all__ = ["FrameEndpoint", "run_tap_link"]
+__all__ = ["run_tap_link", "split_udp_super_frame"]
 
 #: Frames drained per wake-up before the engine gets to run other tasks.
 BATCH_FRAMES = 64
 #: Refused frames kept for a retry when the link stops, and how long it tries.
 REFUSED_KEPT = 256
 TEARDOWN_RETRY_SECONDS = 1.0
-
-
-class FrameEndpoint(Protocol):
-    """What a link needs of the engine's backend (see trionet.engine.backend)."""
-
-    def send_batch_nowait(
-        self, frames: Iterable[bytes | memoryview], *, checksum_valid: bool = False
-    ) -> None: ...
-
-    def attach_sink(self, sink: _Sink | None) -> None: ...
-
-    def enable_offload(self, *, tso4: bool, tso6: bool) -> None: ...
-
-
-class _Sink(Protocol):
-    def __call__(self, frames: Sequence[OutFrame], /) -> None: ...
 
 
 def _checksum_valid(header: VirtioNetHeader | None) -> bool:

@@ -22,22 +22,11 @@ from typing import Protocol
 import trio
 
 from trionet.links.counters import LinkCounters
+from trionet.links.endpoint import FrameEndpoint
 
-__all__ = ["FrameLink", "QueuedEndpoint", "run_vmm_link"]
+__all__ = ["FrameLink", "discard_queued", "run_vmm_link"]
 
 BATCH_FRAMES = 64
-
-
-class QueuedEndpoint(Protocol):
-    """What this glue needs of the engine's backend (trionet.engine.backend.FrameBackend)."""
-
-    def send_batch_nowait(
-        self, frames: Iterable[bytes | memoryview], *, checksum_valid: bool = False
-    ) -> None: ...
-
-    async def receive_batch(self, max_frames: int = 64) -> list[bytes]: ...
-
-    def receive_batch_nowait(self, max_frames: int = 64) -> list[bytes]: ...
 
 
 class FrameLink(Protocol):
@@ -53,7 +42,7 @@ class FrameLink(Protocol):
     async def aclose(self) -> None: ...
 
 
-def discard_queued(endpoint: QueuedEndpoint) -> int:
+def discard_queued(endpoint: FrameEndpoint) -> int:
     """Drop frames queued for a previous guest (a VMM reconnecting must not get them)."""
     dropped = 0
     while batch := endpoint.receive_batch_nowait(4096):
@@ -62,7 +51,7 @@ def discard_queued(endpoint: QueuedEndpoint) -> int:
 
 
 async def run_vmm_link(
-    endpoint: QueuedEndpoint,
+    endpoint: FrameEndpoint,
     link: FrameLink,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,

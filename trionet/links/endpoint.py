@@ -1,0 +1,37 @@
+"""The engine's frame endpoint as every link sees it.
+
+Links sit below the engine and may not import it, so they name what they
+need of its backend (:class:`trionet.engine.backend.FrameBackend`) here,
+once; :class:`trionet.links.pcap.PcapEndpoint` provides the same surface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from trionet.stack.flows import OutFrame
+
+__all__ = ["FrameEndpoint", "FrameSink"]
+
+
+class FrameSink(Protocol):
+    """Takes frames for the guest synchronously, in order."""
+
+    def __call__(self, frames: Sequence[OutFrame], /) -> None: ...
+
+
+class FrameEndpoint(Protocol):
+    """Frames from the guest go in; frames for it come out by sink or queue."""
+
+    def send_batch_nowait(
+        self, frames: Iterable[bytes | memoryview], *, checksum_valid: bool = False
+    ) -> None: ...
+
+    def attach_sink(self, sink: FrameSink | None) -> None: ...
+
+    def enable_offload(self, *, tso4: bool, tso6: bool) -> None: ...
+
+    async def receive_batch(self, max_frames: int = 64) -> list[bytes]: ...
+
+    def receive_batch_nowait(self, max_frames: int = 64) -> list[bytes]: ...
