@@ -101,8 +101,7 @@ class EngineCore:
         receive = self.stack.receive_frame
         for frame in frames:
             receive(frame, now, checksum_valid)
-        self.stack.end_batch(now)
-        self.flush()
+        self.flush()  # taking the stack's output ends the batch
 
     def flush(self) -> None:
         stack = self.stack

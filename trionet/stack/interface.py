@@ -112,20 +112,12 @@ class Stack:
         """The link accepts TCP super-segments with partial checksums (virtio-net TSO)."""
         self.tcp.enable_tso(ipv4=ipv4, ipv6=ipv6)
 
-    def end_batch(self, now: float) -> None:
-        """Finish a batch of received frames: answer everything they provoked.
-
-        Call after the last :meth:`receive_frame` of a batch (and before
-        :meth:`take_frames`); per-connection work is deferred to here so a
-        burst costs one pass per connection, not one per segment.
-        """
-        self.tcp.flush_batch(now)
-
     def take_frames(self) -> list[OutFrame]:
         """Frames for the guest produced since the last call, in order.
 
-        Finishes a batch left open (as :meth:`end_batch` with the time of the
-        last frame received), so no reply can be forgotten.
+        Taking output ends a batch: connections that received segments since
+        the last call are serviced first, once each (at the time of the last
+        frame received), so a burst costs one pass and typically one ACK.
         """
         self.tcp.flush_batch(self._last_receive)
         frames = self._frames[:]
