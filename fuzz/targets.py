@@ -10,10 +10,12 @@ verification on (so the verifying path is fuzzed past the checksum too).
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Callable
 
 from fuzz.stack_target import fuzz_stack
+from fuzz.walk import walk_frame
 from trionet.wire import ParseError
 from trionet.wire.arp import parse_arp
 from trionet.wire.checksum import internet_checksum, pseudo_header_v4, pseudo_header_v6
@@ -148,34 +150,8 @@ def fuzz_icmpv6(data: bytes) -> None:
 
 def fuzz_frame(data: bytes) -> None:
     """The stack's receive path: Ethernet, then IP, then transport, checksums verified."""
-    try:
-        eth, l3 = parse_ethernet(data)
-        if eth.ethertype == ETHERTYPE_ARP:
-            parse_arp(l3)
-        elif eth.ethertype == ETHERTYPE_IPV4:
-            ip4, l4 = parse_ipv4(l3)
-            if ip4.is_fragment:
-                return
-            pseudo = pseudo_header_v4(ip4.src, ip4.dst, ip4.protocol, len(l4))
-            if ip4.protocol == PROTO_TCP:
-                parse_tcp(l4, pseudo)
-            elif ip4.protocol == PROTO_UDP:
-                parse_udp(l4, pseudo)
-            elif ip4.protocol == PROTO_ICMP:
-                parse_icmpv4(l4)
-        elif eth.ethertype == ETHERTYPE_IPV6:
-            ip6, l4 = parse_ipv6(l3)
-            if ip6.fragment is not None:
-                return
-            pseudo = pseudo_header_v6(ip6.src, ip6.dst, ip6.next_header, len(l4))
-            if ip6.next_header == PROTO_TCP:
-                parse_tcp(l4, pseudo)
-            elif ip6.next_header == PROTO_UDP:
-                parse_udp(l4, pseudo, zero_checksum_ok=False)
-            elif ip6.next_header == NEXT_HEADER_ICMPV6:
-                parse_icmpv6(l4, pseudo)
-    except ParseError:
-        return
+    with contextlib.suppress(ParseError):
+        walk_frame(data)
 
 
 #: Target name -> (function, layer of a corpus frame to seed it with).
