@@ -237,16 +237,11 @@ class Stack:
                 self.drops["unsupported_fragment"] += 1
                 return
             whole = self._reassembly.add(
-                (4, ip.src, dst, ip.ident, protocol),
-                ip.frag_offset,
-                ip.more_fragments,
-                body,
-                now,
+                (4, ip.src, dst, ip.ident, protocol), ip.frag_offset, ip.more_fragments, body, now
             )
             if whole is None:
                 return
-            body = memoryview(whole)
-            checksum_valid = False  # the link vouched for one frame, not the datagram
+            body, checksum_valid = memoryview(whole), False  # the link vouched for one frame
         if protocol in (PROTO_TCP, PROTO_UDP):
             self._transport(4, ip.src, dst, protocol, body, now=now, checksum_valid=checksum_valid)
         elif protocol == PROTO_ICMP:
@@ -304,17 +299,17 @@ class Stack:
             if next_header != PROTO_UDP:
                 self.drops["unsupported_fragment"] += 1
                 return
+            fragment = ip.fragment
             whole = self._reassembly.add(
-                (6, src, dst, ip.fragment.ident, next_header),
-                ip.fragment.offset,
-                ip.fragment.more,
+                (6, src, dst, fragment.ident, next_header),
+                fragment.offset,
+                fragment.more,
                 body,
                 now,
             )
             if whole is None:
                 return
-            body = memoryview(whole)
-            checksum_valid = False  # the link vouched for one frame, not the datagram
+            body, checksum_valid = memoryview(whole), False  # the link vouched for one frame
         if next_header in (PROTO_TCP, PROTO_UDP):
             self._transport(6, src, dst, next_header, body, now=now, checksum_valid=checksum_valid)
         else:

@@ -589,23 +589,23 @@ class TcpConnection:
             self._state = _LAST_ACK
         # In SYN-RECEIVED the FIN waits for ESTABLISHED (RFC 9293 3.10.4).
 
+    def _queue_reset(self) -> None:
+        """Queue the RST|ACK that ends a synchronized connection (ABORT, give-up)."""
+        reset = TcpHeader(
+            self.local_port,
+            self.remote_port,
+            self._snd_max & SEQ_MASK,
+            self._rcv_nxt & SEQ_MASK,
+            _RST_ACK,
+            0,
+        )
+        self._control.append((reset, _EMPTY))
+
     def abort(self) -> None:
         """Reset the connection (RFC 9293 ABORT): a RST goes out if synchronized."""
         st = self._state
         if st in (_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2, _CLOSE_WAIT):
-            self._control.append(
-                (
-                    TcpHeader(
-                        self.local_port,
-                        self.remote_port,
-                        self._snd_max & SEQ_MASK,
-                        self._rcv_nxt & SEQ_MASK,
-                        _RST_ACK,
-                        0,
-                    ),
-                    _EMPTY,
-                )
-            )
+            self._queue_reset()
         if st is not _CLOSED:
             self._sndbuf.clear()
             self._rcvbuf.clear()
@@ -1297,19 +1297,7 @@ class TcpConnection:
     def _time_out(self) -> None:
         self._count("timeout")
         if self._state not in (_SYN_SENT,):
-            self._control.append(
-                (
-                    TcpHeader(
-                        self.local_port,
-                        self.remote_port,
-                        self._snd_max & SEQ_MASK,
-                        self._rcv_nxt & SEQ_MASK,
-                        _RST_ACK,
-                        0,
-                    ),
-                    _EMPTY,
-                )
-            )
+            self._queue_reset()
         self._events.append(ConnectionReset(ResetReason.TIMEOUT))
         self._sndbuf.clear()
         self._enter_closed()

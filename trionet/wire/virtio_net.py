@@ -160,24 +160,9 @@ class VirtioNetHeader:
             raise ParseError(f"hdr_len {self.hdr_len} exceeds a {frame_len}-byte frame")
 
     def to_bytes(self) -> bytes:
-        if self.num_buffers is None:
-            return _HDR.pack(
-                self.flags,
-                self.gso_type,
-                self.hdr_len,
-                self.gso_size,
-                self.csum_start,
-                self.csum_offset,
-            )
-        return _HDR_MRG.pack(
-            self.flags,
-            self.gso_type,
-            self.hdr_len,
-            self.gso_size,
-            self.csum_start,
-            self.csum_offset,
-            self.num_buffers,
-        )
+        buf = bytearray(self.size)
+        emit(self, buf)
+        return bytes(buf)
 
 
 #: The header of a plain frame: no checksum work, no segmentation.
