@@ -23,6 +23,7 @@ from trionet.engine.policy import FlowPolicy, NewFlow, Verdict
 from trionet.stack.flows import (
     EchoRequested,
     FlowKey,
+    StackEvent,
     TcpActivity,
     TcpConnectionGone,
     TcpConnectRequested,
@@ -34,6 +35,8 @@ __all__ = ["EngineCore"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _log = logging.getLogger("trionet.engine")
+#: Rounds of events one flush handles; what is left waits for the next one.
+_MAX_FLUSH_ROUNDS = 16
 
 
 class EngineCore:
@@ -56,8 +59,11 @@ class EngineCore:
         self._waiters: dict[FlowKey, trio.Event] = {}
         self._timer_scope: trio.CancelScope | None = None
         self._flows: trio.Nursery | None = None
-        # Set by the relays at start-up; see trionet.engine.network.
-        self.on_tcp_connect: Callable[[FlowKey], Awaitable[None]] | None = None
+        self._flushing = False
+        # Set by the relays at start-up; see trionet.engine.network. They run
+        # inside flush() and must not block.
+        self.on_tcp_connect: Callable[[FlowKey], None] | None = None
+        self.on_tcp_activity: Callable[[FlowKey], None] | None = None
         self.on_udp: Callable[[UdpReceived], None] | None = None
         self.on_echo: Callable[[EchoRequested], None] | None = None
 
@@ -104,32 +110,52 @@ class EngineCore:
         self.flush()  # taking the stack's output ends the batch
 
     def flush(self) -> None:
+        """Hand the stack's frames to the backend and its events to their owners.
+
+        Event handlers run synchronously and often call into the stack (a
+        relay reading what the guest sent, refusing a SYN), which makes more
+        events and frames; a flush from inside a handler returns at once and
+        the outer one takes them, so handlers never nest and the frames of
+        one wake-up leave in one batch. Rounds repeat until the handlers
+        cause no more events.
+        """
+        if self._flushing:
+            return
+        self._flushing = True
         stack = self.stack
-        frames = stack.take_frames()
-        if frames:
-            self.backend.deliver(frames)
-        for event in stack.take_events():
-            if isinstance(event, TcpActivity | TcpConnectionGone):
-                self.tcp_wake(event.key)
-            elif isinstance(event, TcpConnectRequested):
-                if self.on_tcp_connect is None or self._flows is None:
-                    stack.tcp_refuse(event.key, trio.current_time(), RefuseReason.REFUSED)
-                else:
-                    self._flows.start_soon(self.on_tcp_connect, event.key)
-            elif isinstance(event, UdpReceived):
-                if self.on_udp is not None:
-                    self.on_udp(event)
-            elif self.on_echo is not None:
-                self.on_echo(event)
-        # Frames provoked while handling events (refusals) go out now too.
-        frames = stack.take_frames()
-        if frames:
-            self.backend.deliver(frames)
+        try:
+            for _round in range(_MAX_FLUSH_ROUNDS):
+                events = stack.take_events()
+                for event in events:
+                    self._dispatch(event)
+                frames = stack.take_frames()
+                if frames:
+                    self.backend.deliver(frames)
+                if not events:
+                    break
+        finally:
+            self._flushing = False
         scope = self._timer_scope
         if scope is not None:
             deadline = stack.next_deadline()
             if deadline is not None and deadline < scope.deadline:
                 scope.deadline = deadline
+
+    def _dispatch(self, event: StackEvent) -> None:
+        if isinstance(event, TcpActivity | TcpConnectionGone):
+            self.tcp_wake(event.key)
+            if self.on_tcp_activity is not None:
+                self.on_tcp_activity(event.key)
+        elif isinstance(event, TcpConnectRequested):
+            if self.on_tcp_connect is None:
+                self.stack.tcp_refuse(event.key, trio.current_time(), RefuseReason.REFUSED)
+            else:
+                self.on_tcp_connect(event.key)
+        elif isinstance(event, UdpReceived):
+            if self.on_udp is not None:
+                self.on_udp(event)
+        elif self.on_echo is not None:
+            self.on_echo(event)
 
     # -- flows -------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """``open_network``: one sandbox's network engine, scoped to an ``async with``.
 
 Everything the engine runs lives in a nursery owned by the block: the stack's
-timer, one task per guest flow, link tasks. Leaving the block for any reason
+timer, the readiness loop that serves every relayed TCP connection's host
+socket, a task per UDP flow or flow handler, link tasks. Leaving the block for any reason
 (normal exit, an exception, cancellation, or the termination handle) resets
 every guest connection, closes every host socket and the frame endpoint, and
 waits for all of it: no task or file descriptor outlives the block.
@@ -22,6 +23,7 @@ from trionet.engine.core import EngineCore
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
+from trionet.engine.readiness import ReadinessLoop
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.udp_relay import UdpRelay
@@ -134,17 +136,20 @@ async def open_network(
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
     core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
+    readiness = ReadinessLoop(core.flush)
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-    TcpRelay(core, handler=flow_handler, **relay_options)
+    tcp = TcpRelay(core, readiness, handler=flow_handler, **relay_options)
     UdpRelay(core)
     IcmpRelay(core)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
+        await nursery.start(readiness.run)
         network = Network(config, addressing, core, termination, nursery)
         try:
             yield network
         finally:
             nursery.cancel_scope.cancel()
+            tcp.close()
             core.shutdown()
             core.backend.close()

@@ -1,24 +1,32 @@
-"""Guest TCP flows: decide, dial the host first, then relay as Trio streams.
+"""Guest TCP flows: decide, dial the host first, then relay.
 
 The guest gets its SYN-ACK only after the host-side connect succeeded. A
 refused connect becomes a RST and an unreachable or timed-out one an ICMP
 unreachable, so the guest's client fails at once and a dual-stack client
 falls back to the other family instead of hanging on a connection that was
 "established" to nowhere.
+
+Everything up to the SYN-ACK happens without a task: the decision runs
+inside the engine's flush, the dial is a non-blocking connect watched by the
+engine's :class:`~trionet.engine.readiness.ReadinessLoop`. Then a plain
+relay splices the two sides in place (:mod:`trionet.engine.tcp_splice`),
+while a flow handler (services: TLS interception, tests) gets the guest
+connection as a Trio stream and the host socket as a ``trio.SocketStream``
+in a task of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
-import struct
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from trionet.engine.core import EngineCore
 from trionet.engine.guest_stream import GuestTcpStream
+from trionet.engine.readiness import OUT, ReadinessLoop
+from trionet.engine.tcp_splice import TcpSplice, close_with_reset
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import RefuseReason
 
@@ -33,76 +41,159 @@ FlowHandler = Callable[[GuestTcpStream, trio.SocketStream], Awaitable[None]]
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
 
 
+class _Dial:
+    """A host connect in progress for a parked guest SYN."""
+
+    __slots__ = ("key", "sock")
+
+    def __init__(self, key: FlowKey, sock: socket.socket) -> None:
+        self.key = key
+        self.sock = sock
+
+
 class TcpRelay:
-    """Handles TcpConnectRequested events for one engine."""
+    """Handles TcpConnectRequested events for one engine: the TCP decision point."""
 
     def __init__(
         self,
         core: EngineCore,
+        loop: ReadinessLoop,
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         handler: FlowHandler | None = None,
     ) -> None:
         self._core = core
+        self._loop = loop
         self._connect_timeout = connect_timeout
-        self._handler = handler or relay_streams
+        self._handler = handler
+        self._dials: dict[FlowKey, _Dial] = {}
+        self._splices: dict[FlowKey, TcpSplice] = {}
         core.on_tcp_connect = self.open_flow
+        core.on_tcp_activity = self.on_activity
 
-    async def open_flow(self, key: FlowKey) -> None:
+    @property
+    def flow_count(self) -> int:
+        """Host connections held: dials in progress and spliced flows."""
+        return len(self._dials) + len(self._splices)
+
+    # -- new flows -----------------------------------------------------------------------
+
+    def open_flow(self, key: FlowKey) -> None:
         core = self._core
         flow = core.describe(key, "tcp")
         if not core.allows(flow):
-            core.tcp_refuse(key, RefuseReason.PROHIBITED)
+            self._refuse(key, RefuseReason.PROHIBITED)
             return
+        stale = self._splices.get(key)
+        if stale is not None:
+            stale.abort()  # the guest reused the 4-tuple of a flow we still held
         target = core.host_target(flow)
         family = socket.AF_INET if target.version == 4 else socket.AF_INET6
         try:
-            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError:
             # Out of file descriptors, most likely: refuse this flow, keep running.
             core.counters.dropped["host_socket_error"] += 1
-            core.tcp_refuse(key, RefuseReason.REFUSED)
+            self._refuse(key, RefuseReason.REFUSED)
             return
-        try:
-            with trio.fail_after(self._connect_timeout):
-                await sock.connect((str(target), flow.destination_port))
-        except ConnectionRefusedError:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex((str(target), flow.destination_port))
+        if err not in (0, errno.EINPROGRESS):
             sock.close()
-            core.tcp_refuse(key, RefuseReason.REFUSED)
+            self._refuse(key, _refusal(err))
             return
-        except trio.TooSlowError:
+        dial = _Dial(key, sock)
+        self._dials[key] = dial
+        self._loop.watch(sock.fileno(), OUT, lambda _events: self._dialled(dial))
+        self._loop.call_at(
+            trio.current_time() + self._connect_timeout, lambda: self._dial_timed_out(dial)
+        )
+
+    def _dialled(self, dial: _Dial) -> None:
+        sock = dial.sock
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if not err:
+            try:
+                sock.getpeername()
+            except OSError:
+                return  # not connected yet: a stale readiness report
+        self._end_dial(dial)
+        if err:
             sock.close()
-            core.tcp_refuse(key, RefuseReason.UNREACHABLE)
+            self._refuse(dial.key, _refusal(err))
             return
-        except OSError as exc:
-            sock.close()
-            unreachable = exc.errno in _UNREACHABLE_ERRNOS
-            core.tcp_refuse(key, RefuseReason.UNREACHABLE if unreachable else RefuseReason.REFUSED)
-            return
-        except BaseException:
-            sock.close()
-            core.tcp_refuse(key, RefuseReason.REFUSED)
-            raise
-        if not core.tcp_accept(key):
+        core = self._core
+        key = dial.key
+        if not core.stack.tcp_accept(key, trio.current_time()):
             sock.close()  # the guest gave up while we dialled
             return
-        guest = GuestTcpStream(core, key)
-        host = trio.SocketStream(sock)
+        core.counters.connections_opened += 1
+        if self._handler is None:
+            splice = TcpSplice(core, self._loop, key, sock, self._splice_done)
+            self._splices[key] = splice
+            splice.start()
+        else:
+            core.start_flow_task(self._run_handler, self._handler, key, sock)
+
+    def _dial_timed_out(self, dial: _Dial) -> None:
+        if self._dials.get(dial.key) is dial:
+            self._end_dial(dial)
+            dial.sock.close()
+            self._refuse(dial.key, RefuseReason.UNREACHABLE)
+
+    def _end_dial(self, dial: _Dial) -> None:
+        del self._dials[dial.key]
+        self._loop.forget(dial.sock.fileno())
+
+    def _refuse(self, key: FlowKey, reason: RefuseReason) -> None:
+        self._core.stack.tcp_refuse(key, trio.current_time(), reason)
+        self._core.counters.connections_refused += 1
+
+    # -- established flows --------------------------------------------------------------
+
+    def _splice_done(self, key: FlowKey) -> None:
+        del self._splices[key]
+
+    def on_activity(self, key: FlowKey) -> None:
+        splice = self._splices.get(key)
+        if splice is not None:
+            splice.guest_activity()
+
+    async def _run_handler(self, handler: FlowHandler, key: FlowKey, sock: socket.socket) -> None:
+        guest = GuestTcpStream(self._core, key)
+        host = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         try:
-            await self._handler(guest, host)
+            await handler(guest, host)
         finally:
             # Whatever the handler left open is torn down hard: on
             # cancellation (engine exit) the guest must see a reset.
             guest.abort()
-            _close_with_reset(host)
+            close_with_reset(host.socket)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Engine teardown: reset every host connection (the stack resets the guests')."""
+        for dial in list(self._dials.values()):
+            self._end_dial(dial)
+            dial.sock.close()
+        for splice in list(self._splices.values()):
+            splice.abort()
+
+
+def _refusal(err: int) -> RefuseReason:
+    if err in _UNREACHABLE_ERRNOS or err == errno.ETIMEDOUT:
+        return RefuseReason.UNREACHABLE
+    return RefuseReason.REFUSED
 
 
 async def relay_streams(guest: GuestTcpStream, host: trio.SocketStream) -> None:
     """Copy both ways with half-close; a reset on either side resets the other.
 
-    Back-pressure is end to end: a pump reads only after its previous chunk
-    was accepted by the other side, so a slow reader stops the TCP window of
-    the fast writer instead of growing a buffer.
+    The stream form of the splice, for handlers that relay after doing
+    something else first. Back-pressure is end to end: a pump reads only
+    after its previous chunk was accepted by the other side, so a slow
+    reader stops the TCP window of the fast writer instead of growing a
+    buffer.
     """
     broken = False
 
@@ -121,17 +212,7 @@ async def relay_streams(guest: GuestTcpStream, host: trio.SocketStream) -> None:
         nursery.start_soon(pump, host, guest)
     if broken:
         guest.abort()
-        _close_with_reset(host)
+        close_with_reset(host.socket)  # type: ignore[arg-type]
     else:
         await guest.aclose()
         await host.aclose()
-
-
-def _close_with_reset(stream: trio.SocketStream) -> None:
-    """Close a host socket so its peer sees RST rather than FIN."""
-    sock = stream.socket
-    if sock.fileno() < 0:
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()

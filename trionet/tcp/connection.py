@@ -517,17 +517,21 @@ class TcpConnection:
     def send(self, data: bytes | bytearray | memoryview, *, urgent: bool = False) -> int:
         """Queue as much of ``data`` as the send buffer takes; return how much.
 
-        A short count is back-pressure: ``SendSpaceAvailable`` follows once the
-        peer has acknowledged enough. With ``urgent`` the bytes taken are marked
-        urgent data (the urgent pointer moves to their end). Raises
-        ``TcpStateError`` after ``close()`` or outside SYN-SENT, SYN-RECEIVED,
-        ESTABLISHED and CLOSE-WAIT.
+        A short count, or a send that fills the buffer, is back-pressure:
+        ``SendSpaceAvailable`` follows once the peer has acknowledged enough.
+        With ``urgent`` the bytes taken are marked urgent data (the urgent
+        pointer moves to their end). Raises ``TcpStateError`` after
+        ``close()`` or outside SYN-SENT, SYN-RECEIVED, ESTABLISHED and
+        CLOSE-WAIT.
         """
         if self._state not in _MAY_SEND or self._fin_queued:
             raise TcpStateError(f"cannot send in {self._state.value} after close or reset")
         room = self.config.send_buffer - len(self._sndbuf)
         n = len(data)
-        if n > room:
+        if n >= room:
+            # A full buffer arms SendSpaceAvailable too, not just a short
+            # count: an owner that sends exactly what fits must also learn
+            # when there is room again.
             n = max(room, 0)
             self._send_blocked = True
         if n:

@@ -63,7 +63,7 @@ class Closed:
 
 @dataclass(frozen=True, slots=True)
 class SendSpaceAvailable:
-    """After a short ``send()``, the send buffer drained below the low-water mark."""
+    """After a short or buffer-filling ``send()``, the buffer drained below low-water."""
 
 
 @dataclass(frozen=True, slots=True)

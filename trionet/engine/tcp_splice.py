@@ -1,0 +1,228 @@
+"""A guest TCP connection spliced to its host socket, moved without a task.
+
+The plain relay's fast path. Data moves in the callbacks that notice it:
+the engine's flush (the guest sent something, or acknowledged enough to
+free send space) and the readiness loop (the host socket became readable
+or writable). Each callback moves what it can right away with non-blocking
+calls and stops; nothing waits, so a request crosses the engine in the same
+wake-up that brought it in.
+
+Back-pressure is end to end, as in :func:`trionet.engine.tcp_relay.relay_streams`:
+guest data is read from the stack only once the host socket took the
+previous chunk (so the guest's window closes behind a slow host), and the
+host socket is read only while the guest connection has send space (so the
+host's window closes behind a slow guest). Half-close passes through both
+ways; a reset on either side resets the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from collections.abc import Callable
+
+import trio
+
+from trionet.engine.core import EngineCore
+from trionet.engine.readiness import IN, OUT, ReadinessLoop
+from trionet.stack.flows import FlowKey
+
+__all__ = ["TcpSplice", "close_with_reset"]
+
+#: The most moved per call in either direction.
+CHUNK = 256 * 1024
+
+
+class TcpSplice:
+    """One relayed connection: guest side in the stack, host side a socket."""
+
+    __slots__ = (
+        "_core",
+        "_fd",
+        "_guest_full",
+        "_host_eof",
+        "_host_shut",
+        "_key",
+        "_loop",
+        "_on_done",
+        "_sock",
+        "_to_guest",
+        "_to_host",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        core: EngineCore,
+        loop: ReadinessLoop,
+        key: FlowKey,
+        sock: socket.socket,
+        on_done: Callable[[FlowKey], None],
+    ) -> None:
+        self._core = core
+        self._loop = loop
+        self._key = key
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._on_done = on_done
+        #: guest bytes the host socket has not taken yet
+        self._to_host: memoryview | None = None
+        #: host bytes the guest connection has not taken yet
+        self._to_guest: memoryview | None = None
+        self._host_shut = False  # FIN passed to the host
+        self._host_eof = False  # the host's FIN seen (and passed on to the guest)
+        self._guest_full = False  # no send space: the host socket is not read
+        self.closed = False
+
+    def start(self) -> None:
+        self._loop.watch(self._fd, IN, self._on_ready)
+        self.guest_activity()
+
+    # -- guest side (called from the engine's flush) ---------------------------------
+
+    def guest_activity(self) -> None:
+        """The guest connection changed: data, send space, FIN or reset."""
+        if self.closed:
+            return
+        if self._to_host is None:
+            self._guest_to_host()
+        if not self.closed and self._to_guest is not None:
+            self._push_to_guest()
+        if not self.closed:
+            self._guest_full = self._core.stack.tcp_status(self._key).send_space <= 0
+            self._update_interest()
+
+    def _guest_to_host(self) -> None:
+        stack = self._core.stack
+        key = self._key
+        while True:
+            status = stack.tcp_status(key)
+            if status.readable:
+                data = stack.tcp_read(key, CHUNK, trio.current_time())
+                if not self._send_host(memoryview(data)):
+                    return
+            elif status.at_eof:
+                if not self._host_shut:
+                    self._host_shut = True
+                    with contextlib.suppress(OSError):
+                        self._sock.shutdown(socket.SHUT_WR)
+                    self._maybe_finish()
+                return
+            else:
+                if status.error is not None:
+                    self._reset()
+                return
+
+    def _send_host(self, data: memoryview) -> bool:
+        """Send what the host socket takes; False if something is left or it broke."""
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._reset()
+            return False
+        if sent < len(data):
+            self._to_host = data[sent:]
+            return False
+        self._to_host = None
+        return True
+
+    # -- host side (called from the readiness loop) ------------------------------------
+
+    def _on_ready(self, events: int) -> None:
+        if events & OUT and self._to_host is not None and self._send_host(self._to_host):
+            self._guest_to_host()
+        if not self.closed and events & ~OUT and self._to_guest is None and not self._host_eof:
+            self._host_to_guest()
+        if not self.closed:
+            self._update_interest()
+
+    def _host_to_guest(self) -> None:
+        stack = self._core.stack
+        key = self._key
+        while True:
+            status = stack.tcp_status(key)
+            if status.error is not None:
+                self._reset()
+                return
+            space = status.send_space
+            if space <= 0:
+                self._guest_full = True  # parked until guest_activity
+                return
+            want = min(space, CHUNK)
+            try:
+                data = self._sock.recv(want)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._reset()
+                return
+            if not data:
+                self._host_eof = True
+                stack.tcp_shutdown(key, trio.current_time())
+                self._maybe_finish()
+                return
+            self._to_guest = memoryview(data)
+            self._push_to_guest()
+            if self.closed or self._to_guest is not None or len(data) < want:
+                return  # short read: most likely drained; the loop says if not
+
+    def _push_to_guest(self) -> None:
+        pending = self._to_guest
+        assert pending is not None
+        stack = self._core.stack
+        status = stack.tcp_status(self._key)
+        if status.error is not None:
+            self._reset()
+            return
+        taken = stack.tcp_send(self._key, pending, trio.current_time())
+        self._to_guest = pending[taken:] if taken < len(pending) else None
+
+    def _update_interest(self) -> None:
+        if self.closed:
+            return
+        mask = 0
+        if self._to_host is not None:
+            mask |= OUT
+        if self._to_guest is None and not self._host_eof and not self._guest_full:
+            mask |= IN
+        self._loop.want(self._fd, mask)
+
+    # -- the end -------------------------------------------------------------------------
+
+    def _maybe_finish(self) -> None:
+        """Both FINs passed and nothing left in between: close quietly."""
+        if self._host_shut and self._host_eof and self._to_host is None and self._to_guest is None:
+            self._close()
+            self._sock.close()
+            # The stack keeps the connection only to finish its shutdown.
+            self._core.stack.tcp_release(self._key, trio.current_time())
+
+    def _reset(self) -> None:
+        """Either side broke: reset both."""
+        self._close()
+        close_with_reset(self._sock)
+        if self._core.stack.tcp_abort(self._key, trio.current_time()):
+            self._core.counters.connections_reset += 1
+
+    def abort(self) -> None:
+        """Engine teardown: reset the host side (the stack resets the guest's)."""
+        if not self.closed:
+            self._close()
+            close_with_reset(self._sock)
+
+    def _close(self) -> None:
+        self.closed = True
+        self._loop.forget(self._fd)
+        self._on_done(self._key)
+
+
+def close_with_reset(sock: socket.socket) -> None:
+    """Close a host socket so its peer sees RST rather than FIN."""
+    if sock.fileno() < 0:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
