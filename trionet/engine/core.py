@@ -9,7 +9,9 @@ needs attention sooner. No other module touches the stack directly.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
@@ -58,6 +60,9 @@ class EngineCore:
         )
         self._waiters: dict[FlowKey, trio.Event] = {}
         self._timer_scope: trio.CancelScope | None = None
+        #: the engine's own deadlines (a dial's timeout), served by the same timer
+        self._deadlines: list[tuple[float, int, Callable[[], None]]] = []
+        self._deadline_ids = itertools.count()
         self._flows: trio.Nursery | None = None
         self._flushing = False
         # Set by the relays at start-up; see trionet.engine.network. They run
@@ -80,16 +85,35 @@ class EngineCore:
         assert self._flows is not None, "EngineCore.run() is not running"
         self._flows.start_soon(fn, *args)
 
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (synchronously, then flush) once Trio's clock reaches ``deadline``.
+
+        Not cancellable: the callback checks whether it still matters.
+        """
+        heapq.heappush(self._deadlines, (deadline, next(self._deadline_ids), callback))
+        scope = self._timer_scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+
     async def _run_timer(self) -> None:
-        # One timer for the whole stack: sleep until its earliest deadline;
-        # flush() pulls the deadline in whenever the stack needs us sooner.
+        # One timer for the whole engine: sleep until the stack's earliest
+        # deadline or the engine's own; flush() and call_at() pull it in
+        # whenever something needs us sooner.
+        deadlines = self._deadlines
         while True:
             deadline = self.stack.next_deadline()
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+            if deadline is None:
+                deadline = math.inf
+            if deadlines and deadlines[0][0] < deadline:
+                deadline = deadlines[0][0]
+            with trio.CancelScope(deadline=deadline) as scope:
                 self._timer_scope = scope
                 await trio.sleep_forever()
             self._timer_scope = None
-            self.stack.poll(trio.current_time())
+            now = trio.current_time()
+            self.stack.poll(now)
+            while deadlines and deadlines[0][0] <= now:
+                heapq.heappop(deadlines)[2]()
             self.flush()
 
     def shutdown(self) -> None:

@@ -16,6 +16,7 @@ class EngineCounters:
         "connections_refused",
         "connections_reset",
         "dropped",
+        "host_connections",
         "rx_bytes",
         "rx_frames",
         "tx_bytes",
@@ -34,6 +35,8 @@ class EngineCounters:
         self.connections_opened = 0
         self.connections_refused = 0
         self.connections_reset = 0
+        #: host TCP sockets held right now (dials, relayed and handled flows)
+        self.host_connections = 0
         self.udp_flows_opened = 0
         self.udp_flows_evicted = 0
         #: frames the engine itself dropped, by reason (the stack counts its own)
@@ -72,6 +75,7 @@ class MetricsHandle:
                 "opened": c.connections_opened,
                 "refused": c.connections_refused,
                 "reset": c.connections_reset,
+                "host_sockets": c.host_connections,
             },
             "udp_flows": {"opened": c.udp_flows_opened, "evicted": c.udp_flows_evicted},
         }

@@ -8,14 +8,12 @@ registers *that* descriptor with Trio: one wake-up hands over every socket
 that became ready, and their handlers run synchronously, ending in one
 flush of the stack. Handlers are plain callbacks; they must not block.
 
-Deadlines (a dial's timeout) live here too, so the same task serves them.
+Timeouts are not kept here: the engine's one timer serves them
+(:meth:`trionet.engine.core.EngineCore.call_at`).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
 import select
 from collections.abc import Callable
 
@@ -39,9 +37,6 @@ class ReadinessLoop:
         self._handlers: dict[int, Handler] = {}
         self._masks: dict[int, int] = {}
         self._after_batch = after_batch
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._timer_ids = itertools.count()
-        self._sleep: trio.CancelScope | None = None
 
     def watch(self, fd: int, mask: int, handler: Handler) -> None:
         """Call ``handler(events)`` while ``fd`` is ready for ``mask``."""
@@ -73,24 +68,12 @@ class ReadinessLoop:
         self._masks.pop(fd, None)
         self._handlers.pop(fd, None)
 
-    def call_at(self, deadline: float, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once at ``deadline`` (Trio time); it checks if still relevant."""
-        heapq.heappush(self._timers, (deadline, next(self._timer_ids), callback))
-        sleep = self._sleep
-        if sleep is not None and deadline < sleep.deadline:
-            sleep.deadline = deadline
-
     def service(self) -> None:
         """Handle whatever is ready now, without waiting."""
         for fd, events in self._epoll.poll(0, MAX_EVENTS):
             handler = self._handlers.get(fd)
             if handler is not None:
                 handler(events)
-        timers = self._timers
-        if timers:
-            now = trio.current_time()
-            while timers and timers[0][0] <= now:
-                heapq.heappop(timers)[2]()
         self._after_batch()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -99,13 +82,8 @@ class ReadinessLoop:
         try:
             task_status.started()
             while True:
-                deadline = self._timers[0][0] if self._timers else math.inf
-                with trio.CancelScope(deadline=deadline) as sleep:
-                    self._sleep = sleep
-                    await trio.lowlevel.wait_readable(epoll)
-                self._sleep = None
+                await trio.lowlevel.wait_readable(epoll)
                 self.service()
         finally:
-            self._sleep = None
             trio.lowlevel.notify_closing(epoll)
             epoll.close()

@@ -68,13 +68,13 @@ class TcpRelay:
         self._handler = handler
         self._dials: dict[FlowKey, _Dial] = {}
         self._splices: dict[FlowKey, TcpSplice] = {}
+        self._handled = 0  # flows whose host socket a handler task holds
         core.on_tcp_connect = self.open_flow
         core.on_tcp_activity = self.on_activity
 
-    @property
-    def flow_count(self) -> int:
-        """Host connections held: dials in progress and spliced flows."""
-        return len(self._dials) + len(self._splices)
+    def _count(self) -> None:
+        held = len(self._dials) + len(self._splices) + self._handled
+        self._core.counters.host_connections = held
 
     # -- new flows -----------------------------------------------------------------------
 
@@ -105,10 +105,10 @@ class TcpRelay:
             return
         dial = _Dial(key, sock)
         self._dials[key] = dial
+        self._count()
         self._loop.watch(sock.fileno(), OUT, lambda _events: self._dialled(dial))
-        self._loop.call_at(
-            trio.current_time() + self._connect_timeout, lambda: self._dial_timed_out(dial)
-        )
+        deadline = trio.current_time() + self._connect_timeout
+        core.call_at(deadline, lambda: self._dial_timed_out(dial))
 
     def _dialled(self, dial: _Dial) -> None:
         sock = dial.sock
@@ -132,8 +132,11 @@ class TcpRelay:
         if self._handler is None:
             splice = TcpSplice(core, self._loop, key, sock, self._splice_done)
             self._splices[key] = splice
+            self._count()
             splice.start()
         else:
+            self._handled += 1
+            self._count()
             core.start_flow_task(self._run_handler, self._handler, key, sock)
 
     def _dial_timed_out(self, dial: _Dial) -> None:
@@ -145,6 +148,7 @@ class TcpRelay:
     def _end_dial(self, dial: _Dial) -> None:
         del self._dials[dial.key]
         self._loop.forget(dial.sock.fileno())
+        self._count()
 
     def _refuse(self, key: FlowKey, reason: RefuseReason) -> None:
         self._core.stack.tcp_refuse(key, trio.current_time(), reason)
@@ -154,6 +158,7 @@ class TcpRelay:
 
     def _splice_done(self, key: FlowKey) -> None:
         del self._splices[key]
+        self._count()
 
     def on_activity(self, key: FlowKey) -> None:
         splice = self._splices.get(key)
@@ -170,6 +175,8 @@ class TcpRelay:
             # cancellation (engine exit) the guest must see a reset.
             guest.abort()
             close_with_reset(host.socket)  # type: ignore[arg-type]
+            self._handled -= 1
+            self._count()
 
     def close(self) -> None:
         """Engine teardown: reset every host connection (the stack resets the guests')."""

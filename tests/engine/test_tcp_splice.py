@@ -1,0 +1,245 @@
+"""The TCP splice and the dial through the backend alone (no root).
+
+The guest here is trionet's own sans-IO TCP machine speaking frames over
+the engine's backend, so each case can act at a precise moment (stop
+reading, reset, half-close) that a real kernel's client would hide; the
+real-guest suites (test_real_guest, test_bulk, test_flows) cover the same
+paths with Linux on the other end.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from trionet.addressing import HostRoutes
+from trionet.config import NetworkConfig
+from trionet.engine.backend import FrameBackend
+from trionet.engine.network import Network, open_network
+from trionet.engine.tcp_relay import relay_streams
+from trionet.tcp import TcpConfig, TcpConnection
+from trionet.tcp.connection import TcpState
+from trionet.wire.checksum import pseudo_header_v4
+from trionet.wire.ethernet import parse_ethernet
+from trionet.wire.frames import build_ipv4_frame
+from trionet.wire.icmpv4 import Icmpv4DestUnreachable, parse_icmpv4
+from trionet.wire.ipv4 import PROTO_ICMP, PROTO_TCP, parse_ipv4
+from trionet.wire.tcp import TcpFlags, parse_tcp
+
+GUEST_MAC = bytes.fromhex("026d73000002")
+GATEWAY_MAC = bytes.fromhex("026d73000001")
+GUEST = bytes([172, 16, 0, 2])
+GATEWAY = bytes([172, 16, 0, 1])
+ROUTES = HostRoutes(True, False)
+
+
+class ScriptedGuest:
+    """One guest TCP connection to the gateway, driven by hand over the backend."""
+
+    def __init__(self, backend: FrameBackend, port: int, *, recv_buffer: int = 65536) -> None:
+        self.backend = backend
+        config = TcpConfig(recv_buffer=recv_buffer, rto_min=0.2)
+        self.conn = TcpConnection.connect(
+            41000, port, iss=1000, config=config, now=trio.current_time()
+        )
+        self.received = bytearray()
+        self.resets = 0
+        self.icmp: list[Icmpv4DestUnreachable] = []
+
+    async def push(self) -> None:
+        for header, payload in self.conn.segments_to_send(trio.current_time()):
+            frame = build_ipv4_frame(
+                GUEST_MAC, GATEWAY_MAC, GUEST, GATEWAY, header, payload=payload
+            )
+            await self.backend.send(bytes(frame) + bytes(payload))
+
+    async def step(self, timeout: float = 0.05) -> None:
+        """Take whatever the engine sent within ``timeout``; answer it; run timers."""
+        with trio.move_on_after(timeout):
+            for frame in await self.backend.receive_batch():
+                self._take(frame)
+        self.conn.handle_timers(trio.current_time())
+        await self.push()
+
+    def _take(self, frame: bytes) -> None:
+        _, packet = parse_ethernet(frame)
+        ip, body = parse_ipv4(packet)
+        if ip.protocol == PROTO_ICMP:
+            message, _ = parse_icmpv4(body)
+            if isinstance(message, Icmpv4DestUnreachable):
+                self.icmp.append(message)
+            return
+        assert ip.protocol == PROTO_TCP
+        header, payload = parse_tcp(body, pseudo_header_v4(ip.src, ip.dst, PROTO_TCP, len(body)))
+        if header.flags & TcpFlags.RST:
+            self.resets += 1
+        self.conn.receive_segment(header, payload, trio.current_time())
+
+    async def until(self, condition: object, what: str, seconds: float = 5.0) -> None:
+        with trio.fail_after(seconds):
+            while not condition():  # type: ignore[operator]
+                await self.step()
+                if self.conn.readable_bytes:
+                    self.received += self.conn.read()
+
+    async def open(self) -> None:
+        await self.push()
+        await self.until(lambda: self.conn.state is TcpState.ESTABLISHED, "established")
+
+
+async def _accept_one(listener: trio.socket.SocketType) -> trio.socket.SocketType:
+    conn, _ = await listener.accept()
+    return conn
+
+
+@asynccontextmanager
+async def _engine(**options: object) -> AsyncIterator[tuple[Network, FrameBackend]]:
+    async with open_network(NetworkConfig(), 0, routes=ROUTES, **options) as net:  # type: ignore[arg-type]
+        yield net, net.take_backend()
+
+
+async def _listener() -> tuple[trio.socket.SocketType, int]:
+    listener = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    return listener, listener.getsockname()[1]
+
+
+async def test_data_and_half_close_both_ways_then_a_quiet_close() -> None:
+    listener, port = await _listener()
+    async with _engine() as (net, backend):
+        guest = ScriptedGuest(backend, port)
+        await guest.open()
+        host = await _accept_one(listener)
+
+        guest.conn.send(b"request")
+        await guest.push()
+        with trio.fail_after(5):
+            assert await host.recv(100) == b"request"
+
+        # The guest half-closes; the host still answers, then closes too.
+        guest.conn.close()
+        await guest.push()
+        with trio.fail_after(5):
+            assert await host.recv(100) == b""
+        await host.send(b"answer after the guest's FIN")
+        await guest.until(lambda: len(guest.received) == 28, "answer")
+        assert guest.received == b"answer after the guest's FIN"
+        host.close()
+        await guest.until(lambda: guest.conn.at_eof, "host FIN")
+        await guest.until(
+            lambda: guest.conn.state in (TcpState.TIME_WAIT, TcpState.CLOSED), "closed"
+        )
+        assert guest.resets == 0
+        connections = net.metrics_handle().snapshot()["connections"]
+        assert connections == {"opened": 1, "refused": 0, "reset": 0, "host_sockets": 0}
+    listener.close()
+
+
+async def test_a_host_reset_resets_the_guest() -> None:
+    listener, port = await _listener()
+    async with _engine() as (_net, backend):
+        guest = ScriptedGuest(backend, port)
+        await guest.open()
+        host = await _accept_one(listener)
+        host.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        host.close()
+        await guest.until(lambda: guest.resets > 0, "RST")
+        assert guest.conn.state is TcpState.CLOSED
+    listener.close()
+
+
+async def test_a_guest_reset_resets_the_host() -> None:
+    listener, port = await _listener()
+    async with _engine() as (_net, backend):
+        guest = ScriptedGuest(backend, port)
+        await guest.open()
+        host = await _accept_one(listener)
+        guest.conn.abort()
+        await guest.push()
+        with trio.fail_after(5), pytest.raises(OSError) as caught:
+            while await host.recv(100):
+                pass
+        assert caught.value.errno == errno.ECONNRESET
+    listener.close()
+
+
+async def test_a_slow_guest_stops_the_host_instead_of_growing_a_buffer() -> None:
+    listener, port = await _listener()
+    async with _engine() as (_net, backend):
+        guest = ScriptedGuest(backend, port, recv_buffer=16384)
+        await guest.open()
+        host = socket.socket(fileno=(await _accept_one(listener)).detach())
+        host.setblocking(False)
+        host.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        # The guest never reads: its window closes, the engine's send buffer
+        # fills, and then the engine must stop reading the host socket, so
+        # the host's own buffers fill and its non-blocking send gives up.
+        sent = 0
+        chunk = b"x" * 65536
+        with trio.fail_after(10):
+            while True:
+                try:
+                    sent += host.send(chunk)
+                except BlockingIOError:
+                    # Full for now; it stays full only if the engine stopped.
+                    await guest.step(0.2)
+                    try:
+                        sent += host.send(chunk)
+                    except BlockingIOError:
+                        break
+                await guest.step(0.01)
+        assert sent < 8 * 1024 * 1024, f"the engine kept reading: {sent} bytes taken"
+        # Reading resumes the flow: every byte arrives, in order.
+        await guest.until(lambda: len(guest.received) >= sent, "all the data", 30)
+        assert guest.received == b"x" * sent
+        host.close()
+    listener.close()
+
+
+async def test_a_dial_that_times_out_answers_host_unreachable() -> None:
+    # A listener whose accept queue is full drops further SYNs, so a connect
+    # to it on loopback hangs: a silent destination without leaving the box.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    await trio.sleep(0.1)
+    async with _engine(connect_timeout=0.5) as (net, backend):
+        guest = ScriptedGuest(backend, port)
+        await guest.push()
+        await guest.until(lambda: guest.icmp, "ICMP", 5)
+        assert guest.icmp[0].code == 1  # host unreachable
+        assert net.core.counters.connections_refused == 1
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+async def test_a_flow_handler_gets_trio_streams() -> None:
+    """Handlers (services) get the guest as a Trio stream; relay_streams relays it."""
+    listener, port = await _listener()
+    async with _engine(flow_handler=relay_streams) as (_net, backend):
+        guest = ScriptedGuest(backend, port)
+        await guest.open()
+        host = await _accept_one(listener)
+        guest.conn.send(b"ping")
+        await guest.push()
+        with trio.fail_after(5):
+            assert await host.recv(10) == b"ping"
+        await host.send(b"pong")
+        await guest.until(lambda: guest.received == b"pong", "pong")
+        host.close()
+        await guest.until(lambda: guest.conn.at_eof, "FIN")
+    listener.close()
