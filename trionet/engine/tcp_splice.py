@@ -27,6 +27,7 @@ import trio
 from trionet.engine.core import EngineCore
 from trionet.engine.readiness import IN, OUT, ReadinessLoop
 from trionet.stack.flows import FlowKey
+from trionet.stack.interface import TcpStatus
 
 __all__ = ["TcpSplice", "close_with_reset"]
 
@@ -85,34 +86,41 @@ class TcpSplice:
         """The guest connection changed: data, send space, FIN or reset."""
         if self.closed:
             return
+        status = self._core.stack.tcp_status(self._key)
         if self._to_host is None:
-            self._guest_to_host()
-        if not self.closed and self._to_guest is not None:
-            self._push_to_guest()
-        if not self.closed:
-            self._guest_full = self._core.stack.tcp_status(self._key).send_space <= 0
-            self._update_interest()
+            status = self._guest_to_host(status)
+            if self.closed:
+                return
+        if self._to_guest is not None:
+            self._push_to_guest(status)
+            if self.closed:
+                return
+            self._guest_full = self._to_guest is not None
+        else:
+            self._guest_full = status.send_space <= 0
+        self._update_interest()
 
-    def _guest_to_host(self) -> None:
+    def _guest_to_host(self, status: TcpStatus) -> TcpStatus:
+        """Pass on what the guest sent while the host takes it; the last status seen."""
         stack = self._core.stack
         key = self._key
         while True:
-            status = stack.tcp_status(key)
             if status.readable:
                 data = stack.tcp_read(key, CHUNK, trio.current_time())
                 if not self._send_host(memoryview(data)):
-                    return
+                    return status
+                status = stack.tcp_status(key)  # a FIN may follow the data
             elif status.at_eof:
                 if not self._host_shut:
                     self._host_shut = True
                     with contextlib.suppress(OSError):
                         self._sock.shutdown(socket.SHUT_WR)
                     self._maybe_finish()
-                return
+                return status
             else:
                 if status.error is not None:
                     self._reset()
-                return
+                return status
 
     def _send_host(self, data: memoryview) -> bool:
         """Send what the host socket takes; False if something is left or it broke."""
@@ -133,7 +141,7 @@ class TcpSplice:
 
     def _on_ready(self, events: int) -> None:
         if events & OUT and self._to_host is not None and self._send_host(self._to_host):
-            self._guest_to_host()
+            self._guest_to_host(self._core.stack.tcp_status(self._key))
         if not self.closed and events & ~OUT and self._to_guest is None and not self._host_eof:
             self._host_to_guest()
         if not self.closed:
@@ -165,19 +173,17 @@ class TcpSplice:
                 self._maybe_finish()
                 return
             self._to_guest = memoryview(data)
-            self._push_to_guest()
+            self._push_to_guest(status)
             if self.closed or self._to_guest is not None or len(data) < want:
                 return  # short read: most likely drained; the loop says if not
 
-    def _push_to_guest(self) -> None:
+    def _push_to_guest(self, status: TcpStatus) -> None:
         pending = self._to_guest
         assert pending is not None
-        stack = self._core.stack
-        status = stack.tcp_status(self._key)
         if status.error is not None:
             self._reset()
             return
-        taken = stack.tcp_send(self._key, pending, trio.current_time())
+        taken = self._core.stack.tcp_send(self._key, pending, trio.current_time())
         self._to_guest = pending[taken:] if taken < len(pending) else None
 
     def _update_interest(self) -> None:
