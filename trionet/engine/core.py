@@ -22,6 +22,7 @@ from trionet.addressing import GuestAddressing
 from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict
+from trionet.engine.readiness import ReadinessLoop
 from trionet.stack.flows import (
     EchoRequested,
     FlowKey,
@@ -65,6 +66,8 @@ class EngineCore:
         self._deadline_ids = itertools.count()
         self._flows: trio.Nursery | None = None
         self._flushing = False
+        #: host sockets served without a task per socket (see readiness.py)
+        self.readiness = ReadinessLoop(self.flush)
         # Set by the relays at start-up; see trionet.engine.network. They run
         # inside flush() and must not block.
         self.on_tcp_connect: Callable[[FlowKey], None] | None = None
@@ -75,10 +78,11 @@ class EngineCore:
     # -- running -------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the stack's timer and host the per-flow tasks until cancelled."""
+        """Run the timer and the readiness loop, and host flow tasks, until cancelled."""
         async with trio.open_nursery() as flows:
             self._flows = flows
             flows.start_soon(self._run_timer)
+            await flows.start(self.readiness.run)
             task_status.started()
 
     def start_flow_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:

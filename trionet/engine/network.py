@@ -23,7 +23,6 @@ from trionet.engine.core import EngineCore
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
-from trionet.engine.readiness import ReadinessLoop
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.udp_relay import UdpRelay
@@ -136,15 +135,13 @@ async def open_network(
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
     core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
-    readiness = ReadinessLoop(core.flush)
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-    tcp = TcpRelay(core, readiness, handler=flow_handler, **relay_options)
+    tcp = TcpRelay(core, handler=flow_handler, **relay_options)
     UdpRelay(core)
     IcmpRelay(core)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
-        await nursery.start(readiness.run)
         network = Network(config, addressing, core, termination, nursery)
         try:
             yield network

@@ -25,7 +25,7 @@ import trio
 
 from trionet.engine.core import EngineCore
 from trionet.engine.guest_stream import GuestTcpStream
-from trionet.engine.readiness import OUT, ReadinessLoop
+from trionet.engine.readiness import OUT
 from trionet.engine.tcp_splice import TcpSplice, close_with_reset
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import RefuseReason
@@ -57,13 +57,12 @@ class TcpRelay:
     def __init__(
         self,
         core: EngineCore,
-        loop: ReadinessLoop,
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         handler: FlowHandler | None = None,
     ) -> None:
         self._core = core
-        self._loop = loop
+        self._loop = core.readiness
         self._connect_timeout = connect_timeout
         self._handler = handler
         self._dials: dict[FlowKey, _Dial] = {}
