@@ -38,6 +38,8 @@ __all__ = ["EngineCore"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _log = logging.getLogger("trionet.engine")
+_LOOPBACK4 = ipaddress.IPv4Address("127.0.0.1")
+_LOOPBACK6 = ipaddress.IPv6Address("::1")
 #: Rounds of events one flush handles; what is left waits for the next one.
 _MAX_FLUSH_ROUNDS = 16
 
@@ -229,9 +231,7 @@ class EngineCore:
     def host_target(flow: NewFlow) -> IPAddress:
         """Where to dial on the host: the gateway stands for the host's loopback."""
         if flow.to_host:
-            if flow.destination.version == 4:
-                return ipaddress.IPv4Address("127.0.0.1")
-            return ipaddress.IPv6Address("::1")
+            return _LOOPBACK4 if flow.destination.version == 4 else _LOOPBACK6
         return flow.destination
 
     # -- TCP connections, for GuestTcpStream and the relays ---------------------------
