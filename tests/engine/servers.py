@@ -15,8 +15,16 @@ class HttpServer:
 
     port: int = 0
     requests: list[bytes] = field(default_factory=list)
+    #: clients that reset the connection mid-response (a server shrugs those off)
+    resets: int = 0
 
     async def handle(self, stream: trio.SocketStream) -> None:
+        try:
+            await self._serve(stream)
+        except trio.BrokenResourceError:
+            self.resets += 1
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
         data = b""
         async with stream:
             while b"\r\n\r\n" not in data:

@@ -97,33 +97,35 @@ class TcpRelay:
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err = sock.connect_ex((str(target), flow.destination_port))
-        if err not in (0, errno.EINPROGRESS):
+        err: int | None = sock.connect_ex((str(target), flow.destination_port))
+        if err == errno.EINPROGRESS:
+            # On loopback the handshake has usually finished inside
+            # connect(): answer the guest in this same wake-up.
+            err = _dial_outcome(sock)
+        if err is None:
+            dial = _Dial(key, sock)
+            self._dials[key] = dial
+            self._count()
+            self._loop.watch(sock.fileno(), OUT, lambda _events: self._dialled(dial))
+            deadline = trio.current_time() + self._connect_timeout
+            core.call_at(deadline, lambda: self._dial_timed_out(dial))
+        else:
+            self._connected(key, sock, err)
+
+    def _dialled(self, dial: _Dial) -> None:
+        err = _dial_outcome(dial.sock)
+        if err is None:
+            return  # not connected yet: a stale readiness report
+        self._end_dial(dial)
+        self._connected(dial.key, dial.sock, err)
+
+    def _connected(self, key: FlowKey, sock: socket.socket, err: int) -> None:
+        """The dial ended (``err`` 0: connected): answer the guest's SYN."""
+        if err:
             sock.close()
             self._refuse(key, _refusal(err))
             return
-        dial = _Dial(key, sock)
-        self._dials[key] = dial
-        self._count()
-        self._loop.watch(sock.fileno(), OUT, lambda _events: self._dialled(dial))
-        deadline = trio.current_time() + self._connect_timeout
-        core.call_at(deadline, lambda: self._dial_timed_out(dial))
-
-    def _dialled(self, dial: _Dial) -> None:
-        sock = dial.sock
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if not err:
-            try:
-                sock.getpeername()
-            except OSError:
-                return  # not connected yet: a stale readiness report
-        self._end_dial(dial)
-        if err:
-            sock.close()
-            self._refuse(dial.key, _refusal(err))
-            return
         core = self._core
-        key = dial.key
         if not core.stack.tcp_accept(key, trio.current_time()):
             sock.close()  # the guest gave up while we dialled
             return
@@ -184,6 +186,18 @@ class TcpRelay:
             dial.sock.close()
         for splice in list(self._splices.values()):
             splice.abort()
+
+
+def _dial_outcome(sock: socket.socket) -> int | None:
+    """0 once a non-blocking connect succeeded, its errno if it failed, None while pending."""
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        return err
+    try:
+        sock.getpeername()
+    except OSError:
+        return None
+    return 0
 
 
 def _refusal(err: int) -> RefuseReason:
