@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import trio
@@ -10,6 +11,7 @@ import trio.testing
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.network import open_network
+from trionet.engine.udp_relay import UdpRelay
 from trionet.wire.checksum import pseudo_header_v4
 from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
@@ -107,3 +109,18 @@ async def test_a_policy_that_raises_denies_instead_of_crashing() -> None:
         await backend.send(_datagram(9, b"x"))
         assert net.metrics_handle().snapshot()["dropped"] == {"policy_error": 1}
         assert net.core.counters.udp_flows_opened == 0
+
+
+async def test_the_least_recently_used_flow_is_evicted_and_its_socket_closed() -> None:
+    async with open_network(NetworkConfig(), 0, routes=HostRoutes(True, False)) as net:
+        backend = net.take_backend()
+        relay = UdpRelay(net.core, max_flows=2)  # takes over the engine's UDP events
+        fds_before = len(os.listdir("/proc/self/fd"))
+        for port in (20001, 20002, 20001, 20003):  # 20002 is then the least recent
+            await backend.send(_datagram(port, b"x"))
+        assert (net.core.counters.udp_flows_opened, net.core.counters.udp_flows_evicted) == (3, 1)
+        assert len(os.listdir("/proc/self/fd")) == fds_before + 2
+        await backend.send(_datagram(20001, b"x"))  # still open: no new flow
+        assert net.core.counters.udp_flows_opened == 3
+        relay.close()  # open_network closes only the relay it made
+        assert len(os.listdir("/proc/self/fd")) == fds_before

@@ -1,8 +1,8 @@
 """``open_network``: one sandbox's network engine, scoped to an ``async with``.
 
 Everything the engine runs lives in a nursery owned by the block: the stack's
-timer, the readiness loop that serves every relayed TCP connection's host
-socket, a task per UDP flow or flow handler, link tasks. Leaving the block for any reason
+timer, the readiness loop that serves every relayed host socket (TCP and
+UDP), a task per flow handler or ping, link tasks. Leaving the block for any reason
 (normal exit, an exception, cancellation, or the termination handle) resets
 every guest connection, closes every host socket and the frame endpoint, and
 waits for all of it: no task or file descriptor outlives the block.
@@ -137,7 +137,7 @@ async def open_network(
     core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     tcp = TcpRelay(core, handler=flow_handler, **relay_options)
-    UdpRelay(core)
+    udp = UdpRelay(core)
     IcmpRelay(core)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
@@ -148,5 +148,6 @@ async def open_network(
         finally:
             nursery.cancel_scope.cancel()
             tcp.close()
+            udp.close()
             core.shutdown()
             core.backend.close()

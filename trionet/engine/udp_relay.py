@@ -4,7 +4,9 @@ One host socket per (guest address/port, destination address/port): the
 kernel then filters replies to that peer for us, and replies go back to the
 guest with the original destination as their source. A flow lives while
 traffic passes in either direction and expires after ``idle_timeout``; the
-number of flows is capped, evicting the least recently used.
+number of flows is capped, evicting the least recently used. The sockets
+are served by the engine's readiness loop and expire on its one timer, so a
+flow costs a socket and a small record, not a task.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import OrderedDict
 import trio
 
 from trionet.engine.core import EngineCore
+from trionet.engine.readiness import IN
 from trionet.stack.flows import FlowKey, UdpReceived
 
 __all__ = ["UdpRelay"]
@@ -23,14 +26,17 @@ __all__ = ["UdpRelay"]
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_MAX_FLOWS = 1024
 MAX_DATAGRAM = 65535
+#: Host replies passed on per readiness wake-up before other sockets get a turn.
+REPLIES_PER_WAKEUP = 64
 
 
 class _UdpFlow:
-    __slots__ = ("scope", "sock")
+    __slots__ = ("deadline", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
-        self.scope = trio.CancelScope()
+        #: when the flow expires unless traffic moves it on
+        self.deadline = deadline
 
 
 class UdpRelay:
@@ -60,8 +66,7 @@ class UdpRelay:
             if flow is None:
                 return
         else:
-            self._flows.move_to_end(key)
-        flow.scope.deadline = trio.current_time() + self._idle_timeout
+            self._touch(key, flow)
         try:
             flow.sock.send(event.payload)
         except BlockingIOError:
@@ -92,38 +97,55 @@ class UdpRelay:
             return None
         while len(self._flows) >= self._max_flows:
             _, oldest = self._flows.popitem(last=False)
-            oldest.scope.cancel()
+            self._close(oldest)
             core.counters.udp_flows_evicted += 1
-        flow = _UdpFlow(sock)
+        flow = _UdpFlow(sock, trio.current_time() + self._idle_timeout)
         self._flows[key] = flow
         core.counters.udp_flows_opened += 1
-        core.start_flow_task(self._receive_loop, key, flow)
+        core.readiness.watch(sock.fileno(), IN, lambda _events: self._readable(key, flow))
+        core.call_at(flow.deadline, lambda: self._expire(key, flow))
         return flow
 
-    async def _receive_loop(self, key: FlowKey, flow: _UdpFlow) -> None:
-        core = self._core
-        sock = flow.sock
-        try:
-            with flow.scope:
-                while True:
-                    await trio.lowlevel.wait_readable(sock)
-                    try:
-                        data = sock.recv(MAX_DATAGRAM)
-                    except BlockingIOError:
-                        continue
-                    except OSError as exc:
-                        self._reflect_error(key, exc, b"")
-                        continue
-                    flow.scope.deadline = trio.current_time() + self._idle_timeout
-                    if self._flows.get(key) is flow:
-                        self._flows.move_to_end(key)
-                    core.stack.udp_send(key, data, trio.current_time())
-                    core.flush()
-        finally:
-            if self._flows.get(key) is flow:
-                del self._flows[key]
-            trio.lowlevel.notify_closing(sock)
-            sock.close()
+    def _touch(self, key: FlowKey, flow: _UdpFlow) -> None:
+        flow.deadline = trio.current_time() + self._idle_timeout
+        self._flows.move_to_end(key)
+
+    def _readable(self, key: FlowKey, flow: _UdpFlow) -> None:
+        """Replies from the host: each becomes a datagram to the guest."""
+        if self._flows.get(key) is not flow:
+            return
+        stack = self._core.stack
+        now = trio.current_time()
+        for _ in range(REPLIES_PER_WAKEUP):
+            try:
+                data = flow.sock.recv(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._reflect_error(key, exc, b"")
+                continue
+            stack.udp_send(key, data, now)
+        self._touch(key, flow)
+
+    def _expire(self, key: FlowKey, flow: _UdpFlow) -> None:
+        if self._flows.get(key) is not flow:
+            return  # evicted or closed already
+        if trio.current_time() < flow.deadline:
+            # Traffic moved the deadline on: one timer entry per flow at a time.
+            self._core.call_at(flow.deadline, lambda: self._expire(key, flow))
+            return
+        del self._flows[key]
+        self._close(flow)
+
+    def _close(self, flow: _UdpFlow) -> None:
+        self._core.readiness.forget(flow.sock.fileno())
+        flow.sock.close()
+
+    def close(self) -> None:
+        """Engine teardown: close every host socket."""
+        for flow in self._flows.values():
+            self._close(flow)
+        self._flows.clear()
 
     def _reflect_error(self, key: FlowKey, exc: OSError, payload: bytes) -> None:
         core = self._core
