@@ -243,3 +243,33 @@ async def test_a_flow_handler_gets_trio_streams() -> None:
         host.close()
         await guest.until(lambda: guest.conn.at_eof, "FIN")
     listener.close()
+
+
+async def test_a_guest_reset_while_the_host_is_not_reading_lets_go_of_the_host() -> None:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    async with _engine() as (net, backend):
+        guest = ScriptedGuest(backend, port)
+        await guest.open()
+        host, _ = listener.accept()
+        # The host never reads: once its buffers and the engine's socket's are
+        # full, the splice holds a chunk and stops reading the guest.
+        chunk = b"y" * 65536
+        with trio.fail_after(20):
+            stalled = 0
+            while stalled < 5:
+                taken = guest.conn.send(chunk)
+                await guest.push()
+                await guest.step(0.02)
+                stalled = stalled + 1 if taken == 0 else 0
+        assert net.metrics_handle().snapshot()["connections"]["host_sockets"] == 1  # type: ignore[index]
+        guest.conn.abort()
+        await guest.push()
+        with trio.fail_after(5):
+            while net.metrics_handle().snapshot()["connections"]["host_sockets"]:  # type: ignore[index]
+                await trio.sleep(0.01)
+        host.close()
+    listener.close()

@@ -91,6 +91,11 @@ class TcpSplice:
             status = self._guest_to_host(status)
             if self.closed:
                 return
+        elif status.error is not None and not status.at_eof:
+            # Reset while the host still had our data to take: it may never
+            # take it, so waiting to notice would hold the socket forever.
+            self._reset()
+            return
         if self._to_guest is not None:
             self._push_to_guest(status)
             if self.closed:
