@@ -1193,12 +1193,19 @@ class TcpConnection:
         return field
 
     def _maybe_window_update(self) -> None:
-        """After a read, reopen a closed or nearly closed window without waiting for data."""
+        """After a read, reopen a closed or nearly closed window without waiting for data.
+
+        Measured against the largest window the field can carry: without
+        window scaling a buffer over 64 KiB can never be advertised whole, and
+        a window already at that ceiling has nothing to announce (otherwise
+        every read, however small, would cost a pure ACK).
+        """
         cfg = self.config
+        ceiling = min(0xFFFF << self._rcv_wscale, cfg.recv_buffer)
         advertised = self._rcv_adv - self._rcv_nxt
-        free = cfg.recv_buffer - len(self._rcvbuf)
+        free = min(cfg.recv_buffer - len(self._rcvbuf), ceiling)
         threshold = min(cfg.recv_buffer // 2, cfg.mss)
-        if advertised < cfg.recv_buffer // 2 and free - advertised >= threshold:
+        if advertised < ceiling // 2 and free - advertised >= threshold:
             self._ack_now = True
 
     # -- timers -------------------------------------------------------------------
