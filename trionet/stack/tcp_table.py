@@ -266,8 +266,12 @@ class TcpTable:
         entry = self._connections.get(key)
         if entry is None:
             return b""
-        data = entry.conn.read(max_bytes)
-        self._service(key, entry, now)
+        conn = entry.conn
+        data = conn.read(max_bytes)
+        # A read only ever owes a window update; everything else it could
+        # emit was already emitted when it was queued, or waits in the batch.
+        if conn.ack_pending or key in self._dirty:
+            self._service(key, entry, now)
         return data
 
     def send(self, key: FlowKey, data: memoryview, now: float) -> int:

@@ -436,6 +436,11 @@ class TcpConnection:
         return len(self._rcvbuf)
 
     @property
+    def ack_pending(self) -> bool:
+        """An ACK is owed now: ``segments_to_send`` has something to emit."""
+        return self._ack_now
+
+    @property
     def urgent_bytes(self) -> int:
         """Readable bytes up to the peer's urgent pointer (MUST-33); 0 if none pending."""
         pending = self._rcv_up - (self._rcv_nxt - len(self._rcvbuf))
