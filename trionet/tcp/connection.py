@@ -1482,9 +1482,14 @@ class TcpConnection:
 
     def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
+        data_end = self._snd_buf_seq + len(self._sndbuf)
+        nxt = self._snd_nxt
+        if not self._in_recovery and (
+            nxt > data_end or (nxt == data_end and not self._fin_queued)
+        ):
+            return False  # everything queued is out, FIN included: the usual case
         cap = self._seg_cap
         mss = self._send_mss
-        data_end = self._snd_buf_seq + len(self._sndbuf)
         while True:
             if self._in_recovery or self._sacked:
                 room = self._cwnd - self._pipe()
