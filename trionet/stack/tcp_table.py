@@ -43,7 +43,7 @@ from trionet.tcp.connection import TcpConnection, TcpState, TcpStateError, reset
 from trionet.tcp.events import Closed, ConnectionReset
 from trionet.tcp.isn import IsnGenerator
 from trionet.tcp.seq import seq_diff
-from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame
+from trionet.wire.frames import build_ipv6_frame, build_tcp_ipv4_frame
 from trionet.wire.icmpv4 import (
     CODE_ADMIN_PROHIBITED,
     CODE_HOST_UNREACHABLE,
@@ -433,14 +433,14 @@ class TcpTable:
     ) -> None:
         if not (payload and self._tso[key.version]):
             if key.version == 4:
-                self._out.ipv4(key.remote_addr, header, payload)
+                self._out.tcp_ipv4(key.remote_addr, header, payload)
             else:
                 self._out.ipv6(key.remote_addr, key.guest_addr, header, payload)
             return
         # The guest's kernel finishes the checksum and, for a super-segment,
         # cuts it into MSS-sized segments: Python never touches the payload.
         params = self._params
-        build = build_ipv4_frame if key.version == 4 else build_ipv6_frame
+        build = build_tcp_ipv4_frame if key.version == 4 else build_ipv6_frame
         head = build(
             params.gateway_mac,
             params.guest_mac,

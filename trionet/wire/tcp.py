@@ -23,6 +23,7 @@ __all__ = [
     "TcpFlags",
     "TcpHeader",
     "TcpOptions",
+    "emit_options",
     "options_len",
     "parse_tcp",
 ]
@@ -98,7 +99,7 @@ class TcpHeader:
         opts = self.options
         end = offset + TCP_HEADER_LEN
         if opts is not NO_OPTIONS:
-            end = _emit_options(opts, buf, end)
+            end = emit_options(opts, buf, end)
         header_len = end - offset
         _HEADER.pack_into(
             buf,
@@ -171,7 +172,8 @@ def options_len(opts: TcpOptions) -> int:
     return length
 
 
-def _emit_options(opts: TcpOptions, buf: WritableBuffer, pos: int) -> int:
+def emit_options(opts: TcpOptions, buf: WritableBuffer, pos: int) -> int:
+    """Write ``opts`` at ``pos`` (``options_len(opts)`` bytes); return the end offset."""
     # Every option is padded to a 4-byte boundary with leading NOPs, as Linux
     # does, so the header needs no trailing EOL padding.
     start = pos
