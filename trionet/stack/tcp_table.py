@@ -72,6 +72,8 @@ _GONE_PER_CONNECTION = 4
 _SYN = TcpFlags.SYN
 _ACK = TcpFlags.ACK
 _RST = TcpFlags.RST
+_CLOSED = TcpState.CLOSED
+_TIME_WAIT = TcpState.TIME_WAIT
 
 
 class RefuseReason(enum.Enum):
@@ -111,10 +113,12 @@ class TcpStatus:
 
 
 class _Entry:
-    __slots__ = ("conn", "deadline", "error", "orphan", "peer_end")
+    __slots__ = ("activity", "conn", "deadline", "error", "orphan", "peer_end")
 
-    def __init__(self, conn: TcpConnection) -> None:
+    def __init__(self, key: FlowKey, conn: TcpConnection) -> None:
         self.conn = conn
+        #: the connection's TcpActivity event, built once (events are immutable values)
+        self.activity = TcpActivity(key)
         self.deadline: float | None = None
         #: why the connection was reset, once it was
         self.error: str | None = None
@@ -251,7 +255,7 @@ class TcpTable:
             return False
         iss = self._isn.isn(key.remote_addr, key.remote_port, key.guest_addr, key.guest_port, now)
         config = self._config_v4 if key.version == 4 else self._config_v6
-        entry = _Entry(TcpConnection.accept(syn, iss=iss, config=config, now=now))
+        entry = _Entry(key, TcpConnection.accept(syn, iss=iss, config=config, now=now))
         self._connections[key] = entry
         self._service(key, entry, now)
         return True
@@ -360,19 +364,22 @@ class TcpTable:
     def _service(self, key: FlowKey, entry: _Entry, now: float) -> None:
         """Emit what the connection wants to send, surface its events, re-arm its timer."""
         conn = entry.conn
-        mss = conn.send_mss
-        for header, payload in conn.segments_to_send(now):
-            self._emit(key, header, payload, mss)
-        activity = False
+        segments = conn.segments_to_send(now)
+        if segments:
+            mss = conn.send_mss
+            for header, payload in segments:
+                self._emit(key, header, payload, mss)
+        activity = conn.has_events
         closed_reason: tuple[bool, str] | None = None
-        while (event := conn.next_event()) is not None:
-            activity = True
-            if isinstance(event, ConnectionReset):
-                entry.error = event.reason.value
-                closed_reason = (False, event.reason.value)
-            elif isinstance(event, Closed) and closed_reason is None:
-                closed_reason = (True, "connection closed")
-        if entry.orphan and conn.readable_bytes and conn.state is not TcpState.CLOSED:
+        if activity:
+            while (event := conn.next_event()) is not None:
+                if isinstance(event, ConnectionReset):
+                    entry.error = event.reason.value
+                    closed_reason = (False, event.reason.value)
+                elif isinstance(event, Closed) and closed_reason is None:
+                    closed_reason = (True, "connection closed")
+        state = conn.state
+        if entry.orphan and conn.readable_bytes and state is not _CLOSED:
             # Data for a socket its owner closed: reset, as a kernel does
             # (RFC 9293 3.10.7.4 leaves it to the implementation; RFC 1122
             # 4.2.2.13 recommends it), so the sender learns it went nowhere.
@@ -380,15 +387,16 @@ class TcpTable:
             for header, payload in conn.segments_to_send(now):
                 self._emit(key, header, payload, mss)
             closed_reason = (False, "reset: data after close")
-        if closed_reason is not None or conn.state is TcpState.CLOSED:
+            state = conn.state
+        if closed_reason is not None or state is _CLOSED:
             if not entry.orphan:
                 self._remember_gone(key, closed_reason or (True, "connection closed"))
             self._forget(key)
             self._events.append(TcpConnectionGone(key, (closed_reason or (True, ""))[1]))
             return
         if activity and not entry.orphan:
-            self._events.append(TcpActivity(key))
-        if entry.orphan and conn.state is TcpState.TIME_WAIT:
+            self._events.append(entry.activity)
+        if entry.orphan and state is _TIME_WAIT:
             self._time_wait.setdefault(key)
         deadline = conn.next_deadline()
         if deadline != entry.deadline:

@@ -499,19 +499,31 @@ class TcpConnection:
         """The oldest unreported event, or ``None``."""
         return self._events.popleft() if self._events else None
 
+    @property
+    def has_events(self) -> bool:
+        """``next_event`` has something to return."""
+        return bool(self._events)
+
     def next_deadline(self) -> float | None:
         """When ``handle_timers`` must next be called, or ``None`` if no timer is armed."""
-        best: float | None = None
-        for d in (
-            self._rto_deadline,
-            self._delack_deadline,
-            self._persist_deadline,
-            self._keepalive_deadline,
-            self._timewait_deadline,
-            self._finwait2_deadline,
-        ):
-            if d is not None and (best is None or d < best):
-                best = d
+        # Unrolled: this runs after every service pass, and a tuple to loop
+        # over costs more than the comparisons.
+        best = self._rto_deadline
+        d = self._delack_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._persist_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._keepalive_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._timewait_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._finwait2_deadline
+        if d is not None and (best is None or d < best):
+            best = d
         return best
 
     def _count(self, reason: str) -> None:
