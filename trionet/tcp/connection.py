@@ -43,7 +43,14 @@ from trionet.tcp.events import (
 from trionet.tcp.reassembly import Reassembly
 from trionet.tcp.scoreboard import Scoreboard
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
-from trionet.wire.tcp import NO_OPTIONS, TcpFlags, TcpHeader, TcpOptions
+from trionet.wire.tcp import (
+    NO_OPTIONS,
+    TcpFlags,
+    TcpHeader,
+    TcpOptions,
+    make_tcp_header,
+    make_tcp_options,
+)
 
 __all__ = ["Segment", "TcpConnection", "TcpState", "TcpStateError", "reset_for"]
 
@@ -1374,12 +1381,12 @@ class TcpConnection:
                 # Segments of one burst share a timestamp: reuse its options.
                 opts = self._ts_opts
                 if opts.timestamp != stamp:
-                    opts = self._ts_opts = TcpOptions(timestamp=stamp)
+                    opts = self._ts_opts = make_tcp_options(None, None, False, (), stamp)
         elif with_sack:
             opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(4))
         else:
             opts = NO_OPTIONS
-        return TcpHeader(
+        return make_tcp_header(
             self.local_port,
             self.remote_port,
             seq & SEQ_MASK,
