@@ -398,3 +398,18 @@ def test_read_reopening_the_window_sends_a_window_update() -> None:
     assert len(stack.tcp_read(hs.key, 1 << 20, NOW)) == unread
     update = only(stack)
     assert update.tcp is not None and update.tcp.window == 65535 and update.tcp.ack == seq
+
+
+def test_data_for_a_released_connection_is_reset() -> None:
+    stack = make_stack()
+    hs = handshake(stack, now=NOW)
+    stack.tcp_release(hs.key, NOW)
+    assert stack.take_frames() == []
+    push = TcpFlags.ACK | TcpFlags.PSH
+    header = TcpHeader(40000, 80, hs.guest_seq, hs.stack_seq, push, 65535)
+    stack.receive_frame(v4(header, b"late"), NOW)
+    reset = only(stack)
+    assert reset.tcp is not None and reset.tcp.flags == TcpFlags.RST | TcpFlags.ACK
+    assert reset.tcp.ack == hs.guest_seq + 4
+    assert stack.take_events() == [TcpConnectionGone(hs.key, "reset: data after close")]  # type: ignore[arg-type]
+    assert len(stack.tcp) == 0

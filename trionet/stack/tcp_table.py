@@ -385,7 +385,7 @@ class TcpTable:
             # 4.2.2.13 recommends it), so the sender learns it went nowhere.
             conn.abort()
             for header, payload in conn.segments_to_send(now):
-                self._emit(key, header, payload, mss)
+                self._emit(key, header, payload, conn.send_mss)
             closed_reason = (False, "reset: data after close")
             state = conn.state
         if closed_reason is not None or state is _CLOSED:
