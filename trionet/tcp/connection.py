@@ -969,7 +969,8 @@ class TcpConnection:
                 self._snd_buf_seq += cut
             acked = ack - una
             self._snd_una = ack
-            self._snd_nxt = max(self._snd_nxt, ack)
+            if ack > self._snd_nxt:  # noqa: PLR1730 (min() costs a call per ACK)
+                self._snd_nxt = ack
             if self._sacked:
                 self._sacked.prune(ack)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
@@ -1103,9 +1104,15 @@ class TcpConnection:
         else:
             self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - r)
             self._srtt = 0.875 * self._srtt + 0.125 * r
-        rto = self._srtt + max(_CLOCK_G, 4 * self._rttvar)
+        spread = 4 * self._rttvar
+        rto = self._srtt + (spread if spread > _CLOCK_G else _CLOCK_G)
         cfg = self.config
-        self._rto = min(max(rto, cfg.rto_min), cfg.rto_max)
+        # min(max(rto, rto_min), rto_max) without the two calls: once per ACK.
+        if rto < cfg.rto_min:
+            rto = cfg.rto_min
+        elif rto > cfg.rto_max:
+            rto = cfg.rto_max
+        self._rto = rto
 
     def _ts_now(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & SEQ_MASK
@@ -1194,26 +1201,31 @@ class TcpConnection:
 
     # -- receive window ---------------------------------------------------------
 
-    def _advance_window(self) -> None:
-        """Move the advertised right edge per receiver SWS avoidance (RFC 9293 3.8.6.2.2)."""
-        cfg = self.config
-        free = cfg.recv_buffer - len(self._rcvbuf)
-        new_edge = self._rcv_nxt + (free if free > 0 else 0)
-        if new_edge > self._rcv_adv:
-            threshold = min(cfg.recv_buffer // 2, cfg.mss)
-            if new_edge - self._rcv_adv >= threshold or free == cfg.recv_buffer:
-                self._rcv_adv = new_edge
-
     def _window_field(self) -> int:
-        self._advance_window()
-        wnd = self._rcv_adv - self._rcv_nxt
+        """The window field for a segment sent now; moves the advertised right edge.
+
+        The edge moves per receiver SWS avoidance (RFC 9293 3.8.6.2.2): only
+        by at least min(RCV.BUFF / 2, MSS), or when the buffer is empty.
+        """
+        recv_buffer = self.config.recv_buffer
+        rcv_nxt = self._rcv_nxt
+        rcv_adv = self._rcv_adv
+        free = recv_buffer - len(self._rcvbuf)
+        new_edge = rcv_nxt + (free if free > 0 else 0)
+        if new_edge > rcv_adv:
+            half, mss = recv_buffer // 2, self.config.mss
+            if new_edge - rcv_adv >= (half if half < mss else mss) or free == recv_buffer:
+                rcv_adv = new_edge
+        wnd = rcv_adv - rcv_nxt
         if wnd <= 0:
+            self._rcv_adv = rcv_adv
             return 0
         shift = self._rcv_wscale
         # Round up so the edge the peer computes never lies left of one we promised.
         field = (wnd + (1 << shift) - 1) >> shift
-        field = min(field, 0xFFFF)
-        self._rcv_adv = self._rcv_nxt + (field << shift)
+        if field > 0xFFFF:  # noqa: PLR1730 (min() costs a call per segment)
+            field = 0xFFFF
+        self._rcv_adv = rcv_nxt + (field << shift)
         return field
 
     def _maybe_window_update(self) -> None:
