@@ -82,6 +82,10 @@ _CLOCK_G = 0.001
 _MIN_PEER_MSS = 64
 #: Answers (RSTs) queued between two ``segments_to_send`` calls, at most.
 _MAX_CONTROL = 16
+# Hot-path checks below read Scoreboard.ranges and Reassembly.blocks rather
+# than going through their Python-level __bool__.
+#: Events are immutable values: the one raised per burst of data is built once.
+_READABLE = Readable()
 
 
 class TcpState(enum.Enum):
@@ -971,7 +975,7 @@ class TcpConnection:
             self._snd_una = ack
             if ack > self._snd_nxt:  # noqa: PLR1730 (min() costs a call per ACK)
                 self._snd_nxt = ack
-            if self._sacked:
+            if self._sacked.ranges:
                 self._sacked.prune(ack)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
             ts = opts.timestamp
@@ -1161,11 +1165,11 @@ class TcpConnection:
                 self._rcv_nxt = end
                 if n > self._rcv_mss:
                     self._rcv_mss = min(n, self.config.mss)
-                if self._ooo:
+                if self._ooo.blocks:
                     self._rcv_nxt = self._ooo.drain_into(self._rcvbuf, end)
                     self._ack_now = True
                 if was_empty:
-                    self._events.append(Readable())
+                    self._events.append(_READABLE)
                 self._rcv_unacked += n
                 if self._rcv_unacked >= 2 * self._rcv_mss or self.config.delayed_ack <= 0:
                     self._ack_now = True
@@ -1473,7 +1477,7 @@ class TcpConnection:
         # Nothing received changes while we emit, so one window serves the burst.
         window = self._window_field()
         sent = self._emit_data(now, out, window) if st in _SENDING else False
-        if self._ack_now and (not sent or self._ooo):
+        if self._ack_now and (not sent or self._ooo.blocks):
             # SND.MAX, not SND.NXT: after a timeout SND.NXT moves back, and an
             # ACK numbered below the peer's RCV.NXT would be dropped.
             out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
@@ -1522,7 +1526,7 @@ class TcpConnection:
         cap = self._seg_cap
         mss = self._send_mss
         while True:
-            if self._in_recovery or self._sacked:
+            if self._in_recovery or self._sacked.ranges:
                 room = self._cwnd - self._pipe()
             else:
                 room = self._cwnd - (self._snd_nxt - self._snd_una)
@@ -1552,7 +1556,7 @@ class TcpConnection:
                 self._rexmit_ptr = self._rexmit_limit
             nxt = self._snd_nxt
             stop = data_end
-            if nxt < self._snd_max and self._sacked:
+            if nxt < self._snd_max and self._sacked.ranges:
                 nxt, stop = self._sacked.skip(nxt, data_end)
                 self._snd_nxt = nxt
             if nxt < data_end:
