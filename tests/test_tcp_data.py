@@ -838,3 +838,25 @@ def test_peek_and_consume_keep_unconsumed_bytes_and_the_window_closed() -> None:
     s.conn.consume(3990)
     assert s.conn.readable_bytes == 0
     assert s.out() == ["[.] seq 5001 ack 5001 win 4000 len 0"]
+
+
+def test_stream_status_matches_the_properties() -> None:
+    s = established()
+
+    def check() -> None:
+        c = s.conn
+        assert c.stream_status() == (c.readable_bytes, c.at_eof, c.send_space)
+
+    check()
+    s.feed(F.ACK | F.PSH, b"data")
+    check()
+    s.conn.send(b"x" * 100)
+    check()
+    s.feed(F.FIN | F.ACK)
+    check()
+    s.conn.read()
+    check()
+    assert s.conn.at_eof
+    s.conn.close()
+    check()
+    assert s.conn.send_space == 0

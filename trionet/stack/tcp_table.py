@@ -199,7 +199,7 @@ class TcpTable:
                 # Serviced once per batch (see flush_batch): a burst of
                 # segments then costs one pass and, typically, one ACK.
                 self._dirty[key] = entry
-                if entry.peer_end is None and entry.conn.state is TcpState.TIME_WAIT:
+                if entry.peer_end is None and entry.conn.state is _TIME_WAIT:
                     # What took us into TIME-WAIT was the guest's last segment.
                     fin = 1 if flags & TcpFlags.FIN else 0
                     entry.peer_end = header.seq + len(payload) + fin
@@ -276,8 +276,8 @@ class TcpTable:
         if entry is None:
             graceful, reason = self._gone.get(key, (False, "connection closed"))
             return TcpStatus(0, graceful, 0, reason)
-        conn = entry.conn
-        return TcpStatus(conn.readable_bytes, conn.at_eof, conn.send_space, entry.error)
+        readable, at_eof, send_space = entry.conn.stream_status()
+        return TcpStatus(readable, at_eof, send_space, entry.error)
 
     def read(self, key: FlowKey, max_bytes: int, now: float) -> bytes:
         entry = self._connections.get(key)

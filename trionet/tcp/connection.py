@@ -467,7 +467,16 @@ class TcpConnection:
         """Bytes ``send()`` would take now (0 once sending is no longer allowed)."""
         if self._state not in _MAY_SEND or self._fin_queued:
             return 0
-        return max(0, self.config.send_buffer - len(self._sndbuf))
+        space = self.config.send_buffer - len(self._sndbuf)
+        return space if space > 0 else 0
+
+    def stream_status(self) -> tuple[int, bool, int]:
+        """``(readable_bytes, at_eof, send_space)`` in one call, for a stream's status."""
+        buffered = len(self._rcvbuf)
+        if self._state not in _MAY_SEND or self._fin_queued:
+            return buffered, self._peer_finished and not buffered, 0
+        space = self.config.send_buffer - len(self._sndbuf)
+        return buffered, self._peer_finished and not buffered, space if space > 0 else 0
 
     @property
     def unacked_bytes(self) -> int:
