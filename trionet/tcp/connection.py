@@ -1496,10 +1496,8 @@ class TcpConnection:
             self._delack_deadline = None
             self._rcv_unacked = 0
             self._last_ack_sent = self._rcv_nxt
-        self._arm_persist(now)
-        return out
-
-    def _arm_persist(self, now: float) -> None:
+        # The persist timer: armed while queued data waits on a closed window
+        # with nothing in flight to draw the ACK that would reopen it.
         if (
             self._state in _SENDING
             and self._snd_max == self._snd_una
@@ -1512,6 +1510,7 @@ class TcpConnection:
             self._persist_deadline = None
             self._persist_backoff = 0
             self._probes = 0
+        return out
 
     def _pipe(self) -> int:
         """RFC 6675 estimate of bytes in the network."""
@@ -1598,6 +1597,8 @@ class TcpConnection:
                     nxt, nxt + n, data_end, now, out, window=window, retransmit=retransmit
                 )
                 sent = True
+                if self._snd_nxt >= data_end and not self._fin_queued and not self._in_recovery:
+                    break  # all queued data is out: the next pass would find just that
                 continue
             if self._fin_queued and nxt == data_end:
                 self._transmit(
