@@ -182,6 +182,27 @@ def test_reading_reopens_a_closed_window_at_once() -> None:
     assert s.out() == ["[.] seq 5001 ack 5001 win 4000 len 0"]
 
 
+def test_reading_at_the_unscaled_ceiling_sends_no_window_update() -> None:
+    # Unscaled (the peer offered no scaling) a 256 KiB buffer is advertised as 65535 at most:
+    # reading a byte cannot open the window further, so it owes no pure ACK;
+    # the delayed ACK (or the answer) carries the acknowledgement.
+    cfg = dataclasses.replace(PLAIN, window_scaling=True, recv_buffer=256 * 1024)
+    s = established(cfg)
+    s.feed(F.ACK | F.PSH, b"q")
+    assert s.out() == []
+    assert s.conn.read() == b"q"
+    assert s.out() == []
+    s.tick(0.04)
+    assert s.out() == ["[.] seq 5001 ack 1002 win 65535 len 0"]
+    # A window really closed below half the ceiling still reopens at once.
+    for _ in range(4):
+        s.feed(F.ACK, b"w" * 60_000)
+        s.out()
+    assert s.conn.readable_bytes == 240_000
+    assert s.conn.read() == b"w" * 240_000
+    assert s.out() == ["[.] seq 5001 ack 241002 win 65535 len 0"]
+
+
 def test_receiver_sws_avoidance_keeps_the_right_edge() -> None:
     cfg = dataclasses.replace(PLAIN, recv_buffer=10_000)
     s = established(cfg)
@@ -817,3 +838,25 @@ def test_peek_and_consume_keep_unconsumed_bytes_and_the_window_closed() -> None:
     s.conn.consume(3990)
     assert s.conn.readable_bytes == 0
     assert s.out() == ["[.] seq 5001 ack 5001 win 4000 len 0"]
+
+
+def test_stream_status_matches_the_properties() -> None:
+    s = established()
+
+    def check() -> None:
+        c = s.conn
+        assert c.stream_status() == (c.readable_bytes, c.at_eof, c.send_space)
+
+    check()
+    s.feed(F.ACK | F.PSH, b"data")
+    check()
+    s.conn.send(b"x" * 100)
+    check()
+    s.feed(F.FIN | F.ACK)
+    check()
+    s.conn.read()
+    check()
+    assert s.conn.at_eof
+    s.conn.close()
+    check()
+    assert s.conn.send_space == 0

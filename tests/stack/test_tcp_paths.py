@@ -362,3 +362,54 @@ def test_gone_connections_never_released_are_bounded() -> None:
     assert len(stack.tcp._gone) <= 4 * 4
     # The most recent ones are still answered correctly.
     assert stack.tcp_status(key_for(4, 200)).at_eof
+
+
+def test_request_and_answer_cost_one_frame() -> None:
+    # The guest's byte is acknowledged by the answer itself: reading it owes
+    # no window update (the unscaled window is already at its 65535 ceiling).
+    stack = make_stack()
+    hs = handshake(stack, now=NOW)
+    push = TcpFlags.ACK | TcpFlags.PSH
+    stack.receive_frame(
+        v4(TcpHeader(40000, 80, hs.guest_seq, hs.stack_seq, push, 65535), b"q"), NOW
+    )
+    assert stack.take_frames() == []
+    assert stack.tcp_read(hs.key, 100, NOW) == b"q"
+    assert stack.take_frames() == []
+    assert stack.tcp_send(hs.key, memoryview(b"a"), NOW) == 1
+    answer = only(stack)
+    assert answer.tcp is not None and answer.payload == b"a"
+    assert answer.tcp.ack == hs.guest_seq + 1
+
+
+def test_read_reopening_the_window_sends_a_window_update() -> None:
+    stack = make_stack()
+    hs = handshake(stack, now=NOW)
+    seq, chunk = hs.guest_seq, b"w" * 1400
+    window = 65535
+    while window >= 30_000:
+        header = TcpHeader(40000, 80, seq, hs.stack_seq, TcpFlags.ACK, 65535)
+        stack.receive_frame(v4(header, chunk), NOW)
+        seq += len(chunk)
+        for frame in take_parsed(stack):
+            assert frame.tcp is not None
+            window = frame.tcp.window
+    unread = seq - hs.guest_seq
+    assert len(stack.tcp_read(hs.key, 1 << 20, NOW)) == unread
+    update = only(stack)
+    assert update.tcp is not None and update.tcp.window == 65535 and update.tcp.ack == seq
+
+
+def test_data_for_a_released_connection_is_reset() -> None:
+    stack = make_stack()
+    hs = handshake(stack, now=NOW)
+    stack.tcp_release(hs.key, NOW)
+    assert stack.take_frames() == []
+    push = TcpFlags.ACK | TcpFlags.PSH
+    header = TcpHeader(40000, 80, hs.guest_seq, hs.stack_seq, push, 65535)
+    stack.receive_frame(v4(header, b"late"), NOW)
+    reset = only(stack)
+    assert reset.tcp is not None and reset.tcp.flags == TcpFlags.RST | TcpFlags.ACK
+    assert reset.tcp.ack == hs.guest_seq + 4
+    assert stack.take_events() == [TcpConnectionGone(hs.key, "reset: data after close")]  # type: ignore[arg-type]
+    assert len(stack.tcp) == 0

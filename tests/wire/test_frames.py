@@ -20,12 +20,13 @@ from trionet.wire.frames import (
     build_icmpv6_error,
     build_ipv4_frame,
     build_ipv6_frame,
+    build_tcp_ipv4_frame,
 )
 from trionet.wire.icmpv4 import Icmpv4DestUnreachable, parse_icmpv4
 from trionet.wire.icmpv6 import Icmpv6PacketTooBig, parse_icmpv6
 from trionet.wire.ipv4 import Ipv4Header, parse_ipv4
 from trionet.wire.ipv6 import Ipv6Header, parse_ipv6
-from trionet.wire.tcp import TcpFlags, TcpHeader, parse_tcp
+from trionet.wire.tcp import TcpFlags, TcpHeader, TcpOptions, parse_tcp
 from trionet.wire.udp import UdpHeader, parse_udp
 
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
@@ -55,6 +56,48 @@ def test_ipv4_frame_parses_back(
         assert parse_udp(l4, None if partial else pseudo) == (transport, payload)
     if partial:
         assert struct.unpack_from("!H", header, TRANSPORT_OFFSET_V4 + field)[0] == pseudo
+
+
+_ts_only_headers = st.builds(
+    TcpHeader,
+    s.u16,
+    s.u16,
+    s.u32,
+    s.u32,
+    s.u8.map(TcpFlags),
+    s.u16,
+    urgent=s.u16,
+    options=st.builds(TcpOptions, timestamp=st.tuples(s.u32, s.u32)),
+)
+_plain_headers = st.builds(
+    TcpHeader, s.u16, s.u16, s.u32, s.u32, s.u8.map(TcpFlags), s.u16, urgent=s.u16
+)
+
+
+@settings(max_examples=200)
+@given(
+    s.ipv4_addrs,
+    s.ipv4_addrs,
+    s.tcp_headers | _ts_only_headers | _plain_headers,
+    s.payloads,
+    st.booleans(),
+)
+def test_tcp_ipv4_frame_matches_the_general_builder(
+    src: bytes, dst: bytes, header: TcpHeader, payload: bytes, partial: bool
+) -> None:
+    fast = build_tcp_ipv4_frame(
+        MAC_A, MAC_B, src, dst, header, payload=payload, partial_checksum=partial
+    )
+    general = build_ipv4_frame(
+        MAC_A, MAC_B, src, dst, header, payload=payload, partial_checksum=partial
+    )
+    assert fast == general
+
+
+def test_tcp_ipv4_frame_refuses_an_oversized_segment() -> None:
+    header = TcpHeader(1, 2, 3, 4, TcpFlags.ACK, 5)
+    with pytest.raises(ValueError, match="16-bit total length"):
+        build_tcp_ipv4_frame(MAC_A, MAC_B, bytes(4), bytes(4), header, payload=bytes(65516))
 
 
 @settings(max_examples=60)

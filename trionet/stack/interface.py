@@ -61,6 +61,8 @@ _MAX_UDP_PAYLOAD_V6 = 65535 - 8
 _ICMPV4_INFORMATIONAL = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 _LOOPBACK_V6 = bytes(15) + b"\x01"
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+#: FlowKey's generated __new__ is a Python function; this is the C one under it.
+_new_key = tuple.__new__
 
 
 def _martian_v4(dst: bytes) -> bool:
@@ -333,7 +335,7 @@ class Stack:
             pseudo = pseudo_header(src, dst, protocol, len(body))
         if protocol == PROTO_TCP:
             header, data = parse_tcp(body, pseudo)
-            key = FlowKey(version, src, header.src_port, dst, header.dst_port)
+            key = _new_key(FlowKey, (version, src, header.src_port, dst, header.dst_port))
             self.tcp.segment_in(key, header, data, now)
         else:
             # A zero UDP checksum means "none" in IPv4 only (RFC 8200 8.1).

@@ -17,6 +17,7 @@ from trionet.wire.frames import (
     build_icmpv6_error,
     build_ipv4_frame,
     build_ipv6_frame,
+    build_tcp_ipv4_frame,
 )
 from trionet.wire.icmpv4 import Icmpv4Message
 from trionet.wire.icmpv6 import Icmpv6Message
@@ -59,6 +60,15 @@ class GuestOutput:
             params.guest_ipv4,
             transport,
             payload=payload,
+        )
+        self._frames.append(b"".join((head, payload)))
+
+    def tcp_ipv4(self, src: bytes, header: TcpHeader, payload: bytes | memoryview) -> None:
+        """:meth:`ipv4` for a TCP segment: the per-segment path, in one pack."""
+        params = self._params
+        assert params.guest_ipv4 is not None
+        head = build_tcp_ipv4_frame(
+            params.gateway_mac, params.guest_mac, src, params.guest_ipv4, header, payload=payload
         )
         self._frames.append(b"".join((head, payload)))
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from trionet.stack.flows import (
@@ -43,7 +43,7 @@ from trionet.tcp.connection import TcpConnection, TcpState, TcpStateError, reset
 from trionet.tcp.events import Closed, ConnectionReset
 from trionet.tcp.isn import IsnGenerator
 from trionet.tcp.seq import seq_diff
-from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame
+from trionet.wire.frames import build_ipv6_frame, build_tcp_ipv4_frame
 from trionet.wire.icmpv4 import (
     CODE_ADMIN_PROHIBITED,
     CODE_HOST_UNREACHABLE,
@@ -72,6 +72,8 @@ _GONE_PER_CONNECTION = 4
 _SYN = TcpFlags.SYN
 _ACK = TcpFlags.ACK
 _RST = TcpFlags.RST
+_CLOSED = TcpState.CLOSED
+_TIME_WAIT = TcpState.TIME_WAIT
 
 
 class RefuseReason(enum.Enum):
@@ -85,23 +87,38 @@ class RefuseReason(enum.Enum):
     PROHIBITED = "prohibited"
 
 
-@dataclass(frozen=True, slots=True)
 class TcpStatus:
-    """A connection's state as a stream sees it."""
+    """A connection's state as a stream sees it: a snapshot, not to be modified.
 
-    readable: int
-    #: the peer finished (FIN) and everything before it has been read
-    at_eof: bool
-    send_space: int
-    #: why the connection can no longer carry data, or None while it can
-    error: str | None
+    A plain ``__slots__`` class rather than a frozen dataclass: a stream asks
+    for one or two per exchange, and a frozen dataclass costs about four
+    times as much to build.
+    """
+
+    __slots__ = ("at_eof", "error", "readable", "send_space")
+
+    def __init__(self, readable: int, at_eof: bool, send_space: int, error: str | None) -> None:
+        self.readable = readable
+        #: the peer finished (FIN) and everything before it has been read
+        self.at_eof = at_eof
+        self.send_space = send_space
+        #: why the connection can no longer carry data, or None while it can
+        self.error = error
+
+    def __repr__(self) -> str:
+        return (
+            f"TcpStatus(readable={self.readable}, at_eof={self.at_eof},"
+            f" send_space={self.send_space}, error={self.error!r})"
+        )
 
 
 class _Entry:
-    __slots__ = ("conn", "deadline", "error", "orphan", "peer_end")
+    __slots__ = ("activity", "conn", "deadline", "error", "orphan", "peer_end")
 
-    def __init__(self, conn: TcpConnection) -> None:
+    def __init__(self, key: FlowKey, conn: TcpConnection) -> None:
         self.conn = conn
+        #: the connection's TcpActivity event, built once (events are immutable values)
+        self.activity = TcpActivity(key)
         self.deadline: float | None = None
         #: why the connection was reset, once it was
         self.error: str | None = None
@@ -182,7 +199,7 @@ class TcpTable:
                 # Serviced once per batch (see flush_batch): a burst of
                 # segments then costs one pass and, typically, one ACK.
                 self._dirty[key] = entry
-                if entry.peer_end is None and entry.conn.state is TcpState.TIME_WAIT:
+                if entry.peer_end is None and entry.conn.state is _TIME_WAIT:
                     # What took us into TIME-WAIT was the guest's last segment.
                     fin = 1 if flags & TcpFlags.FIN else 0
                     entry.peer_end = header.seq + len(payload) + fin
@@ -238,7 +255,7 @@ class TcpTable:
             return False
         iss = self._isn.isn(key.remote_addr, key.remote_port, key.guest_addr, key.guest_port, now)
         config = self._config_v4 if key.version == 4 else self._config_v6
-        entry = _Entry(TcpConnection.accept(syn, iss=iss, config=config, now=now))
+        entry = _Entry(key, TcpConnection.accept(syn, iss=iss, config=config, now=now))
         self._connections[key] = entry
         self._service(key, entry, now)
         return True
@@ -259,15 +276,19 @@ class TcpTable:
         if entry is None:
             graceful, reason = self._gone.get(key, (False, "connection closed"))
             return TcpStatus(0, graceful, 0, reason)
-        conn = entry.conn
-        return TcpStatus(conn.readable_bytes, conn.at_eof, conn.send_space, entry.error)
+        readable, at_eof, send_space = entry.conn.stream_status()
+        return TcpStatus(readable, at_eof, send_space, entry.error)
 
     def read(self, key: FlowKey, max_bytes: int, now: float) -> bytes:
         entry = self._connections.get(key)
         if entry is None:
             return b""
-        data = entry.conn.read(max_bytes)
-        self._service(key, entry, now)
+        conn = entry.conn
+        data = conn.read(max_bytes)
+        # A read only ever owes a window update; everything else it could
+        # emit was already emitted when it was queued, or waits in the batch.
+        if conn.ack_pending or key in self._dirty:
+            self._service(key, entry, now)
         return data
 
     def send(self, key: FlowKey, data: memoryview, now: float) -> int:
@@ -343,35 +364,39 @@ class TcpTable:
     def _service(self, key: FlowKey, entry: _Entry, now: float) -> None:
         """Emit what the connection wants to send, surface its events, re-arm its timer."""
         conn = entry.conn
-        mss = conn.send_mss
-        for header, payload in conn.segments_to_send(now):
-            self._emit(key, header, payload, mss)
-        activity = False
+        segments = conn.segments_to_send(now)
+        if segments:
+            mss = conn.send_mss
+            for header, payload in segments:
+                self._emit(key, header, payload, mss)
+        activity = conn.has_events
         closed_reason: tuple[bool, str] | None = None
-        while (event := conn.next_event()) is not None:
-            activity = True
-            if isinstance(event, ConnectionReset):
-                entry.error = event.reason.value
-                closed_reason = (False, event.reason.value)
-            elif isinstance(event, Closed) and closed_reason is None:
-                closed_reason = (True, "connection closed")
-        if entry.orphan and conn.readable_bytes and conn.state is not TcpState.CLOSED:
+        if activity:
+            while (event := conn.next_event()) is not None:
+                if isinstance(event, ConnectionReset):
+                    entry.error = event.reason.value
+                    closed_reason = (False, event.reason.value)
+                elif isinstance(event, Closed) and closed_reason is None:
+                    closed_reason = (True, "connection closed")
+        state = conn.state
+        if entry.orphan and conn.readable_bytes and state is not _CLOSED:
             # Data for a socket its owner closed: reset, as a kernel does
             # (RFC 9293 3.10.7.4 leaves it to the implementation; RFC 1122
             # 4.2.2.13 recommends it), so the sender learns it went nowhere.
             conn.abort()
             for header, payload in conn.segments_to_send(now):
-                self._emit(key, header, payload, mss)
+                self._emit(key, header, payload, conn.send_mss)
             closed_reason = (False, "reset: data after close")
-        if closed_reason is not None or conn.state is TcpState.CLOSED:
+            state = conn.state
+        if closed_reason is not None or state is _CLOSED:
             if not entry.orphan:
                 self._remember_gone(key, closed_reason or (True, "connection closed"))
             self._forget(key)
             self._events.append(TcpConnectionGone(key, (closed_reason or (True, ""))[1]))
             return
         if activity and not entry.orphan:
-            self._events.append(TcpActivity(key))
-        if entry.orphan and conn.state is TcpState.TIME_WAIT:
+            self._events.append(entry.activity)
+        if entry.orphan and state is _TIME_WAIT:
             self._time_wait.setdefault(key)
         deadline = conn.next_deadline()
         if deadline != entry.deadline:
@@ -416,14 +441,14 @@ class TcpTable:
     ) -> None:
         if not (payload and self._tso[key.version]):
             if key.version == 4:
-                self._out.ipv4(key.remote_addr, header, payload)
+                self._out.tcp_ipv4(key.remote_addr, header, payload)
             else:
                 self._out.ipv6(key.remote_addr, key.guest_addr, header, payload)
             return
         # The guest's kernel finishes the checksum and, for a super-segment,
         # cuts it into MSS-sized segments: Python never touches the payload.
         params = self._params
-        build = build_ipv4_frame if key.version == 4 else build_ipv6_frame
+        build = build_tcp_ipv4_frame if key.version == 4 else build_ipv6_frame
         head = build(
             params.gateway_mac,
             params.guest_mac,

@@ -43,7 +43,14 @@ from trionet.tcp.events import (
 from trionet.tcp.reassembly import Reassembly
 from trionet.tcp.scoreboard import Scoreboard
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
-from trionet.wire.tcp import NO_OPTIONS, TcpFlags, TcpHeader, TcpOptions
+from trionet.wire.tcp import (
+    NO_OPTIONS,
+    TcpFlags,
+    TcpHeader,
+    TcpOptions,
+    make_tcp_header,
+    make_tcp_options,
+)
 
 __all__ = ["Segment", "TcpConnection", "TcpState", "TcpStateError", "reset_for"]
 
@@ -75,6 +82,10 @@ _CLOCK_G = 0.001
 _MIN_PEER_MSS = 64
 #: Answers (RSTs) queued between two ``segments_to_send`` calls, at most.
 _MAX_CONTROL = 16
+# Hot-path checks below read Scoreboard.ranges and Reassembly.blocks rather
+# than going through their Python-level __bool__.
+#: Events are immutable values: the one raised per burst of data is built once.
+_READABLE = Readable()
 
 
 class TcpState(enum.Enum):
@@ -436,6 +447,11 @@ class TcpConnection:
         return len(self._rcvbuf)
 
     @property
+    def ack_pending(self) -> bool:
+        """An ACK is owed now: ``segments_to_send`` has something to emit."""
+        return self._ack_now
+
+    @property
     def urgent_bytes(self) -> int:
         """Readable bytes up to the peer's urgent pointer (MUST-33); 0 if none pending."""
         pending = self._rcv_up - (self._rcv_nxt - len(self._rcvbuf))
@@ -451,7 +467,16 @@ class TcpConnection:
         """Bytes ``send()`` would take now (0 once sending is no longer allowed)."""
         if self._state not in _MAY_SEND or self._fin_queued:
             return 0
-        return max(0, self.config.send_buffer - len(self._sndbuf))
+        space = self.config.send_buffer - len(self._sndbuf)
+        return space if space > 0 else 0
+
+    def stream_status(self) -> tuple[int, bool, int]:
+        """``(readable_bytes, at_eof, send_space)`` in one call, for a stream's status."""
+        buffered = len(self._rcvbuf)
+        if self._state not in _MAY_SEND or self._fin_queued:
+            return buffered, self._peer_finished and not buffered, 0
+        space = self.config.send_buffer - len(self._sndbuf)
+        return buffered, self._peer_finished and not buffered, space if space > 0 else 0
 
     @property
     def unacked_bytes(self) -> int:
@@ -494,19 +519,31 @@ class TcpConnection:
         """The oldest unreported event, or ``None``."""
         return self._events.popleft() if self._events else None
 
+    @property
+    def has_events(self) -> bool:
+        """``next_event`` has something to return."""
+        return bool(self._events)
+
     def next_deadline(self) -> float | None:
         """When ``handle_timers`` must next be called, or ``None`` if no timer is armed."""
-        best: float | None = None
-        for d in (
-            self._rto_deadline,
-            self._delack_deadline,
-            self._persist_deadline,
-            self._keepalive_deadline,
-            self._timewait_deadline,
-            self._finwait2_deadline,
-        ):
-            if d is not None and (best is None or d < best):
-                best = d
+        # Unrolled: this runs after every service pass, and a tuple to loop
+        # over costs more than the comparisons.
+        best = self._rto_deadline
+        d = self._delack_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._persist_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._keepalive_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._timewait_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._finwait2_deadline
+        if d is not None and (best is None or d < best):
+            best = d
         return best
 
     def _count(self, reason: str) -> None:
@@ -945,8 +982,9 @@ class TcpConnection:
                 self._snd_buf_seq += cut
             acked = ack - una
             self._snd_una = ack
-            self._snd_nxt = max(self._snd_nxt, ack)
-            if self._sacked:
+            if ack > self._snd_nxt:  # noqa: PLR1730 (min() costs a call per ACK)
+                self._snd_nxt = ack
+            if self._sacked.ranges:
                 self._sacked.prune(ack)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
             ts = opts.timestamp
@@ -1079,9 +1117,15 @@ class TcpConnection:
         else:
             self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - r)
             self._srtt = 0.875 * self._srtt + 0.125 * r
-        rto = self._srtt + max(_CLOCK_G, 4 * self._rttvar)
+        spread = 4 * self._rttvar
+        rto = self._srtt + (spread if spread > _CLOCK_G else _CLOCK_G)
         cfg = self.config
-        self._rto = min(max(rto, cfg.rto_min), cfg.rto_max)
+        # min(max(rto, rto_min), rto_max) without the two calls: once per ACK.
+        if rto < cfg.rto_min:
+            rto = cfg.rto_min
+        elif rto > cfg.rto_max:
+            rto = cfg.rto_max
+        self._rto = rto
 
     def _ts_now(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & SEQ_MASK
@@ -1130,11 +1174,11 @@ class TcpConnection:
                 self._rcv_nxt = end
                 if n > self._rcv_mss:
                     self._rcv_mss = min(n, self.config.mss)
-                if self._ooo:
+                if self._ooo.blocks:
                     self._rcv_nxt = self._ooo.drain_into(self._rcvbuf, end)
                     self._ack_now = True
                 if was_empty:
-                    self._events.append(Readable())
+                    self._events.append(_READABLE)
                 self._rcv_unacked += n
                 if self._rcv_unacked >= 2 * self._rcv_mss or self.config.delayed_ack <= 0:
                     self._ack_now = True
@@ -1170,35 +1214,47 @@ class TcpConnection:
 
     # -- receive window ---------------------------------------------------------
 
-    def _advance_window(self) -> None:
-        """Move the advertised right edge per receiver SWS avoidance (RFC 9293 3.8.6.2.2)."""
-        cfg = self.config
-        free = cfg.recv_buffer - len(self._rcvbuf)
-        new_edge = self._rcv_nxt + (free if free > 0 else 0)
-        if new_edge > self._rcv_adv:
-            threshold = min(cfg.recv_buffer // 2, cfg.mss)
-            if new_edge - self._rcv_adv >= threshold or free == cfg.recv_buffer:
-                self._rcv_adv = new_edge
-
     def _window_field(self) -> int:
-        self._advance_window()
-        wnd = self._rcv_adv - self._rcv_nxt
+        """The window field for a segment sent now; moves the advertised right edge.
+
+        The edge moves per receiver SWS avoidance (RFC 9293 3.8.6.2.2): only
+        by at least min(RCV.BUFF / 2, MSS), or when the buffer is empty.
+        """
+        recv_buffer = self.config.recv_buffer
+        rcv_nxt = self._rcv_nxt
+        rcv_adv = self._rcv_adv
+        free = recv_buffer - len(self._rcvbuf)
+        new_edge = rcv_nxt + (free if free > 0 else 0)
+        if new_edge > rcv_adv:
+            half, mss = recv_buffer // 2, self.config.mss
+            if new_edge - rcv_adv >= (half if half < mss else mss) or free == recv_buffer:
+                rcv_adv = new_edge
+        wnd = rcv_adv - rcv_nxt
         if wnd <= 0:
+            self._rcv_adv = rcv_adv
             return 0
         shift = self._rcv_wscale
         # Round up so the edge the peer computes never lies left of one we promised.
         field = (wnd + (1 << shift) - 1) >> shift
-        field = min(field, 0xFFFF)
-        self._rcv_adv = self._rcv_nxt + (field << shift)
+        if field > 0xFFFF:  # noqa: PLR1730 (min() costs a call per segment)
+            field = 0xFFFF
+        self._rcv_adv = rcv_nxt + (field << shift)
         return field
 
     def _maybe_window_update(self) -> None:
-        """After a read, reopen a closed or nearly closed window without waiting for data."""
+        """After a read, reopen a closed or nearly closed window without waiting for data.
+
+        Measured against the largest window the field can carry: without
+        window scaling a buffer over 64 KiB can never be advertised whole, and
+        a window already at that ceiling has nothing to announce (otherwise
+        every read, however small, would cost a pure ACK).
+        """
         cfg = self.config
+        ceiling = min(0xFFFF << self._rcv_wscale, cfg.recv_buffer)
         advertised = self._rcv_adv - self._rcv_nxt
-        free = cfg.recv_buffer - len(self._rcvbuf)
+        free = min(cfg.recv_buffer - len(self._rcvbuf), ceiling)
         threshold = min(cfg.recv_buffer // 2, cfg.mss)
-        if advertised < cfg.recv_buffer // 2 and free - advertised >= threshold:
+        if advertised < ceiling // 2 and free - advertised >= threshold:
             self._ack_now = True
 
     # -- timers -------------------------------------------------------------------
@@ -1350,12 +1406,12 @@ class TcpConnection:
                 # Segments of one burst share a timestamp: reuse its options.
                 opts = self._ts_opts
                 if opts.timestamp != stamp:
-                    opts = self._ts_opts = TcpOptions(timestamp=stamp)
+                    opts = self._ts_opts = make_tcp_options(None, None, False, (), stamp)
         elif with_sack:
             opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(4))
         else:
             opts = NO_OPTIONS
-        return TcpHeader(
+        return make_tcp_header(
             self.local_port,
             self.remote_port,
             seq & SEQ_MASK,
@@ -1430,7 +1486,7 @@ class TcpConnection:
         # Nothing received changes while we emit, so one window serves the burst.
         window = self._window_field()
         sent = self._emit_data(now, out, window) if st in _SENDING else False
-        if self._ack_now and (not sent or self._ooo):
+        if self._ack_now and (not sent or self._ooo.blocks):
             # SND.MAX, not SND.NXT: after a timeout SND.NXT moves back, and an
             # ACK numbered below the peer's RCV.NXT would be dropped.
             out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
@@ -1440,10 +1496,8 @@ class TcpConnection:
             self._delack_deadline = None
             self._rcv_unacked = 0
             self._last_ack_sent = self._rcv_nxt
-        self._arm_persist(now)
-        return out
-
-    def _arm_persist(self, now: float) -> None:
+        # The persist timer: armed while queued data waits on a closed window
+        # with nothing in flight to draw the ACK that would reopen it.
         if (
             self._state in _SENDING
             and self._snd_max == self._snd_una
@@ -1456,6 +1510,7 @@ class TcpConnection:
             self._persist_deadline = None
             self._persist_backoff = 0
             self._probes = 0
+        return out
 
     def _pipe(self) -> int:
         """RFC 6675 estimate of bytes in the network."""
@@ -1470,11 +1525,16 @@ class TcpConnection:
 
     def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
+        data_end = self._snd_buf_seq + len(self._sndbuf)
+        nxt = self._snd_nxt
+        if not self._in_recovery and (
+            nxt > data_end or (nxt == data_end and not self._fin_queued)
+        ):
+            return False  # everything queued is out, FIN included: the usual case
         cap = self._seg_cap
         mss = self._send_mss
-        data_end = self._snd_buf_seq + len(self._sndbuf)
         while True:
-            if self._in_recovery or self._sacked:
+            if self._in_recovery or self._sacked.ranges:
                 room = self._cwnd - self._pipe()
             else:
                 room = self._cwnd - (self._snd_nxt - self._snd_una)
@@ -1504,7 +1564,7 @@ class TcpConnection:
                 self._rexmit_ptr = self._rexmit_limit
             nxt = self._snd_nxt
             stop = data_end
-            if nxt < self._snd_max and self._sacked:
+            if nxt < self._snd_max and self._sacked.ranges:
                 nxt, stop = self._sacked.skip(nxt, data_end)
                 self._snd_nxt = nxt
             if nxt < data_end:
@@ -1537,6 +1597,8 @@ class TcpConnection:
                     nxt, nxt + n, data_end, now, out, window=window, retransmit=retransmit
                 )
                 sent = True
+                if self._snd_nxt >= data_end and not self._fin_queued and not self._in_recovery:
+                    break  # all queued data is out: the next pass would find just that
                 continue
             if self._fin_queued and nxt == data_end:
                 self._transmit(

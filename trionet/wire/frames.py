@@ -37,7 +37,7 @@ from trionet.wire.ipv4 import (
     emit_ipv4_header,
 )
 from trionet.wire.ipv6 import IPV6_HEADER_LEN, NEXT_HEADER_ICMPV6, Ipv6Header
-from trionet.wire.tcp import TcpHeader
+from trionet.wire.tcp import NO_OPTIONS, TCP_HEADER_LEN, TcpHeader, emit_options, options_len
 from trionet.wire.udp import UdpHeader
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "build_icmpv6_error",
     "build_ipv4_frame",
     "build_ipv6_frame",
+    "build_tcp_ipv4_frame",
 ]
 
 _ETHERNET = struct.Struct("!6s6sH")
@@ -61,6 +62,15 @@ TRANSPORT_OFFSET_V6 = _ETHERNET_LEN + IPV6_HEADER_LEN
 CSUM_OFFSET_TCP = 16
 CSUM_OFFSET_UDP = 6
 _MAX_IPV4_PAYLOAD = 0xFFFF - IPV4_HEADER_LEN
+#: Ethernet, IPv4 and the fixed TCP header in one go (TCP segments to the guest).
+_ETH_IPV4_TCP = struct.Struct("!6s6sH BBHHHBBH4s4s HHIIHHHH")
+#: ... followed by the NOP, NOP, timestamps option every Linux segment carries.
+_ETH_IPV4_TCP_TS = struct.Struct("!6s6sH BBHHHBBH4s4s HHIIHHHH HHII")
+_TS_PREFIX = 0x0101  # NOP, NOP
+_TS_KIND_LEN = 0x080A  # kind 8, length 10
+#: The constant words of build_tcp_ipv4_frame's IPv4 header: version/IHL,
+#: DF, TTL 64 and the protocol (ident and DSCP/ECN are zero).
+_IPV4_TCP_CONSTANT = 0x4500 + _DF + (64 << 8) + PROTO_TCP
 
 
 def build_ipv4_frame(
@@ -111,6 +121,76 @@ def build_ipv4_frame(
         transport.emit_into(buf, TRANSPORT_OFFSET_V4, payload, pseudo, partial=partial_checksum)
     else:
         transport.emit_into(buf, TRANSPORT_OFFSET_V4, payload)
+    return buf
+
+
+def build_tcp_ipv4_frame(
+    src_mac: bytes,
+    dst_mac: bytes,
+    src_ip: bytes,
+    dst_ip: bytes,
+    header: TcpHeader,
+    *,
+    payload: BytesLike = b"",
+    partial_checksum: bool = False,
+) -> bytearray:
+    """:func:`build_ipv4_frame` for a TCP segment with the defaults, in one pack.
+
+    Same bytes (TTL 64, ident 0, DF), built for the stack's per-segment path:
+    the Ethernet, IPv4 and TCP headers (and a timestamps-only option) are
+    packed with one ``struct`` call, and both checksums are summed from the
+    numbers being packed (modulo 0xFFFF, as in :func:`emit_ipv4_header`),
+    so only the payload and any other options are read back as bytes.
+    """
+    opts = header.options
+    tcp_len = TCP_HEADER_LEN if opts is NO_OPTIONS else TCP_HEADER_LEN + options_len(opts)
+    l4_len = tcp_len + len(payload)
+    if l4_len > _MAX_IPV4_PAYLOAD:
+        raise ValueError(f"ipv4: {l4_len} bytes exceed the 16-bit total length")
+    total_len = IPV4_HEADER_LEN + l4_len
+    addresses = int.from_bytes(src_ip, "big") + int.from_bytes(dst_ip, "big")
+    ip_checksum = ~((_IPV4_TCP_CONSTANT + total_len + addresses) % 0xFFFF or 0xFFFF) & 0xFFFF
+    # The pseudo-header's sum is never 0: the protocol alone is 6.
+    pseudo = (addresses + PROTO_TCP + l4_len) % 0xFFFF or 0xFFFF
+    offset_flags = (tcp_len << 10) | int(header.flags)
+    src_port, dst_port, seq, ack = header.src_port, header.dst_port, header.seq, header.ack
+    window, urgent = header.window, header.urgent
+    # The TCP header's words: 32-bit fields count as their two halves, modulo 0xFFFF.
+    words = src_port + dst_port + seq + ack + offset_flags + window + urgent
+    buf = bytearray(TRANSPORT_OFFSET_V4 + tcp_len)
+    timestamp = opts.timestamp
+    # A timestamps-only option (12 bytes with its NOPs) is packed with the rest.
+    ts_only = tcp_len == TCP_HEADER_LEN + 12 and timestamp is not None
+    if ts_only:
+        assert timestamp is not None
+        words += _TS_PREFIX + _TS_KIND_LEN + timestamp[0] + timestamp[1]
+    elif tcp_len > TCP_HEADER_LEN:
+        end = emit_options(opts, buf, TRANSPORT_OFFSET_V4 + TCP_HEADER_LEN)
+        words += int.from_bytes(buf[TRANSPORT_OFFSET_V4 + TCP_HEADER_LEN : end], "big")
+    if partial_checksum:
+        checksum = pseudo
+    else:
+        total = pseudo + words
+        if payload:
+            value = int.from_bytes(payload, "big")
+            # An odd payload is summed as if padded with a zero byte (RFC 1071).
+            total += value << 8 if len(payload) & 1 else value
+        # Never 0: the data offset alone is at least 0x5000.
+        checksum = ~(total % 0xFFFF or 0xFFFF) & 0xFFFF
+    if ts_only:
+        assert timestamp is not None
+        _ETH_IPV4_TCP_TS.pack_into(
+            buf, 0, dst_mac, src_mac, ETHERTYPE_IPV4,
+            0x45, 0, total_len, 0, _DF, 64, PROTO_TCP, ip_checksum, src_ip, dst_ip,
+            src_port, dst_port, seq, ack, offset_flags, window, checksum, urgent,
+            _TS_PREFIX, _TS_KIND_LEN, timestamp[0], timestamp[1],
+        )  # fmt: skip
+    else:
+        _ETH_IPV4_TCP.pack_into(
+            buf, 0, dst_mac, src_mac, ETHERTYPE_IPV4,
+            0x45, 0, total_len, 0, _DF, 64, PROTO_TCP, ip_checksum, src_ip, dst_ip,
+            src_port, dst_port, seq, ack, offset_flags, window, checksum, urgent,
+        )  # fmt: skip
     return buf
 
 

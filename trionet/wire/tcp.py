@@ -23,6 +23,9 @@ __all__ = [
     "TcpFlags",
     "TcpHeader",
     "TcpOptions",
+    "emit_options",
+    "make_tcp_header",
+    "make_tcp_options",
     "options_len",
     "parse_tcp",
 ]
@@ -98,7 +101,7 @@ class TcpHeader:
         opts = self.options
         end = offset + TCP_HEADER_LEN
         if opts is not NO_OPTIONS:
-            end = _emit_options(opts, buf, end)
+            end = emit_options(opts, buf, end)
         header_len = end - offset
         _HEADER.pack_into(
             buf,
@@ -151,8 +154,13 @@ _KIND_SACK = 5
 _KIND_TIMESTAMP = 8
 
 
-_new_header = positional_constructor(TcpHeader)
-_new_options = positional_constructor(TcpOptions)
+#: Build a :class:`TcpHeader` from all eight fields, positionally and without
+#: the frozen ``__init__`` (see :mod:`trionet.wire._construct`): for paths
+#: that build one per segment.
+make_tcp_header = positional_constructor(TcpHeader)
+#: Likewise for :class:`TcpOptions` (mss, window_scale, sack_permitted,
+#: sack_blocks, timestamp).
+make_tcp_options = positional_constructor(TcpOptions)
 
 
 def options_len(opts: TcpOptions) -> int:
@@ -171,7 +179,8 @@ def options_len(opts: TcpOptions) -> int:
     return length
 
 
-def _emit_options(opts: TcpOptions, buf: WritableBuffer, pos: int) -> int:
+def emit_options(opts: TcpOptions, buf: WritableBuffer, pos: int) -> int:
+    """Write ``opts`` at ``pos`` (``options_len(opts)`` bytes); return the end offset."""
     # Every option is padded to a 4-byte boundary with leading NOPs, as Linux
     # does, so the header needs no trailing EOL padding.
     start = pos
@@ -202,7 +211,7 @@ def _emit_options(opts: TcpOptions, buf: WritableBuffer, pos: int) -> int:
 
 def _parse_options(view: memoryview) -> TcpOptions:
     if len(view) == 12 and view[:4] == _TS_ONLY_PREFIX:
-        return _new_options(None, None, False, (), _TS_VALUES.unpack_from(view, 4))
+        return make_tcp_options(None, None, False, (), _TS_VALUES.unpack_from(view, 4))
     mss: int | None = None
     window_scale: int | None = None
     sack_permitted = False
@@ -246,7 +255,7 @@ def _parse_options(view: memoryview) -> TcpOptions:
                 raise ParseError("tcp: bad timestamp option length")
             timestamp = _TS_VALUES.unpack_from(view, pos + 2)
         pos += length
-    return _new_options(mss, window_scale, sack_permitted, sack_blocks, timestamp)
+    return make_tcp_options(mss, window_scale, sack_permitted, sack_blocks, timestamp)
 
 
 def parse_tcp(data: BytesLike, pseudo_sum: int | None) -> tuple[TcpHeader, memoryview]:
@@ -269,7 +278,7 @@ def parse_tcp(data: BytesLike, pseudo_sum: int | None) -> tuple[TcpHeader, memor
     if pseudo_sum is not None and ones_sum(view, pseudo_sum) != 0xFFFF:
         raise ParseError("tcp: bad checksum")
     options = NO_OPTIONS if header_len == TCP_HEADER_LEN else _parse_options(view[20:header_len])
-    header = _new_header(
+    header = make_tcp_header(
         src_port, dst_port, seq, ack, _FLAGS[offset_flags & 0xFF], window, urgent, options
     )
     return header, view[header_len:]
