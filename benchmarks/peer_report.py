@@ -117,6 +117,7 @@ def verdicts(cases: Cases, memory: Mapping[str, Any]) -> list[dict[str, Any]]:
         {
             "target": "10,000 idle guest connections at <= 32 KiB RSS each",
             "value": per_conn,
+            "unit": "bytes",
             "met": per_conn is not None and held_all and per_conn <= 32 * 1024,
         }
     )
@@ -127,7 +128,12 @@ def verdict_lines(results: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for result in results:
         value = result["value"]
-        shown = "n/a" if value is None else f"{value:,.2f}"
+        if value is None:
+            shown = "n/a"
+        elif result.get("unit") == "bytes":
+            shown = f"{value / 1024:,.1f} KiB"
+        else:
+            shown = f"{value:,.2f}"
         lines.append(
             f"- {'MET' if result['met'] else 'NOT MET'}: {result['target']} (got {shown})"
         )
