@@ -26,14 +26,13 @@ import trio
 from trionet.engine.core import EngineCore
 from trionet.engine.guest_stream import GuestTcpStream
 from trionet.engine.readiness import OUT
-from trionet.engine.tcp_splice import TcpSplice, close_with_reset
+from trionet.engine.tcp_splice import CHUNK, TcpSplice, close_with_reset
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import RefuseReason
 
 __all__ = ["FlowHandler", "TcpRelay", "relay_streams"]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-RELAY_CHUNK = 256 * 1024
 
 #: What runs once a guest connection and its host connection both exist.
 FlowHandler = Callable[[GuestTcpStream, trio.SocketStream], Awaitable[None]]
@@ -220,7 +219,7 @@ async def relay_streams(guest: GuestTcpStream, host: trio.SocketStream) -> None:
     async def pump(source: trio.abc.ReceiveStream, sink: trio.abc.HalfCloseableStream) -> None:
         nonlocal broken
         try:
-            while data := await source.receive_some(RELAY_CHUNK):
+            while data := await source.receive_some(CHUNK):
                 await sink.send_all(data)
             await sink.send_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
