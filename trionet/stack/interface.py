@@ -71,11 +71,6 @@ _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 _new_key = tuple.__new__
 
 
-def _martian_v4(dst: bytes) -> bool:
-    """Loopback (127/8) or "this network" (0/8): never forwarded (RFC 1812 5.3.7)."""
-    return dst[0] == 127 or dst[0] == 0
-
-
 @dataclass(frozen=True, slots=True)
 class StackParams:
     """The gateway's identity and limits (addresses as packed bytes)."""
@@ -221,12 +216,15 @@ class Stack:
         if src != params.guest_ipv4:
             self.drops["bad_source"] += 1
             return
-        if dst[0] >= 224 or dst == b"\x00\x00\x00\x00":
+        first = dst[0]
+        if first >= 224 or dst == b"\x00\x00\x00\x00":
             self.drops["unsupported_destination"] += 1  # multicast, broadcast, this-host
             return
-        if _martian_v4(dst):
-            # Relaying these would dial the host's own loopback for a flow not
-            # described as host-bound, slipping past any policy on host access.
+        if first in {127, 0}:
+            # Loopback (127/8) or "this network" (0/8): never forwarded (RFC
+            # 1812 5.3.7). Relaying these would dial the host's own loopback
+            # for a flow not described as host-bound, slipping past any
+            # policy on host access.
             self.drops["martian_destination"] += 1
             return
         if ttl <= 1 and dst != params.gateway_ipv4:

@@ -199,8 +199,8 @@ def unpack_ipv4(
         total_len - ihl,
         ttl,
         ident,
-        bool(flags_frag & _DF),
-        bool(flags_frag & _MF),
+        flags_frag & _DF != 0,
+        flags_frag & _MF != 0,
         (flags_frag & 0x1FFF) << 3,
         tos,
     )
