@@ -1479,29 +1479,19 @@ class TcpConnection:
                 self._ack_now = False
                 out.append(self._syn_segment(now))
             return out
-        nxt = self._snd_nxt
-        data_end = self._snd_buf_seq + len(self._sndbuf)
-        data_waiting = st in _SENDING and (
-            self._in_recovery or nxt < data_end or (nxt == data_end and self._fin_queued)
-        )
-        # Usually nothing is owed (a pass after a segment whose ACK is
-        # delayed). The window is then left alone: working it out moves the
-        # advertised edge, and an edge the peer was never told of would let
-        # through data beyond the window it was offered.
-        if data_waiting or self._ack_now:
-            # Nothing received changes while we emit, so one window serves the burst.
-            window = self._window_field()
-            sent = self._emit_data(now, out, window) if data_waiting else False
-            if self._ack_now and (not sent or self._ooo.blocks):
-                # SND.MAX, not SND.NXT: after a timeout SND.NXT moves back, and an
-                # ACK numbered below the peer's RCV.NXT would be dropped.
-                out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
-                sent = True
-            if sent:
-                self._ack_now = False
-                self._delack_deadline = None
-                self._rcv_unacked = 0
-                self._last_ack_sent = self._rcv_nxt
+        # Nothing received changes while we emit, so one window serves the burst.
+        window = self._window_field()
+        sent = self._emit_data(now, out, window) if st in _SENDING else False
+        if self._ack_now and (not sent or self._ooo.blocks):
+            # SND.MAX, not SND.NXT: after a timeout SND.NXT moves back, and an
+            # ACK numbered below the peer's RCV.NXT would be dropped.
+            out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
+            sent = True
+        if sent:
+            self._ack_now = False
+            self._delack_deadline = None
+            self._rcv_unacked = 0
+            self._last_ack_sent = self._rcv_nxt
         # The persist timer: armed while queued data waits on a closed window
         # with nothing in flight to draw the ACK that would reopen it.
         if (
@@ -1530,9 +1520,13 @@ class TcpConnection:
         return pipe if pipe > 0 else 0
 
     def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
-        """Send what the windows allow; only called with data or a FIN not yet sent."""
         sent = False
         data_end = self._snd_buf_seq + len(self._sndbuf)
+        nxt = self._snd_nxt
+        if not self._in_recovery and (
+            nxt > data_end or (nxt == data_end and not self._fin_queued)
+        ):
+            return False  # everything queued is out, FIN included: the usual case
         cap = self._seg_cap
         mss = self._send_mss
         while True:
