@@ -382,6 +382,27 @@ def test_request_and_answer_cost_one_frame() -> None:
     assert answer.tcp.ack == hs.guest_seq + 1
 
 
+def test_first_read_after_a_scaled_handshake_owes_no_window_update() -> None:
+    # The SYN-ACK advertises at most 65535 unscaled; the first data then
+    # finds the window already at the full buffer, so a read owes no ACK.
+    stack = make_stack()
+    key = FlowKey(4, GUEST4, 40000, REMOTE4, 80)
+    options = TcpOptions(mss=1460, window_scale=7)
+    syn = TcpHeader(40000, 80, 1000, 0, TcpFlags.SYN, 65535, 0, options)
+    stack.receive_frame(v4(syn), NOW)
+    assert stack.tcp_accept(key, NOW)
+    synack = only(stack).tcp
+    assert synack is not None and synack.options.window_scale is not None
+    ours = synack.seq + 1
+    stack.receive_frame(v4(TcpHeader(40000, 80, 1001, ours, TcpFlags.ACK, 512)), NOW)
+    assert stack.take_frames() == []
+    push = TcpFlags.ACK | TcpFlags.PSH
+    stack.receive_frame(v4(TcpHeader(40000, 80, 1001, ours, push, 512), b"x"), NOW)
+    assert stack.take_frames() == []
+    assert stack.tcp_read(key, 100, NOW) == b"x"
+    assert stack.take_frames() == []
+
+
 def test_read_reopening_the_window_sends_a_window_update() -> None:
     stack = make_stack()
     hs = handshake(stack, now=NOW)

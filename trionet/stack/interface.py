@@ -23,7 +23,7 @@ from trionet.stack.tcp_table import RefuseReason, TcpStatus, TcpTable
 from trionet.wire import ParseError
 from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
 from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
-from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_ethernet
+from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, split_ethernet
 from trionet.wire.frames import build_arp_frame
 from trionet.wire.icmpv4 import (
     CODE_HOST_UNREACHABLE,
@@ -43,7 +43,13 @@ from trionet.wire.icmpv6 import (
     NeighborSolicitation,
     parse_icmpv6,
 )
-from trionet.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Ipv4Header, parse_ipv4
+from trionet.wire.ipv4 import (
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    Ipv4Header,
+    unpack_ipv4,
+)
 from trionet.wire.ipv6 import NEXT_HEADER_ICMPV6, Ipv6Header, parse_ipv6
 from trionet.wire.tcp import parse_tcp
 from trionet.wire.udp import UdpHeader, parse_udp
@@ -63,11 +69,6 @@ _LOOPBACK_V6 = bytes(15) + b"\x01"
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 #: FlowKey's generated __new__ is a Python function; this is the C one under it.
 _new_key = tuple.__new__
-
-
-def _martian_v4(dst: bytes) -> bool:
-    """Loopback (127/8) or "this network" (0/8): never forwarded (RFC 1812 5.3.7)."""
-    return dst[0] == 127 or dst[0] == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,16 +160,16 @@ class Stack:
         """
         self._last_receive = now
         try:
-            eth, payload = parse_ethernet(frame)
-            if eth.vlan_tci is not None:
+            # Fields, not header objects: this runs for every guest frame.
+            dst, ethertype, vlan_tci, _, _, payload = split_ethernet(frame)
+            if vlan_tci is not None:
                 self.drops["unsupported_vlan"] += 1
                 return
-            if eth.dst != self.params.gateway_mac and not eth.dst[0] & 1:
+            if dst != self.params.gateway_mac and not dst[0] & 1:
                 self.drops["not_for_gateway"] += 1
                 return
-            ethertype = eth.ethertype
             if ethertype == ETHERTYPE_IPV4:
-                if eth.dst[0] & 1:
+                if dst[0] & 1:
                     # Nothing we relay may come as a link broadcast (RFC 1122
                     # 3.3.6); the subnet's broadcast address, which we cannot
                     # tell from a remote one, arrives exactly like that.
@@ -210,42 +211,44 @@ class Stack:
         if params.guest_ipv4 is None:
             self.drops["ipv4_inactive"] += 1
             return
-        ip, body = parse_ipv4(payload)
-        if ip.src != params.guest_ipv4:
+        fields, body = unpack_ipv4(payload)
+        src, dst, protocol, _, ttl, ident, _, more_fragments, frag_offset, _ = fields
+        if src != params.guest_ipv4:
             self.drops["bad_source"] += 1
             return
-        dst = ip.dst
-        if dst[0] >= 224 or dst == b"\x00\x00\x00\x00":
+        first = dst[0]
+        if first >= 224 or dst == b"\x00\x00\x00\x00":
             self.drops["unsupported_destination"] += 1  # multicast, broadcast, this-host
             return
-        if _martian_v4(dst):
-            # Relaying these would dial the host's own loopback for a flow not
-            # described as host-bound, slipping past any policy on host access.
+        if first in {127, 0}:
+            # Loopback (127/8) or "this network" (0/8): never forwarded (RFC
+            # 1812 5.3.7). Relaying these would dial the host's own loopback
+            # for a flow not described as host-bound, slipping past any
+            # policy on host access.
             self.drops["martian_destination"] += 1
             return
-        protocol = ip.protocol
-        if ip.ttl <= 1 and dst != params.gateway_ipv4:
+        if ttl <= 1 and dst != params.gateway_ipv4:
             self.drops["ttl_expired"] += 1
             # Never an error about an error (two routers could ping-pong them)
             # or about a later fragment (RFC 1812 4.3.2.7).
             is_error = protocol == PROTO_ICMP and (
                 not body or body[0] not in _ICMPV4_INFORMATIONAL
             )
-            if not is_error and not ip.frag_offset:
-                self._icmpv4_error(Icmpv4TimeExceeded(0), ip, body)
+            if not is_error and not frag_offset:
+                self._icmpv4_error(Icmpv4TimeExceeded(0), Ipv4Header(*fields), body)
             return
-        if ip.is_fragment:
+        if more_fragments or frag_offset:
             if protocol != PROTO_UDP:
                 self.drops["unsupported_fragment"] += 1
                 return
             whole = self._reassembly.add(
-                (4, ip.src, dst, ip.ident, protocol), ip.frag_offset, ip.more_fragments, body, now
+                (4, src, dst, ident, protocol), frag_offset, more_fragments, body, now
             )
             if whole is None:
                 return
             body, checksum_valid = memoryview(whole), False  # the link vouched for one frame
         if protocol in (PROTO_TCP, PROTO_UDP):
-            self._transport(4, ip.src, dst, protocol, body, now=now, checksum_valid=checksum_valid)
+            self._transport(4, src, dst, protocol, body, now=now, checksum_valid=checksum_valid)
         elif protocol == PROTO_ICMP:
             message, data = parse_icmpv4(body)
             if not isinstance(message, Icmpv4Echo) or not message.request:
@@ -255,7 +258,7 @@ class Stack:
                 self._out.ipv4(dst, message.reply(), data)
             else:
                 self._events.append(
-                    EchoRequested(4, ip.src, dst, message.ident, message.seq, bytes(data), ip.ttl)
+                    EchoRequested(4, src, dst, message.ident, message.seq, bytes(data), ttl)
                 )
         else:
             self.drops["unsupported_protocol"] += 1

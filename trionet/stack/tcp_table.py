@@ -69,9 +69,11 @@ _ICMPV6_ADDRESS_UNREACHABLE = 3
 _TIMER_SLACK = 64
 #: Finished connections remembered for their streams, per allowed connection.
 _GONE_PER_CONNECTION = 4
-_SYN = TcpFlags.SYN
-_ACK = TcpFlags.ACK
-_RST = TcpFlags.RST
+# Plain ints: TcpFlags' own & and | run in Python (enum.Flag), several calls each.
+_SYN = int(TcpFlags.SYN)
+_ACK = int(TcpFlags.ACK)
+_RST = int(TcpFlags.RST)
+_FIN = int(TcpFlags.FIN)
 _CLOSED = TcpState.CLOSED
 _TIME_WAIT = TcpState.TIME_WAIT
 
@@ -192,7 +194,7 @@ class TcpTable:
 
     def segment_in(self, key: FlowKey, header: TcpHeader, payload: memoryview, now: float) -> None:
         entry = self._connections.get(key)
-        flags = header.flags
+        flags = int(header.flags)
         if entry is not None:
             if not (key in self._time_wait and self._reopens(entry, header)):
                 entry.conn.receive_segment(header, payload, now)
@@ -201,7 +203,7 @@ class TcpTable:
                 self._dirty[key] = entry
                 if entry.peer_end is None and entry.conn.state is _TIME_WAIT:
                     # What took us into TIME-WAIT was the guest's last segment.
-                    fin = 1 if flags & TcpFlags.FIN else 0
+                    fin = 1 if flags & _FIN else 0
                     entry.peer_end = header.seq + len(payload) + fin
                 return
             self._retire(key)
@@ -236,7 +238,7 @@ class TcpTable:
     @staticmethod
     def _reopens(entry: _Entry, header: TcpHeader) -> bool:
         """A new SYN beyond the TIME-WAIT connection's sequence space (RFC 6191)."""
-        flags = header.flags
+        flags = int(header.flags)
         if not flags & _SYN or flags & (_ACK | _RST) or entry.peer_end is None:
             return False
         return seq_diff(header.seq, entry.peer_end) > 0

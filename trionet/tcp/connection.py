@@ -84,8 +84,14 @@ _MIN_PEER_MSS = 64
 _MAX_CONTROL = 16
 # Hot-path checks below read Scoreboard.ranges and Reassembly.blocks rather
 # than going through their Python-level __bool__.
-#: Events are immutable values: the one raised per burst of data is built once.
+#: Events are immutable values: those without fields are built once (a frozen
+#: dataclass costs a Python-level __init__ each time; every connection raises
+#: Established, PeerFinished and Closed once, and Readable once per burst).
 _READABLE = Readable()
+_ESTABLISHED_EVENT = Established()
+_PEER_FINISHED = PeerFinished()
+_CLOSED_EVENT = Closed()
+_SEND_SPACE = SendSpaceAvailable()
 
 
 class TcpState(enum.Enum):
@@ -152,10 +158,10 @@ def _our_window_shift(config: TcpConfig) -> int:
     """The smallest shift that lets the whole receive buffer be advertised."""
     if not config.window_scaling:
         return 0
-    shift = 0
-    while (config.recv_buffer + (1 << shift) - 1) >> shift > 0xFFFF and shift < 14:
-        shift += 1
-    return shift
+    # The smallest s with ceil(recv_buffer / 2**s) <= 0xFFFF, in closed form
+    # (once per connection, where a loop costs a dozen passes for 256 KiB).
+    # TcpConfig caps recv_buffer at 0xFFFF << 14, so this is at most 14.
+    return ((config.recv_buffer - 1) // 0xFFFF).bit_length()
 
 
 class TcpConnection:
@@ -758,7 +764,7 @@ class TcpConnection:
 
     def _become_established(self) -> None:
         self._state = _ESTABLISHED
-        self._events.append(Established())
+        self._events.append(_ESTABLISHED_EVENT)
         if self._fin_queued:
             self._state = _FIN_WAIT_1
 
@@ -1044,7 +1050,7 @@ class TcpConnection:
                 >= self.config.send_buffer * self.config.send_low_water
             ):
                 self._send_blocked = False
-                self._events.append(SendSpaceAvailable())
+                self._events.append(_SEND_SPACE)
         elif (
             ack == una
             and plen == 0
@@ -1203,7 +1209,7 @@ class TcpConnection:
         self._rcv_nxt += 1
         self._ack_now = True
         self._peer_finished = True
-        self._events.append(PeerFinished())
+        self._events.append(_PEER_FINISHED)
         st = self._state
         if st is _ESTABLISHED:
             self._state = _CLOSE_WAIT
@@ -1382,7 +1388,7 @@ class TcpConnection:
         self._syn_pending = False
         self._ooo.clear()
         self._sacked.clear()
-        self._events.append(Closed())
+        self._events.append(_CLOSED_EVENT)
 
     # -- output -------------------------------------------------------------------
 
@@ -1423,42 +1429,32 @@ class TcpConnection:
         )
 
     def _syn_segment(self, now: float) -> Segment:
+        # Built with the positional constructors (see trionet.wire._construct):
+        # once per connection, but a frozen dataclass's __init__ costs as much
+        # as the rest of the SYN-ACK.
         cfg = self.config
-        iss = self._iss
         if self._state is _SYN_SENT:
-            opts = TcpOptions(
-                mss=cfg.mss,
-                window_scale=self._rcv_wscale if cfg.window_scaling else None,
-                sack_permitted=cfg.sack,
-                timestamp=(self._ts_now(now), 0) if cfg.timestamps else None,
+            opts = make_tcp_options(
+                cfg.mss,
+                self._rcv_wscale if cfg.window_scaling else None,
+                cfg.sack,
+                (),
+                (self._ts_now(now), 0) if cfg.timestamps else None,
             )
-            hdr = TcpHeader(
-                self.local_port,
-                self.remote_port,
-                iss,
-                0,
-                _SYN,
-                min(cfg.recv_buffer, 0xFFFF),
-                0,
-                opts,
-            )
+            ack, flags = 0, _SYN
         else:
-            opts = TcpOptions(
-                mss=cfg.mss,
-                window_scale=self._rcv_wscale if self._ws_ok else None,
-                sack_permitted=self._sack_ok,
-                timestamp=(self._ts_now(now), self._ts_recent or 0) if self._ts_ok else None,
+            opts = make_tcp_options(
+                cfg.mss,
+                self._rcv_wscale if self._ws_ok else None,
+                self._sack_ok,
+                (),
+                (self._ts_now(now), self._ts_recent or 0) if self._ts_ok else None,
             )
-            hdr = TcpHeader(
-                self.local_port,
-                self.remote_port,
-                iss,
-                self._rcv_nxt & SEQ_MASK,
-                _SYN_ACK,
-                min(cfg.recv_buffer, 0xFFFF),
-                0,
-                opts,
-            )
+            ack, flags = self._rcv_nxt & SEQ_MASK, _SYN_ACK
+        window = cfg.recv_buffer if cfg.recv_buffer < 0xFFFF else 0xFFFF
+        hdr = make_tcp_header(
+            self.local_port, self.remote_port, self._iss, ack, flags, window, 0, opts
+        )
         return hdr, _EMPTY
 
     def segments_to_send(self, now: float) -> list[Segment]:

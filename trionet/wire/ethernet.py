@@ -23,6 +23,7 @@ __all__ = [
     "ETHERTYPE_VLAN",
     "EthernetHeader",
     "parse_ethernet",
+    "split_ethernet",
 ]
 
 ETHERTYPE_IPV4 = 0x0800
@@ -75,19 +76,31 @@ class EthernetHeader:
 _new_header = positional_constructor(EthernetHeader)
 
 
-def parse_ethernet(frame: BytesLike) -> tuple[EthernetHeader, memoryview]:
-    """Split a frame into its header and a zero-copy view of the payload.
+def split_ethernet(frame: BytesLike) -> tuple[bytes, int, int | None, int, bytes, memoryview]:
+    """:func:`parse_ethernet` without building the header object.
 
-    The payload may carry trailing padding up to the 60-byte minimum; the IP
-    parsers trim it using their own length fields.
+    Returns ``(dst, ethertype, vlan_tci, vlan_tpid, src, payload)``: the
+    stack reads these for every guest frame, and an :class:`EthernetHeader`
+    would cost more than the rest of the Ethernet parse. The one place the
+    frame is validated; ``parse_ethernet`` is built on it.
     """
     view = memoryview(frame)
     if len(view) < 14:
         raise ParseError("ethernet: frame shorter than 14 bytes")
     dst, src, ethertype = _UNTAGGED.unpack_from(view)
     if ethertype not in _TAG_TYPES:
-        return _new_header(dst, src, ethertype, None, ETHERTYPE_VLAN), view[14:]
+        return dst, ethertype, None, ETHERTYPE_VLAN, src, view[14:]
     if len(view) < 18:
         raise ParseError("ethernet: truncated 802.1Q tag")
     _, _, tpid, tci, inner = _TAGGED.unpack_from(view)
-    return _new_header(dst, src, inner, tci, tpid), view[18:]
+    return dst, inner, tci, tpid, src, view[18:]
+
+
+def parse_ethernet(frame: BytesLike) -> tuple[EthernetHeader, memoryview]:
+    """Split a frame into its header and a zero-copy view of the payload.
+
+    The payload may carry trailing padding up to the 60-byte minimum; the IP
+    parsers trim it using their own length fields.
+    """
+    dst, ethertype, tci, tpid, src, payload = split_ethernet(frame)
+    return _new_header(dst, src, ethertype, tci, tpid), payload

@@ -21,9 +21,11 @@ __all__ = [
     "PROTO_ICMP",
     "PROTO_TCP",
     "PROTO_UDP",
+    "Ipv4Fields",
     "Ipv4Header",
     "emit_ipv4_header",
     "parse_ipv4",
+    "unpack_ipv4",
 ]
 
 PROTO_ICMP = 1
@@ -140,16 +142,19 @@ def emit_ipv4_header(
     return offset + IPV4_HEADER_LEN
 
 
-def parse_ipv4(
-    data: BytesLike, *, verify_checksum: bool = True, truncated_ok: bool = False
-) -> tuple[Ipv4Header, memoryview]:
-    """Parse an IPv4 header; return it and a zero-copy view of exactly its payload.
+#: An :class:`Ipv4Header`'s fields in declaration order, as :func:`unpack_ipv4` gives them.
+Ipv4Fields = tuple[bytes, bytes, int, int, int, int, bool, bool, int, int]
 
-    Bytes past the total length (Ethernet padding) are trimmed. Pass
-    ``verify_checksum=False`` only when the link has validated the header
-    already. ``truncated_ok=True`` is for the datagram quoted in an ICMP
-    error: the view then ends where the quote does, while ``payload_len``
-    still says what the original carried.
+
+def unpack_ipv4(
+    data: BytesLike, *, verify_checksum: bool = True, truncated_ok: bool = False
+) -> tuple[Ipv4Fields, memoryview]:
+    """:func:`parse_ipv4` without building the header object.
+
+    The fields come as a tuple in :class:`Ipv4Header`'s order (``Ipv4Header(*fields)``
+    builds it): the stack reads them for every guest datagram, and building the
+    header object would cost as much as the parse. This is the one place a
+    header is validated; ``parse_ipv4`` is built on it.
     """
     view = memoryview(data)
     if len(view) < IPV4_HEADER_LEN:
@@ -187,16 +192,31 @@ def parse_ipv4(
                 raise ParseError("ipv4: bad header checksum")
         elif internet_checksum(view[:ihl]) != 0:
             raise ParseError("ipv4: bad header checksum")
-    header = _new_header(
+    fields = (
         src,
         dst,
         proto,
         total_len - ihl,
         ttl,
         ident,
-        bool(flags_frag & _DF),
-        bool(flags_frag & _MF),
+        flags_frag & _DF != 0,
+        flags_frag & _MF != 0,
         (flags_frag & 0x1FFF) << 3,
         tos,
     )
-    return header, view[ihl:total_len]  # a slice past the end stops at the end
+    return fields, view[ihl:total_len]  # a slice past the end stops at the end
+
+
+def parse_ipv4(
+    data: BytesLike, *, verify_checksum: bool = True, truncated_ok: bool = False
+) -> tuple[Ipv4Header, memoryview]:
+    """Parse an IPv4 header; return it and a zero-copy view of exactly its payload.
+
+    Bytes past the total length (Ethernet padding) are trimmed. Pass
+    ``verify_checksum=False`` only when the link has validated the header
+    already. ``truncated_ok=True`` is for the datagram quoted in an ICMP
+    error: the view then ends where the quote does, while ``payload_len``
+    still says what the original carried.
+    """
+    fields, payload = unpack_ipv4(data, verify_checksum=verify_checksum, truncated_ok=truncated_ok)
+    return _new_header(*fields), payload
