@@ -109,9 +109,9 @@ def _progress(record: dict[str, Any]) -> None:
 
 
 def core_figures() -> dict[str, Any]:
-    """The sans-IO codec/stack figures from bench_wire (and bench_tcp, if it exists)."""
+    """Figures without the peers: codecs, TCP machine, and the engine by layer (bench_*.json)."""
     figures: dict[str, Any] = {}
-    for name in ("bench_wire", "bench_tcp"):
+    for name in ("bench_wire", "bench_tcp", "bench_engine"):
         path = RESULTS / f"{name}.json"
         if path.exists():
             record = json.loads(path.read_text())
