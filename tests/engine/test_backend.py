@@ -7,6 +7,8 @@ import trio
 
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
+from trionet.engine.backend import FrameBackend
+from trionet.engine.metrics import EngineCounters
 from trionet.engine.network import open_network
 from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
 from trionet.wire.ethernet import ETHERTYPE_ARP, parse_ethernet
@@ -105,3 +107,12 @@ async def test_guest_env_vars_and_no_ca_yet() -> None:
         )
         assert net.ca_cert_pem() is None
         assert net.host_cas_cert_pem() is None
+
+
+async def test_a_cancelled_receive_keeps_its_frames() -> None:
+    backend = FrameBackend(lambda frames, valid: None, EngineCounters(), lambda v4, v6: None)
+    backend.deliver([b"frame-1", b"frame-2"])
+    with trio.CancelScope() as scope:
+        scope.cancel()  # a receive with a timeout that just expired
+        await backend.receive_batch()
+    assert backend.receive_batch_nowait() == [b"frame-1", b"frame-2"]

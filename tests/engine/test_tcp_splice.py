@@ -273,3 +273,19 @@ async def test_a_guest_reset_while_the_host_is_not_reading_lets_go_of_the_host()
                 await trio.sleep(0.01)
         host.close()
     listener.close()
+
+
+async def test_a_flow_handler_that_raises_resets_its_flow_not_the_engine() -> None:
+    listener, port = await _listener()
+
+    async def broken(guest: object, host: object) -> None:
+        raise ValueError("a bug in one service")
+
+    async with _engine(flow_handler=broken) as (net, backend):
+        guest = ScriptedGuest(backend, port)
+        await guest.push()
+        await guest.until(lambda: guest.resets > 0, "RST")
+        snapshot = net.metrics_handle().snapshot()
+        assert snapshot["dropped"]["flow_handler_error"] == 1  # type: ignore[index]
+        assert snapshot["connections"]["host_sockets"] == 0  # type: ignore[index]
+    listener.close()

@@ -143,9 +143,12 @@ class FrameBackend:
     async def receive_batch(self, max_frames: int = 64) -> list[bytes]:
         """Between 1 and ``max_frames`` frames for the guest, waiting for the first."""
         while True:
+            # Cancellation is taken before the frames leave the queue, never
+            # after: a receiver cancelled mid-call must not lose them.
+            await trio.lowlevel.checkpoint_if_cancelled()
             batch = self.receive_batch_nowait(max_frames)
             if batch:
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return batch
             if self._closed:
                 raise trio.EndOfChannel("the network engine has stopped")

@@ -38,6 +38,12 @@ __all__ = ["EngineCore"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _log = logging.getLogger("trionet.engine")
+
+
+def _nothing() -> None:
+    """A deadline whose only job is to wake the timer, which then flushes."""
+
+
 _LOOPBACK4 = ipaddress.IPv4Address("127.0.0.1")
 _LOOPBACK6 = ipaddress.IPv6Address("::1")
 #: Rounds of events one flush handles; what is left waits for the next one.
@@ -163,6 +169,10 @@ class EngineCore:
                     self.backend.deliver(frames)
                 if not events:
                     break
+            else:
+                # Handlers kept making events: finish from the timer task
+                # right away rather than leave them for an unrelated wake-up.
+                self.call_at(trio.current_time(), _nothing)
         finally:
             self._flushing = False
         scope = self._timer_scope

@@ -18,6 +18,7 @@ in a task of its own.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -37,6 +38,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: What runs once a guest connection and its host connection both exist.
 FlowHandler = Callable[[GuestTcpStream, trio.SocketStream], Awaitable[None]]
 
+_log = logging.getLogger("trionet.engine")
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
 
 
@@ -170,6 +172,11 @@ class TcpRelay:
         host = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         try:
             await handler(guest, host)
+        except Exception:
+            # A bug in one service must cost its flow (reset below), not
+            # every flow of the sandbox: the policy gets the same treatment.
+            _log.exception("the flow handler raised; resetting %s", key)
+            self._core.counters.dropped["flow_handler_error"] += 1
         finally:
             # Whatever the handler left open is torn down hard: on
             # cancellation (engine exit) the guest must see a reset.

@@ -155,5 +155,5 @@ class UdpRelay:
             core.stack.udp_unreachable(key, payload, trio.current_time(), port=False)
         else:
             core.counters.dropped["udp_host_error"] += 1
-            return
-        core.flush()
+        # No flush here: every caller runs inside the engine's flush or the
+        # readiness loop's batch, which flushes once at its end.
