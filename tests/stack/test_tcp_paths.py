@@ -434,3 +434,25 @@ def test_data_for_a_released_connection_is_reset() -> None:
     assert reset.tcp.ack == hs.guest_seq + 4
     assert stack.take_events() == [TcpConnectionGone(hs.key, "reset: data after close")]  # type: ignore[arg-type]
     assert len(stack.tcp) == 0
+
+
+def test_a_half_closed_guest_may_stay_silent_until_the_relay_lets_go() -> None:
+    """FIN-WAIT-2 has no limit while the connection is held; 60 s once released."""
+    stack = make_stack()
+    shake = handshake(stack)
+    key = shake.key
+    stack.tcp_shutdown(key, 0.0)  # type: ignore[arg-type]
+    fin = only(stack).tcp
+    assert fin is not None and fin.flags & TcpFlags.FIN
+    # The guest acknowledges our FIN and keeps its own side open.
+    stack.receive_frame(
+        v4(TcpHeader(40000, 80, shake.guest_seq, shake.stack_seq + 1, TcpFlags.ACK, 65535)), 0.0
+    )
+    stack.take_frames()
+    stack.poll(600.0)
+    assert stack.tcp_status(key).error is None, "a held half-closed connection was timed out"  # type: ignore[arg-type]
+    stack.tcp_release(key, 600.0)  # type: ignore[arg-type]
+    stack.poll(659.0)
+    assert len(stack.tcp) == 1
+    stack.poll(661.0)
+    assert len(stack.tcp) == 0, "a released connection stuck in FIN-WAIT-2 is given up on"

@@ -69,6 +69,8 @@ _ICMPV6_ADDRESS_UNREACHABLE = 3
 _TIMER_SLACK = 64
 #: Finished connections remembered for their streams, per allowed connection.
 _GONE_PER_CONNECTION = 4
+#: FIN-WAIT-2 limit for a released connection (Linux's tcp_fin_timeout).
+_ORPHAN_FIN_WAIT_2 = 60.0
 # Plain ints: TcpFlags' own & and | run in Python (enum.Flag), several calls each.
 _SYN = int(TcpFlags.SYN)
 _ACK = int(TcpFlags.ACK)
@@ -153,15 +155,11 @@ class TcpTable:
         self._time_wait: dict[FlowKey, None] = {}
         self._isn = IsnGenerator(params.isn_secret)
         # The guest link is a local virtual wire: Linux's 200 ms RTO floor
-        # suits it better than RFC 6298's conservative 1 s (a SHOULD), and a
-        # guest that never finishes a half-closed connection must not pin
-        # its memory forever.
-        self._config_v4 = TcpConfig(
-            mss=params.mtu - 40, default_peer_mss=536, rto_min=0.2, fin_wait_2_timeout=60.0
-        )
-        self._config_v6 = TcpConfig(
-            mss=params.mtu - 60, default_peer_mss=1220, rto_min=0.2, fin_wait_2_timeout=60.0
-        )
+        # suits it better than RFC 6298's conservative 1 s (a SHOULD). A guest
+        # that never finishes a half-closed connection is given up on once
+        # the relay let go of it (release), not before.
+        self._config_v4 = TcpConfig(mss=params.mtu - 40, default_peer_mss=536, rto_min=0.2)
+        self._config_v6 = TcpConfig(mss=params.mtu - 60, default_peer_mss=1220, rto_min=0.2)
         self._tso = {4: False, 6: False}
 
     def enable_tso(self, *, ipv4: bool, ipv6: bool) -> None:
@@ -328,6 +326,10 @@ class TcpTable:
         entry = self._connections.get(key)
         if entry is not None:
             entry.orphan = True
+            # Only now may a silent half-closed guest be given up on, as
+            # Linux does for orphans: while the relay holds the connection
+            # the guest may still mean to send.
+            entry.conn.time_out_fin_wait_2(_ORPHAN_FIN_WAIT_2, now)
             self._service(key, entry, now)
 
     def abort_all(self, now: float) -> None:

@@ -180,6 +180,7 @@ class TcpConnection:
         "_events",
         "_fin_queued",
         "_fin_seq",
+        "_fin_wait_2_timeout",
         "_finwait2_deadline",
         "_from_listen",
         "_in_recovery",
@@ -330,6 +331,7 @@ class TcpConnection:
         self._last_ack_time = 0.0
         self._timewait_deadline: float | None = None
         self._finwait2_deadline: float | None = None
+        self._fin_wait_2_timeout = cfg.fin_wait_2_timeout
         self._syn_pending = False
         self._challenge_tokens = cfg.challenge_ack_rate
         self._challenge_time = 0.0
@@ -551,6 +553,20 @@ class TcpConnection:
         if d is not None and (best is None or d < best):
             best = d
         return best
+
+    def time_out_fin_wait_2(self, seconds: float, now: float) -> None:
+        """From now on, give up on a peer that stays in FIN-WAIT-2 for ``seconds``.
+
+        For an owner that let go of the connection (Linux's orphans): while
+        an application still holds it, a half-closed peer may stay silent
+        as long as it likes (RFC 9293 sets no limit), so the owner turns this
+        on only when it lets go. Arms at once if already in FIN-WAIT-2.
+        """
+        if seconds <= 0:
+            raise ValueError("the FIN-WAIT-2 timeout must be positive")
+        self._fin_wait_2_timeout = seconds
+        if self._state is _FIN_WAIT_2 and self._finwait2_deadline is None:
+            self._finwait2_deadline = now + seconds
 
     def _count(self, reason: str) -> None:
         self.stats[reason] = self.stats.get(reason, 0) + 1
@@ -868,7 +884,7 @@ class TcpConnection:
         if self._keepalive_deadline is not None:
             self._keepalive_deadline = now + (self.config.keepalive or 0.0)
         if self._finwait2_deadline is not None:
-            self._finwait2_deadline = now + (self.config.fin_wait_2_timeout or 0.0)
+            self._finwait2_deadline = now + (self._fin_wait_2_timeout or 0.0)
 
         una = self._snd_una
         d = (header.ack - una) & SEQ_MASK
@@ -1038,8 +1054,8 @@ class TcpConnection:
                 st = self._state
                 if st is _FIN_WAIT_1:
                     self._state = _FIN_WAIT_2
-                    if self.config.fin_wait_2_timeout is not None:
-                        self._finwait2_deadline = now + self.config.fin_wait_2_timeout
+                    if self._fin_wait_2_timeout is not None:
+                        self._finwait2_deadline = now + self._fin_wait_2_timeout
                 elif st is _CLOSING:
                     self._enter_time_wait(now)
                 elif st is _LAST_ACK:
