@@ -41,17 +41,14 @@ if __package__ in (None, ""):
 
 import trio
 
+from tests.stack.guest import parse_out
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.network import open_network
-from trionet.stack.flows import OffloadFrame, OutFrame
+from trionet.stack.flows import OutFrame
 from trionet.tcp import TcpConfig, TcpConnection
 from trionet.tcp.connection import TcpState
-from trionet.wire.checksum import pseudo_header_v4
-from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
-from trionet.wire.ipv4 import parse_ipv4
-from trionet.wire.tcp import parse_tcp
 
 GUEST_MAC = bytes.fromhex("026d73000002")
 GATEWAY_MAC = bytes.fromhex("026d73000001")
@@ -80,15 +77,11 @@ class _Guest:
 
     def take(self, frames: list[OutFrame], now: float) -> None:
         for frame in frames:
-            raw = frame
-            if isinstance(frame, OffloadFrame):
-                raw = bytes(frame.head) + bytes(frame.payload)
-            _, packet = parse_ethernet(raw)
-            ip, body = parse_ipv4(packet)
-            pseudo = pseudo_header_v4(ip.src, ip.dst, ip.protocol, len(body))
-            header, payload = parse_tcp(body, pseudo)
+            parsed = parse_out(frame)
+            header = parsed.tcp
+            assert header is not None
             if header.dst_port == self.port:  # not the last connection's stragglers
-                self.conn.receive_segment(header, payload, now)
+                self.conn.receive_segment(header, memoryview(parsed.payload), now)
 
 
 async def _measure() -> dict[str, float]:
@@ -177,7 +170,7 @@ async def _measure() -> dict[str, float]:
 
 def _stack_alone() -> dict[str, float]:
     """The sans-IO stack per exchange and per connection (guest frames built outside)."""
-    from tests.stack.guest import GUEST4, REMOTE4, handshake, make_stack, parse_out, v4
+    from tests.stack.guest import GUEST4, REMOTE4, handshake, make_stack, v4
     from trionet.stack.flows import FlowKey
     from trionet.wire.tcp import TcpFlags, TcpHeader
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Callable, Iterator
 
 import trio
 
 from trionet.engine.readiness import IN, OUT, ReadinessLoop
 
 
+def _then(after: Callable[[], object]) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A batch that calls ``after`` at its end, as the engine's flushes."""
+
+    @contextlib.contextmanager
+    def batch() -> Iterator[None]:
+        yield
+        after()
+
+    return batch
+
+
 async def test_ready_sockets_call_their_handlers_then_one_flush() -> None:
     calls: list[tuple[str, int]] = []
     flushes = []
-    loop = ReadinessLoop(lambda: flushes.append(len(calls)))
+    loop = ReadinessLoop(_then(lambda: flushes.append(len(calls))))
     a, b = socket.socketpair()
     c, d = socket.socketpair()
     with a, b, c, d:
@@ -33,7 +46,7 @@ async def test_ready_sockets_call_their_handlers_then_one_flush() -> None:
 
 async def test_a_parked_socket_that_hung_up_does_not_spin() -> None:
     calls: list[int] = []
-    loop = ReadinessLoop(lambda: None)
+    loop = ReadinessLoop(_then(lambda: None))
     a, b = socket.socketpair()
     with a:
         loop.watch(a.fileno(), OUT, calls.append)
@@ -52,7 +65,7 @@ async def test_the_task_wakes_for_a_ready_socket_and_closes_its_epoll() -> None:
     a, b = socket.socketpair()
     fds_before = len(os.listdir("/proc/self/fd"))
     woke = trio.Event()
-    loop = ReadinessLoop(woke.set)
+    loop = ReadinessLoop(_then(woke.set))
 
     def drain(events: int) -> None:
         a.recv(1)

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from tests.stack.guest import parse_out
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.backend import FrameBackend
@@ -24,12 +25,9 @@ from trionet.engine.network import Network, open_network
 from trionet.engine.tcp_relay import relay_streams
 from trionet.tcp import TcpConfig, TcpConnection
 from trionet.tcp.connection import TcpState
-from trionet.wire.checksum import pseudo_header_v4
-from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
-from trionet.wire.icmpv4 import Icmpv4DestUnreachable, parse_icmpv4
-from trionet.wire.ipv4 import PROTO_ICMP, PROTO_TCP, parse_ipv4
-from trionet.wire.tcp import TcpFlags, parse_tcp
+from trionet.wire.icmpv4 import Icmpv4DestUnreachable
+from trionet.wire.tcp import TcpFlags
 
 GUEST_MAC = bytes.fromhex("026d73000002")
 GATEWAY_MAC = bytes.fromhex("026d73000001")
@@ -67,18 +65,16 @@ class ScriptedGuest:
         await self.push()
 
     def _take(self, frame: bytes) -> None:
-        _, packet = parse_ethernet(frame)
-        ip, body = parse_ipv4(packet)
-        if ip.protocol == PROTO_ICMP:
-            message, _ = parse_icmpv4(body)
-            if isinstance(message, Icmpv4DestUnreachable):
-                self.icmp.append(message)
+        parsed = parse_out(frame)
+        if parsed.icmp4 is not None:
+            if isinstance(parsed.icmp4, Icmpv4DestUnreachable):
+                self.icmp.append(parsed.icmp4)
             return
-        assert ip.protocol == PROTO_TCP
-        header, payload = parse_tcp(body, pseudo_header_v4(ip.src, ip.dst, PROTO_TCP, len(body)))
+        header = parsed.tcp
+        assert header is not None
         if header.flags & TcpFlags.RST:
             self.resets += 1
-        self.conn.receive_segment(header, payload, trio.current_time())
+        self.conn.receive_segment(header, memoryview(parsed.payload), trio.current_time())
 
     async def until(self, condition: object, what: str, seconds: float = 5.0) -> None:
         with trio.fail_after(seconds):

@@ -9,12 +9,14 @@ needs attention sooner. No other module touches the stack directly.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import ipaddress
 import itertools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import trio
 
@@ -75,7 +77,7 @@ class EngineCore:
         self._flows: trio.Nursery | None = None
         self._flushing = False
         #: host sockets served without a task per socket (see readiness.py)
-        self.readiness = ReadinessLoop(self.flush)
+        self.readiness = ReadinessLoop(self.batch)
         # Set by the relays at start-up; see trionet.engine.network. They run
         # inside flush() and must not block.
         self.on_tcp_connect: Callable[[FlowKey], None] | None = None
@@ -123,10 +125,10 @@ class EngineCore:
                 await trio.sleep_forever()
             self._timer_scope = None
             now = trio.current_time()
-            self.stack.poll(now)
-            while deadlines and deadlines[0][0] <= now:
-                heapq.heappop(deadlines)[2]()
-            self.flush()
+            with self.batch():
+                self.stack.poll(now)
+                while deadlines and deadlines[0][0] <= now:
+                    heapq.heappop(deadlines)[2]()
 
     def shutdown(self) -> None:
         """Reset every guest connection and flush the RSTs (engine teardown)."""
@@ -144,6 +146,24 @@ class EngineCore:
         for frame in frames:
             receive(frame, now, checksum_valid)
         self.flush()  # taking the stack's output ends the batch
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run callbacks whose stack calls go out in one flush at the end.
+
+        Inside, :meth:`flush` (and so every ``tcp_*`` call below) only
+        defers: the readiness loop's handlers and the timer's callbacks each
+        cost one flush per wake-up, however many connections they touch.
+        """
+        if self._flushing:
+            yield
+            return
+        self._flushing = True
+        try:
+            yield
+        finally:
+            self._flushing = False
+        self.flush()
 
     def flush(self) -> None:
         """Hand the stack's frames to the backend and its events to their owners.
@@ -243,6 +263,16 @@ class EngineCore:
         if flow.to_host:
             return _LOOPBACK4 if flow.destination.version == 4 else _LOOPBACK6
         return flow.destination
+
+    def open_host_socket(self, flow: NewFlow, kind: socket.SocketKind) -> socket.socket | None:
+        """A non-blocking host socket for ``flow``; None (counted) if the host has none to give."""
+        family = socket.AF_INET if flow.destination.version == 4 else socket.AF_INET6
+        try:
+            return socket.socket(family, kind | socket.SOCK_NONBLOCK)
+        except OSError:
+            # Out of file descriptors, most likely: this flow fails, the engine runs on.
+            self.counters.dropped["host_socket_error"] += 1
+            return None
 
     # -- TCP connections, for GuestTcpStream and the relays ---------------------------
 

@@ -16,7 +16,6 @@ class EngineCounters:
         "connections_refused",
         "connections_reset",
         "dropped",
-        "host_connections",
         "rx_bytes",
         "rx_frames",
         "tx_bytes",
@@ -35,8 +34,6 @@ class EngineCounters:
         self.connections_opened = 0
         self.connections_refused = 0
         self.connections_reset = 0
-        #: host TCP sockets held right now (dials, relayed and handled flows)
-        self.host_connections = 0
         self.udp_flows_opened = 0
         self.udp_flows_evicted = 0
         #: frames the engine itself dropped, by reason (the stack counts its own)
@@ -47,10 +44,15 @@ class MetricsHandle:
     """Read-only view for embedders; cheap to copy and to call."""
 
     def __init__(
-        self, counters: EngineCounters, stack_drops: Callable[[], Mapping[str, int]]
+        self,
+        counters: EngineCounters,
+        stack_drops: Callable[[], Mapping[str, int]],
+        host_sockets: Callable[[], int],
     ) -> None:
         self._counters = counters
         self._stack_drops = stack_drops
+        #: host TCP sockets held right now (read from the relay, not kept twice)
+        self._host_sockets = host_sockets
 
     def tx_bytes(self) -> int:
         """Ethernet bytes the guest sent (frames accepted at the backend)."""
@@ -75,7 +77,7 @@ class MetricsHandle:
                 "opened": c.connections_opened,
                 "refused": c.connections_refused,
                 "reset": c.connections_reset,
-                "host_sockets": c.host_connections,
+                "host_sockets": self._host_sockets(),
             },
             "udp_flows": {"opened": c.udp_flows_opened, "evicted": c.udp_flows_evicted},
         }

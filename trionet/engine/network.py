@@ -11,7 +11,7 @@ waits for all of it: no task or file descriptor outlives the block.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import trio
@@ -44,6 +44,8 @@ class Network:
         core: EngineCore,
         termination: TerminationHandle,
         nursery: trio.Nursery,
+        *,
+        host_sockets: Callable[[], int],
     ) -> None:
         self.config = config
         self.addressing = addressing
@@ -51,7 +53,7 @@ class Network:
         self._termination = termination
         self._nursery = nursery
         self._backend_taken = False
-        self._metrics = MetricsHandle(core.counters, lambda: core.stack.drops)
+        self._metrics = MetricsHandle(core.counters, lambda: core.stack.drops, host_sockets)
 
     def take_backend(self) -> FrameBackend:
         """The guest's frame endpoint, for a VMM or a link. One-shot."""
@@ -142,7 +144,9 @@ async def open_network(
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
-        network = Network(config, addressing, core, termination, nursery)
+        network = Network(
+            config, addressing, core, termination, nursery, host_sockets=lambda: tcp.held
+        )
         try:
             yield network
         finally:

@@ -5,8 +5,9 @@ kind of machine ~10 µs of Python) every time data moves; a relay of small
 messages is then bound by task switches, not by the kernel. Instead the
 engine keeps its own level-triggered ``epoll`` set of host sockets and
 registers *that* descriptor with Trio: one wake-up hands over every socket
-that became ready, and their handlers run synchronously, ending in one
-flush of the stack. Handlers are plain callbacks; they must not block.
+that became ready, and their handlers run synchronously inside one engine
+batch, which flushes the stack once at its end. Handlers are plain
+callbacks; they must not block.
 
 Timeouts are not kept here: the engine's one timer serves them
 (:meth:`trionet.engine.core.EngineCore.call_at`).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import select
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import trio
 
@@ -32,11 +34,12 @@ Handler = Callable[[int], None]
 class ReadinessLoop:
     """Level-triggered readiness for host sockets, served by :meth:`run`."""
 
-    def __init__(self, after_batch: Callable[[], None]) -> None:
+    def __init__(self, batch: Callable[[], AbstractContextManager[object]]) -> None:
+        """``batch()`` wraps each wake-up's handlers (the engine's: one flush at its end)."""
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
         self._masks: dict[int, int] = {}
-        self._after_batch = after_batch
+        self._batch = batch
 
     def watch(self, fd: int, mask: int, handler: Handler) -> None:
         """Call ``handler(events)`` while ``fd`` is ready for ``mask``."""
@@ -70,11 +73,11 @@ class ReadinessLoop:
 
     def service(self) -> None:
         """Handle whatever is ready now, without waiting."""
-        for fd, events in self._epoll.poll(0, MAX_EVENTS):
-            handler = self._handlers.get(fd)
-            if handler is not None:
-                handler(events)
-        self._after_batch()
+        with self._batch():
+            for fd, events in self._epoll.poll(0, MAX_EVENTS):
+                handler = self._handlers.get(fd)
+                if handler is not None:
+                    handler(events)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the set until cancelled; closes the epoll descriptor at the end."""

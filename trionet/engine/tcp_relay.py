@@ -72,9 +72,10 @@ class TcpRelay:
         core.on_tcp_connect = self.open_flow
         core.on_tcp_activity = self.on_activity
 
-    def _count(self) -> None:
-        held = len(self._dials) + len(self._splices) + self._handled
-        self._core.counters.host_connections = held
+    @property
+    def held(self) -> int:
+        """Host TCP sockets held now: dials, spliced flows, flows a handler holds."""
+        return len(self._dials) + len(self._splices) + self._handled
 
     # -- new flows -----------------------------------------------------------------------
 
@@ -82,21 +83,16 @@ class TcpRelay:
         core = self._core
         flow = core.describe(key, "tcp")
         if not core.allows(flow):
-            self._refuse(key, RefuseReason.PROHIBITED)
+            core.tcp_refuse(key, RefuseReason.PROHIBITED)
             return
         stale = self._splices.get(key)
         if stale is not None:
             stale.abort()  # the guest reused the 4-tuple of a flow we still held
         target = core.host_target(flow)
-        family = socket.AF_INET if target.version == 4 else socket.AF_INET6
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
-            # Out of file descriptors, most likely: refuse this flow, keep running.
-            core.counters.dropped["host_socket_error"] += 1
-            self._refuse(key, RefuseReason.REFUSED)
+        sock = core.open_host_socket(flow, socket.SOCK_STREAM)
+        if sock is None:
+            core.tcp_refuse(key, RefuseReason.REFUSED)
             return
-        sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err: int | None = sock.connect_ex((str(target), flow.destination_port))
         if err == errno.EINPROGRESS:
@@ -106,7 +102,6 @@ class TcpRelay:
         if err is None:
             dial = _Dial(key, sock)
             self._dials[key] = dial
-            self._count()
             self._loop.watch(sock.fileno(), OUT, lambda _events: self._dialled(dial))
             deadline = trio.current_time() + self._connect_timeout
             core.call_at(deadline, lambda: self._dial_timed_out(dial))
@@ -124,43 +119,34 @@ class TcpRelay:
         """The dial ended (``err`` 0: connected): answer the guest's SYN."""
         if err:
             sock.close()
-            self._refuse(key, _refusal(err))
+            self._core.tcp_refuse(key, _refusal(err))
             return
         core = self._core
-        if not core.stack.tcp_accept(key, trio.current_time()):
+        if not core.tcp_accept(key):
             sock.close()  # the guest gave up while we dialled
             return
-        core.counters.connections_opened += 1
         if self._handler is None:
-            splice = TcpSplice(core, self._loop, key, sock, self._splice_done)
+            splice = TcpSplice(core, key, sock, self._splice_done)
             self._splices[key] = splice
-            self._count()
             splice.start()
         else:
             self._handled += 1
-            self._count()
             core.start_flow_task(self._run_handler, self._handler, key, sock)
 
     def _dial_timed_out(self, dial: _Dial) -> None:
         if self._dials.get(dial.key) is dial:
             self._end_dial(dial)
             dial.sock.close()
-            self._refuse(dial.key, RefuseReason.UNREACHABLE)
+            self._core.tcp_refuse(dial.key, RefuseReason.UNREACHABLE)
 
     def _end_dial(self, dial: _Dial) -> None:
         del self._dials[dial.key]
         self._loop.forget(dial.sock.fileno())
-        self._count()
-
-    def _refuse(self, key: FlowKey, reason: RefuseReason) -> None:
-        self._core.stack.tcp_refuse(key, trio.current_time(), reason)
-        self._core.counters.connections_refused += 1
 
     # -- established flows --------------------------------------------------------------
 
     def _splice_done(self, key: FlowKey) -> None:
         del self._splices[key]
-        self._count()
 
     def on_activity(self, key: FlowKey) -> None:
         splice = self._splices.get(key)
@@ -183,7 +169,6 @@ class TcpRelay:
             guest.abort()
             close_with_reset(host.socket)  # type: ignore[arg-type]
             self._handled -= 1
-            self._count()
 
     def close(self) -> None:
         """Engine teardown: reset every host connection (the stack resets the guests')."""

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import trio
 
 from trionet.engine.core import EngineCore
-from trionet.engine.readiness import IN, OUT, ReadinessLoop
+from trionet.engine.readiness import IN, OUT
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import TcpStatus
 
@@ -56,13 +56,12 @@ class TcpSplice:
     def __init__(
         self,
         core: EngineCore,
-        loop: ReadinessLoop,
         key: FlowKey,
         sock: socket.socket,
         on_done: Callable[[FlowKey], None],
     ) -> None:
         self._core = core
-        self._loop = loop
+        self._loop = core.readiness
         self._key = key
         self._sock = sock
         self._fd = sock.fileno()
@@ -215,8 +214,7 @@ class TcpSplice:
         """Either side broke: reset both."""
         self._close()
         close_with_reset(self._sock)
-        if self._core.stack.tcp_abort(self._key, trio.current_time()):
-            self._core.counters.connections_reset += 1
+        self._core.tcp_abort(self._key)
 
     def abort(self) -> None:
         """Engine teardown: reset the host side (the stack resets the guest's)."""

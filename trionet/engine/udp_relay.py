@@ -81,15 +81,10 @@ class UdpRelay:
         if not core.allows(flow_desc):
             return None
         target = core.host_target(flow_desc)
-        family = socket.AF_INET if target.version == 4 else socket.AF_INET6
-        try:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-        except OSError:
-            # Out of file descriptors, most likely: drop this datagram, keep running.
-            core.counters.dropped["host_socket_error"] += 1
+        sock = core.open_host_socket(flow_desc, socket.SOCK_DGRAM)
+        if sock is None:
             return None
         try:
-            sock.setblocking(False)
             sock.connect((str(target), key.remote_port))
         except OSError as exc:
             sock.close()
