@@ -8,9 +8,11 @@ a large file is pointed straight at the line to fix.
 
 The dict form uses snake_case keys, MAC addresses as ``"02:6d:73:00:00:02"``,
 networks as CIDR strings and addresses as strings; it is what TOML and JSON
-files hold. Later sections (``ports``, ``policy``, ``dns``, ``tls``,
-``secrets``) slot in as further fields of :class:`NetworkConfig` with their
-own ``_from_dict``/``_to_dict`` pair.
+files hold. Each further section (``ports``, ``policy``, ``dns``, ``tls``,
+``secrets``, ...) is a frozen dataclass defined beside the code that uses it,
+with its own ``from_dict(data, prefix)``/``to_dict()`` pair built on
+:mod:`trionet.config_fields`; :class:`NetworkConfig` holds one field per
+section and delegates to those.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import ipaddress
 import json
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
 
 __all__ = [
     "MAX_CONNECTIONS_LIMIT",
@@ -40,14 +42,6 @@ DEFAULT_HOST_ALIAS = "host.trionet.internal"
 MTU_MIN = 68
 MTU_MAX = 65535
 IPV6_MIN_MTU = 1280
-
-
-class ConfigError(ValueError):
-    """A configuration value broke a rule; the message names the field path."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,18 +117,6 @@ def _check_mtu(mtu: int, *, explicit_ipv6: bool) -> None:
         )
 
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def _check_hostname(path: str, name: str) -> None:
-    labels = name.split(".")
-    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ConfigError(
-            path,
-            f"{name!r} is not a lowercase DNS name (labels of a-z, 0-9 and '-', 1..63 long)",
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
     """Everything trionet needs to know about one sandbox's network."""
@@ -145,7 +127,7 @@ class NetworkConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
-        _check_hostname("host_alias", self.host_alias)
+        check_hostname("host_alias", self.host_alias)
         if not 1 <= self.max_connections <= MAX_CONNECTIONS_LIMIT:
             raise ConfigError(
                 "max_connections",
@@ -157,7 +139,7 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkConfig:
         """Build and validate a config from its dict form (as TOML/JSON give it)."""
-        reader = _Reader(data, "")
+        reader = ConfigReader(data, "")
         enabled = reader.take("enabled", bool, True)
         interface_data = reader.take("interface", Mapping, None)
         host_alias = reader.take("host_alias", str, DEFAULT_HOST_ALIAS)
@@ -215,7 +197,7 @@ class NetworkConfig:
 
 
 def _interface_from_dict(data: Mapping[str, Any]) -> InterfaceOverrides:
-    reader = _Reader(data, "interface.")
+    reader = ConfigReader(data, "interface.")
     mac = reader.take("mac", str, None)
     mtu = reader.take("mtu", int, None)
     v4 = reader.take("ipv4_address", str, None)
@@ -224,54 +206,18 @@ def _interface_from_dict(data: Mapping[str, Any]) -> InterfaceOverrides:
     v6_pool = reader.take("ipv6_pool", str, None)
     reader.finish()
     return InterfaceOverrides(
-        mac=None if mac is None else _parse("interface.mac", MacAddress.parse, mac),
+        mac=None if mac is None else parse_field("interface.mac", MacAddress.parse, mac),
         mtu=mtu,
         ipv4_address=None
         if v4 is None
-        else _parse("interface.ipv4_address", ipaddress.IPv4Address, v4),
+        else parse_field("interface.ipv4_address", ipaddress.IPv4Address, v4),
         ipv4_pool=None
         if v4_pool is None
-        else _parse("interface.ipv4_pool", ipaddress.IPv4Network, v4_pool),
+        else parse_field("interface.ipv4_pool", ipaddress.IPv4Network, v4_pool),
         ipv6_address=None
         if v6 is None
-        else _parse("interface.ipv6_address", ipaddress.IPv6Address, v6),
+        else parse_field("interface.ipv6_address", ipaddress.IPv6Address, v6),
         ipv6_pool=None
         if v6_pool is None
-        else _parse("interface.ipv6_pool", ipaddress.IPv6Network, v6_pool),
+        else parse_field("interface.ipv6_pool", ipaddress.IPv6Network, v6_pool),
     )
-
-
-def _parse(path: str, parser: Callable[[str], T], text: str) -> T:
-    try:
-        value = parser(text)
-    except ValueError as exc:
-        raise ConfigError(path, str(exc)) from exc
-    return value
-
-
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", Mapping: "a table"}
-
-
-class _Reader:
-    """Takes known keys out of a mapping, type-checked, then rejects leftovers."""
-
-    def __init__(self, data: Mapping[str, Any], prefix: str) -> None:
-        self._data = dict(data)
-        self._prefix = prefix
-
-    def take(self, key: str, kind: Any, default: Any) -> Any:
-        if key not in self._data:
-            return default
-        value = self._data.pop(key)
-        # bool is an int subclass; a config saying `mtu = true` is a mistake.
-        wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-        if wrong:
-            raise ConfigError(
-                self._prefix + key,
-                f"{value!r} is not {_TYPE_NAMES.get(kind, kind.__name__)}",
-            )
-        return value
-
-    def finish(self) -> None:
-        for key in self._data:
-            raise ConfigError(self._prefix + str(key), "unknown key")
