@@ -849,14 +849,6 @@ class TcpConnection:
             self._ack_now = True
             return
 
-        if (
-            ts is not None
-            and seq <= self._last_ack_sent
-            and (self._ts_recent is None or seq_diff(ts[0], self._ts_recent) >= 0)
-        ):
-            self._ts_recent = ts[0]
-            self._ts_recent_time = now
-
         if flags & _I_RST:
             if seq == rcv_nxt:
                 self._on_reset()
@@ -879,13 +871,11 @@ class TcpConnection:
         if not flags & _I_ACK:
             self._count("no_ack")
             return
-        self._ka_probes = 0
-        self._last_ack_time = now
-        if self._keepalive_deadline is not None:
-            self._keepalive_deadline = now + (self.config.keepalive or 0.0)
-        if self._finwait2_deadline is not None:
-            self._finwait2_deadline = now + (self._fin_wait_2_timeout or 0.0)
 
+        # Nothing above this line changed the connection beyond owing an ACK:
+        # a segment dropped for its ACK field below must not either (RFC 9293
+        # 3.10.7.4; RFC 7323 4.3 takes TS.Recent only from a segment that is
+        # accepted, as Linux's tcp_ack does after its SND.NXT check).
         una = self._snd_una
         d = (header.ack - una) & SEQ_MASK
         ack = una + d - (0x1_0000_0000 if d >= 0x8000_0000 else 0)
@@ -915,6 +905,22 @@ class TcpConnection:
             self._count("ack_too_old")
             self._challenge_ack(now)
             return
+
+        # The segment is acceptable: only now may it move TS.Recent and the
+        # idle timers.
+        if (
+            ts is not None
+            and seq <= self._last_ack_sent
+            and (self._ts_recent is None or seq_diff(ts[0], self._ts_recent) >= 0)
+        ):
+            self._ts_recent = ts[0]
+            self._ts_recent_time = now
+        self._ka_probes = 0
+        self._last_ack_time = now
+        if self._keepalive_deadline is not None:
+            self._keepalive_deadline = now + (self.config.keepalive or 0.0)
+        if self._finwait2_deadline is not None:
+            self._finwait2_deadline = now + (self._fin_wait_2_timeout or 0.0)
 
         self._process_ack(header, seq, ack, plen, now)
         if self._state is _CLOSED:
