@@ -500,7 +500,7 @@ def test_wrong_ports_are_dropped() -> None:
 
 
 def test_syn_received_gives_up_after_syn_retries() -> None:
-    s = accepted(dataclasses.replace(PLAIN, syn_retries=2))
+    s = accepted(dataclasses.replace(PLAIN, syn_ack_retries=2))
     for at in (1.0, 3.0):
         s.tick(at)
         assert s.out() == ["[S.] seq 5000 ack 1001 win 65535 len 0"]
@@ -656,3 +656,18 @@ def test_rejected_segments_leave_window_sack_and_timers_alone() -> None:
     assert s.conn._snd_wnd == 65535
     assert s.conn._last_ack_time == 0.0
     assert s.conn.next_deadline() == ka_before
+
+
+def test_syn_received_gives_up_when_linux_does_by_default() -> None:
+    # tcp_synack_retries = 5 from a 1 s RTO: SYN-ACKs at 0, 1, 3, 7, 15, 31 s,
+    # give-up at 63 s. A half-open connection holds a slot and a host
+    # connection; it must not outlive the kernel's (was 255 s).
+    s = accepted()
+    for at in (1.0, 3.0, 7.0, 15.0, 31.0):
+        s.tick(at)
+        assert s.out() == ["[S.] seq 5000 ack 1001 win 65535 len 0"]
+    s.tick(62.9)
+    assert s.conn.state is S.SYN_RECEIVED
+    s.tick(63.0)
+    assert s.conn.state is S.CLOSED
+    assert s.events() == [ConnectionReset(ResetReason.TIMEOUT), Closed()]

@@ -1317,7 +1317,8 @@ class TcpConnection:
         self._retries += 1
         st = self._state
         if st in (_SYN_SENT, _SYN_RECEIVED):
-            if self._retries > cfg.syn_retries:
+            limit = cfg.syn_retries if st is _SYN_SENT else cfg.syn_ack_retries
+            if self._retries > limit:
                 self._time_out()
                 return
             self._syn_pending = True
