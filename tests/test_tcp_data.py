@@ -448,11 +448,17 @@ def test_sack_retransmits_exactly_the_holes() -> None:
     cfg = dataclasses.replace(PLAIN, sack=True)
     s = _ten_segments(cfg, sack=True)
     base = OUR_ISS + 1
-    # Segments 1 and 4 (0-based) are lost; the peer SACKs what arrived.
+    # Segments 1 and 4 (0-based) are lost; the peer SACKs what arrived, one
+    # round trip (100 ms) later.
+    s.now = 0.1
     s.feed(F.ACK, ack=base + MSS)
     s.feed(F.ACK, ack=base + MSS, options=_sack((2, 3)))
     s.feed(F.ACK, ack=base + MSS, options=_sack((2, 4)))
+    # Reordering or loss? RACK waits a quarter of the RTT (RFC 8985 6.2).
     assert s.out() == []
+    assert s.conn.next_deadline() == pytest.approx(0.125)
+    # A third SACKed segment (DupThresh) closes the window: both holes were
+    # sent before a delivered segment, so both are lost; PRR lets one go now.
     s.feed(F.ACK, ack=base + MSS, options=_sack((5, 6), (2, 4)))
     out = s.raw()
     assert seqs(out) == [(base + MSS, MSS)]  # fast retransmit of the first hole

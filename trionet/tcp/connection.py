@@ -41,6 +41,7 @@ from trionet.tcp.events import (
     UrgentData,
 )
 from trionet.tcp.reassembly import Reassembly
+from trionet.tcp.recovery import Recovery
 from trionet.tcp.scoreboard import Scoreboard
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
 from trionet.wire.tcp import (
@@ -183,7 +184,6 @@ class TcpConnection:
         "_fin_wait_2_timeout",
         "_finwait2_deadline",
         "_from_listen",
-        "_in_recovery",
         "_irs",
         "_iss",
         "_ka_probes",
@@ -205,21 +205,19 @@ class TcpConnection:
         "_rcv_up",
         "_rcv_wscale",
         "_rcvbuf",
-        "_recover",
+        "_rec",
         "_retries",
-        "_rexmit_limit",
-        "_rexmit_ptr",
         "_rto",
         "_rto_deadline",
         "_rtt_seq",
         "_rtt_time",
         "_rttvar",
-        "_rtx_first",
         "_sack_ok",
         "_sacked",
         "_seg_cap",
         "_send_blocked",
         "_send_mss",
+        "_send_one",
         "_snd_buf_seq",
         "_snd_max",
         "_snd_nxt",
@@ -310,11 +308,10 @@ class TcpConnection:
         self._ssthresh = 1 << 30
         self._cwnd_acc = 0
         self._dupacks = 0
-        self._in_recovery = False
-        self._recover = iss
-        self._rexmit_ptr = iss
-        self._rexmit_limit = iss
-        self._rtx_first = False
+        #: loss detection and recovery (RACK-TLP, PRR): the sender's collaborator
+        self._rec = Recovery(iss)
+        #: the next segment goes out whatever the window (fast retransmit, probe)
+        self._send_one = False
         self._sacked = Scoreboard()
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -550,6 +547,9 @@ class TcpConnection:
         if d is not None and (best is None or d < best):
             best = d
         d = self._finwait2_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._rec.timer
         if d is not None and (best is None or d < best):
             best = d
         return best
@@ -994,13 +994,23 @@ class TcpConnection:
     # -- acknowledgements and congestion control ------------------------------
 
     def _process_ack(self, header: TcpHeader, seq: int, ack: int, plen: int, now: float) -> None:
+        """An acceptable ACK: SND.UNA, the SACK record, loss detection, the windows.
+
+        The order is RFC 8985's: record what was delivered (cumulative ACK
+        and SACK), then look for losses, then let PRR (RFC 6937) set what
+        recovery may send; the congestion window grows only outside recovery.
+        """
         opts = header.options
         una = self._snd_una
         mss = self._send_mss
+        rec = self._rec
+        sacked_before = self._sacked.sacked
+        dsack = False
         if self._sack_ok and opts.sack_blocks:
-            self._update_scoreboard(opts.sack_blocks)
+            dsack = self._update_scoreboard(opts.sack_blocks, ack, now)
         window = header.window << self._snd_wscale
         self._probes = 0
+        acked = 0
 
         if ack > una:
             data_end = self._snd_buf_seq + len(self._sndbuf)
@@ -1014,6 +1024,7 @@ class TcpConnection:
                 self._snd_nxt = ack
             if self._sacked.ranges:
                 self._sacked.prune(ack)
+            rec.acked(ack, now)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
             ts = opts.timestamp
             if self._ts_ok and ts is not None and ts[1] != 0:
@@ -1025,25 +1036,19 @@ class TcpConnection:
                 self._rtt_seq = None
             self._retries = 0
             self._dupacks = 0
-            if self._in_recovery:
-                if ack >= self._recover:
-                    # RFC 6582 full acknowledgement: leave recovery.
-                    self._in_recovery = False
-                    flight = self._snd_max - ack
-                    self._cwnd = min(self._ssthresh, max(flight, mss) + mss)
-                else:
-                    # Partial acknowledgement: the next hole is lost too.
-                    if self._sack_ok:
-                        self._rexmit_ptr = max(self._rexmit_ptr, ack)
-                        high = self._sacked.high
-                        self._rexmit_limit = max(
-                            self._rexmit_limit, ack + mss if high is None else high
-                        )
-                    else:
-                        self._rexmit_ptr = ack
-                        self._rexmit_limit = ack + mss
-                        self._cwnd = max(self._cwnd - acked + mss, mss)
-                    self._rtx_first = True
+            if rec.timer_is_probe:
+                rec.timer = None  # re-armed from this ACK (RFC 8985 7.2)
+            if rec.tlp_end is not None and ack >= rec.tlp_end:
+                self._end_probe_episode(dsack)
+            if rec.in_recovery:
+                if ack >= rec.recover:
+                    # RFC 6937: recovery ends with cwnd at ssthresh.
+                    rec.end_recovery()
+                    self._cwnd = self._ssthresh
+                    self._send_one = False
+                elif not self._sack_ok:
+                    # RFC 6582 partial acknowledgement: the next hole is lost too.
+                    rec.mark_first_lost(mss)
             elif self._cwnd < self._ssthresh:
                 self._cwnd += acked if acked < 64 * mss else 64 * mss
             else:
@@ -1081,15 +1086,20 @@ class TcpConnection:
             and (window == self._snd_wnd or opts.sack_blocks)
         ):
             self._dupacks += 1
-            if self._in_recovery:
-                if not self._sack_ok:
-                    self._cwnd += mss
-                elif (high := self._sacked.high) is not None:
-                    self._rexmit_limit = max(self._rexmit_limit, high)
-            elif (
-                self._dupacks >= 3 or (self._sack_ok and self._sacked.sacked > 2 * mss)
-            ) and una >= self._recover:
+            if not self._sack_ok:
+                # RFC 6937: without SACK each duplicate ACK stands for one
+                # delivered segment; three start NewReno's fast retransmit.
+                acked = mss
+                if self._dupacks >= 3 and not rec.in_recovery and una >= rec.recover:
+                    rec.mark_first_lost(mss)
+
+        if self._sack_ok and (self._sacked.ranges or rec.lost_bytes or rec.in_recovery):
+            self._detect_losses(now)
+        if rec.in_recovery or rec.lost_bytes:
+            if not rec.in_recovery:
                 self._enter_recovery()
+            delivered = acked + self._sacked.sacked - sacked_before
+            self._cwnd = rec.prr_cwnd(delivered, self._pipe(), self._ssthresh, mss)
 
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             self._snd_wnd = window
@@ -1099,46 +1109,78 @@ class TcpConnection:
             if window:
                 self._persist_deadline = None
 
+    def _detect_losses(self, now: float) -> None:
+        """RACK (RFC 8985 section 6.2), except while a timeout's go-back-N resend runs."""
+        if self._snd_nxt < self._snd_max:
+            return  # after an RTO everything unSACKed is being resent anyway
+        self._rec.detect_losses(now, self._srtt, self._sacked.sacked // self._send_mss)
+
     def _enter_recovery(self) -> None:
-        """Fast retransmit (RFC 5681 3.2) and NewReno / SACK-based recovery."""
+        """Losses were found: halve ssthresh (Reno) and let PRR pace the repair (RFC 6937)."""
         mss = self._send_mss
         una = self._snd_una
         flight = self._snd_max - una
-        self._ssthresh = max(flight // 2, 2 * mss)
-        self._in_recovery = True
-        self._recover = self._snd_max
-        self._rexmit_ptr = una
-        self._rtx_first = True
-        self._count("fast_retransmit")
-        if self._sack_ok:
-            self._cwnd = self._ssthresh
-            high = self._sacked.high
-            self._rexmit_limit = max(una if high is None else high, una + mss)
+        rec = self._rec
+        if una >= rec.recover:
+            self._ssthresh = max(flight // 2, 2 * mss)
+            self._count("fast_retransmit")
         else:
-            self._cwnd = self._ssthresh + 3 * mss
-            self._rexmit_limit = una + mss
+            # Losses of data sent before the last reduction ended (a lost
+            # retransmission, say): repair them without halving again, at
+            # most one reduction per window (RFC 6675 section 5, RFC 5681).
+            self._ssthresh = max(self._ssthresh, self._cwnd)
+        rec.start_recovery(flight, self._snd_max)
+        # RFC 6937 / Linux: the first retransmission goes out even when PRR
+        # would send nothing yet (the fast retransmit).
+        self._send_one = True
 
-    def _update_scoreboard(self, blocks: tuple[tuple[int, int], ...]) -> None:
+    def _end_probe_episode(self, dsack: bool) -> None:
+        """RFC 8985 section 7.4: the ACK covers the tail loss probe.
+
+        If the probe was a retransmission and no D-SACK says the original
+        arrived too, the probe repaired a loss: respond as a fast recovery
+        would (unless recovery already did).
+        """
+        rec = self._rec
+        if rec.tlp_retransmitted and not dsack and not rec.in_recovery:
+            self._count("tlp_recovery")
+            self._ssthresh = max((self._snd_max - self._snd_una) // 2, self._cwnd // 2)
+            self._ssthresh = max(self._ssthresh, 2 * self._send_mss)
+            self._cwnd = self._ssthresh
+        rec.tlp_end = None
+
+    def _update_scoreboard(
+        self, blocks: tuple[tuple[int, int], ...], ack: int, now: float
+    ) -> bool:
+        """Record SACK blocks; True if one was a D-SACK (RFC 2883: below the segment's ACK)."""
         una = self._snd_una
         high = self._snd_max
+        rec = self._rec
+        dsack = False
         for left_w, right_w in blocks:
             left = unwrap(left_w, una)
             right = unwrap(right_w, una)
-            if right <= una:
-                # A D-SACK (RFC 2883) for data already acknowledged: Linux sends
-                # these for duplicates; they carry nothing for the scoreboard.
+            if right <= ack:
+                # A D-SACK for data already acknowledged: a resend was
+                # spurious, which RACK answers with a wider reordering window.
                 self._count("dsack_block")
+                dsack = True
+                rec.dsack(una, high)
                 continue
             left = max(left, una)
             if right > high or right <= left:
                 self._count("sack_block_invalid")
                 continue
             self._sacked.add(left, right)
+            rec.sacked(left, right, now)
+        return dsack
 
     def _rtt_sample(self, r: float) -> None:
         """RFC 6298 section 2 estimator; a fresh sample also clears the backoff."""
         if r < 0:
             return
+        rec = self._rec
+        rec.min_rtt = min(rec.min_rtt, r)
         if self._srtt is None:
             self._srtt = r
             self._rttvar = r / 2
@@ -1300,6 +1342,13 @@ class TcpConnection:
             self._on_rto(now)
             if self._state is _CLOSED:
                 return
+        rec = self._rec
+        if rec.timer is not None and rec.timer <= now:
+            rec.timer = None
+            if rec.timer_is_probe:
+                self._on_probe_timer(now)
+            else:
+                self._on_reorder_timer(now)
         if self._persist_deadline is not None and self._persist_deadline <= now:
             self._on_persist(now)
             if self._state is _CLOSED:
@@ -1336,8 +1385,9 @@ class TcpConnection:
                 self._ssthresh = max((self._snd_max - self._snd_una) // 2, 2 * mss)
             self._cwnd = mss
             self._cwnd_acc = 0
-            self._in_recovery = False
-            self._recover = self._snd_max
+            self._rec.abandon()
+            self._rec.recover = self._snd_max
+            self._send_one = False
             self._dupacks = 0
             # Keep what the peer SACKed so the go-back-N resend skips it (as
             # Linux does); should it have reneged (RFC 2018 section 8), that
@@ -1349,6 +1399,43 @@ class TcpConnection:
             self._count("rto_retransmit")
         self._rto = min(self._rto * 2, cfg.rto_max)
         self._rto_deadline = now + self._rto
+
+    def _on_reorder_timer(self, now: float) -> None:
+        """RFC 8985 section 6.3: the reordering window of an overtaken segment passed."""
+        rec = self._rec
+        if self._state not in _SENDING:
+            return
+        self._detect_losses(now)
+        if rec.lost_bytes:
+            if not rec.in_recovery:
+                self._enter_recovery()
+            self._cwnd = rec.prr_cwnd(0, self._pipe(), self._ssthresh, self._send_mss)
+
+    def _on_probe_timer(self, now: float) -> None:
+        """RFC 8985 section 7.3: send a tail loss probe.
+
+        New data if the peer's window takes it, else the last segment again;
+        either way one segment goes out whatever cwnd says, and only one
+        probe is outstanding at a time. The RTO restarts from the probe.
+        """
+        rec = self._rec
+        if self._state not in _SENDING or self._snd_max == self._snd_una or rec.in_recovery:
+            return
+        data_end = self._snd_buf_seq + len(self._sndbuf)
+        nxt = self._snd_nxt
+        if nxt < data_end and nxt < self._snd_una + self._snd_wnd:
+            rec.tlp_retransmitted = False
+        elif rec.segs:
+            last = rec.segs[-1]
+            if last.end - last.start > self._send_mss:
+                rec.split(last, last.end - self._send_mss)
+                last = rec.segs[-1]
+            rec.mark_lost(last)
+            rec.tlp_retransmitted = True
+        else:
+            return
+        self._count("tlp_probe")
+        self._send_one = True  # _emit_data sends it and records TLP.end_seq
 
     def _on_persist(self, now: float) -> None:
         self._probes += 1
@@ -1411,6 +1498,7 @@ class TcpConnection:
         self._syn_pending = False
         self._ooo.clear()
         self._sacked.clear()
+        self._rec.clear()
         self._events.append(_CLOSED_EVENT)
 
     # -- output -------------------------------------------------------------------
@@ -1515,6 +1603,26 @@ class TcpConnection:
             self._delack_deadline = None
             self._rcv_unacked = 0
             self._last_ack_sent = self._rcv_nxt
+        rec = self._rec
+        if (
+            rec.timer is None
+            and self._snd_max > self._snd_una
+            and self._sack_ok
+            and rec.tlp_end is None
+            and not rec.in_recovery
+            and not rec.lost_bytes
+            and self._snd_nxt == self._snd_max
+            and self._state in _SENDING
+        ):
+            # RFC 8985 7.2: a tail loss probe 2 SRTT after the last send or
+            # ACK, so a lost tail costs about two round trips, not an RTO.
+            rto_at = self._rto_deadline
+            rec.arm_probe(
+                now,
+                self._srtt,
+                self._snd_max - self._snd_una <= self._send_mss,
+                rto_at if rto_at is not None else now + self._rto,
+            )
         # The persist timer: armed while queued data waits on a closed window
         # with nothing in flight to draw the ACK that would reopen it.
         if (
@@ -1532,55 +1640,53 @@ class TcpConnection:
         return out
 
     def _pipe(self) -> int:
-        """RFC 6675 estimate of bytes in the network."""
+        """RFC 6675 estimate of bytes in the network: sent, not SACKed, not deemed lost."""
         if self._snd_nxt < self._snd_max and self._sacked:
             # Resending after a timeout: only what lies below SND.NXT is out.
             pipe = self._sacked.unsacked_between(self._snd_una, self._snd_nxt)
         else:
-            pipe = self._snd_nxt - self._snd_una - self._sacked.sacked
-        if self._in_recovery and self._sack_ok:
-            pipe -= self._sacked.unsacked_between(self._rexmit_ptr, self._rexmit_limit)
+            pipe = self._snd_nxt - self._snd_una - self._sacked.sacked - self._rec.lost_bytes
         return pipe if pipe > 0 else 0
 
     def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
+        rec = self._rec
         data_end = self._snd_buf_seq + len(self._sndbuf)
         nxt = self._snd_nxt
-        if not self._in_recovery and (
-            nxt > data_end or (nxt == data_end and not self._fin_queued)
-        ):
+        if not rec.lost_queue and (nxt > data_end or (nxt == data_end and not self._fin_queued)):
             return False  # everything queued is out, FIN included: the usual case
         cap = self._seg_cap
         mss = self._send_mss
         while True:
-            if self._in_recovery or self._sacked.ranges:
+            if rec.in_recovery or self._sacked.ranges or rec.lost_bytes:
                 room = self._cwnd - self._pipe()
             else:
                 room = self._cwnd - (self._snd_nxt - self._snd_una)
-            if 0 < self._dupacks < 3 and not self._in_recovery:
+            if 0 < self._dupacks < 3 and not rec.in_recovery:
                 # Limited transmit (RFC 3042): up to two new segments beyond
                 # cwnd on the first duplicate ACKs, so a small window can still
                 # collect the three duplicates that trigger fast retransmit.
                 room += self._dupacks * mss
-            if self._in_recovery and self._rexmit_ptr < self._rexmit_limit:
-                hole = self._sacked.next_hole(
-                    max(self._rexmit_ptr, self._snd_una), min(self._rexmit_limit, self._snd_max)
+            if rec.lost_queue and (lost := rec.first_lost()) is not None:
+                # What RACK (or NewReno, or a tail probe) deemed lost goes first.
+                size = lost.end - lost.start
+                if room < (size if size < mss else mss) and not self._send_one:
+                    break
+                if size > cap or (size > room > 0 and not self._send_one):
+                    # Send what fits (in whole segments) and keep the rest lost.
+                    part = cap if size > cap else max(room - room % mss, mss)
+                    if part < size:
+                        rec.split(lost, lost.start + part)
+                self._count("segment_retransmitted")
+                self._transmit(
+                    lost.start, lost.end, data_end, now, out, window=window, retransmit=True
                 )
-                if hole is not None:
-                    if room < mss and not self._rtx_first:
-                        break
-                    start, end = hole
-                    if end - start > cap:
-                        end = start + cap
-                    self._rtx_first = False
-                    self._count("segment_retransmitted")
-                    end = self._transmit(
-                        start, end, data_end, now, out, window=window, retransmit=True
-                    )
-                    self._rexmit_ptr = end
-                    sent = True
-                    continue
-                self._rexmit_ptr = self._rexmit_limit
+                sent = True
+                if self._send_one:
+                    self._send_one = False
+                    if not rec.in_recovery:
+                        self._probe_sent(now)
+                continue
             nxt = self._snd_nxt
             stop = data_end
             if nxt < self._snd_max and self._sacked.ranges:
@@ -1589,6 +1695,8 @@ class TcpConnection:
             if nxt < data_end:
                 retransmit = nxt < self._snd_max
                 wnd_room = self._snd_una + self._snd_wnd - nxt
+                if self._send_one and not rec.in_recovery:
+                    room = mss  # a tail loss probe of new data
                 n = min(stop - nxt, cap, wnd_room, room)
                 if n <= 0:
                     if not (retransmit and nxt == self._snd_una and wnd_room <= 0):
@@ -1602,13 +1710,14 @@ class TcpConnection:
                     n < mss
                     and n < data_end - nxt
                     and not retransmit
+                    and not self._send_one
                     and nxt > self._snd_una
                     and (self.config.nagle or n < self._max_snd_wnd // 2)
                 ):
                     # Sender SWS avoidance (RFC 9293 3.8.6.2.1): with data in
                     # flight, wait for a full segment or half the largest window.
                     break
-                if self.config.nagle and n < mss and nxt > self._snd_una:
+                if self.config.nagle and n < mss and nxt > self._snd_una and not self._send_one:
                     break
                 if retransmit:
                     self._count("segment_retransmitted")
@@ -1616,7 +1725,12 @@ class TcpConnection:
                     nxt, nxt + n, data_end, now, out, window=window, retransmit=retransmit
                 )
                 sent = True
-                if self._snd_nxt >= data_end and not self._fin_queued and not self._in_recovery:
+                if self._send_one:
+                    self._send_one = False
+                    if not rec.in_recovery:
+                        self._probe_sent(now)
+                        break
+                if self._snd_nxt >= data_end and not self._fin_queued and not rec.in_recovery:
                     break  # all queued data is out: the next pass would find just that
                 continue
             if self._fin_queued and nxt == data_end:
@@ -1631,7 +1745,14 @@ class TcpConnection:
                 )
                 sent = True
             break
+        if self._snd_max > rec.high:
+            rec.on_transmit(rec.high, self._snd_max, now)
         return sent
+
+    def _probe_sent(self, now: float) -> None:
+        """A tail loss probe is out: one at a time, and the RTO restarts from it (RFC 8985 7.3)."""
+        self._rec.tlp_end = self._snd_max
+        self._rto_deadline = now + self._rto
 
     def _transmit(
         self,
@@ -1670,8 +1791,16 @@ class TcpConnection:
             urgent = min(self._snd_up - start, 0xFFFF)
         out.append((self._header(start, flags, now, window, sack=False, urgent=urgent), payload))
         seq_end = end + 1 if fin else end
-        if seq_end > self._snd_nxt and not (self._in_recovery and retransmit):
+        if start == self._snd_nxt:
+            # New data, or the go-back-N resend after a timeout; a repair of
+            # a lost segment below SND.NXT leaves SND.NXT alone.
             self._snd_nxt = seq_end
+        rec = self._rec
+        if retransmit:
+            rec.on_transmit(start, seq_end, now)
+        # (New data is recorded once per burst, at the end of _emit_data.)
+        if rec.in_recovery:
+            rec.prr_out += seq_end - start
         if seq_end > self._snd_max:
             if self._rtt_seq is None and not retransmit:
                 self._rtt_seq = seq_end
