@@ -43,8 +43,44 @@ def seqs(segments: list[tuple[object, bytes]]) -> list[tuple[int, int]]:
 # -- receiving --------------------------------------------------------------
 
 
+def interactive(s: Script) -> None:
+    """Make the exchange interactive: the peer's byte is answered within the ACK delay.
+
+    Linux's pingpong mode: from then on ACKs wait to ride on the answers
+    instead of going out at once (quick-ACK).
+    """
+    s.feed(F.ACK | F.PSH, b"?")
+    s.conn.read()
+    s.conn.send(b"!")
+    s.raw()
+    s.feed(F.ACK, ack=(s.ack + 1))
+    s.ack += 1
+    s.events()
+
+
+def test_first_data_is_acked_at_once_quick_ack() -> None:
+    # Linux's tcp_event_data_recv: the first data of a connection (and data
+    # after an idle period) puts the receiver in quick-ACK mode.
+    s = established()
+    s.feed(F.ACK | F.PSH, b"hello")
+    assert s.out() == ["[.] seq 5001 ack 1006 win 65530 len 0"]
+    # 16 segments at most (TCP_MAX_QUICKACKS), then the usual delayed ACK.
+    for _ in range(15):
+        s.feed(F.ACK | F.PSH, b"x")
+        assert len(s.out()) == 1
+    s.feed(F.ACK | F.PSH, b"x")
+    assert s.out() == []
+    s.tick(0.04)
+    assert len(s.out()) == 1
+    # An idle period longer than the RTO (1 s) re-enters it.
+    s.now = 5.0
+    s.feed(F.ACK | F.PSH, b"again")
+    assert s.out() == [f"[.] seq 5001 ack {PEER_ISS + 1 + 5 + 16 + 5} win 65509 len 0"]
+
+
 def test_in_order_data_is_readable_and_delayed_ack_fires_at_40ms() -> None:
     s = established()
+    interactive(s)
     s.feed(F.ACK | F.PSH, b"hello")
     assert s.events() == [Readable()]
     assert s.out() == []  # a single small segment waits for the delayed ACK
@@ -52,17 +88,32 @@ def test_in_order_data_is_readable_and_delayed_ack_fires_at_40ms() -> None:
     s.tick(0.039)
     assert s.out() == []
     s.tick(0.04)
-    assert s.out() == ["[.] seq 5001 ack 1006 win 65530 len 0"]
+    assert s.out() == ["[.] seq 5002 ack 1007 win 65530 len 0"]
     assert s.conn.read() == b"hello"
     assert s.conn.readable_bytes == 0
 
 
+def test_a_read_that_drains_a_short_segment_acks_at_once() -> None:
+    # Linux's tcp_cleanup_rbuf: once the delayed ACK gave up on an answer
+    # (pingpong left), reading a short segment that empties the queue sends
+    # the ACK now rather than at the timer.
+    s = established()
+    interactive(s)
+    s.feed(F.ACK | F.PSH, b"one")
+    s.tick(0.04)
+    s.raw()  # the delayed ACK fired: not interactive any more
+    s.feed(F.ACK | F.PSH, b"two")
+    assert s.conn.read() == b"onetwo"
+    assert s.out() == ["[.] seq 5002 ack 1008 win 65535 len 0"]
+
+
 def test_every_second_full_segment_is_acked_at_once() -> None:
     s = established()
+    interactive(s)
     s.feed(F.ACK, b"a" * MSS)
     assert s.out() == []
     s.feed(F.ACK, b"b" * MSS)
-    assert s.out() == [f"[.] seq 5001 ack {PEER_ISS + 1 + 2 * MSS} win {65535 - 2 * MSS} len 0"]
+    assert s.out() == [f"[.] seq 5002 ack {PEER_ISS + 2 + 2 * MSS} win {65535 - 2 * MSS} len 0"]
     assert s.conn.next_deadline() is None
 
 
@@ -188,19 +239,20 @@ def test_reading_at_the_unscaled_ceiling_sends_no_window_update() -> None:
     # the delayed ACK (or the answer) carries the acknowledgement.
     cfg = dataclasses.replace(PLAIN, window_scaling=True, recv_buffer=256 * 1024)
     s = established(cfg)
+    interactive(s)
     s.feed(F.ACK | F.PSH, b"q")
     assert s.out() == []
     assert s.conn.read() == b"q"
     assert s.out() == []
     s.tick(0.04)
-    assert s.out() == ["[.] seq 5001 ack 1002 win 65535 len 0"]
+    assert s.out() == ["[.] seq 5002 ack 1003 win 65535 len 0"]
     # A window really closed below half the ceiling still reopens at once.
     for _ in range(4):
         s.feed(F.ACK, b"w" * 60_000)
         s.out()
     assert s.conn.readable_bytes == 240_000
     assert s.conn.read() == b"w" * 240_000
-    assert s.out() == ["[.] seq 5001 ack 241002 win 65535 len 0"]
+    assert s.out() == ["[.] seq 5002 ack 241003 win 65535 len 0"]
 
 
 def test_receiver_sws_avoidance_keeps_the_right_edge() -> None:

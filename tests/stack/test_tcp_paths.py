@@ -427,26 +427,40 @@ def test_gone_connections_never_released_are_bounded() -> None:
 
 
 def test_request_and_answer_cost_one_frame() -> None:
-    # The guest's byte is acknowledged by the answer itself: reading it owes
-    # no window update (the unscaled window is already at its 65535 ceiling).
+    # The first data of a connection is acknowledged at once (quick-ACK at
+    # connection start, as Linux). From then on an answer within the
+    # delayed-ACK time makes the exchange interactive (Linux's pingpong):
+    # the guest's next request is acknowledged by the answer itself, and
+    # reading it owes no window update (the unscaled window is at its
+    # 65535 ceiling).
     stack = make_stack()
     hs = handshake(stack, now=NOW)
     push = TcpFlags.ACK | TcpFlags.PSH
     stack.receive_frame(
         v4(TcpHeader(40000, 80, hs.guest_seq, hs.stack_seq, push, 65535), b"q"), NOW
     )
-    assert stack.take_frames() == []
+    quick = only(stack).tcp
+    assert quick is not None and quick.ack == hs.guest_seq + 1
     assert stack.tcp_read(hs.key, 100, NOW) == b"q"
+    assert stack.tcp_send(hs.key, memoryview(b"a"), NOW + 0.001) == 1
+    assert only(stack).payload == b"a"
+    stack.receive_frame(
+        v4(TcpHeader(40000, 80, hs.guest_seq + 1, hs.stack_seq + 1, push, 65535), b"r"),
+        NOW + 0.002,
+    )
     assert stack.take_frames() == []
-    assert stack.tcp_send(hs.key, memoryview(b"a"), NOW) == 1
+    assert stack.tcp_read(hs.key, 100, NOW + 0.002) == b"r"
+    assert stack.take_frames() == []
+    assert stack.tcp_send(hs.key, memoryview(b"b"), NOW + 0.003) == 1
     answer = only(stack)
-    assert answer.tcp is not None and answer.payload == b"a"
-    assert answer.tcp.ack == hs.guest_seq + 1
+    assert answer.tcp is not None and answer.payload == b"b"
+    assert answer.tcp.ack == hs.guest_seq + 2
 
 
 def test_first_read_after_a_scaled_handshake_owes_no_window_update() -> None:
     # The SYN-ACK advertises at most 65535 unscaled; the first data then
-    # finds the window already at the full buffer, so a read owes no ACK.
+    # finds the window already at the full buffer, so a read owes no ACK
+    # beyond the quick ACK of the first data.
     stack = make_stack()
     key = FlowKey(4, GUEST4, 40000, REMOTE4, 80)
     options = TcpOptions(mss=1460, window_scale=7)
@@ -460,7 +474,8 @@ def test_first_read_after_a_scaled_handshake_owes_no_window_update() -> None:
     assert stack.take_frames() == []
     push = TcpFlags.ACK | TcpFlags.PSH
     stack.receive_frame(v4(TcpHeader(40000, 80, 1001, ours, push, 512), b"x"), NOW)
-    assert stack.take_frames() == []
+    quick = only(stack).tcp
+    assert quick is not None and quick.ack == 1002
     assert stack.tcp_read(key, 100, NOW) == b"x"
     assert stack.take_frames() == []
 

@@ -413,6 +413,13 @@ class TcpTable:
     def _service(self, key: FlowKey, entry: _Entry, now: float) -> None:
         """Emit what the connection wants to send, surface its events, re-arm its timer."""
         conn = entry.conn
+        orphan_data = entry.orphan and conn.readable_bytes and conn.state is not _CLOSED
+        if orphan_data:
+            # Data for a socket its owner closed: reset, as a kernel does
+            # (RFC 9293 3.10.7.4 leaves it to the implementation; RFC 1122
+            # 4.2.2.13 recommends it), so the sender learns it went nowhere.
+            # Before any output: the RST answers the data, no ACK first.
+            conn.abort()
         segments = conn.segments_to_send(now)
         if segments:
             mss = conn.send_mss
@@ -427,19 +434,12 @@ class TcpTable:
                     closed_reason = (False, event.reason.value)
                 elif isinstance(event, Closed) and closed_reason is None:
                     closed_reason = (True, "connection closed")
+        if orphan_data:
+            closed_reason = (False, "reset: data after close")
         state = conn.state
         if entry.half_open and state is not _SYN_RECEIVED:
             entry.half_open = False
             del self._half_open[key]
-        if entry.orphan and conn.readable_bytes and state is not _CLOSED:
-            # Data for a socket its owner closed: reset, as a kernel does
-            # (RFC 9293 3.10.7.4 leaves it to the implementation; RFC 1122
-            # 4.2.2.13 recommends it), so the sender learns it went nowhere.
-            conn.abort()
-            for header, payload in conn.segments_to_send(now):
-                self._emit(key, header, payload, conn.send_mss)
-            closed_reason = (False, "reset: data after close")
-            state = conn.state
         if closed_reason is not None or state is _CLOSED:
             if not entry.orphan:
                 self._remember_gone(key, closed_reason or (True, "connection closed"))

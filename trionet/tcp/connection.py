@@ -190,6 +190,7 @@ class TcpConnection:
         "_keepalive_deadline",
         "_last_ack_sent",
         "_last_ack_time",
+        "_last_data_time",
         "_max_snd_wnd",
         "_ooo",
         "_ooo_fin",
@@ -197,7 +198,10 @@ class TcpConnection:
         "_peer_mss",
         "_persist_backoff",
         "_persist_deadline",
+        "_pingpong",
         "_probes",
+        "_pushed",
+        "_quick",
         "_rcv_adv",
         "_rcv_mss",
         "_rcv_nxt",
@@ -304,6 +308,16 @@ class TcpConnection:
         self._peer_finished = False
         self._ack_now = False
         self._delack_deadline: float | None = None
+        # Quick-ACK mode, modelled on Linux (see docs/tcp.md "When we ACK").
+        #: segments still to be ACKed at once (tcp_incr_quickack's icsk_ack.quick)
+        self._quick = 0
+        #: interactive: we answered within the delayed-ACK time, so ACKs wait
+        #: to ride on the answer (Linux's pingpong mode)
+        self._pingpong = False
+        #: the last segment received was short (Linux's ICSK_ACK_PUSHED)
+        self._pushed = False
+        #: when in-order data last arrived; None before the first
+        self._last_data_time: float | None = None
         self._cwnd = cfg.initial_cwnd_segments * self._send_mss
         self._ssthresh = 1 << 30
         self._cwnd_acc = 0
@@ -1239,6 +1253,14 @@ class TcpConnection:
         if seq == rcv_nxt:
             n = len(payload)
             if n:
+                last = self._last_data_time
+                if last is None or now - last > self._rto:
+                    # The first data, or data after an idle period longer
+                    # than the RTO: ACK the next segments at once, as Linux's
+                    # tcp_event_data_recv does (tcp_incr_quickack).
+                    self._enter_quickack()
+                self._last_data_time = now
+                self._pushed = n < self._rcv_mss
                 was_empty = not self._rcvbuf
                 self._rcvbuf += payload
                 self._rcv_nxt = end
@@ -1250,7 +1272,11 @@ class TcpConnection:
                 if was_empty:
                     self._events.append(_READABLE)
                 self._rcv_unacked += n
-                if self._rcv_unacked >= 2 * self._rcv_mss or self.config.delayed_ack <= 0:
+                if (
+                    self._rcv_unacked >= 2 * self._rcv_mss
+                    or (self._quick and not self._pingpong)
+                    or self.config.delayed_ack <= 0
+                ):
                     self._ack_now = True
                 elif self._delack_deadline is None:
                     self._delack_deadline = now + self.config.delayed_ack
@@ -1266,6 +1292,12 @@ class TcpConnection:
             if fin:
                 self._ooo_fin = end
             self._ack_now = True
+
+    def _enter_quickack(self) -> None:
+        """Linux's tcp_incr_quickack: half the window's worth of segments, 2..16."""
+        quick = self.config.recv_buffer // (2 * self._rcv_mss)
+        quick = 2 if quick < 2 else 16 if quick > 16 else quick
+        self._quick = max(self._quick, quick)
 
     def _on_fin(self, now: float) -> None:
         self._ooo_fin = None
@@ -1326,6 +1358,15 @@ class TcpConnection:
         threshold = min(cfg.recv_buffer // 2, cfg.mss)
         if advertised < ceiling // 2 and free - advertised >= threshold:
             self._ack_now = True
+        elif self._delack_deadline is not None and (
+            self._rcv_unacked > self._rcv_mss
+            or (self._pushed and not self._pingpong and not self._rcvbuf)
+        ):
+            # Linux's tcp_cleanup_rbuf: a read that leaves more than a full
+            # segment unacknowledged, or that drains the queue after a short
+            # segment of non-interactive traffic, ACKs at once rather than
+            # leave the peer waiting out the delayed-ACK timer.
+            self._ack_now = True
 
     # -- timers -------------------------------------------------------------------
 
@@ -1338,6 +1379,9 @@ class TcpConnection:
         if self._delack_deadline is not None and self._delack_deadline <= now:
             self._delack_deadline = None
             self._ack_now = True
+            # The ACK waited in vain for an answer to ride on (Linux's
+            # tcp_delack_timer_handler leaves pingpong mode).
+            self._pingpong = False
         if self._rto_deadline is not None and self._rto_deadline <= now:
             self._on_rto(now)
             if self._state is _CLOSED:
@@ -1599,6 +1643,8 @@ class TcpConnection:
             out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
             sent = True
         if sent:
+            if self._quick and self._rcv_nxt > self._last_ack_sent:
+                self._quick -= 1
             self._ack_now = False
             self._delack_deadline = None
             self._rcv_unacked = 0
@@ -1747,6 +1793,12 @@ class TcpConnection:
             break
         if self._snd_max > rec.high:
             rec.on_transmit(rec.high, self._snd_max, now)
+            last = self._last_data_time
+            if last is not None and now - last < self.config.delayed_ack:
+                # An answer within the delayed-ACK time: interactive traffic,
+                # whose ACKs should wait to ride on the answers (Linux's
+                # tcp_event_data_sent enters pingpong mode).
+                self._pingpong = True
         return sent
 
     def _probe_sent(self, now: float) -> None:
