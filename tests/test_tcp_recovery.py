@@ -114,24 +114,27 @@ def test_prr_sends_in_proportion_then_slow_starts_to_ssthresh() -> None:
     rec = Recovery(0)
     rec.start_recovery(20 * MSS, 21 * MSS)
     # Pipe above ssthresh: one segment delivered allows half a segment.
-    assert rec.prr_cwnd(MSS, 15 * MSS, 10 * MSS, MSS) == 15 * MSS + MSS // 2
+    assert rec.prr_cwnd(MSS, 15 * MSS, 10 * MSS, MSS, safe_ack=True) == 15 * MSS + MSS // 2
     rec.prr_out += MSS
-    assert rec.prr_cwnd(MSS, 15 * MSS, 10 * MSS, MSS) == 15 * MSS
-    # Pipe below ssthresh: PRR-SSRB, what was delivered and not yet sent
-    # (3 - 1 segments) plus one.
-    assert rec.prr_cwnd(MSS, 4 * MSS, 10 * MSS, MSS) == 4 * MSS + 3 * MSS
+    assert rec.prr_cwnd(MSS, 15 * MSS, 10 * MSS, MSS, safe_ack=True) == 15 * MSS
+    # Pipe below ssthresh: what was delivered and not yet sent (3 - 1
+    # segments); one more (slow start) only on a safe ACK (RFC 6937bis).
+    assert rec.prr_cwnd(MSS, 4 * MSS, 10 * MSS, MSS, safe_ack=False) == 4 * MSS + 2 * MSS
+    rec.prr_out += 4 * MSS
+    assert rec.prr_cwnd(MSS, 4 * MSS, 10 * MSS, MSS, safe_ack=False) == 4 * MSS + MSS
+    assert rec.prr_cwnd(MSS, 4 * MSS, 10 * MSS, MSS, safe_ack=True) == 4 * MSS + 2 * MSS
 
 
 def test_probe_is_two_srtt_plus_the_delayed_ack_for_one_segment() -> None:
     rec = Recovery(0)
     rec.arm_probe(10.0, 0.05, False, 11.0)
-    assert rec.timer == pytest.approx(10.1) and rec.timer_is_probe
+    assert rec.timer == pytest.approx(10.102) and rec.timer_is_probe
     rec.timer = None
     rec.arm_probe(10.0, 0.05, True, 11.0)
     assert rec.timer == pytest.approx(10.1 + WC_DEL_ACK)
     rec.timer = None
-    rec.arm_probe(10.0, 0.05, False, 10.05)  # the RTO comes first
-    assert rec.timer is None
+    rec.arm_probe(10.0, 0.05, False, 10.05)  # the RTO comes first: probe in its place
+    assert rec.timer == pytest.approx(10.05)
 
 
 def test_a_timeout_abandons_the_lost_marks() -> None:
@@ -151,12 +154,8 @@ def _sack(*blocks: tuple[int, int]) -> TcpOptions:
 
 
 def _with_rtt(rtt: float = 0.1) -> Script:
-    """ESTABLISHED with SACK, and one round trip measured (SRTT = ``rtt``, RTO 1 s)."""
-    s = established(SACK_CFG, sack=True)
-    s.conn.send(b"r")
-    s.raw()
-    s.now = rtt
-    s.feed(F.ACK, ack=BASE + 1)
+    """ESTABLISHED with SACK, the handshake's round trip measured (SRTT = ``rtt``, RTO 1 s)."""
+    s = established(SACK_CFG, sack=True, rtt=rtt)
     assert s.conn.srtt == pytest.approx(rtt)
     return s
 
@@ -164,7 +163,7 @@ def _with_rtt(rtt: float = 0.1) -> Script:
 def _four_segments(s: Script, at: float) -> int:
     """Send four full segments at ``at``; return the first one's sequence number."""
     s.now = at
-    first = BASE + 1
+    first = BASE
     s.conn.send(b"".join(bytes([65 + i]) * MSS for i in range(4)))
     assert [len(p) for _, p in s.raw()] == [MSS] * 4
     return first
@@ -176,15 +175,17 @@ def test_tail_loss_probe_then_recovery_two_round_trips_after_the_send() -> None:
     # resends the last segment; its SACK shows the first three lost.
     s = _with_rtt(0.1)
     first = _four_segments(s, 1.0)
-    assert s.conn.next_deadline() == pytest.approx(1.2)
-    s.tick(1.2)
+    assert s.conn.next_deadline() == pytest.approx(1.202)  # + Linux's 2 ms slack
+    s.tick(1.202)
     ((probe, payload),) = s.raw()
     assert (probe.seq, payload) == (first + 3 * MSS, b"D" * MSS)
     assert s.conn.stats["tlp_probe"] == 1
-    s.now = 1.3
+    # The probe's SACK, a little over an RTT later (a resend SACKed sooner
+    # than min_RTT could be the original's: RACK ignores it).
+    s.now = 1.31
     s.feed(F.ACK, ack=first, options=TcpOptions(sack_blocks=((first + 3 * MSS, first + 4 * MSS),)))
     out = s.raw()
-    # Recovery starts at 1.3 s, 3 RTT after the send, not at the RTO (2.0 s).
+    # Recovery starts at 1.31 s, 3 RTT after the send, not at the RTO (2.0 s).
     assert out and out[0][0].seq == first and out[0][1] == b"A" * MSS
     assert s.conn.stats["fast_retransmit"] == 1
     assert "rto_retransmit" not in s.conn.stats
@@ -225,7 +226,7 @@ def test_a_probe_that_repairs_the_only_loss_still_halves_cwnd() -> None:
 def test_a_probe_answered_with_dsack_keeps_cwnd() -> None:
     s = _with_rtt(0.1)
     first = _four_segments(s, 1.0)
-    s.tick(1.2)
+    s.tick(1.202)
     s.raw()
     cwnd = s.conn.cwnd
     # Everything had arrived; only the ACK was late. The probe is a duplicate.
@@ -241,7 +242,7 @@ def test_prr_paces_recovery_by_what_is_delivered() -> None:
     # (half the flight), each SACKed segment lets half a segment out
     # (ssthresh / RecoverFS), spread over the round trip, not in a burst.
     s = _with_rtt(0.1)
-    first = BASE + 1
+    first = BASE
     s.now = 1.0
     s.conn.send(bytes(60 * MSS))
     assert len(s.raw()) == 10

@@ -903,6 +903,12 @@ class TcpConnection:
                 self._rto_deadline = None
                 self._retries = 0
                 self._rto = self.config.rto_initial
+                if self._rtt_seq is not None:
+                    # The SYN-ACK's round trip (Linux's tcp_synack_rtt_meas):
+                    # without it a passive open's first flight has no SRTT,
+                    # so no tail loss probe and a 1 s RTO.
+                    self._rtt_sample(now - self._rtt_time)
+                    self._rtt_seq = None
                 self._become_established()
                 st = self._state
             else:
@@ -1107,13 +1113,15 @@ class TcpConnection:
                 if self._dupacks >= 3 and not rec.in_recovery and una >= rec.recover:
                     rec.mark_first_lost(mss)
 
+        lost_before = rec.lost_bytes
         if self._sack_ok and (self._sacked.ranges or rec.lost_bytes or rec.in_recovery):
             self._detect_losses(now)
         if rec.in_recovery or rec.lost_bytes:
             if not rec.in_recovery:
                 self._enter_recovery()
             delivered = acked + self._sacked.sacked - sacked_before
-            self._cwnd = rec.prr_cwnd(delivered, self._pipe(), self._ssthresh, mss)
+            safe = ack > una and rec.lost_bytes <= lost_before
+            self._cwnd = rec.prr_cwnd(delivered, self._pipe(), self._ssthresh, mss, safe_ack=safe)
 
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             self._snd_wnd = window
@@ -1382,17 +1390,18 @@ class TcpConnection:
             # The ACK waited in vain for an answer to ride on (Linux's
             # tcp_delack_timer_handler leaves pingpong mode).
             self._pingpong = False
-        if self._rto_deadline is not None and self._rto_deadline <= now:
-            self._on_rto(now)
-            if self._state is _CLOSED:
-                return
         rec = self._rec
         if rec.timer is not None and rec.timer <= now:
+            # Before the RTO: a probe due with it goes out in its place.
             rec.timer = None
             if rec.timer_is_probe:
                 self._on_probe_timer(now)
             else:
                 self._on_reorder_timer(now)
+        if self._rto_deadline is not None and self._rto_deadline <= now:
+            self._on_rto(now)
+            if self._state is _CLOSED:
+                return
         if self._persist_deadline is not None and self._persist_deadline <= now:
             self._on_persist(now)
             if self._state is _CLOSED:
@@ -1453,7 +1462,9 @@ class TcpConnection:
         if rec.lost_bytes:
             if not rec.in_recovery:
                 self._enter_recovery()
-            self._cwnd = rec.prr_cwnd(0, self._pipe(), self._ssthresh, self._send_mss)
+            self._cwnd = rec.prr_cwnd(
+                0, self._pipe(), self._ssthresh, self._send_mss, safe_ack=False
+            )
 
     def _on_probe_timer(self, now: float) -> None:
         """RFC 8985 section 7.3: send a tail loss probe.
@@ -1480,6 +1491,7 @@ class TcpConnection:
             return
         self._count("tlp_probe")
         self._send_one = True  # _emit_data sends it and records TLP.end_seq
+        self._rto_deadline = now + self._rto
 
     def _on_persist(self, now: float) -> None:
         self._probes += 1
@@ -1625,7 +1637,7 @@ class TcpConnection:
                 out.append(self._syn_segment(now))
                 if self._rto_deadline is None:
                     self._rto_deadline = now + self._rto
-                if st is _SYN_SENT and self._retries == 0 and self._rtt_seq is None:
+                if self._retries == 0 and self._rtt_seq is None:
                     self._rtt_seq = self._iss + 1
                     self._rtt_time = now
                 elif self._retries:

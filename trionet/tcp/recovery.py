@@ -41,6 +41,7 @@ DUP_THRESH = 3
 #: recoveries.
 _REO_PERSIST = 16
 _PTO_NO_RTT = 1.0
+_PTO_SLACK = 0.002
 _END = attrgetter("end")
 
 
@@ -205,6 +206,8 @@ class Recovery:
             # resend, arrived. No RTT to learn, nothing sent after it.
             return
         self.rack_rtt = rtt
+        if not seg.retransmitted and rtt < self.min_rtt:
+            self.min_rtt = rtt  # an unambiguous sample: min_RTT learns from it too
         if seg.xmit > self.rack_xmit or (seg.xmit == self.rack_xmit and seg.end > self.rack_end):
             self.rack_xmit = seg.xmit
             self.rack_end = seg.end
@@ -324,20 +327,26 @@ class Recovery:
     # -- tail loss probe ------------------------------------------------------------------
 
     def arm_probe(self, now: float, srtt: float | None, one_segment: bool, rto_at: float) -> None:
-        """RFC 8985 section 7.2: probe 2 SRTT after the last send or ACK, if the RTO is later."""
+        """RFC 8985 section 7.2: probe 2 SRTT after the last send or ACK.
+
+        Never later than the RTO would fire: then the probe goes out in the
+        RTO's place (TLP_calc_PTO), as Linux does, and the RTO restarts.
+        """
         pto = _PTO_NO_RTT if srtt is None else 2 * srtt
-        if one_segment:
-            pto += WC_DEL_ACK
+        # Linux adds TCP_TIMEOUT_MIN (2 ms) so a near-zero SRTT on a local
+        # link does not probe at once.
+        pto += WC_DEL_ACK if one_segment else _PTO_SLACK
         at = now + pto
-        if at < rto_at:
-            self.timer = at
-            self.timer_is_probe = True
+        self.timer = at if at < rto_at else rto_at
+        self.timer_is_probe = True
 
     # -- fast recovery with PRR -------------------------------------------------------
 
     def start_recovery(self, flight: int, snd_max: int) -> None:
         """RFC 6937 section 3: initialisation at the start of recovery."""
         self.in_recovery = True
+        if self.timer_is_probe:
+            self.timer = None  # no tail loss probes during recovery (RFC 8985 7.2)
         self.recover = snd_max
         self.recover_fs = flight if flight > 0 else 1
         self.prr_delivered = 0
@@ -350,19 +359,25 @@ class Recovery:
             if not self.reo_wnd_persist:
                 self.reo_wnd_mult = 1
 
-    def prr_cwnd(self, delivered: int, pipe: int, ssthresh: int, mss: int) -> int:
+    def prr_cwnd(
+        self, delivered: int, pipe: int, ssthresh: int, mss: int, *, safe_ack: bool
+    ) -> int:
         """RFC 6937 section 3 on each ACK in recovery: the window for what may go out now.
 
         Proportional while the pipe is above ssthresh (sending in step with
-        what the network delivers); slow start back up to ssthresh (the SSRB
-        bound) once losses brought the pipe below it.
+        what the network delivers). Below it, conservative reduction bound
+        (send what was delivered), plus one segment of slow start only on a
+        "safe" ACK, one that advanced SND.UNA and showed no new loss
+        (draft-ietf-tcpm-prr-rfc6937bis; Linux since 6.0).
         """
         self.prr_delivered += delivered
         if pipe > ssthresh:
             sndcnt = -(-self.prr_delivered * ssthresh // self.recover_fs) - self.prr_out
         else:
             room = self.prr_delivered - self.prr_out
-            limit = (room if room > delivered else delivered) + mss
+            limit = room if room > delivered else delivered
+            if safe_ack:
+                limit += mss
             sndcnt = ssthresh - pipe
             sndcnt = min(sndcnt, limit)
         return pipe + (sndcnt if sndcnt > 0 else 0)
