@@ -177,6 +177,7 @@ class TcpConnection:
         "_cwnd",
         "_cwnd_acc",
         "_delack_deadline",
+        "_dsack",
         "_dupacks",
         "_events",
         "_fin_queued",
@@ -305,6 +306,8 @@ class TcpConnection:
             cfg.ooo_max_blocks,
         )
         self._ooo_fin: int | None = None
+        #: a duplicate received since the last ACK: reported first (RFC 2883 D-SACK)
+        self._dsack: tuple[int, int] | None = None
         self._peer_finished = False
         self._ack_now = False
         self._delack_deadline: float | None = None
@@ -858,6 +861,11 @@ class TcpConnection:
                 self._count("rst_out_of_window")
                 return
             self._count("out_of_window")
+            if plen and seq < rcv_nxt and self._sack_ok:
+                # Already received: report the duplicate (RFC 2883 D-SACK),
+                # which tells the sender its resend was spurious.
+                end = seq + plen
+                self._dsack = (seq, end if end < rcv_nxt else rcv_nxt)
             if st is _TIME_WAIT and flags & _I_FIN:
                 self._timewait_deadline = now + self.config.time_wait
             self._ack_now = True
@@ -1244,10 +1252,13 @@ class TcpConnection:
                     fin = False
                 if plen:
                     self._count("duplicate_data")
+                    self._dsack = (seq, end)
                 payload = _EMPTY
                 self._ack_now = True
                 seq = end
             else:
+                self._dsack = (seq, rcv_nxt)
+                self._ack_now = True
                 payload = memoryview(payload)[rcv_nxt - seq :]
                 seq = rcv_nxt
         edge = self._rcv_adv
@@ -1570,18 +1581,18 @@ class TcpConnection:
         urgent: int = 0,
     ) -> TcpHeader:
         """A non-SYN header; ``window`` is the field from ``_window_field()``."""
-        with_sack = sack and self._sack_ok and self._ooo
+        with_sack = sack and self._sack_ok and (self._ooo.blocks or self._dsack is not None)
         if self._ts_ok:
             stamp = (self._ts_now(now), self._ts_recent or 0)
             if with_sack:
-                opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(3), timestamp=stamp)
+                opts = TcpOptions(sack_blocks=self._sack_blocks(3), timestamp=stamp)
             else:
                 # Segments of one burst share a timestamp: reuse its options.
                 opts = self._ts_opts
                 if opts.timestamp != stamp:
                     opts = self._ts_opts = make_tcp_options(None, None, False, (), stamp)
         elif with_sack:
-            opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(4))
+            opts = TcpOptions(sack_blocks=self._sack_blocks(4))
         else:
             opts = NO_OPTIONS
         return make_tcp_header(
@@ -1594,6 +1605,13 @@ class TcpConnection:
             urgent,
             opts,
         )
+
+    def _sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
+        """The SACK option: a D-SACK block first if a duplicate arrived, then the queue's."""
+        dsack = self._dsack
+        if dsack is None:
+            return self._ooo.sack_blocks(limit)
+        return ((dsack[0] & SEQ_MASK, dsack[1] & SEQ_MASK), *self._ooo.sack_blocks(limit - 1))
 
     def _syn_segment(self, now: float) -> Segment:
         # Built with the positional constructors (see trionet.wire._construct):
@@ -1655,6 +1673,7 @@ class TcpConnection:
             out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
             sent = True
         if sent:
+            self._dsack = None
             if self._quick and self._rcv_nxt > self._last_ack_sent:
                 self._quick -= 1
             self._ack_now = False
@@ -1668,6 +1687,7 @@ class TcpConnection:
             and self._sack_ok
             and rec.tlp_end is None
             and not rec.in_recovery
+            and self._snd_una >= rec.recover  # nor after an RTO (Linux's CA_Loss)
             and not rec.lost_bytes
             and self._snd_nxt == self._snd_max
             and self._state in _SENDING
@@ -1686,7 +1706,10 @@ class TcpConnection:
         if (
             self._state in _SENDING
             and self._snd_max == self._snd_una
-            and self._snd_buf_seq + len(self._sndbuf) > self._snd_nxt
+            and (
+                self._snd_buf_seq + len(self._sndbuf) > self._snd_nxt
+                or (self._fin_queued and self._fin_seq is None)
+            )
             and self._snd_una + self._snd_wnd <= self._snd_nxt
         ):
             if self._persist_deadline is None:
@@ -1728,8 +1751,11 @@ class TcpConnection:
             if rec.lost_queue and (lost := rec.first_lost()) is not None:
                 # What RACK (or NewReno, or a tail probe) deemed lost goes first.
                 size = lost.end - lost.start
-                if room < (size if size < mss else mss) and not self._send_one:
+                if room <= 0 and not self._send_one:
                     break
+                # PRR counts bytes; a segment goes once it allows any (Linux
+                # counts whole segments, rounding the same way).
+                room = room if room > mss else mss
                 if size > cap or (size > room > 0 and not self._send_one):
                     # Send what fits (in whole segments) and keep the rest lost.
                     part = cap if size > cap else max(room - room % mss, mss)
@@ -1791,7 +1817,13 @@ class TcpConnection:
                 if self._snd_nxt >= data_end and not self._fin_queued and not rec.in_recovery:
                     break  # all queued data is out: the next pass would find just that
                 continue
-            if self._fin_queued and nxt == data_end:
+            if (
+                self._fin_queued
+                and nxt == data_end
+                and (nxt < self._snd_una + self._snd_wnd or self._fin_seq is not None)
+            ):
+                # A first FIN takes sequence space: like data, it waits for
+                # the peer's window (the persist timer probes meanwhile).
                 self._transmit(
                     nxt,
                     nxt,
