@@ -214,9 +214,14 @@ def test_a_probe_that_repairs_the_only_loss_still_halves_cwnd() -> None:
     s.feed(F.ACK, ack=first + 3 * MSS)  # the first three arrived, the last did not
     cwnd = s.conn.cwnd
     s.raw()
-    s.tick(s.conn.next_deadline() or 0.0)
-    ((probe, _),) = s.raw()
-    assert probe.seq == first + 3 * MSS
+    out: list[tuple[object, bytes]] = []
+    while not out:  # the timer set at the send is put back by the ACK
+        s.tick(s.conn.next_deadline() or 0.0)
+        out = s.raw()  # type: ignore[assignment]
+    # One segment in flight: PTO = 2 SRTT + WCDelAckT from the ACK.
+    assert s.now == pytest.approx(1.1 + 0.2 + 0.2)
+    ((probe, _),) = out
+    assert probe.seq == first + 3 * MSS  # type: ignore[attr-defined]
     s.now += 0.1
     s.feed(F.ACK, ack=first + 4 * MSS)
     assert s.conn.stats["tlp_recovery"] == 1

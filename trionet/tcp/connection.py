@@ -1064,8 +1064,6 @@ class TcpConnection:
                 self._rtt_seq = None
             self._retries = 0
             self._dupacks = 0
-            if rec.timer_is_probe:
-                rec.timer = None  # re-armed from this ACK (RFC 8985 7.2)
             if rec.tlp_end is not None and ack >= rec.tlp_end:
                 self._end_probe_episode(dsack)
             if rec.in_recovery:
@@ -1120,6 +1118,12 @@ class TcpConnection:
                 acked = mss
                 if self._dupacks >= 3 and not rec.in_recovery and una >= rec.recover:
                     rec.mark_first_lost(mss)
+        elif not rec.lost_bytes and not opts.sack_blocks:
+            # Neither new nor duplicate: data riding on an old ACK (the
+            # receive path). Loss detection has nothing new to go on.
+            if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+                self._update_window(window, seq, ack)
+            return
 
         lost_before = rec.lost_bytes
         if self._sack_ok and (self._sacked.ranges or rec.lost_bytes or rec.in_recovery):
@@ -1132,12 +1136,22 @@ class TcpConnection:
             self._cwnd = rec.prr_cwnd(delivered, self._pipe(), self._ssthresh, mss, safe_ack=safe)
 
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+            # _update_window inlined: once per ACK.
             self._snd_wnd = window
             self._snd_wl1 = seq
             self._snd_wl2 = ack
             self._max_snd_wnd = max(self._max_snd_wnd, window)
             if window:
                 self._persist_deadline = None
+
+    def _update_window(self, window: int, seq: int, ack: int) -> None:
+        """RFC 9293 3.10.7.4: SND.WND from a segment newer than the last update."""
+        self._snd_wnd = window
+        self._snd_wl1 = seq
+        self._snd_wl2 = ack
+        self._max_snd_wnd = max(self._max_snd_wnd, window)
+        if window:
+            self._persist_deadline = None
 
     def _detect_losses(self, now: float) -> None:
         """RACK (RFC 8985 section 6.2), except while a timeout's go-back-N resend runs."""
@@ -1272,13 +1286,16 @@ class TcpConnection:
         if seq == rcv_nxt:
             n = len(payload)
             if n:
-                last = self._last_data_time
-                if last is None or now - last > self._rto:
-                    # The first data, or data after an idle period longer
-                    # than the RTO: ACK the next segments at once, as Linux's
-                    # tcp_event_data_recv does (tcp_incr_quickack).
-                    self._enter_quickack()
-                self._last_data_time = now
+                if not self._rcv_unacked:
+                    # The first segment our last ACK did not cover (checked
+                    # once per ACK, not per segment of a burst).
+                    last = self._last_data_time
+                    if last is None or now - last > self._rto:
+                        # The first data, or data after an idle period longer
+                        # than the RTO: ACK the next segments at once, as
+                        # Linux's tcp_event_data_recv does (tcp_incr_quickack).
+                        self._enter_quickack()
+                    self._last_data_time = now
                 self._pushed = n < self._rcv_mss
                 was_empty = not self._rcvbuf
                 self._rcvbuf += payload
@@ -1487,6 +1504,10 @@ class TcpConnection:
         rec = self._rec
         if self._state not in _SENDING or self._snd_max == self._snd_una or rec.in_recovery:
             return
+        rto_at = self._rto_deadline
+        one = self._snd_max - self._snd_una <= self._send_mss
+        if not rec.probe_due(now, self._srtt, one, now + self._rto if rto_at is None else rto_at):
+            return  # sends or ACKs since it was armed moved it later
         data_end = self._snd_buf_seq + len(self._sndbuf)
         nxt = self._snd_nxt
         if nxt < data_end and nxt < self._snd_una + self._snd_wnd:
@@ -1699,7 +1720,7 @@ class TcpConnection:
                 now,
                 self._srtt,
                 self._snd_max - self._snd_una <= self._send_mss,
-                rto_at if rto_at is not None else now + self._rto,
+                now + self._rto if rto_at is None else rto_at,
             )
         # The persist timer: armed while queued data waits on a closed window
         # with nothing in flight to draw the ACK that would reopen it.

@@ -75,6 +75,7 @@ class Recovery:
         "lost_bytes",
         "lost_queue",
         "min_rtt",
+        "probe_from",
         "prr_delivered",
         "prr_out",
         "rack_end",
@@ -118,6 +119,10 @@ class Recovery:
         #: RACK reordering timer or tail loss probe deadline (``timer_is_probe``)
         self.timer: float | None = None
         self.timer_is_probe = False
+        #: the last send of new data or ACK of new data: the probe counts from it.
+        #: The timer is not moved on each (that would cost a heap push per
+        #: exchange); when it fires early it is put back (``probe_due``).
+        self.probe_from = 0.0
         # TLP (section 7): the probe's SND.NXT, and whether it was a retransmission.
         self.tlp_end: int | None = None
         self.tlp_retransmitted = False
@@ -159,6 +164,7 @@ class Recovery:
             if end <= high:
                 return
             start = high
+        self.probe_from = now
         segs = self.segs
         if segs:
             last = segs[-1]
@@ -220,6 +226,27 @@ class Recovery:
     def acked(self, ack: int, now: float) -> None:
         """SND.UNA advanced to ``ack``: the transmissions below it were delivered."""
         segs = self.segs
+        if not segs:
+            return
+        last = segs[-1]
+        self.probe_from = now
+        if last.end <= ack and not self.lost_bytes and segs[0].start >= self.retransmitted_high:
+            # Everything acknowledged, all originals (request/response, the
+            # end of a burst): the newest tells RACK all (RFC 8985 6.2 steps
+            # 2 and 3 for an original, inlined: this is every exchange).
+            xmit = last.xmit
+            rtt = now - xmit
+            self.rack_rtt = rtt
+            self.min_rtt = min(self.min_rtt, rtt)
+            if xmit > self.rack_xmit or (xmit == self.rack_xmit and last.end > self.rack_end):
+                self.rack_xmit = xmit
+                self.rack_end = last.end
+            if last.end < self.fack:
+                self.reordering_seen = True
+            else:
+                self.fack = last.end
+            segs.clear()
+            return
         k = bisect_right(segs, ack, key=_END)
         if k:
             if self.lost_bytes or segs[0].start < self.retransmitted_high:
@@ -326,19 +353,34 @@ class Recovery:
 
     # -- tail loss probe ------------------------------------------------------------------
 
+    @staticmethod
+    def pto(srtt: float | None, one_segment: bool) -> float:
+        """RFC 8985 section 7.2: 2 SRTT, plus the worst delayed ACK for a single segment."""
+        pto = _PTO_NO_RTT if srtt is None else 2 * srtt
+        # Linux adds TCP_TIMEOUT_MIN (2 ms) so a near-zero SRTT on a local
+        # link does not probe at once.
+        return pto + (WC_DEL_ACK if one_segment else _PTO_SLACK)
+
     def arm_probe(self, now: float, srtt: float | None, one_segment: bool, rto_at: float) -> None:
-        """RFC 8985 section 7.2: probe 2 SRTT after the last send or ACK.
+        """RFC 8985 section 7.2: probe a PTO after the last send or ACK.
 
         Never later than the RTO would fire: then the probe goes out in the
         RTO's place (TLP_calc_PTO), as Linux does, and the RTO restarts.
         """
-        pto = _PTO_NO_RTT if srtt is None else 2 * srtt
-        # Linux adds TCP_TIMEOUT_MIN (2 ms) so a near-zero SRTT on a local
-        # link does not probe at once.
-        pto += WC_DEL_ACK if one_segment else _PTO_SLACK
-        at = now + pto
+        self.probe_from = now
+        at = now + self.pto(srtt, one_segment)
         self.timer = at if at < rto_at else rto_at
         self.timer_is_probe = True
+
+    def probe_due(self, now: float, srtt: float | None, one_segment: bool, rto_at: float) -> bool:
+        """The probe timer fired: True if a probe is due, else it is put back for later."""
+        at = self.probe_from + self.pto(srtt, one_segment)
+        at = min(at, rto_at)
+        if at <= now:
+            return True
+        self.timer = at
+        self.timer_is_probe = True
+        return False
 
     # -- fast recovery with PRR -------------------------------------------------------
 
