@@ -1052,7 +1052,15 @@ class TcpConnection:
                 self._snd_nxt = ack
             if self._sacked.ranges:
                 self._sacked.prune(ack)
-            rec.acked(ack, now)
+            segs = rec.segs
+            if segs:
+                if segs[-1].end <= ack and not self._sacked.ranges and not rec.lost_bytes:
+                    # All delivered, nothing SACKed: RACK learns nothing here
+                    # that a later SACK (of later sends) would not teach it.
+                    rec.spare = segs[-1]
+                    segs.clear()
+                else:
+                    rec.acked(ack, now)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
             ts = opts.timestamp
             if self._ts_ok and ts is not None and ts[1] != 0:
@@ -1125,15 +1133,20 @@ class TcpConnection:
                 self._update_window(window, seq, ack)
             return
 
-        lost_before = rec.lost_bytes
-        if self._sack_ok and (self._sacked.ranges or rec.lost_bytes or rec.in_recovery):
-            self._detect_losses(now)
-        if rec.in_recovery or rec.lost_bytes:
-            if not rec.in_recovery:
-                self._enter_recovery()
-            delivered = acked + self._sacked.sacked - sacked_before
-            safe = ack > una and rec.lost_bytes <= lost_before
-            self._cwnd = rec.prr_cwnd(delivered, self._pipe(), self._ssthresh, mss, safe_ack=safe)
+        if rec.lost_bytes or rec.in_recovery or self._sacked.ranges:
+            # Something is (or may be) missing: RACK, then PRR. Skipped on
+            # the loss-free path, which is every ACK of a clean transfer.
+            lost_before = rec.lost_bytes
+            if self._sack_ok:
+                self._detect_losses(now)
+            if rec.in_recovery or rec.lost_bytes:
+                if not rec.in_recovery:
+                    self._enter_recovery()
+                delivered = acked + self._sacked.sacked - sacked_before
+                safe = ack > una and rec.lost_bytes <= lost_before
+                self._cwnd = rec.prr_cwnd(
+                    delivered, self._pipe(), self._ssthresh, mss, safe_ack=safe
+                )
 
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             # _update_window inlined: once per ACK.
@@ -1224,7 +1237,8 @@ class TcpConnection:
         if r < 0:
             return
         rec = self._rec
-        rec.min_rtt = min(rec.min_rtt, r)
+        if r < rec.min_rtt:  # noqa: PLR1730 (min() costs a call per ACK)
+            rec.min_rtt = r
         if self._srtt is None:
             self._srtt = r
             self._rttvar = r / 2

@@ -88,6 +88,7 @@ class Recovery:
         "reordering_seen",
         "retransmitted_high",
         "segs",
+        "spare",
         "timer",
         "timer_is_probe",
         "tlp_end",
@@ -97,6 +98,8 @@ class Recovery:
     def __init__(self, iss: int) -> None:
         #: undelivered transmissions, in sequence order
         self.segs: list[Transmission] = []
+        #: an original, fully delivered record kept for reuse
+        self.spare: Transmission | None = None
         #: the end of the highest transmission recorded (SND.MAX once data flowed)
         self.high = iss + 1
         #: no transmission at or above this was ever resent
@@ -175,7 +178,18 @@ class Recovery:
                 last.end = end
                 self.high = end
                 return
-        segs.append(Transmission(start, end, now))
+        seg = self.spare
+        if seg is None:
+            seg = Transmission(start, end, now)
+        else:
+            # Reuse the record the last full ACK freed: one allocation less
+            # per request/response exchange.
+            self.spare = None
+            seg.start = start
+            seg.end = end
+            seg.xmit = now
+            seg.retransmitted = seg.lost = False
+        segs.append(seg)
         self.high = end
 
     def first_lost(self) -> Transmission | None:
@@ -246,6 +260,7 @@ class Recovery:
             else:
                 self.fack = last.end
             segs.clear()
+            self.spare = last
             return
         k = bisect_right(segs, ack, key=_END)
         if k:
