@@ -178,18 +178,18 @@ class Recovery:
                 last.end = end
                 self.high = end
                 return
-        seg = self.spare
-        if seg is None:
-            seg = Transmission(start, end, now)
+        spare = self.spare
+        if spare is None:
+            segs.append(Transmission(start, end, now))
         else:
             # Reuse the record the last full ACK freed: one allocation less
             # per request/response exchange.
             self.spare = None
-            seg.start = start
-            seg.end = end
-            seg.xmit = now
-            seg.retransmitted = seg.lost = False
-        segs.append(seg)
+            spare.start = start
+            spare.end = end
+            spare.xmit = now
+            spare.retransmitted = spare.lost = False
+            segs.append(spare)
         self.high = end
 
     def first_lost(self) -> Transmission | None:
