@@ -21,12 +21,14 @@ import ipaddress
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
+from trionet.ports.config import PortMapping, ports_from_dict, ports_to_dict
+from trionet.ratelimit.config import RateLimiterConfig
 
 __all__ = [
     "MAX_CONNECTIONS_LIMIT",
@@ -125,6 +127,10 @@ class NetworkConfig:
     interface: InterfaceOverrides = field(default_factory=InterfaceOverrides)
     host_alias: str = DEFAULT_HOST_ALIAS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: published ports (host -> guest), reference §9
+    ports: tuple[PortMapping, ...] = ()
+    #: token buckets on the guest's frames, reference §12; None: unlimited
+    rate_limiter: RateLimiterConfig | None = None
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -144,7 +150,12 @@ class NetworkConfig:
         interface_data = reader.take("interface", Mapping, None)
         host_alias = reader.take("host_alias", str, DEFAULT_HOST_ALIAS)
         max_connections = reader.take("max_connections", int, DEFAULT_MAX_CONNECTIONS)
+        ports = ports_from_dict(reader.take("ports", Sequence, ()))
+        rate_limiter_data = reader.take("rate_limiter", Mapping, None)
         reader.finish()
+        rate_limiter = (
+            None if rate_limiter_data is None else RateLimiterConfig.from_dict(rate_limiter_data)
+        )
         interface = (
             InterfaceOverrides()
             if interface_data is None
@@ -155,6 +166,8 @@ class NetworkConfig:
             interface=interface,
             host_alias=host_alias,
             max_connections=max_connections,
+            ports=ports,
+            rate_limiter=rate_limiter,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,12 +180,16 @@ class NetworkConfig:
                 interface[name] = str(value)
         if iface.mtu is not None:
             interface["mtu"] = iface.mtu
-        return {
+        out: dict[str, Any] = {
             "enabled": self.enabled,
             "interface": interface,
             "host_alias": self.host_alias,
             "max_connections": self.max_connections,
+            "ports": ports_to_dict(self.ports),
         }
+        if self.rate_limiter is not None:
+            out["rate_limiter"] = self.rate_limiter.to_dict()
+        return out
 
     @classmethod
     def load(cls, path: str | Path) -> NetworkConfig:

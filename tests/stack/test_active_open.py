@@ -78,7 +78,7 @@ def test_active_open_from_a_real_peer_address_over_ipv6() -> None:
     guest = TcpConnection.accept(syn, iss=5, config=GUEST_CONFIG, now=0.0)
     _deliver(stack, guest, key, 0.0)
     assert stack.tcp_established(key)
-    assert GW6 != peer
+    assert peer != GW6
 
 
 def test_closed_guest_port_ends_the_open_as_refused() -> None:
