@@ -170,7 +170,7 @@ async def open_network(
     tcp = TcpRelay(core, handler=flow_handler, **relay_options)
     udp = UdpRelay(core)
     IcmpRelay(core)
-    ports = PortPublisher(core)
+    ports = PortPublisher(core, **relay_options)
     # Bound before anything runs, so a taken port fails open_network with
     # a plain PublishError and leaves nothing behind.
     try:
@@ -180,6 +180,7 @@ async def open_network(
         ports.close()
         core.readiness.close()
         raise
+    core.backend.limit(config.rate_limiter, core.call_at)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
