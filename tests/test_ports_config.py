@@ -139,3 +139,12 @@ def test_errors_name_their_field(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         NetworkConfig.from_dict(data)
     assert str(info.value).startswith(message)
+
+
+@given(st.text(alphabet="0123456789:[]./abcdefptu-", max_size=40))
+def test_publish_syntax_rejects_with_value_error_only(text: str) -> None:
+    try:
+        mapping = parse_publish(text)
+    except ValueError:
+        return
+    assert 0 <= mapping.host_port <= 65535 and 1 <= mapping.guest_port <= 65535
