@@ -293,3 +293,26 @@ def test_publish_errors_are_one_line() -> None:
     assert f"cannot publish 127.0.0.1:{port}->80/tcp: Address already in use" in result.stderr
     bad = trionet("run", "-p", "80", "--", "true")
     assert bad.returncode == 2 and "is not [ADDR:]HOST:GUEST" in bad.stderr
+
+
+def test_ingress_deny_resets(tmp_path: Path) -> None:
+    config = tmp_path / "net.json"
+    config.write_text(
+        json.dumps({"policy": {"default_egress": "allow", "default_ingress": "deny"}})
+    )
+    port = free_port()
+    with guest(
+        "--config", str(config), "-p", f"{port}:8000", script="exec python3 -m http.server 8000"
+    ):
+        deadline = time.monotonic() + 15
+        while True:  # until trionet listens; then every client is reset
+            result = curl(f"http://127.0.0.1:{port}/")
+            if result.returncode != 7 or b"reset" in result.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert result.returncode in {7, 56}, result.stderr
+        with (
+            pytest.raises(ConnectionResetError),
+            socket.create_connection(("127.0.0.1", port), timeout=5) as s,
+        ):
+            s.recv(1)

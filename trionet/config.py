@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
+from trionet.dns.config import DnsConfig
+from trionet.policy.model import NetworkPolicy
 from trionet.ports.config import PortMapping, ports_from_dict, ports_to_dict
 from trionet.ratelimit.config import RateLimiterConfig
 
@@ -131,6 +133,9 @@ class NetworkConfig:
     ports: tuple[PortMapping, ...] = ()
     #: token buckets on the guest's frames, reference §12; None: unlimited
     rate_limiter: RateLimiterConfig | None = None
+    #: key absent: the public profile (the secure default); ``{}``: deny everything
+    policy: NetworkPolicy = field(default_factory=NetworkPolicy.public)
+    dns: DnsConfig = field(default_factory=DnsConfig)
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -152,6 +157,8 @@ class NetworkConfig:
         max_connections = reader.take("max_connections", int, DEFAULT_MAX_CONNECTIONS)
         ports = ports_from_dict(reader.take("ports", Sequence, ()))
         rate_limiter_data = reader.take("rate_limiter", Mapping, None)
+        policy_data = reader.take("policy", Mapping, None)
+        dns_data = reader.take("dns", Mapping, None)
         reader.finish()
         rate_limiter = (
             None if rate_limiter_data is None else RateLimiterConfig.from_dict(rate_limiter_data)
@@ -168,6 +175,10 @@ class NetworkConfig:
             max_connections=max_connections,
             ports=ports,
             rate_limiter=rate_limiter,
+            policy=NetworkPolicy.public()
+            if policy_data is None
+            else NetworkPolicy.from_dict(policy_data, "policy."),
+            dns=DnsConfig() if dns_data is None else DnsConfig.from_dict(dns_data, "dns."),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +197,8 @@ class NetworkConfig:
             "host_alias": self.host_alias,
             "max_connections": self.max_connections,
             "ports": ports_to_dict(self.ports),
+            "policy": self.policy.to_dict(),
+            "dns": self.dns.to_dict(),
         }
         if self.rate_limiter is not None:
             out["rate_limiter"] = self.rate_limiter.to_dict()

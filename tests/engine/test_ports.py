@@ -97,6 +97,7 @@ def _run(
     body: Callable[[Network, trio.Nursery], Awaitable[None]],
     *,
     connect_timeout: float | None = None,
+    config: NetworkConfig | None = None,
     timeout: float = 60.0,
 ) -> Network:
     """As run_with_engine, with the engine's connect timeout as a knob."""
@@ -106,7 +107,7 @@ def _run(
         with in_netns(link.host), trio.fail_after(timeout):
             async with trio.open_nursery() as servers:
                 async with open_network(
-                    NetworkConfig(), 0, routes=DUAL, connect_timeout=connect_timeout
+                    config or NetworkConfig(), 0, routes=DUAL, connect_timeout=connect_timeout
                 ) as net:
                     await net.attach_tap(link.tap)
                     result.append(net)
@@ -183,23 +184,37 @@ def test_closed_guest_port_and_silent_guest_reset_the_client(
     assert snapshot["dropped"]["published_guest_timeout"] == 1  # type: ignore[index]
 
 
-def test_ingress_deny_resets(guest_link_factory: GuestLinkFactory) -> None:
+def test_ingress_policy_deny_resets(guest_link_factory: GuestLinkFactory) -> None:
     link = guest_link_factory()
-    asked: list[tuple[object, ...]] = []
+    # Everything allowed but TCP from 127.0.0.1 to guest port 7000.
+    config = NetworkConfig.from_dict(
+        {
+            "policy": {
+                "default_egress": "allow",
+                "default_ingress": "allow",
+                "rules": [
+                    {
+                        "direction": "ingress",
+                        "destination": {"cidr": "127.0.0.1/32"},
+                        "protocols": ["tcp"],
+                        "ports": [{"start": 7000, "end": 7000}],
+                        "action": "deny",
+                    }
+                ],
+            }
+        }
+    )
 
     async def body(net: Network, servers: trio.Nursery) -> None:
         await _start_guest(link, servers, TCP_SERVER, 7000)
+        v4 = await net.publish(LOCAL4)
+        v6 = await net.publish(PortMapping(0, 7000, host_bind=ipaddress.ip_address("::1")))
+        await _expect_reset(("127.0.0.1", v4.host_port))
+        # The peer is what the policy judges: ::1 is not denied.
+        assert (await _client(("::1", v6.host_port), b"ok")).endswith(b"\nok")
 
-        def deny(peer: object, guest_port: int, protocol: str) -> bool:
-            asked.append((str(peer), guest_port, protocol))
-            return False
-
-        net.core.ingress_decision = deny  # type: ignore[method-assign]
-        mapping = await net.publish(LOCAL4)
-        await _expect_reset(("127.0.0.1", mapping.host_port))
-
-    _run(link, body)
-    assert asked == [("127.0.0.1", 7000, "tcp")]
+    net = _run(link, body, config=config)
+    assert net.metrics_handle().snapshot()["dropped"]["published_denied"] == 1  # type: ignore[index]
 
 
 def test_real_source_for_a_peer_off_loopback(

@@ -25,6 +25,7 @@ from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict
 from trionet.engine.readiness import ReadinessLoop
+from trionet.policy import PolicyEvaluator, PolicyVerdict
 from trionet.stack.flows import (
     EchoRequested,
     FlowKey,
@@ -87,6 +88,8 @@ class EngineCore:
         #: connections someone other than the TCP relay owns (published ports):
         #: their activity goes to this callback instead of on_tcp_activity
         self.tcp_watchers: dict[FlowKey, Callable[[], None]] = {}
+        #: the sandbox's policy (§10), set by open_network; None: allow everything
+        self.policy_evaluator: PolicyEvaluator | None = None
         #: guest datagrams to these keys are replies to a published UDP port's peer
         self.udp_watchers: dict[FlowKey, Callable[[bytes], None]] = {}
 
@@ -269,10 +272,23 @@ class EngineCore:
 
         The one ingress decision point: every accepted published TCP
         connection and every new published UDP peer passes here, with the
-        peer as the address the policy judges. Allows everything until the
-        policy core evaluates and audits here.
+        peer as the address the policy judges. Auditing the decision comes
+        with the policy branch's AuditLog.
         """
-        return True
+        evaluator = self.policy_evaluator
+        if evaluator is None:
+            return True
+        decision = evaluator.ingress(peer_ip, guest_port, protocol, trio.current_time())
+        if decision.verdict is PolicyVerdict.ALLOW:
+            return True
+        _log.info(
+            "ingress denied: %s to guest port %d/%s by %s",
+            peer_ip,
+            guest_port,
+            protocol,
+            decision.rule_text,
+        )
+        return False
 
     def is_gateway(self, address: IPAddress) -> bool:
         a = self.addressing

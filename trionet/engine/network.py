@@ -30,6 +30,7 @@ from trionet.engine.udp_relay import UdpRelay
 from trionet.guest_env import guest_env_vars
 from trionet.links.tap import TapDevice
 from trionet.links.tap_link import run_tap_link
+from trionet.policy import Gateways, PinSet, PolicyEvaluator
 from trionet.ports.config import PortMapping
 from trionet.stack.interface import Stack, StackParams
 
@@ -130,6 +131,20 @@ async def _run_tap(
         await run_tap_link(backend, tap, task_status=task_status)
 
 
+def _gateways(addressing: GuestAddressing) -> Gateways:
+    """What the policy's ``host`` group means for this sandbox."""
+    v4 = None if addressing.ipv4 is None else addressing.ipv4.gateway
+    v6 = (
+        ()
+        if addressing.ipv6 is None
+        else (
+            addressing.ipv6.gateway,
+            addressing.ipv6.gateway_link_local,
+        )
+    )
+    return Gateways(v4, v6)
+
+
 def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackParams:
     return StackParams(
         guest_mac=addressing.guest_mac.packed,
@@ -166,11 +181,16 @@ async def open_network(
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
     core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
+    core.policy_evaluator = PolicyEvaluator(config.policy, _gateways(addressing), PinSet())
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     tcp = TcpRelay(core, handler=flow_handler, **relay_options)
     udp = UdpRelay(core)
     IcmpRelay(core)
-    ports = PortPublisher(core, **relay_options)
+    ports = (
+        PortPublisher(core)
+        if connect_timeout is None
+        else PortPublisher(core, connect_timeout=connect_timeout)
+    )
     # Bound before anything runs, so a taken port fails open_network with
     # a plain PublishError and leaves nothing behind.
     try:
