@@ -156,6 +156,21 @@ def _script(tmp_path: Path, text: str) -> str:
     return f"exec python3 {path}"
 
 
+def test_an_ipv6_only_guest_is_reached_on_its_ipv6_address() -> None:
+    port = free_port()
+    with guest(
+        "--no-ipv4",
+        "--ipv6",
+        "-p",
+        f"{port}:8000",
+        script="exec python3 -m http.server -b :: 8000",
+    ):
+        wait_port("127.0.0.1", port)
+        result = curl(f"http://127.0.0.1:{port}/")
+        assert result.returncode == 0, result.stderr
+        assert b"Directory listing" in result.stdout
+
+
 def test_bulk_each_way_hash_checked(tmp_path: Path) -> None:
     port = free_port()
     with guest("-p", f"{port}:7100", script=_script(tmp_path, BULK_SERVER)):

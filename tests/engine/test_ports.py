@@ -161,6 +161,17 @@ def test_publish_unpublish_while_running(guest_link_factory: GuestLinkFactory) -
             await held6.recv(100)
         held.close()
         held6.close()
+        # The relay cap: at the cap, further clients are reset.
+        capped = await net.publish(LOCAL4)
+        ports = net._ports  # type: ignore[attr-defined]
+        while ports.relays:  # the closed relays above wind down
+            await trio.sleep(0.01)
+        ports._max_relays = 1
+        first = trio.socket.socket()
+        await first.connect(("127.0.0.1", capped.host_port))
+        assert (await first.recv(100)).startswith(b"from ")
+        await _expect_reset(("127.0.0.1", capped.host_port))
+        first.close()
 
     net = _run(link, body)
     assert net.metrics_handle().snapshot()["connections"]["host_sockets"] == 0  # type: ignore[index]
