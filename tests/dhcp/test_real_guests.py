@@ -110,7 +110,8 @@ async def default_route(guest: Netns, family: str) -> str:
 
 UDHCPC_SCRIPT = """#!/bin/sh
 # What a distribution's udhcpc default.script does, writing DNS to a file of the test's.
-echo "$1 t=$(date +%s) ip=$ip mask=$mask router=$router dns=$dns domain=$domain search=$search mtu=$mtu lease=$lease" >> LOG
+echo "$1 t=$(date +%s) ip=$ip mask=$mask router=$router dns=$dns" \\
+    "domain=$domain search=$search mtu=$mtu lease=$lease" >> LOG
 case "$1" in
     deconfig)
         ip -4 addr flush dev "$interface"
@@ -153,7 +154,7 @@ def test_udhcpc_guest_gets_ipv4_and_keeps_its_lease_across_renewals(
         async with trio.open_nursery() as nursery:
             await link.guest.start(
                 nursery,
-                ["busybox", "udhcpc", "-f", "-i", "eth0", "-s", str(script), "-t", "10", "-T", "1"],
+                ["busybox", "udhcpc", "-f", "-i", "eth0", "-s", str(script), "-T", "1"],
             )
 
             async def bound() -> bool:
@@ -164,9 +165,7 @@ def test_udhcpc_guest_gets_ipv4_and_keeps_its_lease_across_renewals(
             assert f" ip={GUEST4} mask=30 router={GW4} dns={GW4}" in line
             assert "domain=corp.example search=corp.example example.org" in line
             assert f"mtu={MTU} lease=30" in line
-            assert resolv.read_text() == (
-                f"search corp.example example.org\nnameserver {GW4}\n"
-            )
+            assert resolv.read_text() == (f"search corp.example example.org\nnameserver {GW4}\n")
             assert await fetch(link.guest, f"http://{GW4}:{port4}/100") == PAGE
             mtu = (await link.guest.arun(["cat", "/sys/class/net/eth0/mtu"])).stdout
             assert mtu.strip() == str(MTU).encode()
