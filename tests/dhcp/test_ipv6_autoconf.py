@@ -10,9 +10,11 @@ from tests.stack.guest import (
     GATEWAY_MAC,
     GUEST6,
     GUEST6_LL,
+    GW4,
     GW6,
     GW6_LL,
     REMOTE6,
+    arp_request,
     make_stack,
     take_parsed,
     v6,
@@ -83,6 +85,9 @@ def test_flags_follow_the_config() -> None:
 def test_unsolicited_schedule_starts_with_the_link() -> None:
     stack = dhcp_stack(DhcpConfig(ra_interval=30))
     assert stack.next_deadline() is None  # nobody there to hear it yet
+    stack.receive_frame(arp_request(GW4), 5.0)  # IPv4 alone starts nothing
+    stack.take_frames()
+    assert stack.next_deadline() is None
     stack.receive_frame(v6(UdpHeader(1, 2), b"x", src=GUEST6, dst=REMOTE6), 10.0)
     stack.take_events()
     assert stack.next_deadline() == 10.0

@@ -6,9 +6,10 @@ the gateway as DNS server (RDNSS) with the search domains (DNSSL, RFC
 8106). The M and O flags say whether DHCPv6 also hands out the slot's ::2
 and DNS settings.
 
-Timing, sans-IO: nothing is sent until the guest's link shows a sign of
-life (its first frame, :meth:`RouterAdvertiser.link_up`), since a guest that
-is not there yet cannot hear it. Then three initial advertisements 4 s
+Timing, sans-IO: nothing is sent until the guest speaks IPv6 (its first
+IPv6 frame: duplicate address detection, an MLD report or a solicitation;
+:meth:`RouterAdvertiser.link_up`), since a guest that is not there yet, or
+runs without IPv6, has no use for it. Then three initial advertisements 4 s
 apart (RFC 4861's MAX_INITIAL_RTR_ADVERTISEMENTS, at less than its 16 s
 limit), then one every ``ra_interval`` seconds. A router solicitation is
 answered at once, but not more than once a second: a guest soliciting in a
@@ -78,7 +79,7 @@ class RouterAdvertiser:
         self.sent = 0
 
     def link_up(self, now: float) -> None:
-        """The guest sent its first frame: start the unsolicited advertisements."""
+        """The guest sent its first IPv6 frame: start the unsolicited advertisements."""
         if self._next is None:
             self._next = now
 

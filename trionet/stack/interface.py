@@ -132,8 +132,8 @@ class Stack:
         self.dhcpv6: Dhcpv6Server | None = None
         self.router_advertiser: RouterAdvertiser | None = None
         self._setup_autoconf(params)
-        #: the guest has not sent a frame yet (router advertisements wait for one)
-        self._link_quiet = self.router_advertiser is not None
+        #: the guest has not spoken IPv6 yet (router advertisements wait until it does)
+        self._ipv6_quiet = self.router_advertiser is not None
 
     def _setup_autoconf(self, params: StackParams) -> None:
         dhcp = params.dhcp
@@ -226,10 +226,6 @@ class Stack:
         (virtio-net NEEDS_CSUM / DATA_VALID), so it is not verified.
         """
         self._last_receive = now
-        if self._link_quiet:
-            self._link_quiet = False
-            assert self.router_advertiser is not None
-            self.router_advertiser.link_up(now)
         try:
             # Fields, not header objects: this runs for every guest frame.
             dst, ethertype, vlan_tci, _, _, payload = split_ethernet(frame)
@@ -252,6 +248,10 @@ class Stack:
                     return
                 self._ipv4(payload, now, checksum_valid)
             elif ethertype == ETHERTYPE_IPV6:
+                if self._ipv6_quiet:
+                    self._ipv6_quiet = False
+                    assert self.router_advertiser is not None
+                    self.router_advertiser.link_up(now)
                 self._ipv6(payload, now, checksum_valid)
             elif ethertype == ETHERTYPE_ARP:
                 self._arp(payload)
