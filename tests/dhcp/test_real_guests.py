@@ -2,7 +2,8 @@
 
 Each guest is a namespace whose eth0 is a TAP attached to the engine, with
 only the NIC's MAC set (what a VMM does). Everything else comes from the
-gateway: busybox ``udhcpc`` and ISC ``dhclient`` (DHCPv4 and DHCPv6) with
+gateway: busybox ``udhcpc`` and ISC ``dhclient`` (DHCPv4, stateful and
+stateless DHCPv6) with
 lease scripts written here that apply the lease the way a distribution's
 script does, and the kernel's own SLAAC (``accept_ra=2``, set inside the
 guest namespace only). Each guest then fetches a page from a server on the
@@ -324,6 +325,15 @@ def test_dhclient_guest_gets_both_families_by_dhcp(
             assert await fetch(link.guest, f"http://{GW4}:{port4}/100") == PAGE
             assert await fetch(link.guest, f"http://[{GW6}]:{port6}/100") == PAGE
             nursery.cancel_scope.cancel()
+        # Stateless DHCPv6 (INFORMATION-REQUEST): DNS settings, no address.
+        stateless = [*dhclient("6")[:-1], "-S", "-1", "eth0"]
+        stateless[stateless.index("-d")] = "-v"
+        await link.guest.arun(stateless, timeout=20)
+        info = log.read_text().splitlines()[-1]
+        assert f"new_dhcp6_name_servers={GW6} " in info, info
+        assert "new_ip6_address" not in info, info
+        assert net.core.stack.dhcpv6 is not None
+        assert net.core.stack.dhcpv6.sent["REPLY"] >= 2  # the request's, and this one
 
     run_engine(link, body, config, flows, timeout=90)
     assert {str(f.guest) for f in flows} == {GUEST4, GUEST6}

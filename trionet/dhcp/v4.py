@@ -245,13 +245,12 @@ class Dhcpv4Server:
                 (Option.RENEWAL_TIME, (lease // 2).to_bytes(4, "big")),
                 (Option.REBINDING_TIME, (lease * 7 // 8).to_bytes(4, "big")),
             ]
-        lease_options = list(self._options)
-        wanted = options.get(Option.PARAMETER_LIST, b"")
-        for code, value in lease_options:
-            if code == Option.CLASSLESS_ROUTES and Option.MS_CLASSLESS_ROUTES in wanted:
-                lease_options.append((Option.MS_CLASSLESS_ROUTES, value))
-                break
-        reply_options += lease_options
+        reply_options += self._options
+        routes = dict(self._options).get(Option.CLASSLESS_ROUTES)
+        if routes is not None and Option.MS_CLASSLESS_ROUTES in options.get(
+            Option.PARAMETER_LIST, b""
+        ):
+            reply_options.append((Option.MS_CLASSLESS_ROUTES, routes))  # Windows asks for 249
         reply_options = self._fit(reply_options, options)
         if inform:
             reply = self._base(message, yiaddr=_ZERO4, ciaddr=message.ciaddr)
