@@ -3,9 +3,8 @@
 Each guest is a namespace whose eth0 is a TAP attached to the engine, with
 only the NIC's MAC set (what a VMM does). Everything else comes from the
 gateway: busybox ``udhcpc`` and ISC ``dhclient`` (DHCPv4, stateful and
-stateless DHCPv6) with
-lease scripts written here that apply the lease the way a distribution's
-script does, and the kernel's own SLAAC (``accept_ra=2``, set inside the
+stateless DHCPv6) with lease scripts written here that apply the lease the
+way a distribution's script does, and the kernel's own SLAAC (``accept_ra=2``, set inside the
 guest namespace only). Each guest then fetches a page from a server on the
 host's loopback through trionet. Nothing here names the gateway's address
 up front except as the expected answer.
