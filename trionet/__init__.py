@@ -6,12 +6,14 @@ The public API is re-exported here; the layers underneath are described in
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 from trionet.guest_env import guest_env_vars, parse_guest_env
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "DhcpConfig",
     "GuestAddressing",
     "HostRoutes",
     "InterfaceOverrides",
