@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
+from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig
 from trionet.policy.model import NetworkPolicy
 from trionet.ports.config import PortMapping, ports_from_dict, ports_to_dict
@@ -136,6 +137,7 @@ class NetworkConfig:
     #: key absent: the public profile (the secure default); ``{}``: deny everything
     policy: NetworkPolicy = field(default_factory=NetworkPolicy.public)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -159,6 +161,7 @@ class NetworkConfig:
         rate_limiter_data = reader.take("rate_limiter", Mapping, None)
         policy_data = reader.take("policy", Mapping, None)
         dns_data = reader.take("dns", Mapping, None)
+        dhcp_data = reader.take("dhcp", Mapping, {})
         reader.finish()
         rate_limiter = (
             None if rate_limiter_data is None else RateLimiterConfig.from_dict(rate_limiter_data)
@@ -179,6 +182,7 @@ class NetworkConfig:
             if policy_data is None
             else NetworkPolicy.from_dict(policy_data, "policy."),
             dns=DnsConfig() if dns_data is None else DnsConfig.from_dict(dns_data, "dns."),
+            dhcp=DhcpConfig.from_dict(dhcp_data, "dhcp."),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +203,7 @@ class NetworkConfig:
             "ports": ports_to_dict(self.ports),
             "policy": self.policy.to_dict(),
             "dns": self.dns.to_dict(),
+            "dhcp": self.dhcp.to_dict(),
         }
         if self.rate_limiter is not None:
             out["rate_limiter"] = self.rate_limiter.to_dict()
