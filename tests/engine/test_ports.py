@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -53,15 +54,19 @@ while True:
 """
 
 
-async def _start_guest(link: GuestLink, servers: trio.Nursery, script: str, port: int) -> None:
-    await link.guest.start(servers, ["python3", "-c", script])
-    check = (
+def _ready_check(port: int) -> str:
+    """A guest script that returns once something listens on ``port`` (a probe the server sees)."""
+    return (
         "import socket,time\nfor _ in range(100):\n"
         f" try: socket.create_connection(('127.0.0.1',{port}),timeout=1).close(); break\n"
         " except OSError: time.sleep(0.05)"
     )
+
+
+async def _start_guest(link: GuestLink, servers: trio.Nursery, script: str, port: int) -> None:
+    await link.guest.start(servers, ["python3", "-c", script])
     if port:
-        await link.guest.arun(["python3", "-c", check], timeout=10)
+        await link.guest.arun(["python3", "-c", _ready_check(port)], timeout=10)
 
 
 async def _client(address: tuple[str, int], payload: bytes = b"") -> bytes:
@@ -175,6 +180,54 @@ def test_publish_unpublish_while_running(guest_link_factory: GuestLinkFactory) -
 
     net = _run(link, body)
     assert net.metrics_handle().snapshot()["connections"]["host_sockets"] == 0  # type: ignore[index]
+
+
+#: A guest server that half-closes first, then counts what the client still sends.
+HALF_CLOSE_SERVER = """
+import socket, sys
+srv = socket.create_server(('0.0.0.0', 7002))
+while True:
+    c, _ = srv.accept()
+    try:
+        c.sendall(b'bye')
+        c.shutdown(socket.SHUT_WR)
+        n = 0
+        while d := c.recv(65536):
+            n += len(d)
+        if n:  # not the readiness probe
+            open(sys.argv[1], 'w').write(str(n))
+    except OSError:
+        pass  # the readiness probe, gone already
+    c.close()
+"""
+
+
+def test_guest_half_close_reaches_the_client_which_still_sends(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    link = guest_link_factory()
+    count = tmp_path / "count"
+
+    async def body(net: Network, servers: trio.Nursery) -> None:
+        await link.guest.start(servers, ["python3", "-c", HALF_CLOSE_SERVER, str(count)])
+        await link.guest.arun(["python3", "-c", _ready_check(7002)], timeout=10)
+        mapping = await net.publish(PortMapping(0, 7002))
+        with trio.socket.socket() as sock:
+            await sock.connect(("127.0.0.1", mapping.host_port))
+            received = b""
+            while data := await sock.recv(100):  # the guest's FIN is our EOF
+                received += data
+            assert received.endswith(b"bye")
+            for _ in range(100):
+                await sock.send(b"z" * 1000)
+            sock.shutdown(socket.SHUT_WR)
+            assert await sock.recv(100) == b""  # and the guest closed quietly
+        with trio.fail_after(5):
+            while not count.exists() or not count.read_text():
+                await trio.sleep(0.05)
+        assert count.read_text() == "100000"
+
+    _run(link, body)
 
 
 def test_closed_guest_port_and_silent_guest_reset_the_client(
@@ -291,5 +344,16 @@ def test_udp_peers_are_mapped_and_answered(guest_link_factory: GuestLinkFactory)
         assert all(r[0] == GW4.encode() and r[2] == b"ping" for r in replies)
         ports = {int(r[1]) for r in replies}
         assert len(ports) == 3 and all(49152 <= p <= 65535 for p in ports)
+        # A peer keeps its port while it talks; an idle mapping expires.
+        net._ports._udp_idle = 0.3  # type: ignore[attr-defined]
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            await sock.connect(("127.0.0.1", v4.host_port))
+            seen = []
+            for pause in (0.0, 0.1, 0.6):
+                await trio.sleep(pause)
+                await sock.send(b"again")
+                with trio.fail_after(2):
+                    seen.append(int((await sock.recv(100)).split()[1]))
+        assert seen[0] == seen[1] != seen[2]
 
     _run(link, body)
