@@ -25,6 +25,7 @@ from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict
 from trionet.engine.readiness import ReadinessLoop
+from trionet.policy import PolicyEvaluator, PolicyVerdict
 from trionet.stack.flows import (
     EchoRequested,
     FlowKey,
@@ -84,6 +85,13 @@ class EngineCore:
         self.on_tcp_activity: Callable[[FlowKey], None] | None = None
         self.on_udp: Callable[[UdpReceived], None] | None = None
         self.on_echo: Callable[[EchoRequested], None] | None = None
+        #: connections someone other than the TCP relay owns (published ports):
+        #: their activity goes to this callback instead of on_tcp_activity
+        self.tcp_watchers: dict[FlowKey, Callable[[], None]] = {}
+        #: the sandbox's policy (§10), set by open_network; None: allow everything
+        self.policy_evaluator: PolicyEvaluator | None = None
+        #: guest datagrams to these keys are replies to a published UDP port's peer
+        self.udp_watchers: dict[FlowKey, Callable[[bytes], None]] = {}
 
     # -- running -------------------------------------------------------------
 
@@ -204,7 +212,10 @@ class EngineCore:
     def _dispatch(self, event: StackEvent) -> None:
         if isinstance(event, TcpActivity | TcpConnectionGone):
             self.tcp_wake(event.key)
-            if self.on_tcp_activity is not None:
+            watcher = self.tcp_watchers.get(event.key)
+            if watcher is not None:
+                watcher()
+            elif self.on_tcp_activity is not None:
                 self.on_tcp_activity(event.key)
         elif isinstance(event, TcpConnectRequested):
             if self.on_tcp_connect is None:
@@ -212,7 +223,12 @@ class EngineCore:
             else:
                 self.on_tcp_connect(event.key)
         elif isinstance(event, UdpReceived):
-            if self.on_udp is not None:
+            reply = self.udp_watchers.get(event.key)
+            if reply is not None:
+                # Intercepted before the egress policy, as §5.1 does: it
+                # answers a peer the ingress policy already admitted.
+                reply(event.payload)
+            elif self.on_udp is not None:
                 self.on_udp(event)
         elif self.on_echo is not None:
             self.on_echo(event)
@@ -250,6 +266,29 @@ class EngineCore:
             self.counters.dropped["policy"] += 1
             return False
         return True
+
+    def ingress_decision(self, peer_ip: IPAddress, guest_port: int, protocol: str) -> bool:
+        """May ``peer_ip`` reach ``guest_port`` through a published port? (§10.5)
+
+        The one ingress decision point: every accepted published TCP
+        connection and every new published UDP peer passes here, with the
+        peer as the address the policy judges. Auditing the decision comes
+        with the policy branch's AuditLog.
+        """
+        evaluator = self.policy_evaluator
+        if evaluator is None:
+            return True
+        decision = evaluator.ingress(peer_ip, guest_port, protocol, trio.current_time())
+        if decision.verdict is PolicyVerdict.ALLOW:
+            return True
+        _log.info(
+            "ingress denied: %s to guest port %d/%s by %s",
+            peer_ip,
+            guest_port,
+            protocol,
+            decision.rule_text,
+        )
+        return False
 
     def is_gateway(self, address: IPAddress) -> bool:
         a = self.addressing

@@ -23,12 +23,15 @@ from trionet.engine.core import EngineCore
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
+from trionet.engine.ports import PortPublisher
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.udp_relay import UdpRelay
 from trionet.guest_env import guest_env_vars
 from trionet.links.tap import TapDevice
 from trionet.links.tap_link import run_tap_link
+from trionet.policy import Gateways, PinSet, PolicyEvaluator
+from trionet.ports.config import PortMapping
 from trionet.stack.interface import Stack, StackParams
 
 __all__ = ["Network", "open_network"]
@@ -46,6 +49,7 @@ class Network:
         nursery: trio.Nursery,
         *,
         host_sockets: Callable[[], int],
+        ports: PortPublisher,
     ) -> None:
         self.config = config
         self.addressing = addressing
@@ -53,6 +57,7 @@ class Network:
         self._termination = termination
         self._nursery = nursery
         self._backend_taken = False
+        self._ports = ports
         self._metrics = MetricsHandle(core.counters, lambda: core.stack.drops, host_sockets)
 
     def take_backend(self) -> FrameBackend:
@@ -80,6 +85,31 @@ class Network:
     def metrics_handle(self) -> MetricsHandle:
         return self._metrics
 
+    async def publish(self, mapping: PortMapping) -> PortMapping:
+        """Publish a guest port on the host; returns once the listener is bound.
+
+        The result is the mapping as bound: ``host_port=0`` becomes the port
+        the kernel picked. A taken port (or an address the host does not
+        have) raises :class:`~trionet.engine.ports.PublishError`, an
+        ``OSError``, and leaves nothing behind.
+        """
+        await trio.lowlevel.checkpoint()
+        return self._ports.publish(mapping)
+
+    async def unpublish(self, mapping: PortMapping, *, reset: bool = False) -> None:
+        """Stop publishing ``mapping`` (as :meth:`publish` returned it).
+
+        New clients are refused at once; connections already relayed carry
+        on unless ``reset``, which resets them both ways. ``KeyError`` if
+        the mapping is not published.
+        """
+        await trio.lowlevel.checkpoint()
+        self._ports.unpublish(mapping, reset=reset)
+
+    def published(self) -> list[PortMapping]:
+        """The mappings published now, as bound."""
+        return self._ports.published()
+
     @property
     def core(self) -> EngineCore:
         """The engine core, for links and services built on this network."""
@@ -101,6 +131,20 @@ async def _run_tap(
         await run_tap_link(backend, tap, task_status=task_status)
 
 
+def _gateways(addressing: GuestAddressing) -> Gateways:
+    """What the policy's ``host`` group means for this sandbox."""
+    v4 = None if addressing.ipv4 is None else addressing.ipv4.gateway
+    v6 = (
+        ()
+        if addressing.ipv6 is None
+        else (
+            addressing.ipv6.gateway,
+            addressing.ipv6.gateway_link_local,
+        )
+    )
+    return Gateways(v4, v6)
+
+
 def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackParams:
     return StackParams(
         guest_mac=addressing.guest_mac.packed,
@@ -115,6 +159,8 @@ def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackPa
         guest_ipv6=None if addressing.ipv6 is None else addressing.ipv6.guest.packed,
         max_connections=config.max_connections,
         isn_secret=os.urandom(16),
+        dhcp=config.dhcp,
+        ipv4_prefix_len=30 if addressing.ipv4 is None else addressing.ipv4.prefix_len,
     )
 
 
@@ -137,20 +183,43 @@ async def open_network(
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
     core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
+    core.policy_evaluator = PolicyEvaluator(config.policy, _gateways(addressing), PinSet())
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     tcp = TcpRelay(core, handler=flow_handler, **relay_options)
     udp = UdpRelay(core)
     IcmpRelay(core)
+    ports = (
+        PortPublisher(core)
+        if connect_timeout is None
+        else PortPublisher(core, connect_timeout=connect_timeout)
+    )
+    # Bound before anything runs, so a taken port fails open_network with
+    # a plain PublishError and leaves nothing behind.
+    try:
+        for mapping in config.ports:
+            ports.publish(mapping)
+    except BaseException:
+        ports.close()
+        core.readiness.close()
+        raise
+    core.backend.limit(config.rate_limiter, core.call_at)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
         network = Network(
-            config, addressing, core, termination, nursery, host_sockets=lambda: tcp.held
+            config,
+            addressing,
+            core,
+            termination,
+            nursery,
+            host_sockets=lambda: tcp.held + ports.relays,
+            ports=ports,
         )
         try:
             yield network
         finally:
             nursery.cancel_scope.cancel()
+            ports.close()
             tcp.close()
             udp.close()
             core.shutdown()
