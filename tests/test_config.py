@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.dhcp.test_dhcp_config import dhcp_configs
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig, Nameserver
 from trionet.policy import NetworkPolicy
 
@@ -51,6 +53,7 @@ def test_dict_form_uses_text_for_addresses() -> None:
         "max_connections": 4096,
         "policy": NetworkPolicy.public().to_dict(),
         "dns": {"rebind_protection": True, "nameservers": [], "query_timeout_ms": 5000},
+        "dhcp": DhcpConfig().to_dict(),
     }
 
 
@@ -93,6 +96,7 @@ configs = st.builds(
         ).map(tuple),
         query_timeout_ms=st.integers(1, 3_600_000),
     ),
+    dhcp=dhcp_configs,
 )
 
 

@@ -6,6 +6,7 @@ The public API is re-exported here; the layers underneath are described in
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig, Nameserver
 from trionet.guest_env import guest_env_vars, parse_guest_env
 from trionet.policy import (
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Destination",
+    "DhcpConfig",
     "Direction",
     "DnsConfig",
     "Domain",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
+from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig
 from trionet.policy.model import NetworkPolicy
 
@@ -130,6 +131,7 @@ class NetworkConfig:
     #: key absent: the public profile (the secure default); ``{}``: deny everything
     policy: NetworkPolicy = field(default_factory=NetworkPolicy.public)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -151,6 +153,7 @@ class NetworkConfig:
         max_connections = reader.take("max_connections", int, DEFAULT_MAX_CONNECTIONS)
         policy_data = reader.take("policy", Mapping, None)
         dns_data = reader.take("dns", Mapping, None)
+        dhcp_data = reader.take("dhcp", Mapping, {})
         reader.finish()
         interface = (
             InterfaceOverrides()
@@ -166,6 +169,7 @@ class NetworkConfig:
             if policy_data is None
             else NetworkPolicy.from_dict(policy_data, "policy."),
             dns=DnsConfig() if dns_data is None else DnsConfig.from_dict(dns_data, "dns."),
+            dhcp=DhcpConfig.from_dict(dhcp_data, "dhcp."),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +189,7 @@ class NetworkConfig:
             "max_connections": self.max_connections,
             "policy": self.policy.to_dict(),
             "dns": self.dns.to_dict(),
+            "dhcp": self.dhcp.to_dict(),
         }
 
     @classmethod

@@ -148,6 +148,8 @@ def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackPa
         max_connections=config.max_connections,
         isn_secret=os.urandom(16),
         gateway_echo_events=True,  # so the policy decides gateway pings too
+        dhcp=config.dhcp,
+        ipv4_prefix_len=30 if addressing.ipv4 is None else addressing.ipv4.prefix_len,
     )
 
 
