@@ -31,6 +31,8 @@ from trionet.policy import (
     Rule,
     canonical_domain,
 )
+from trionet.ports.config import PortMapping
+from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
 
 __version__ = "0.1.0"
 
@@ -45,6 +47,7 @@ __all__ = [
     "Destination",
     "DhcpConfig",
     "Direction",
+    "DirectionLimits",
     "DnsConfig",
     "Domain",
     "DomainSuffix",
@@ -61,8 +64,11 @@ __all__ = [
     "PinSet",
     "PolicyEvaluator",
     "PolicyVerdict",
+    "PortMapping",
     "PortRange",
+    "RateLimiterConfig",
     "Rule",
+    "TokenBucketConfig",
     "__version__",
     "canonical_domain",
     "derive_addressing",
