@@ -182,10 +182,12 @@ def test_multi_tenant_config_resets_what_could_widen_access() -> None:
             "interface": {"mtu": 9000},
             "max_connections": 1000,
             "dns": {"nameservers": ["10.0.0.53"], "rebind_protection": False},
+            "ports": [{"host_port": 8080, "guest_port": 80}],
         }
     )
     sanitised, changed = multi_tenant_config(config)
-    assert changed == ["dns", "interface", "max_connections"]
+    assert changed == ["dns", "interface", "max_connections", "ports"]
+    assert sanitised.ports == ()
     assert sanitised.interface == NetworkConfig().interface
     assert sanitised.dns == NetworkConfig().dns
     assert sanitised.max_connections == 256
