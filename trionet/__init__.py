@@ -7,25 +7,70 @@ The public API is re-exported here; the layers underneath are described in
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
+from trionet.dns.config import DnsConfig, Nameserver
 from trionet.guest_env import guest_env_vars, parse_guest_env
+from trionet.policy import (
+    ANY,
+    Action,
+    AnyDestination,
+    AuditRecord,
+    Cidr,
+    Decision,
+    Destination,
+    Direction,
+    Domain,
+    DomainSuffix,
+    Gateways,
+    Group,
+    GroupDestination,
+    NetworkPolicy,
+    PinSet,
+    PolicyEvaluator,
+    PolicyVerdict,
+    PortRange,
+    Rule,
+    canonical_domain,
+)
 from trionet.ports.config import PortMapping
 from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANY",
+    "Action",
+    "AnyDestination",
+    "AuditRecord",
+    "Cidr",
     "ConfigError",
+    "Decision",
+    "Destination",
     "DhcpConfig",
+    "Direction",
     "DirectionLimits",
+    "DnsConfig",
+    "Domain",
+    "DomainSuffix",
+    "Gateways",
+    "Group",
+    "GroupDestination",
     "GuestAddressing",
     "HostRoutes",
     "InterfaceOverrides",
     "MacAddress",
+    "Nameserver",
     "NetworkConfig",
+    "NetworkPolicy",
+    "PinSet",
+    "PolicyEvaluator",
+    "PolicyVerdict",
     "PortMapping",
+    "PortRange",
     "RateLimiterConfig",
+    "Rule",
     "TokenBucketConfig",
     "__version__",
+    "canonical_domain",
     "derive_addressing",
     "guest_env_vars",
     "parse_guest_env",

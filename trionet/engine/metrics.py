@@ -53,8 +53,11 @@ class MetricsHandle:
         counters: EngineCounters,
         stack_drops: Callable[[], Mapping[str, int]],
         host_sockets: Callable[[], int],
+        audit: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._counters = counters
+        #: audit records by verdict, and those a slow reader lost
+        self._audit = audit
         self._stack_drops = stack_drops
         #: host TCP sockets held right now (read from the relay, not kept twice)
         self._host_sockets = host_sockets
@@ -85,6 +88,7 @@ class MetricsHandle:
                 "host_sockets": self._host_sockets(),
             },
             "udp_flows": {"opened": c.udp_flows_opened, "evicted": c.udp_flows_evicted},
+            "audit": dict(self._audit()),
             "rate_limited": {
                 "held_bytes": dict(sorted(c.held_bytes.items())),
                 "held_frames": dict(sorted(c.held_frames.items())),
