@@ -314,7 +314,7 @@ async def test_a_half_open_syn_flood_leaves_room_for_a_real_connection() -> None
     limit = 32
     async with trio.open_nursery() as servers:
         port = await serve_tcp(servers, _echo_until_reset, "127.0.0.1")
-        config = NetworkConfig(max_connections=limit)
+        config = NetworkConfig(max_connections=limit, policy=NetworkPolicy.allow_all())
         async with open_network(config, 0, routes=ROUTES) as net:
             backend = net.take_backend()
             metrics = net.metrics_handle()
