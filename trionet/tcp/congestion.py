@@ -27,8 +27,8 @@ from __future__ import annotations
 __all__ = [
     "ALPHA_CUBIC",
     "BETA_CUBIC",
-    "C",
     "CONGESTION_CONTROLS",
+    "C",
     "Cubic",
     "NewReno",
     "new_controller",
@@ -176,11 +176,9 @@ class Cubic:
     def _start_epoch(self, cwnd: float, now: float) -> None:
         self.epoch_start = now
         self.cwnd_epoch = cwnd
-        if self.w_max < cwnd:
-            # No loss since a higher window, or the first stage after a
-            # timeout: the curve starts at its plateau (K = 0) and probes
-            # convexly from there.
-            self.w_max = cwnd
+        # No loss since a higher window, or the first stage after a timeout:
+        # the curve starts at its plateau (K = 0) and probes convexly from there.
+        self.w_max = max(self.w_max, cwnd)
         self.k = self.k_for(self.w_max, cwnd)
         # Section 4.3: W_est starts at cwnd_epoch.
         self.w_est = cwnd

@@ -172,11 +172,11 @@ class TcpConnection:
     __slots__ = (
         "_ack_now",
         "_active_open",
+        "_cc",
         "_challenge_time",
         "_challenge_tokens",
         "_control",
         "_cwnd",
-        "_cc",
         "_delack_deadline",
         "_dsack",
         "_dupacks",
@@ -1185,8 +1185,7 @@ class TcpConnection:
         self._rec.detect_losses(now, self._srtt, self._sacked.sacked // self._send_mss)
 
     def _enter_recovery(self) -> None:
-        """Losses were found: halve ssthresh (Reno) and let PRR pace the repair (RFC 6937)."""
-        mss = self._send_mss
+        """Losses were found: the controller lowers ssthresh, PRR paces the repair (RFC 6937)."""
         una = self._snd_una
         flight = self._snd_max - una
         rec = self._rec
