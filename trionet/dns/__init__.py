@@ -1,0 +1,1 @@
+"""DNS interception, sans-IO: the answering logic (intercept), TCP framing, resolv.conf."""
