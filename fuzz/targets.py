@@ -14,6 +14,7 @@ import contextlib
 import struct
 from collections.abc import Callable
 
+from fuzz.dns_target import fuzz_dns
 from fuzz.stack_target import fuzz_stack
 from fuzz.walk import walk_frame
 from trionet.wire import ParseError
@@ -166,6 +167,7 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "icmpv6": (fuzz_icmpv6, "icmpv6"),
     "frame": (fuzz_frame, "frame"),
     "stack": (fuzz_stack, "frame"),
+    "dns": (fuzz_dns, "dns"),
 }
 
 
@@ -192,4 +194,6 @@ def layers_of(frame: bytes) -> dict[str, bytes]:
     name = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmpv4", 58: "icmpv6"}.get(proto)
     if name is not None:
         found[name] = bytes(l4)
+    if name == "udp" and len(l4) > 8 and int.from_bytes(l4[2:4], "big") == 53:
+        found["dns"] = bytes(l4[8:])
     return found

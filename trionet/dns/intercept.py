@@ -22,7 +22,6 @@ import enum
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import dns.exception
 import dns.flags
@@ -33,6 +32,10 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+from trionet.policy.evaluate import Decision, PolicyEvaluator, PolicyVerdict
+from trionet.policy.groups import is_rebind_private
+from trionet.policy.pins import AnswerRecord, PinSet, answer_pins
 
 __all__ = [
     "Answer",
@@ -50,8 +53,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CLASSIC_UDP_SIZE = 512
 #: TTL of the host alias's synthesized records (§7.3 step 5).
 HOST_ALIAS_TTL = 60
-#: The floor under every TTL the pin set is given (§7.5).
-PIN_TTL_FLOOR = 1.0
 DNS_PORT = 53
 
 
@@ -73,35 +74,6 @@ class Upstream:
         if self.address.version == 6:
             return f"[{self.address}]:{self.port}"
         return f"{self.address}:{self.port}"
-
-
-# -- what the exchange needs from the policy core (trionet.policy) ---------------------
-
-
-class _Decision(Protocol):
-    @property
-    def verdict(self) -> enum.Enum: ...
-    @property
-    def rule_index(self) -> int | None: ...
-    @property
-    def rule_text(self) -> str: ...
-
-
-class _Evaluator(Protocol):
-    def dns_query(self, name: str, protocol: str, port: int) -> _Decision: ...
-    def egress(self, ip: IPAddress, port: int | None, protocol: str, now: float) -> _Decision: ...
-    def admits_private_answer(self, ip: IPAddress, now: float) -> bool: ...
-
-
-class _Pins(Protocol):
-    def record(
-        self, name: str, family: int, addresses: Iterable[IPAddress], ttl: float, now: float
-    ) -> None: ...
-    def forget(self, name: str, family: int) -> None: ...
-
-
-def _allows(decision: _Decision) -> bool:
-    return decision.verdict.name == "ALLOW"
 
 
 # -- events ------------------------------------------------------------------------------
@@ -126,10 +98,15 @@ class DnsOutcome:
     """What the audit record of one query says (the shell adds time and addresses)."""
 
     name: str
-    verdict: str  # "allow" | "deny"
-    rule_index: int | None
-    rule: str
+    #: the decision that settled the query: the DNS-query rule, the egress
+    #: rule for a guest-chosen resolver, or rebind protection
+    decision: Decision
+    #: why, beyond the rule: "rebind", "resolver-denied", "host-alias", ...
     reason: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        return self.decision.verdict.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +131,8 @@ class DnsInterceptor:
 
     def __init__(
         self,
-        evaluator: _Evaluator,
-        pins: _Pins,
+        evaluator: PolicyEvaluator,
+        pins: PinSet,
         *,
         gateway_ipv4: ipaddress.IPv4Address | None,
         gateway_ipv6: ipaddress.IPv6Address | None,
@@ -163,7 +140,6 @@ class DnsInterceptor:
         host_alias: str,
         upstreams: Sequence[Upstream],
         rebind_protection: bool = True,
-        is_rebind_private: _PrivatePredicate,
     ) -> None:
         self.evaluator = evaluator
         self.pins = pins
@@ -176,7 +152,6 @@ class DnsInterceptor:
         self.host_alias = dns.name.from_text(host_alias)
         self.upstreams = tuple(upstreams)
         self.rebind_protection = rebind_protection
-        self.is_rebind_private = is_rebind_private
 
     def receive_query(
         self,
@@ -200,10 +175,6 @@ class DnsInterceptor:
             now=now,
             upstream_id=upstream_id & 0xFFFF,
         )
-
-
-class _PrivatePredicate(Protocol):
-    def __call__(self, ip: IPAddress, /) -> bool: ...
 
 
 class _State(enum.Enum):
@@ -234,7 +205,7 @@ class DnsExchange:
         self._query: dns.message.Message | None = None
         self._raw = data
         self._name = ""
-        self._decision: _Decision | None = None
+        self._decision: Decision | None = None
         self._candidates: list[Upstream] = []
         self._direct = False
         self._event = self._start()
@@ -269,19 +240,17 @@ class DnsExchange:
         protocol = self.transport.value
         decision = ic.evaluator.dns_query(self._name, protocol, DNS_PORT)
         self._decision = decision
-        if not _allows(decision):
-            return self._finish(self._status(dns.rcode.NXDOMAIN), "deny", decision)
+        if not decision.allowed:
+            return self._finish(self._status(dns.rcode.NXDOMAIN), decision)
         family = _family(question.rdtype)
         if (family == 4 and ic.gateway_ipv4 is None) or (family == 6 and ic.gateway_ipv6 is None):
             ic.pins.forget(self._pin_name(), family)
-            return self._finish(
-                self._status(dns.rcode.NOERROR), "allow", decision, "inactive-family"
-            )
+            return self._finish(self._status(dns.rcode.NOERROR), decision, "inactive-family")
         if family and question.name == ic.host_alias:
-            return self._finish(self._host_alias(family), "allow", decision, "host-alias")
+            return self._finish(self._host_alias(family), decision, "host-alias")
         return self._choose_upstreams(decision)
 
-    def _choose_upstreams(self, decision: _Decision) -> Event:
+    def _choose_upstreams(self, decision: Decision) -> Event:
         ic = self._ic
         destination = self.destination
         if destination is None or destination in ic.gateways:
@@ -290,10 +259,8 @@ class DnsExchange:
             # The guest chose its resolver (dig @X): that is an egress flow
             # to X, so it passes the egress policy like any other (§7.3 step 6).
             egress = ic.evaluator.egress(destination, DNS_PORT, self.transport.value, self.now)
-            if not _allows(egress):
-                return self._finish(
-                    self._status(dns.rcode.NXDOMAIN), "deny", egress, "resolver-denied"
-                )
+            if not egress.allowed:
+                return self._finish(self._status(dns.rcode.NXDOMAIN), egress, "resolver-denied")
             self._candidates = [Upstream(destination, DNS_PORT)]
             self._direct = True
         return self._next_upstream()
@@ -302,7 +269,7 @@ class DnsExchange:
         if not self._candidates:
             assert self._decision is not None
             return self._finish(
-                self._status(dns.rcode.SERVFAIL), "allow", self._decision, "upstream-failed"
+                self._status(dns.rcode.SERVFAIL), self._decision, "upstream-failed"
             )
         self._state = _State.UPSTREAM
         upstream = self._candidates.pop(0)
@@ -361,11 +328,11 @@ class DnsExchange:
         if ic.rebind_protection and self._rebinds(response):
             if family:
                 ic.pins.forget(self._pin_name(), family)
-            return self._finish(self._status(dns.rcode.NXDOMAIN), "deny", decision, "rebind")
+            return self._finish(self._status(dns.rcode.NXDOMAIN), decision, "rebind")
         if family:
-            self._update_pins(response, question.name, family)
+            self._update_pins(response, family)
         wire = query.id.to_bytes(2, "big") + data[2:]
-        return self._finish(wire, "allow", decision)
+        return self._finish(wire, decision)
 
     def _rebinds(self, response: dns.message.Message) -> bool:
         ic = self._ic
@@ -374,46 +341,30 @@ class DnsExchange:
                 continue
             for rdata in rrset:
                 ip = ipaddress.ip_address(rdata.address)
-                if ic.is_rebind_private(ip) and not ic.evaluator.admits_private_answer(
-                    ip, self.now
-                ):
+                if is_rebind_private(ip) and not ic.evaluator.admits_private_answer(ip, self.now):
                     return True
         return False
 
-    def _update_pins(
-        self, response: dns.message.Message, qname: dns.name.Name, family: int
-    ) -> None:
+    def _update_pins(self, response: dns.message.Message, family: int) -> None:
         """Bind the queried name to the addresses its CNAME chain reaches (§7.5)."""
         pins = self._ic.pins
         name = self._pin_name()
         if response.rcode() != dns.rcode.NOERROR:
             pins.forget(name, family)
             return
-        rdtype = dns.rdatatype.A if family == 4 else dns.rdatatype.AAAA
-        eligible = {qname}
-        ttls: list[float] = []
-        cnames = [r for r in response.answer if r.rdtype == dns.rdatatype.CNAME]
-        used: set[int] = set()
-        grew = True
-        while grew:  # to a fixed point: CNAMEs may come in any order
-            grew = False
-            for index, rrset in enumerate(cnames):
-                if index in used or rrset.name not in eligible:
-                    continue
-                used.add(index)
-                ttls.append(max(float(rrset.ttl), PIN_TTL_FLOOR))
-                for rdata in rrset:
-                    eligible.add(rdata.target)
-                grew = True
-        addresses: list[IPAddress] = []
-        for rrset in response.answer:
-            if rrset.rdtype == rdtype and rrset.name in eligible:
-                ttls.append(max(float(rrset.ttl), PIN_TTL_FLOOR))
-                addresses.extend(ipaddress.ip_address(r.address) for r in rrset)
-        if addresses:
-            pins.record(name, family, addresses, min(ttls), self.now)
-        else:
-            pins.forget(name, family)
+        records = [
+            AnswerRecord(
+                rrset.name.to_text(),
+                dns.rdatatype.to_text(rrset.rdtype),
+                rrset.ttl,
+                rdata.to_text(),
+            )
+            for rrset in response.answer
+            if rrset.rdtype in _PIN_TYPES
+            for rdata in rrset
+        ]
+        addresses, ttl = answer_pins(name, family, records)
+        pins.record(name, family, addresses, ttl, self.now)
 
     # -- responses trionet writes itself ----------------------------------------------------
 
@@ -443,17 +394,13 @@ class DnsExchange:
     def _finish(
         self,
         wire: bytes,
-        verdict: str,
-        decision: _Decision,
+        decision: Decision,
         reason: str | None = None,
     ) -> Answer:
         self._state = _State.DONE
-        rule = decision.rule_text
-        rule_index = decision.rule_index
         if reason == "rebind":
-            # Rebind protection, not a rule, turned this answer down.
-            rule, rule_index = "rebind_protection", None
-        outcome = DnsOutcome(self._name, verdict, rule_index, rule, reason)
+            decision = _REBIND
+        outcome = DnsOutcome(self._name, decision, reason)
         event = Answer(self._fit(wire), outcome)
         self._event = event
         return event
@@ -472,6 +419,11 @@ class DnsExchange:
 
     def _pin_name(self) -> str:
         return self._name.lower().rstrip(".")
+
+
+_PIN_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME})
+#: Rebind protection, not a rule, turned the answer down (§7.4).
+_REBIND = Decision(PolicyVerdict.DENY, None, "rebind_protection")
 
 
 def _family(rdtype: int) -> int:
