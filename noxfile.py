@@ -30,6 +30,10 @@ SYSTEM_TOOLS = [
     ("cpio", "cpio"),
     # Reads trionet run --pcap captures back (tests/test_cli_run.py).
     ("tcpdump", "tcpdump"),
+    # DNS interception: the tests' resolvers, and dig in the guests
+    # (tests/test_dns_run.py, benchmarks/bench_dns.py).
+    ("dnsmasq", "dnsmasq-base"),
+    ("dig", "dnsutils"),
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [
