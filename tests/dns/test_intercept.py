@@ -376,3 +376,9 @@ def test_tcp_answers_are_never_truncated() -> None:
     exchange = ask(interceptor(), query("big.example", "TXT"), transport=Transport.TCP)
     answer = exchange.receive_upstream(_big_reply(forwarded(exchange).query), NOW)
     assert answer is not None and not parsed(answer).flags & dns.flags.TC
+
+
+@pytest.mark.parametrize("edns", [None, 1232])
+def test_trailing_junk_after_a_query_is_unparseable(edns: int | None) -> None:
+    answer = answered(ask(interceptor(), query("example.com", edns=edns) + b"\x00"))
+    assert answer.response is None and answer.problem == "dns_unparseable"
