@@ -223,8 +223,10 @@ class DnsExchange:
 
     def _start(self) -> Event:
         ic = self._ic
-        query = _parse_query(self._raw)
-        if query is None:
+        try:
+            query = dns.message.from_wire(self._raw)
+        except Exception:
+            # dnspython raises many kinds on hostile bytes; none may escape.
             return Answer(None, None, "dns_unparseable")
         if query.flags & dns.flags.QR:
             return Answer(None, None, "dns_not_a_query")  # never answer a response: no reflection
@@ -417,25 +419,6 @@ class DnsExchange:
 
     def _pin_name(self) -> str:
         return self._name.lower().rstrip(".")
-
-
-def _parse_query(raw: bytes) -> dns.message.Message | None:
-    """The guest's query, or None if it is not a whole, well-formed DNS message.
-
-    Most stub resolvers (glibc, musl) send a header and one question and
-    nothing else; for those, dnspython's question-only parse is the whole
-    parse, at a fraction of the cost, once the length shows nothing follows
-    the question. Anything else gets the full parse.
-    """
-    try:
-        if len(raw) >= 12 and raw[4:6] == b"\x00\x01" and raw[6:12] == bytes(6):
-            message = dns.message.from_wire(raw, question_only=True)
-            if len(raw) == 16 + len(message.question[0].name.to_wire()):
-                return message
-        return dns.message.from_wire(raw)
-    except Exception:
-        # dnspython raises many kinds on hostile bytes; none may escape.
-        return None
 
 
 _PIN_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME})
