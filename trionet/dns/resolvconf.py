@@ -19,7 +19,7 @@ def nameservers_from_resolv_conf(text: str) -> list[IPAddress]:
     found: list[IPAddress] = []
     for line in text.splitlines():
         fields = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(fields) < 2 or fields[0] != "nameserver":
+        if len(fields) < 2 or fields[0] != "nameserver" or "%" in fields[1]:
             continue
         try:
             address = ipaddress.ip_address(fields[1])
