@@ -40,6 +40,7 @@ from typing import Final
 import trio
 
 from trionet.addressing import GuestAddressing, derive_addressing
+from trionet.cli.audit_file import AuditWriter
 from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
@@ -122,10 +123,18 @@ def run(options: RunOptions) -> int:
             pcap = PcapWriter.create(options.pcap)
         except OSError as exc:
             raise RunError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
+    audit = None
+    if choice.audit is not None:
+        try:
+            audit = AuditWriter(choice.audit)
+        except OSError as exc:
+            if pcap is not None:
+                pcap.close()
+            raise RunError(f"cannot write {choice.audit}: {exc.strerror}", 2) from exc
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     block(FORWARDED)
     try:
-        return trio.run(_run, options, addressing, userns, pcap)
+        return trio.run(_run, options, addressing, userns, pcap, audit)
     except* RunError as group:
         # Nurseries wrap what their bodies raise; the user gets the one-line reason.
         raise _first_leaf(group) from None
@@ -136,6 +145,8 @@ def run(options: RunOptions) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         if pcap is not None:
             pcap.close()
+        if audit is not None:
+            audit.close()
 
 
 def _spawn(
@@ -210,11 +221,16 @@ class _Supervisor:
     """The parent's state machine: set-up, then forwarding signals until CMD exits."""
 
     def __init__(
-        self, child: subprocess.Popen[bytes], options: RunOptions, pcap: PcapWriter | None
+        self,
+        child: subprocess.Popen[bytes],
+        options: RunOptions,
+        pcap: PcapWriter | None,
+        audit: AuditWriter | None,
     ) -> None:
         self.child = child
         self.options = options
         self.pcap = pcap
+        self.audit = audit
         self.execed = False
         self.status: int | None = None
         self.netns: tuple[int, int] | None = None
@@ -275,6 +291,8 @@ class _Supervisor:
     ) -> int:
         choice = self.options.network
         async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
+            if self.audit is not None:
+                net.on_audit(self.audit)
             backend = net.take_backend()
             endpoint: FrameEndpoint = backend if pcap is None else PcapEndpoint(backend, pcap)
             async with trio.open_nursery() as nursery:
@@ -337,7 +355,11 @@ def _explain(reason: str) -> str:
 
 
 async def _run(
-    options: RunOptions, addressing: GuestAddressing, userns: bool, pcap: PcapWriter | None
+    options: RunOptions,
+    addressing: GuestAddressing,
+    userns: bool,
+    pcap: PcapWriter | None,
+    audit: AuditWriter | None,
 ) -> int:
     with SignalFd(FORWARDED) as sigfd:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -347,7 +369,7 @@ async def _run(
                 child = _spawn(child_sock, addressing, options, userns)
             finally:
                 child_sock.close()
-            supervisor = _Supervisor(child, options, pcap)
+            supervisor = _Supervisor(child, options, pcap, audit)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(supervisor.watch_signals, sigfd, nursery.cancel_scope)
