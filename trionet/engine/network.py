@@ -187,11 +187,11 @@ async def _intercept_dns(
     config: NetworkConfig,
     addressing: GuestAddressing,
     core: EngineCore,
-    udp: UdpRelay,
-    tcp: TcpRelay,
 ) -> DnsService:
     """Put DNS interception in front of the relays (reference §7)."""
     dns = config.dns
+    udp_next, tcp_next = core.on_udp, core.on_tcp_connect
+    assert udp_next is not None and tcp_next is not None, "install the relays first"
     interceptor = DnsInterceptor(
         core.policy_evaluator,
         core.pins,
@@ -207,8 +207,10 @@ async def _intercept_dns(
         interceptor,
         audit=core.audit.emit,
         query_timeout=dns.query_timeout_ms / 1000,
-        udp_next=udp.on_datagram,
-        tcp_next=tcp.open_flow,
+        # Whatever handled UDP and TCP SYNs until now handles what DNS does
+        # not take: installed last, DNS interception sees them first.
+        udp_next=udp_next,
+        tcp_next=tcp_next,
     )
 
 
@@ -264,7 +266,7 @@ async def open_network(
     tcp = TcpRelay(core, handler=flow_handler, **relay_options)
     udp = UdpRelay(core)
     IcmpRelay(core)
-    dns = await _intercept_dns(config, addressing, core, udp, tcp)
+    dns = await _intercept_dns(config, addressing, core)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
