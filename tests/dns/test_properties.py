@@ -13,11 +13,19 @@ import dns.flags
 import dns.message
 import dns.opcode
 import dns.rdatatype
+import dns.rrset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.dns.test_intercept import interceptor, query
-from trionet.dns.intercept import Answer, SendUpstream, Transport, _peek_query
+from trionet.dns.intercept import (
+    Answer,
+    SendUpstream,
+    Transport,
+    _peek_query,
+    _peek_reply,
+    _records_of,
+)
 
 _IC = interceptor()
 _NAMES = st.from_regex(r"[a-z0-9]{1,12}(\.[a-z0-9]{1,12}){0,3}", fullmatch=True)
@@ -132,3 +140,72 @@ def test_the_direct_read_takes_the_common_shapes() -> None:
         "example.com", "A", use_edns=0, options=[dns.edns.GenericOption(10, b"12345678")]
     )
     assert _peek_query(with_cookie.to_wire()) is None  # options: the full parse reads them
+
+
+# -- the direct read of a common reply against dnspython's full parse --------------------------
+
+
+def _grouped(records: list[tuple[object, int, int, object]]) -> dict[object, object]:
+    """Records by (owner, type): their values and least TTL, as dnspython's rrsets hold them."""
+    groups: dict[tuple[object, int], tuple[set[object], int]] = {}
+    for owner, rdtype, ttl, value in records:
+        values, least = groups.get((owner, rdtype), (set(), ttl))
+        values.add(value)
+        groups[owner, rdtype] = (values, min(least, ttl))
+    return {key: (frozenset(v), t) for key, (v, t) in groups.items()}
+
+
+def _same_reply(data: bytes) -> bool:
+    peeked = _peek_reply(data)
+    if peeked is None:
+        return False
+    message = dns.message.from_wire(data)  # must not raise
+    flags, qname, qtype, qclass, records = peeked
+    assert flags == message.flags
+    assert message.rcode() == flags & 0xF
+    question = message.question[0]
+    assert (qname, qtype, qclass) == (question.name, question.rdtype, question.rdclass)
+    assert _grouped(records) == _grouped(_records_of(message))
+    return True
+
+
+@st.composite
+def _replies(draw: st.DrawFn) -> bytes:
+    name = draw(_NAMES)
+    request = dns.message.make_query(
+        name, draw(st.sampled_from(["A", "AAAA"])), use_edns=draw(st.sampled_from([False, 0]))
+    )
+    response = dns.message.make_response(request)
+    owners = [f"{name}.", f"x.{name}.", "cdn.test."]
+    for _ in range(draw(st.integers(0, 5))):
+        owner = draw(st.sampled_from(owners))
+        kind = draw(st.sampled_from(["A", "AAAA", "CNAME", "TXT"]))
+        data = {
+            "A": draw(st.sampled_from(["10.0.0.1", "11.0.0.1", "127.0.0.1"])),
+            "AAAA": draw(st.sampled_from(["::1", "2001:db8::1", "fd00::1"])),
+            "CNAME": draw(st.sampled_from(owners)),
+            "TXT": '"hello"',
+        }[kind]
+        ttl = draw(st.sampled_from([0, 1, 60, 2**31 - 1, 2**31, 2**32 - 1]))
+        response.answer.append(dns.rrset.from_text(owner, ttl, "IN", kind, data))
+    wire = bytearray(response.to_wire())
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(wire) - 1))
+        wire[at] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, 2))
+    if cut == 1:
+        del wire[draw(st.integers(0, len(wire) - 1)) :]
+    elif cut == 2:
+        wire += draw(st.binary(min_size=1, max_size=8))
+    return bytes(wire)
+
+
+@settings(max_examples=1500)
+@given(_replies())
+def test_the_direct_reply_read_agrees_with_dnspython(data: bytes) -> None:
+    _same_reply(data)
+
+
+@given(st.binary(max_size=96))
+def test_the_direct_reply_read_agrees_on_any_bytes(data: bytes) -> None:
+    _same_reply(data)

@@ -303,11 +303,11 @@ class DnsExchange:
         """
         if self._state is not _State.UPSTREAM:
             raise RuntimeError("no upstream query is outstanding")
-        response = self._match(data)
-        if response is None:
+        reply = self._match(data)
+        if reply is None:
             return None
         self.now = now
-        return self._answer(response, data)
+        return self._answer(reply, data)
 
     def upstream_failed(self) -> Event:
         """The current resolver timed out, refused the connection or closed it."""
@@ -316,9 +316,18 @@ class DnsExchange:
         self._event = self._next_upstream()
         return self._event
 
-    def _match(self, data: bytes) -> dns.message.Message | None:
+    def _match(self, data: bytes) -> _Reply | None:
+        """The rcode and answer records of ``data`` if it answers this query, else None."""
         if len(data) < 12 or int.from_bytes(data[:2], "big") != self._upstream_id:
             return None
+        peeked = _peek_reply(data)
+        if peeked is not None:
+            flags, qname, qtype, qclass, records = peeked
+            if not flags & dns.flags.QR:
+                return None
+            if qname != self._qname or qtype != self._qtype or qclass != self._qclass:
+                return None
+            return flags & 0xF, records
         try:
             response = dns.message.from_wire(data)
         except Exception:
@@ -327,56 +336,58 @@ class DnsExchange:
             return None
         if len(response.question) != 1:
             # A resolver may answer FORMERR/NOTIMP/REFUSED without the question.
-            return response if response.rcode() != dns.rcode.NOERROR else None
+            if response.rcode() == dns.rcode.NOERROR:
+                return None
+            return response.rcode(), _records_of(response)
         got = response.question[0]
         if got.name != self._qname or got.rdtype != self._qtype or got.rdclass != self._qclass:
             return None
-        return response
+        return response.rcode(), _records_of(response)
 
-    def _answer(self, response: dns.message.Message, data: bytes) -> Answer:
+    def _answer(self, reply: _Reply, data: bytes) -> Answer:
         ic = self._ic
         decision = self._decision
         assert decision is not None
         family = _family(self._qtype)
-        if ic.rebind_protection and self._rebinds(response):
+        rcode, records = reply
+        if ic.rebind_protection and self._rebinds(records):
             if family:
                 ic.pins.forget(self._pin_name(), family)
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision, "rebind")
         if family:
-            self._update_pins(response, family)
+            self._update_pins(rcode, records, family)
         wire = self._raw[:2] + data[2:]
         return self._finish(wire, decision)
 
-    def _rebinds(self, response: dns.message.Message) -> bool:
-        ic = self._ic
-        for rrset in response.answer:
-            if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                continue
-            for rdata in rrset:
-                ip = ipaddress.ip_address(rdata.address)
-                if is_rebind_private(ip) and not ic.evaluator.admits_private_answer(ip, self.now):
+    def _rebinds(self, records: list[_Record]) -> bool:
+        evaluator = self._ic.evaluator
+        for _owner, rdtype, _ttl, value in records:
+            if rdtype in _ADDRESS_TYPES:
+                assert isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address)
+                if is_rebind_private(value) and not evaluator.admits_private_answer(
+                    value, self.now
+                ):
                     return True
         return False
 
-    def _update_pins(self, response: dns.message.Message, family: int) -> None:
+    def _update_pins(self, rcode: int, records: list[_Record], family: int) -> None:
         """Bind the queried name to the addresses its CNAME chain reaches (§7.5)."""
         pins = self._ic.pins
         name = self._pin_name()
-        if response.rcode() != dns.rcode.NOERROR:
+        if rcode != dns.rcode.NOERROR:
             pins.forget(name, family)
             return
-        records = [
+        answer = [
             AnswerRecord(
-                rrset.name.to_text(),
-                dns.rdatatype.to_text(rrset.rdtype),
-                rrset.ttl,
-                rdata.to_text(),
+                owner.to_text(),
+                _PIN_KINDS[rdtype],
+                ttl,
+                value.to_text() if isinstance(value, dns.name.Name) else str(value),
             )
-            for rrset in response.answer
-            if rrset.rdtype in _PIN_TYPES
-            for rdata in rrset
+            for owner, rdtype, ttl, value in records
+            if rdtype in _PIN_KINDS
         ]
-        addresses, ttl = answer_pins(name, family, records)
+        addresses, ttl = answer_pins(name, family, answer)
         pins.record(name, family, addresses, ttl, self.now)
 
     # -- responses trionet writes itself ----------------------------------------------------
@@ -451,7 +462,12 @@ class DnsExchange:
         return self._name.lower().rstrip(".")
 
 
-_PIN_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME})
+_PIN_KINDS: dict[int, str] = {
+    dns.rdatatype.A: "A",
+    dns.rdatatype.AAAA: "AAAA",
+    dns.rdatatype.CNAME: "CNAME",
+}
+_ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
 #: Rebind protection, not a rule, turned the answer down (§7.4).
 _REBIND = Decision(PolicyVerdict.DENY, None, "rebind_protection")
 
@@ -463,6 +479,7 @@ _OPT = struct.Struct("!BHHIH")
 _OPT_TYPE = 41
 #: QR and the opcode bits of the header's flags: all zero in a standard query
 _NOT_A_STANDARD_QUERY = 0xF800
+_OPCODE = 0x7800
 
 _Peeked = tuple[int, dns.name.Name, int, int, int | None]
 
@@ -498,6 +515,95 @@ def _peek_query(raw: bytes) -> _Peeked | None:
     if owner or kind != _OPT_TYPE or rdlength or ttl & 0x00FF0000:
         return None
     return qid, name, rdtype, rdclass, payload
+
+
+#: one answer record: owner, type, TTL, and the address (A, AAAA), target
+#: (CNAME) or None (any other type)
+_Record = tuple[dns.name.Name, int, int, IPAddress | dns.name.Name | None]
+#: an upstream's answer as far as the interceptor reads it: rcode, answer records
+_Reply = tuple[int, list[_Record]]
+_RR = struct.Struct("!HHIH")
+_IN = 1
+
+
+def _records_of(message: dns.message.Message) -> list[_Record]:
+    records: list[_Record] = []
+    for rrset in message.answer:
+        rdtype = rrset.rdtype
+        for rdata in rrset:
+            value: IPAddress | dns.name.Name | None = None
+            if rdtype in _ADDRESS_TYPES:
+                value = ipaddress.ip_address(rdata.address)
+            elif rdtype == dns.rdatatype.CNAME:
+                value = rdata.target
+            records.append((rrset.name, rdtype, rrset.ttl, value))
+    return records
+
+
+def _peek_reply(
+    data: bytes,
+) -> tuple[int, dns.name.Name, int, int, list[_Record]] | None:
+    """(flags, question name, type, class, answer records) of a reply in the common shape.
+
+    The common shape: one question, answers that are A, AAAA or CNAME in
+    class IN, no authority section, at most a bare OPT. Names go through
+    dnspython's own decoder (compression included). Anything else is None
+    and the full parse decides; ``tests/dns/test_properties.py`` checks that
+    whatever this accepts, dnspython parses to the same records.
+    """
+    if len(data) < 17:
+        return None
+    _id, flags, questions, answers, authority, additional = _HEADER.unpack_from(data)
+    if flags & _OPCODE or questions != 1 or authority or additional > 1:
+        return None  # (an UPDATE's sections mean something else)
+    size = len(data)
+    try:
+        qname, used = dns.name.from_wire(data, 12)
+        at = 12 + used + 4
+        if size < at:
+            return None
+        qtype, qclass = _QUESTION_TAIL.unpack_from(data, at - 4)
+        records: list[_Record] = []
+        aliased: set[dns.name.Name] = set()
+        for _ in range(answers):
+            owner, used = dns.name.from_wire(data, at)
+            at += used
+            if size < at + 10:
+                return None
+            rdtype, rdclass, ttl, rdlength = _RR.unpack_from(data, at)
+            at += 10
+            end = at + rdlength
+            if rdclass != _IN or size < end:
+                return None
+            value: IPAddress | dns.name.Name
+            if rdtype == dns.rdatatype.A and rdlength == 4:
+                value = ipaddress.IPv4Address(data[at:end])
+            elif rdtype == dns.rdatatype.AAAA and rdlength == 16:
+                value = ipaddress.IPv6Address(data[at:end])
+            elif rdtype == dns.rdatatype.CNAME:
+                value, used = dns.name.from_wire(data, at)
+                if used != rdlength or owner in aliased:
+                    # Two CNAMEs for one name: dnspython keeps the last; let it.
+                    return None
+                aliased.add(owner)
+            else:
+                return None
+            if ttl & 0x80000000:
+                ttl = 0  # RFC 2181 8: a TTL with its top bit set means 0 (dnspython agrees)
+            records.append((owner, rdtype, ttl, value))
+            at = end
+    except Exception:
+        return None
+    if additional:
+        if size != at + _OPT.size:
+            return None
+        owner_byte, kind, _payload, ttl, rdlength = _OPT.unpack_from(data, at)
+        # extended rcode and version zero: the rcode is the header's alone
+        if owner_byte or kind != _OPT_TYPE or rdlength or ttl & 0xFFFF0000:
+            return None
+    elif size != at:
+        return None
+    return flags, qname, qtype, qclass, records
 
 
 def _family(rdtype: int) -> int:
