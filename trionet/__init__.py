@@ -6,6 +6,7 @@ The public API is re-exported here; the layers underneath are described in
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig, Nameserver
 from trionet.guest_env import guest_env_vars, parse_guest_env
 from trionet.policy import (
@@ -30,6 +31,8 @@ from trionet.policy import (
     Rule,
     canonical_domain,
 )
+from trionet.ports.config import PortMapping
+from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
 
 __version__ = "0.1.0"
 
@@ -42,7 +45,9 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Destination",
+    "DhcpConfig",
     "Direction",
+    "DirectionLimits",
     "DnsConfig",
     "Domain",
     "DomainSuffix",
@@ -59,8 +64,11 @@ __all__ = [
     "PinSet",
     "PolicyEvaluator",
     "PolicyVerdict",
+    "PortMapping",
     "PortRange",
+    "RateLimiterConfig",
     "Rule",
+    "TokenBucketConfig",
     "__version__",
     "canonical_domain",
     "derive_addressing",

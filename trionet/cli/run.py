@@ -46,6 +46,7 @@ from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.cli.signals import SignalFd, block
 from trionet.engine.network import open_network
+from trionet.engine.ports import PublishError
 from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
 from trionet.links.tap import TapDevice, TapError
@@ -290,6 +291,19 @@ class _Supervisor:
         addressing: GuestAddressing,
     ) -> int:
         choice = self.options.network
+        try:
+            return await self._run_network(sock, tap, pcap, addressing, choice)
+        except PublishError as exc:
+            raise RunError(str(exc)) from None
+
+    async def _run_network(
+        self,
+        sock: socket.socket,
+        tap: TapDevice,
+        pcap: PcapWriter | None,
+        addressing: GuestAddressing,
+        choice: NetworkChoice,
+    ) -> int:
         async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
             if self.audit is not None:
                 net.on_audit(self.audit)

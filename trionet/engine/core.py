@@ -99,6 +99,11 @@ class EngineCore:
         self.on_tcp_activity: Callable[[FlowKey], None] | None = None
         self.on_udp: Callable[[UdpReceived], None] | None = None
         self.on_echo: Callable[[EchoRequested], None] | None = None
+        #: connections someone other than the TCP relay owns (published ports):
+        #: their activity goes to this callback instead of on_tcp_activity
+        self.tcp_watchers: dict[FlowKey, Callable[[], None]] = {}
+        #: guest datagrams to these keys are replies to a published UDP port's peer
+        self.udp_watchers: dict[FlowKey, Callable[[bytes], None]] = {}
 
     # -- running -------------------------------------------------------------
 
@@ -219,7 +224,10 @@ class EngineCore:
     def _dispatch(self, event: StackEvent) -> None:
         if isinstance(event, TcpActivity | TcpConnectionGone):
             self.tcp_wake(event.key)
-            if self.on_tcp_activity is not None:
+            watcher = self.tcp_watchers.get(event.key)
+            if watcher is not None:
+                watcher()
+            elif self.on_tcp_activity is not None:
                 self.on_tcp_activity(event.key)
         elif isinstance(event, TcpConnectRequested):
             if self.on_tcp_connect is None:
@@ -227,7 +235,12 @@ class EngineCore:
             else:
                 self.on_tcp_connect(event.key)
         elif isinstance(event, UdpReceived):
-            if self.on_udp is not None:
+            reply = self.udp_watchers.get(event.key)
+            if reply is not None:
+                # Intercepted before the egress policy, as §5.1 does: it
+                # answers a peer the ingress policy already admitted.
+                reply(event.payload)
+            elif self.on_udp is not None:
                 self.on_udp(event)
         elif self.on_echo is not None:
             self.on_echo(event)
@@ -286,6 +299,11 @@ class EngineCore:
             if verdict is not Verdict.ALLOW:
                 reason = "embedder-policy"
                 decision = Decision(PolicyVerdict.DENY, None, "embedder policy")
+        # The record names what the guest resolved this address as, even when
+        # an address rule decided: "10.0.0.5" alone says less than its name.
+        name = decision.matched_name
+        if name is None:
+            name = min(self.pins.names_for(flow.destination, now), default=None)
         self.audit_decision(
             decision,
             "flow",
@@ -294,6 +312,7 @@ class EngineCore:
             flow.guest_port,
             flow.destination,
             port,
+            name=name,
             reason=reason,
         )
         if decision.verdict is not PolicyVerdict.ALLOW:
@@ -331,7 +350,12 @@ class EngineCore:
         )
 
     def ingress_decision(self, peer_ip: IPAddress, guest_port: int, protocol: str) -> bool:
-        """May ``peer_ip`` reach the guest's published ``guest_port``? Evaluated and audited."""
+        """May ``peer_ip`` reach ``guest_port`` through a published port? (§10.5)
+
+        The one ingress decision point: every accepted published TCP
+        connection and every new published UDP peer passes here, with the
+        peer as the address the policy judges. Each decision goes on record.
+        """
         decision = self.policy_evaluator.ingress(
             peer_ip, guest_port, protocol, trio.current_time()
         )

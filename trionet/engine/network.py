@@ -28,6 +28,7 @@ from trionet.engine.dns_service import DnsService, resolve_nameservers
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
+from trionet.engine.ports import PortPublisher
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.udp_relay import UdpRelay
@@ -38,6 +39,7 @@ from trionet.policy.audit import AuditRecord
 from trionet.policy.evaluate import PolicyEvaluator
 from trionet.policy.model import NetworkPolicy
 from trionet.policy.pins import PinSet
+from trionet.ports.config import PortMapping
 from trionet.stack.interface import Stack, StackParams
 
 __all__ = ["MULTI_TENANT", "Network", "multi_tenant_config", "open_network"]
@@ -60,6 +62,7 @@ class Network:
         nursery: trio.Nursery,
         *,
         host_sockets: Callable[[], int],
+        ports: PortPublisher,
     ) -> None:
         self.config = config
         self.addressing = addressing
@@ -67,6 +70,7 @@ class Network:
         self._termination = termination
         self._nursery = nursery
         self._backend_taken = False
+        self._ports = ports
         self._metrics = MetricsHandle(
             core.counters, lambda: core.stack.drops, host_sockets, core.audit.snapshot
         )
@@ -114,6 +118,31 @@ class Network:
     def metrics_handle(self) -> MetricsHandle:
         return self._metrics
 
+    async def publish(self, mapping: PortMapping) -> PortMapping:
+        """Publish a guest port on the host; returns once the listener is bound.
+
+        The result is the mapping as bound: ``host_port=0`` becomes the port
+        the kernel picked. A taken port (or an address the host does not
+        have) raises :class:`~trionet.engine.ports.PublishError`, an
+        ``OSError``, and leaves nothing behind.
+        """
+        await trio.lowlevel.checkpoint()
+        return self._ports.publish(mapping)
+
+    async def unpublish(self, mapping: PortMapping, *, reset: bool = False) -> None:
+        """Stop publishing ``mapping`` (as :meth:`publish` returned it).
+
+        New clients are refused at once; connections already relayed carry
+        on unless ``reset``, which resets them both ways. ``KeyError`` if
+        the mapping is not published.
+        """
+        await trio.lowlevel.checkpoint()
+        self._ports.unpublish(mapping, reset=reset)
+
+    def published(self) -> list[PortMapping]:
+        """The mappings published now, as bound."""
+        return self._ports.published()
+
     @property
     def core(self) -> EngineCore:
         """The engine core, for links and services built on this network."""
@@ -150,6 +179,8 @@ def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackPa
         max_connections=config.max_connections,
         isn_secret=os.urandom(16),
         gateway_echo_events=True,  # so the policy decides gateway pings too
+        dhcp=config.dhcp,
+        ipv4_prefix_len=30 if addressing.ipv4 is None else addressing.ipv4.prefix_len,
     )
 
 
@@ -267,16 +298,38 @@ async def open_network(
     udp = UdpRelay(core)
     IcmpRelay(core)
     dns = await _intercept_dns(config, addressing, core)
+    ports = (
+        PortPublisher(core)
+        if connect_timeout is None
+        else PortPublisher(core, connect_timeout=connect_timeout)
+    )
+    # Bound before anything runs, so a taken port fails open_network with
+    # a plain PublishError and leaves nothing behind.
+    try:
+        for mapping in config.ports:
+            ports.publish(mapping)
+    except BaseException:
+        ports.close()
+        core.readiness.close()
+        raise
+    core.backend.limit(config.rate_limiter, core.call_at)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
         network = Network(
-            config, addressing, core, termination, nursery, host_sockets=lambda: tcp.held
+            config,
+            addressing,
+            core,
+            termination,
+            nursery,
+            host_sockets=lambda: tcp.held + ports.relays,
+            ports=ports,
         )
         try:
             yield network
         finally:
             nursery.cancel_scope.cancel()
+            ports.close()
             tcp.close()
             udp.close()
             dns.close()

@@ -359,7 +359,10 @@ class Rule:
             port_reader.finish()
             if start is None or end is None:
                 raise ConfigError(path, "needs both start and end")
-            ports.append(parse_field(path, lambda _t: PortRange(start, end), ""))
+            try:
+                ports.append(PortRange(start, end))
+            except ValueError as exc:
+                raise ConfigError(path, str(exc)) from exc
         reader.finish()
         return cls(direction, destination, action, frozenset(protocols), tuple(ports))
 
@@ -383,7 +386,7 @@ def _destination_from_dict(data: Any, path: str) -> Destination:
     if not isinstance(data, Mapping) or len(data) != 1:
         raise ConfigError(
             path,
-            f"{data!r} is not \"any\" or a table with one of cidr, domain, domain_suffix, group",
+            f'{data!r} is not "any" or a table with one of cidr, domain, domain_suffix, group',
         )
     ((key, value),) = data.items()
     sub = f"{path}.{key}"
