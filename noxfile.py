@@ -38,6 +38,10 @@ SYSTEM_TOOLS = [
     # configure themselves (tests/dhcp/test_real_guests.py).
     ("dhclient", "isc-dhcp-client"),
     ("rdisc6", "ndisc6"),
+    # DNS interception: the tests' resolvers, and dig in the guests
+    # (tests/test_dns_run.py, benchmarks/bench_dns.py).
+    ("dnsmasq", "dnsmasq-base"),
+    ("dig", "dnsutils"),
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [
