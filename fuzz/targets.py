@@ -16,6 +16,10 @@ from collections.abc import Callable
 
 from fuzz.stack_target import fuzz_stack
 from fuzz.walk import walk_frame
+from trionet.http.h1 import H1RequestRewriter, HttpRefusedError
+from trionet.secrets.config import SecretsConfig
+from trionet.secrets.plan import SecretViolationError, build_plan
+from trionet.tls.clienthello import PeekStatus, peek_client_hello
 from trionet.wire import ParseError
 from trionet.wire.arp import parse_arp
 from trionet.wire.checksum import internet_checksum, pseudo_header_v4, pseudo_header_v6
@@ -155,6 +159,53 @@ def fuzz_frame(data: bytes) -> None:
 
 
 #: Target name -> (function, layer of a corpus frame to seed it with).
+_H1_CONFIG = SecretsConfig.from_dict(
+    {
+        "secrets": [
+            {
+                "env_var": "KEY",
+                "value": "real-key",
+                "allowed_hosts": ["api.example.com"],
+                "injection": {"query_params": True, "body": True},
+            },
+            {"env_var": "OTHER", "value": "real-other", "allowed_hosts": ["other.example"]},
+        ]
+    }
+)
+
+
+def fuzz_clienthello(data: bytes) -> None:
+    """Any bytes: a verdict, never an exception; a parsed hello lies within the input."""
+    result = peek_client_hello(data)
+    if result.status is PeekStatus.COMPLETE:
+        assert result.hello is not None and result.hello.length <= len(data)
+        # A complete hello stays complete, unchanged, whatever follows it.
+        assert peek_client_hello(data + b"\x17\x03\x03") == result
+
+
+def _h1_outcome(data: bytes, segment: int) -> tuple[str, bytes]:
+    plan = build_plan(_H1_CONFIG, "api.example.com", tls_intercepted=True, identity=lambda _: True)
+    rewriter = H1RequestRewriter(plan, "api.example.com")
+    out = b""
+    try:
+        for start in range(0, len(data), segment):
+            out += rewriter.receive(data[start : start + segment])
+        out += rewriter.receive_eof()
+    except (HttpRefusedError, SecretViolationError) as exc:
+        return type(exc).__name__, b""
+    return "ok", out
+
+
+def fuzz_http1(data: bytes) -> None:
+    """The HTTP/1 rewriter: only its own refusals, and how reads are cut changes nothing."""
+    segment = 1 + (data[0] % 13 if data else 0)
+    whole = _h1_outcome(data, max(len(data), 1))
+    cut = _h1_outcome(data, segment)
+    assert whole == cut, (whole, cut)
+    if whole[0] == "ok":
+        assert b"real-other" not in whole[1]
+
+
 TARGETS: dict[str, tuple[Target, str]] = {
     "ethernet": (fuzz_ethernet, "frame"),
     "arp": (fuzz_arp, "arp"),
@@ -166,6 +217,8 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "icmpv6": (fuzz_icmpv6, "icmpv6"),
     "frame": (fuzz_frame, "frame"),
     "stack": (fuzz_stack, "frame"),
+    "clienthello": (fuzz_clienthello, "clienthello"),
+    "http1": (fuzz_http1, "http1"),
 }
 
 
