@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
+from trionet.dns.config import DnsConfig
+from trionet.policy.model import NetworkPolicy
 
 __all__ = [
     "MAX_CONNECTIONS_LIMIT",
@@ -125,6 +127,9 @@ class NetworkConfig:
     interface: InterfaceOverrides = field(default_factory=InterfaceOverrides)
     host_alias: str = DEFAULT_HOST_ALIAS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: key absent: the public profile (the secure default); ``{}``: deny everything
+    policy: NetworkPolicy = field(default_factory=NetworkPolicy.public)
+    dns: DnsConfig = field(default_factory=DnsConfig)
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -144,6 +149,8 @@ class NetworkConfig:
         interface_data = reader.take("interface", Mapping, None)
         host_alias = reader.take("host_alias", str, DEFAULT_HOST_ALIAS)
         max_connections = reader.take("max_connections", int, DEFAULT_MAX_CONNECTIONS)
+        policy_data = reader.take("policy", Mapping, None)
+        dns_data = reader.take("dns", Mapping, None)
         reader.finish()
         interface = (
             InterfaceOverrides()
@@ -155,6 +162,10 @@ class NetworkConfig:
             interface=interface,
             host_alias=host_alias,
             max_connections=max_connections,
+            policy=NetworkPolicy.public()
+            if policy_data is None
+            else NetworkPolicy.from_dict(policy_data, "policy."),
+            dns=DnsConfig() if dns_data is None else DnsConfig.from_dict(dns_data, "dns."),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +183,8 @@ class NetworkConfig:
             "interface": interface,
             "host_alias": self.host_alias,
             "max_connections": self.max_connections,
+            "policy": self.policy.to_dict(),
+            "dns": self.dns.to_dict(),
         }
 
     @classmethod
