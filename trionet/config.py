@@ -29,6 +29,8 @@ from typing import Any
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
 from trionet.dns.config import DnsConfig
 from trionet.policy.model import NetworkPolicy
+from trionet.secrets.config import SecretsConfig
+from trionet.tls.config import TlsConfig
 
 __all__ = [
     "MAX_CONNECTIONS_LIMIT",
@@ -130,6 +132,10 @@ class NetworkConfig:
     #: key absent: the public profile (the secure default); ``{}``: deny everything
     policy: NetworkPolicy = field(default_factory=NetworkPolicy.public)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    #: give the guest the host's trust roots (``Network.host_cas_cert_pem``)
+    trust_host_cas: bool = False
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -151,6 +157,9 @@ class NetworkConfig:
         max_connections = reader.take("max_connections", int, DEFAULT_MAX_CONNECTIONS)
         policy_data = reader.take("policy", Mapping, None)
         dns_data = reader.take("dns", Mapping, None)
+        tls_data = reader.take("tls", Mapping, None)
+        secrets_data = reader.take("secrets", Mapping, None)
+        trust_host_cas = reader.take("trust_host_cas", bool, False)
         reader.finish()
         interface = (
             InterfaceOverrides()
@@ -166,6 +175,11 @@ class NetworkConfig:
             if policy_data is None
             else NetworkPolicy.from_dict(policy_data, "policy."),
             dns=DnsConfig() if dns_data is None else DnsConfig.from_dict(dns_data, "dns."),
+            tls=TlsConfig() if tls_data is None else TlsConfig.from_dict(tls_data, "tls."),
+            secrets=SecretsConfig()
+            if secrets_data is None
+            else SecretsConfig.from_dict(secrets_data, "secrets."),
+            trust_host_cas=trust_host_cas,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +199,9 @@ class NetworkConfig:
             "max_connections": self.max_connections,
             "policy": self.policy.to_dict(),
             "dns": self.dns.to_dict(),
+            "tls": self.tls.to_dict(),
+            "secrets": self.secrets.to_dict(),
+            "trust_host_cas": self.trust_host_cas,
         }
 
     @classmethod
