@@ -10,6 +10,7 @@ waits for all of it: no task or file descriptor outlives the block.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,14 +23,22 @@ from trionet.engine.backend import FrameBackend
 from trionet.engine.core import EngineCore
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
-from trionet.engine.policy import FlowPolicy, allow_all
+from trionet.engine.policy import FlowPolicy, NewFlow, Verdict, allow_all
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.udp_relay import UdpRelay
 from trionet.guest_env import guest_env_vars
 from trionet.links.tap import TapDevice
 from trionet.links.tap_link import run_tap_link
+from trionet.policy.audit import AuditRecord
+from trionet.policy.evaluate import PolicyEvaluator
+from trionet.policy.groups import Gateways
+from trionet.policy.pins import PinSet
+from trionet.secrets.handle import SecretsHandle
+from trionet.services.tls import TlsInterceptor
+from trionet.services.tls_files import host_trust_ders, load_or_create_ca
 from trionet.stack.interface import Stack, StackParams
+from trionet.tls.certs import CertificateAuthority, dedupe_pem_bundle
 
 __all__ = ["Network", "open_network"]
 
@@ -46,6 +55,10 @@ class Network:
         nursery: trio.Nursery,
         *,
         host_sockets: Callable[[], int],
+        secrets: SecretsHandle,
+        tls: TlsInterceptor | None,
+        pins: PinSet,
+        audit_sinks: list[Callable[[AuditRecord], object]],
     ) -> None:
         self.config = config
         self.addressing = addressing
@@ -54,6 +67,11 @@ class Network:
         self._nursery = nursery
         self._backend_taken = False
         self._metrics = MetricsHandle(core.counters, lambda: core.stack.drops, host_sockets)
+        self._secrets = secrets
+        self._tls = tls
+        #: the DNS pin set: name <-> address bindings the sandbox resolved
+        self.pins = pins
+        self._audit_sinks = audit_sinks
 
     def take_backend(self) -> FrameBackend:
         """The guest's frame endpoint, for a VMM or a link. One-shot."""
@@ -63,16 +81,33 @@ class Network:
         return self._core.backend
 
     def guest_env_vars(self) -> list[tuple[str, str]]:
-        """The ``MSB_NET*`` variables the guest's init configures itself from."""
-        return guest_env_vars(self.addressing)
+        """The ``MSB_NET*`` variables, then one ``ENV=placeholder`` per secret (§1.3).
+
+        The placeholders are all the guest ever learns of the secrets.
+        """
+        return guest_env_vars(self.addressing) + self._secrets.snapshot().env_vars()
 
     def ca_cert_pem(self) -> bytes | None:
-        """The TLS interception CA, once TLS interception exists (None until then)."""
-        return None
+        """The TLS interception CA's certificate, byte for byte as loaded; None without TLS."""
+        return None if self._tls is None else self._tls.ca.cert_pem
 
     def host_cas_cert_pem(self) -> bytes | None:
-        """The host's trust roots for the guest, once TLS interception exists."""
-        return None
+        """The host's trust roots as one de-duplicated PEM bundle, when ``trust_host_cas``.
+
+        Read afresh on each call; None when off or when the host has none.
+        """
+        if not self.config.trust_host_cas:
+            return None
+        return dedupe_pem_bundle(host_trust_ders())
+
+    def secrets_handle(self) -> SecretsHandle:
+        """Rotate, remove or re-scope secrets at run time (new connections see the change)."""
+        return self._secrets
+
+    def on_audit(self, callback: Callable[[AuditRecord], object]) -> Callable[[], None]:
+        """Call ``callback`` with every audit record from now on; returns the unsubscriber."""
+        self._audit_sinks.append(callback)
+        return lambda: self._audit_sinks.remove(callback)
 
     def termination_handle(self) -> TerminationHandle:
         return self._termination
@@ -101,6 +136,28 @@ async def _run_tap(
         await run_tap_link(backend, tap, task_status=task_status)
 
 
+_audit_log = logging.getLogger("trionet.audit")
+
+
+def _gateways(addressing: GuestAddressing) -> Gateways:
+    v6 = addressing.ipv6
+    return Gateways(
+        ipv4=None if addressing.ipv4 is None else addressing.ipv4.gateway,
+        ipv6=() if v6 is None else (v6.gateway, v6.gateway_link_local),
+    )
+
+
+def _blocking_quic(policy: FlowPolicy, ports: frozenset[int]) -> FlowPolicy:
+    """``policy``, but UDP to an intercepted port is denied: QUIC clients fall back to TCP."""
+
+    def decide(flow: NewFlow) -> Verdict:
+        if flow.protocol == "udp" and flow.destination_port in ports:
+            return Verdict.DENY
+        return policy(flow)
+
+    return decide
+
+
 def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackParams:
     return StackParams(
         guest_mac=addressing.guest_mac.packed,
@@ -127,25 +184,66 @@ async def open_network(
     policy: FlowPolicy = allow_all,
     flow_handler: FlowHandler | None = None,
     connect_timeout: float | None = None,
+    ca: CertificateAuthority | None = None,
 ) -> AsyncIterator[Network]:
     """Create a network engine for ``slot`` and run it for the block's duration.
 
     ``routes`` overrides the host route probe (tests use it); ``policy`` is
     the new-flow decision point; ``flow_handler`` replaces the plain relay
-    between an accepted guest connection and its host connection.
+    between an accepted guest connection and its host connection; ``ca`` is
+    the interception CA when the caller loaded it already (``trionet run``
+    does, to give CMD the same CA); otherwise it is loaded or created here.
     """
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
+    secrets = SecretsHandle(config.secrets)
+    pins = PinSet()
+    audit_sinks: list[Callable[[AuditRecord], object]] = []
+
+    def audit(record: AuditRecord) -> None:
+        _audit_log.info("%s", record.to_json())
+        for sink in list(audit_sinks):
+            sink(record)
+
+    if config.tls.enabled and config.tls.block_quic_on_intercept:
+        policy = _blocking_quic(policy, frozenset(config.tls.intercepted_ports))
     core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
+    tls: TlsInterceptor | None = None
+    if config.tls.enabled:
+        tls = TlsInterceptor(
+            core,
+            config.tls,
+            ca=ca if ca is not None else load_or_create_ca(config.tls),
+            secrets=secrets,
+            evaluator=PolicyEvaluator(config.policy, _gateways(addressing), pins),
+            pins=pins,
+            audit=audit,
+        )
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-    tcp = TcpRelay(core, handler=flow_handler, **relay_options)
+    tcp = TcpRelay(
+        core,
+        handler=flow_handler,
+        choose_handler=None if tls is None else tls.choose,
+        **relay_options,
+    )
     udp = UdpRelay(core)
     IcmpRelay(core)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
+        if tls is not None:
+            tls.termination = termination
         await nursery.start(core.run)
         network = Network(
-            config, addressing, core, termination, nursery, host_sockets=lambda: tcp.held
+            config,
+            addressing,
+            core,
+            termination,
+            nursery,
+            host_sockets=lambda: tcp.held,
+            secrets=secrets,
+            tls=tls,
+            pins=pins,
+            audit_sinks=audit_sinks,
         )
         try:
             yield network

@@ -1,0 +1,309 @@
+"""TLS interception with a real Linux guest and real TLS servers.
+
+The host namespace holds the engine's host side and HTTPS echo servers on
+public-looking addresses (203.0.113.0/24 on that namespace's loopback), each
+with a certificate from a test CA that trionet trusts as an upstream root.
+In the guest: curl, openssl s_client and Python ssl, trusting trionet's CA.
+Names are given to the guest with ``curl --resolve`` / ``-servername`` (no
+DNS here); where a test needs the sandbox to have resolved a name, it records
+the pin directly, as trionet's DNS would.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.services.tls_servers import TlsEchoServer, UpstreamCa
+from tests.support.fixtures import GuestLink, GuestLinkFactory
+from tests.support.netns import in_netns
+from trionet.addressing import HostRoutes
+from trionet.config import NetworkConfig
+from trionet.engine.network import Network, open_network
+from trionet.policy.audit import AuditRecord
+from trionet.tls.certs import generate_ca
+
+pytestmark = pytest.mark.root
+
+DUAL = HostRoutes(ipv4=True, ipv6=True)
+API, API_IP = "api.example.com", "203.0.113.10"
+OTHER, OTHER_IP = "other.example", "203.0.113.11"
+PINNED, PINNED_IP = "pinned.example", "203.0.113.12"
+ROGUE, ROGUE_IP = "rogue.example", "203.0.113.13"
+REAL = "sk-REAL-secret-value-42"
+SECRET = {"env_var": "API_KEY", "value": REAL, "allowed_hosts": [{"exact": API}]}
+ENGINE_CA = generate_ca()
+GUEST_HTTPS = str(Path(__file__).with_name("guest_https.py"))
+
+
+@dataclass
+class Setup:
+    link: GuestLink
+    tmp: Path
+    net: Network
+    servers: dict[str, TlsEchoServer]
+    test_ca: UpstreamCa
+    audit: list[AuditRecord] = field(default_factory=list)
+
+    @property
+    def ca_file(self) -> str:
+        path = self.tmp / "trionet-ca.pem"
+        ca = self.net.ca_cert_pem()
+        assert ca is not None
+        path.write_bytes(ca)
+        return str(path)
+
+    def env(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.net.guest_env_vars()]
+
+    async def guest(self, argv: list[str], **kwargs: Any) -> Any:
+        kwargs.setdefault("check", False)
+        kwargs.setdefault("timeout", 20)
+        return await self.link.guest.arun(["env", *self.env(), *argv], **kwargs)
+
+    async def curl(self, name: str, ip: str, *args: str, cafile: str | None = None) -> Any:
+        return await self.guest(
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                cafile or self.ca_file,
+                "--resolve",
+                f"{name}:443:{ip}",
+                *args,
+                f"https://{name}/echo",
+            ]
+        )
+
+    def reasons(self) -> list[str | None]:
+        return [r.reason for r in self.audit if r.verdict == "deny"]
+
+
+def run_tls(
+    link: GuestLink,
+    tmp: Path,
+    body: Callable[[Setup], Awaitable[None]],
+    *,
+    tls: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
+    pins: dict[str, str] | None = None,
+) -> Setup:
+    test_ca, rogue_ca = UpstreamCa(tmp), UpstreamCa(tmp)
+    servers = {
+        name: TlsEchoServer(
+            (rogue_ca if name == ROGUE else test_ca).server_context(name, ["h2", "http/1.1"][1:])
+        )
+        for name in (API, OTHER, PINNED, ROGUE)
+    }
+    addresses = {API: API_IP, OTHER: OTHER_IP, PINNED: PINNED_IP, ROGUE: ROGUE_IP}
+    for ip in addresses.values():
+        link.host.ip("addr", "add", f"{ip}/32", "dev", "lo")
+    data: dict[str, Any] = {
+        "tls": {"enabled": True, "upstream_ca_cert": [str(test_ca.path)], **(tls or {})},
+        "secrets": secrets or {"secrets": [SECRET]},
+    }
+    if policy is not None:
+        data["policy"] = policy
+    config = NetworkConfig.from_dict(data)
+    result: list[Setup] = []
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                for name, server in servers.items():
+                    await server.serve(nursery, addresses[name])
+                async with open_network(config, 0, routes=DUAL, ca=ENGINE_CA) as net:
+                    await net.attach_tap(link.tap)
+                    setup = Setup(link, tmp, net, servers, test_ca)
+                    net.on_audit(setup.audit.append)
+                    for name, ip in (pins or {}).items():
+                        net.pins.record(
+                            name,
+                            4,
+                            [__import__("ipaddress").ip_address(ip)],
+                            300,
+                            trio.current_time(),
+                        )
+                    result.append(setup)
+                    await body(setup)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return result[0]
+
+
+def test_intercepted_fetch_substitutes_the_secret(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """curl and Python ssl: the server gets the value, the guest only the placeholder."""
+
+    async def body(s: Setup) -> None:
+        env = await s.guest(["sh", "-c", "echo $API_KEY"])
+        assert env.stdout == b"$MSB_API_KEY\n"
+        r = await s.curl(API, API_IP, "--http1.1", "-H", "Authorization: Bearer $MSB_API_KEY")
+        assert r.returncode == 0, r.stderr
+        py = await s.guest(["python3", GUEST_HTTPS, "get", s.ca_file, API_IP, API])
+        assert py.stdout == b"HTTP/1.1 200 OK\n", py.stderr
+
+    s = run_tls(guest_link_factory(), tmp_path, body, pins={API: API_IP})
+    first, second = s.servers[API].received
+    assert b"Authorization: Bearer " + REAL.encode() in first
+    assert b"X-Key: " + REAL.encode() in second
+    assert b"MSB_API_KEY" not in first + second
+    assert s.reasons() == []
+
+
+def test_bypassed_host_presents_its_own_certificate(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    async def body(s: Setup) -> None:
+        # Trusting only the test CA: works only if the server's own cert reaches the guest.
+        r = await s.curl(
+            PINNED, PINNED_IP, "-H", "X-Key: $MSB_API_KEY", cafile=str(s.test_ca.path)
+        )
+        assert r.returncode == 0, r.stderr
+        r = await s.curl(PINNED, PINNED_IP)  # trionet's CA does not sign it
+        assert r.returncode != 0
+
+    s = run_tls(guest_link_factory(), tmp_path, body, tls={"bypass": ["*.pinned.example"]})
+    assert b"X-Key: $MSB_API_KEY" in s.servers[PINNED].received[0]  # untouched
+
+
+@pytest.mark.parametrize("action", ["block-and-log", "block-and-terminate"])
+def test_placeholder_to_another_host_is_blocked(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path, action: str
+) -> None:
+    async def body(s: Setup) -> None:
+        r = await s.curl(OTHER, OTHER_IP, "-H", "X-Key: $MSB_API_KEY")
+        assert r.returncode != 0
+        if action == "block-and-terminate":
+            await trio.sleep_forever()  # the termination cancels the network's scope
+
+    secrets = {"secrets": [{**SECRET, "on_violation": action}]}
+    s = run_tls(guest_link_factory(), tmp_path, body, secrets=secrets, pins={API: API_IP})
+    assert s.servers[OTHER].received == []
+    assert s.reasons() == ["secret-violation"]
+    termination = s.net.termination_handle()
+    if action == "block-and-terminate":
+        assert termination.reason == f"secret API_KEY sent to {OTHER} (in the header)"
+    else:
+        assert not termination.terminated
+
+
+def test_host_header_must_match_the_sni(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    async def body(s: Setup) -> None:
+        r = await s.curl(API, API_IP, "-H", f"Host: {OTHER}")
+        assert r.returncode != 0
+
+    s = run_tls(guest_link_factory(), tmp_path, body)
+    assert s.servers[API].received == []
+    assert s.reasons() == ["host-mismatch"]
+
+
+def test_sni_of_an_allowed_domain_on_an_unresolved_ip_is_refused(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    policy = {
+        "default_egress": "deny",
+        "rules": [{"direction": "egress", "destination": {"domain": API}, "action": "allow"}],
+    }
+
+    async def body(s: Setup) -> None:
+        # The guest claims api.example.com but dials other.example's address.
+        r = await s.curl(API, OTHER_IP)
+        assert r.returncode != 0
+        r = await s.curl(API, API_IP)  # the address the sandbox resolved it to
+        assert r.returncode == 0, r.stderr
+
+    s = run_tls(guest_link_factory(), tmp_path, body, policy=policy, pins={API: API_IP})
+    assert s.servers[OTHER].received == []
+    assert len(s.servers[API].received) == 1
+    denied = [r for r in s.audit if r.verdict == "deny"]
+    assert [(r.reason, r.destination, r.name) for r in denied] == [("sni-policy", OTHER_IP, API)]
+
+
+def test_upstream_with_unknown_ca_is_refused(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    async def body(s: Setup) -> None:
+        r = await s.curl(ROGUE, ROGUE_IP)
+        assert r.returncode != 0
+
+    s = run_tls(guest_link_factory(), tmp_path, body)
+    assert s.servers[ROGUE].received == []
+    assert s.reasons() == ["upstream-verify"]
+
+
+def test_guest_one_hour_behind_accepts_the_leaf(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """openssl s_client in the guest verifies the leaf as of an hour ago."""
+
+    async def body(s: Setup) -> None:
+        for skew, ok in ((3600, True), (3 * 86400, False)):
+            r = await s.guest(
+                [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"{API_IP}:443",
+                    "-servername",
+                    API,
+                    "-CAfile",
+                    s.ca_file,
+                    "-verify_return_error",
+                    "-attime",
+                    str(int(time.time()) - skew),
+                ],
+                stdin=b"",
+            )
+            assert (b"Verify return code: 0 (ok)" in r.stdout) == ok, r.stdout[-500:]
+
+    run_tls(guest_link_factory(), tmp_path, body)
+
+
+def test_websocket_upgrade_carries_the_substituted_header(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    async def body(s: Setup) -> None:
+        r = await s.guest(["python3", GUEST_HTTPS, "ws", s.ca_file, API_IP, API])
+        assert r.stdout == b"HTTP/1.1 101 Switching Protocols\n", r.stderr
+
+    s = run_tls(guest_link_factory(), tmp_path, body, pins={API: API_IP})
+    assert b"Authorization: Bearer " + REAL.encode() in s.servers[API].received[0]
+
+
+def test_quic_to_an_intercepted_port_is_dropped(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    got: list[bytes] = []
+
+    async def body(s: Setup) -> None:
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await sock.bind((API_IP, 443))
+
+        async def receive() -> None:
+            got.append(await sock.recv(2048))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            script = f"import socket; socket.socket(2, 2).sendto(b'quic', ('{API_IP}', 443))"
+            await s.guest(["python3", "-c", script])
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        sock.close()
+
+    run_tls(guest_link_factory(), tmp_path, body)
+    assert got == []

@@ -1,0 +1,117 @@
+"""Real TLS servers for the interception tests: each with its own test CA, echoing requests.
+
+They run in the test's host namespace on public-looking addresses (added to
+that namespace's loopback, so nothing leaves the machine). Each records the
+raw bytes of every request it received: what trionet forwarded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from trionet.tls.certs import CertificateAuthority, generate_ca, issue_leaf
+
+__all__ = ["TlsEchoServer", "UpstreamCa"]
+
+
+@dataclass
+class UpstreamCa:
+    """A CA of the test's own, trusted by trionet as an upstream root."""
+
+    directory: Path
+    ca: CertificateAuthority = field(default_factory=generate_ca)
+
+    @property
+    def path(self) -> Path:
+        path = self.directory / f"ca-{id(self)}.pem"
+        if not path.exists():
+            path.write_bytes(self.ca.cert_pem)
+        return path
+
+    def server_context(self, name: str, alpn: list[str]) -> ssl.SSLContext:
+        leaf = issue_leaf(self.ca, name, time.time())
+        chain = self.directory / f"{name}-{id(self)}.pem"
+        key = self.directory / f"{name}-{id(self)}.key"
+        chain.write_bytes(leaf.chain_pem)
+        key.write_bytes(leaf.key_pem)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(chain, key)
+        ctx.set_alpn_protocols(alpn)
+        return ctx
+
+
+@dataclass
+class TlsEchoServer:
+    """HTTPS on ``address:443``: answers each request with the request's own bytes.
+
+    A WebSocket upgrade gets a 101 and one text frame holding the upgrade
+    request as received.
+    """
+
+    ctx: ssl.SSLContext
+    received: list[bytes] = field(default_factory=list)
+    alpn: list[str | None] = field(default_factory=list)
+
+    async def serve(self, nursery: trio.Nursery, address: str, port: int = 443) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=address)
+        await nursery.start(trio.serve_listeners, self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, self.ctx, server_side=True, https_compatible=True)
+        try:
+            with trio.fail_after(20):
+                await tls.do_handshake()
+                self.alpn.append(tls.selected_alpn_protocol())
+                await self._serve(tls)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            pass
+        finally:
+            await trio.aclose_forcefully(tls)
+
+    async def _serve(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = await tls.receive_some(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = await tls.receive_some(65536)
+            if not chunk:
+                break
+            body += chunk
+        request = head + b"\r\n\r\n" + body
+        self.received.append(request)
+        if b"upgrade: websocket" in head.lower():
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(
+                hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            )
+            await tls.send_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            payload = head[:125]
+            await tls.send_all(b"\x81" + bytes([len(payload)]) + payload)
+            return
+        await tls.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(request)
+            + request
+        )

@@ -1,0 +1,427 @@
+"""TLS interception on the intercepted ports (§8): peek, decide, bypass or terminate both ways.
+
+One task per intercepted connection, over the guest's
+:class:`~trionet.engine.guest_stream.GuestTcpStream` and the host socket the
+relay already dialled (to the address the guest chose: the SNI never picks
+where we connect, so a guest cannot use it to reach a host its policy
+forbids).
+
+1. Peek the ClientHello (:mod:`trionet.tls.clienthello`), at most 16 KiB and
+   10 s. Not TLS, malformed or without SNI: refused (an SNI-less hello is
+   refused as soon as it is complete, not after the reference's 10 s stall).
+2. Policy with the SNI (§10.3): a domain allow rule holds only if this
+   sandbox's DNS bound the dialled IP to that name (the pin set).
+3. Bypass patterns: the buffered hello goes upstream untouched and the
+   connection is spliced; the server sees the guest's own ClientHello.
+4. Otherwise the upstream handshake comes first, offering the guest's own
+   ALPN list (the protocols we can inspect), verified against the system
+   roots plus configured CAs; then the guest gets a leaf for the SNI from
+   the CA, offering exactly the protocol the server chose. ALPN is thus
+   negotiated end to end.
+5. The guest's plaintext passes through the HTTP rewriter (Host must equal
+   the SNI; placeholders replaced for eligible hosts, violations caught);
+   the server's goes back as is.
+
+Every refusal is an :class:`~trionet.policy.audit.AuditRecord` naming the
+reason, and counted in ``dropped["tls_<reason>"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from trionet.engine.core import EngineCore
+from trionet.engine.guest_stream import GuestTcpStream
+from trionet.engine.policy import NewFlow
+from trionet.engine.tcp_relay import FlowHandler, relay_streams
+from trionet.engine.tcp_splice import CHUNK, close_with_reset
+from trionet.engine.termination import TerminationHandle
+from trionet.http.h1 import H1RequestRewriter, HttpRefusedError
+from trionet.policy.audit import AuditRecord
+from trionet.policy.evaluate import Decision, PolicyEvaluator
+from trionet.policy.pins import PinSet
+from trionet.secrets.config import ViolationKind
+from trionet.secrets.handle import SecretsHandle
+from trionet.secrets.plan import SecretViolationError, build_plan
+from trionet.services.tls_files import server_context
+from trionet.tls.certs import CertificateAuthority, LeafCache
+from trionet.tls.clienthello import MAX_HELLO_BYTES, ClientHello, PeekStatus, peek_client_hello
+from trionet.tls.config import TlsConfig
+from trionet.tls.patterns import HostPattern
+
+__all__ = ["HANDSHAKE_TIMEOUT", "SNI_TIMEOUT", "TlsInterceptor", "UpstreamConnectors"]
+
+#: §8.5: the whole ClientHello wait, and each handshake.
+SNI_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0
+#: The application protocols the rewriters understand, in preference order.
+INSPECTED_ALPN = ("http/1.1",)
+
+_log = logging.getLogger("trionet.tls")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class _RefusedError(Exception):
+    def __init__(self, reason: str, decision: Decision | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.decision = decision
+
+
+class UpstreamConnectors:
+    """The client contexts for upstream servers (§8.6), by most specific scope."""
+
+    def __init__(self, config: TlsConfig) -> None:
+        self._default = _client_context(config.verify_upstream, config.upstream_ca_cert)
+        scopes: dict[HostPattern, tuple[bool, list[str]]] = {}
+        for scoped_ca in config.scoped_upstream_ca_cert:
+            verify, paths = scopes.get(scoped_ca.pattern, (config.verify_upstream, []))
+            scopes[scoped_ca.pattern] = (verify, [*paths, scoped_ca.path])
+        for scoped_verify in config.scoped_verify_upstream:
+            _, paths = scopes.get(scoped_verify.pattern, (config.verify_upstream, []))
+            scopes[scoped_verify.pattern] = (scoped_verify.verify, paths)
+        self._scoped = sorted(
+            (
+                (pattern, _client_context(verify, [*config.upstream_ca_cert, *paths]))
+                for pattern, (verify, paths) in scopes.items()
+                if verify != config.verify_upstream or paths
+            ),
+            key=lambda item: -item[0].specificity,
+        )
+
+    def for_host(self, sni: str) -> ssl.SSLContext:
+        for pattern, ctx in self._scoped:
+            if pattern.matches(sni):
+                return ctx
+        return self._default
+
+
+def _client_context(verify: bool, ca_files: tuple[str, ...] | list[str]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    for path in ca_files:
+        try:
+            ctx.load_verify_locations(cafile=path)
+        except (OSError, ssl.SSLError) as exc:
+            _log.error("cannot load upstream CA file %s: %s", path, exc)
+    return ctx
+
+
+class _Prefixed(trio.abc.Stream):
+    """A stream that first replays bytes already read from it (the peeked hello)."""
+
+    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+        self._inner = inner
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return bytes(await self._inner.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass
+class _Conn:
+    """One intercepted connection, for audit records and logs."""
+
+    flow: NewFlow
+    sni: str | None = None
+
+
+class TlsInterceptor:
+    """The service: claims the intercepted ports' flows and handles each in a task."""
+
+    def __init__(
+        self,
+        core: EngineCore,
+        config: TlsConfig,
+        *,
+        ca: CertificateAuthority,
+        secrets: SecretsHandle,
+        evaluator: PolicyEvaluator,
+        pins: PinSet,
+        audit: Callable[[AuditRecord], None],
+    ) -> None:
+        self.core = core
+        self.config = config
+        self.ca = ca
+        self._secrets = secrets
+        #: set once the network's nursery (whose scope it cancels) exists
+        self.termination: TerminationHandle | None = None
+        self._evaluator = evaluator
+        self._pins = pins
+        self._audit = audit
+        self._ports = frozenset(config.intercepted_ports)
+        self.leaves = LeafCache(ca, config.cache.capacity, config.cache.validity_hours)
+        self.connectors = UpstreamConnectors(config)
+
+    def choose(self, flow: NewFlow) -> FlowHandler | None:
+        """The TcpRelay hook: this service takes TCP flows to the intercepted ports."""
+        if flow.protocol == "tcp" and flow.destination_port in self._ports:
+            return self.handle
+        return None
+
+    # -- one connection ------------------------------------------------------------
+
+    async def handle(self, guest: GuestTcpStream, host: trio.SocketStream) -> None:
+        conn = _Conn(self.core.describe(guest.key, "tcp"))
+        try:
+            await self._handle(conn, guest, host)
+        except _RefusedError as refusal:
+            self._refuse(conn, refusal.reason, refusal.decision)
+            await _close_gracefully(guest)
+
+    async def _handle(self, conn: _Conn, guest: GuestTcpStream, host: trio.SocketStream) -> None:
+        buffered, hello = await self._peek(guest)
+        sni = conn.sni = hello.sni
+        if sni is None:
+            raise _RefusedError("no-sni")
+        flow = conn.flow
+        decision = self._evaluator.egress(
+            flow.destination, flow.destination_port, "tcp", self._now(), sni=sni
+        )
+        if not decision.allowed:
+            raise _RefusedError("sni-policy", decision)
+        if self.config.bypassed(sni):
+            self._record(conn, "allow", "bypass", decision)
+            await host.send_all(buffered)
+            await relay_streams(guest, host)
+            return
+        await self._intercept(
+            conn, guest=guest, host=host, buffered=buffered, hello=hello, decision=decision
+        )
+
+    async def _peek(self, guest: GuestTcpStream) -> tuple[bytes, ClientHello]:
+        buffer = bytearray()
+        with trio.move_on_after(SNI_TIMEOUT):
+            while True:
+                try:
+                    data = await guest.receive_some(MAX_HELLO_BYTES + 5 - len(buffer))
+                except trio.BrokenResourceError:
+                    raise _RefusedError("guest-reset") from None
+                if not data:
+                    raise _RefusedError("guest-eof")
+                buffer += data
+                result = peek_client_hello(buffer)
+                if result.status is PeekStatus.COMPLETE:
+                    assert result.hello is not None
+                    return bytes(buffer), result.hello
+                if result.status is PeekStatus.NOT_TLS:
+                    raise _RefusedError("not-tls")
+                if result.status is PeekStatus.MALFORMED:
+                    raise _RefusedError("malformed-hello")
+        raise _RefusedError("sni-timeout")
+
+    async def _intercept(
+        self,
+        conn: _Conn,
+        *,
+        guest: GuestTcpStream,
+        host: trio.SocketStream,
+        buffered: bytes,
+        hello: ClientHello,
+        decision: Decision,
+    ) -> None:
+        sni = hello.sni
+        assert sni is not None
+        offered = [p for p in hello.alpn if p in INSPECTED_ALPN]
+        upstream_ctx = self.connectors.for_host(sni)
+        if offered:
+            # set_alpn_protocols is copied into the SSL object when the
+            # stream is made (below, in the same step): sharing is safe.
+            upstream_ctx.set_alpn_protocols(offered)
+        else:
+            upstream_ctx.set_alpn_protocols([])
+        upstream = trio.SSLStream(host, upstream_ctx, server_hostname=sni, https_compatible=True)
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                await upstream.do_handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+            cause = exc.__cause__
+            verify = isinstance(cause, ssl.SSLCertVerificationError)
+            if verify:
+                _log.warning("upstream %s failed verification: %s", sni, cause)
+            raise _RefusedError("upstream-verify" if verify else "upstream-handshake") from None
+        selected = upstream.selected_alpn_protocol()
+        try:
+            guest_ctx = self._server_context(sni, (selected,) if selected else ())
+        except ValueError:
+            raise _RefusedError("bad-name") from None
+        guest_tls = trio.SSLStream(
+            _Prefixed(guest, buffered), guest_ctx, server_side=True, https_compatible=True
+        )
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                await guest_tls.do_handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError):
+            raise _RefusedError("guest-handshake") from None
+        self._record(conn, "allow", None, decision)
+        plan = build_plan(
+            self._secrets.snapshot(),
+            sni,
+            tls_intercepted=True,
+            identity=lambda pattern: self._bound(conn.flow, pattern),
+        )
+        rewriter = H1RequestRewriter(plan, sni)
+        await self._relay(
+            conn,
+            guest=guest,
+            guest_tls=guest_tls,
+            host=host,
+            upstream=upstream,
+            rewriter=rewriter,
+        )
+
+    def _bound(self, flow: NewFlow, pattern: HostPattern) -> bool:
+        """Does the sandbox's DNS bind the dialled address to a name ``pattern`` matches?"""
+        names = self._pins.names_for(flow.destination, self._now())
+        return any(pattern.matches(name) for name in names)
+
+    def _server_context(self, sni: str, alpn: tuple[str, ...]) -> ssl.SSLContext:
+        now = time.time()
+        entry = self.leaves.get(sni, now)
+        if entry is None:
+            leaf = self.leaves.issue(sni, now)
+            contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
+            self.leaves.put(leaf, contexts)
+        else:
+            leaf, extra = entry
+            assert isinstance(extra, dict)
+            contexts = extra
+        ctx = contexts.get(alpn)
+        if ctx is None:
+            ctx = contexts[alpn] = server_context(leaf, alpn)
+        return ctx
+
+    async def _relay(
+        self,
+        conn: _Conn,
+        *,
+        guest: GuestTcpStream,
+        guest_tls: trio.SSLStream[_Prefixed],
+        host: trio.SocketStream,
+        upstream: trio.SSLStream[trio.SocketStream],
+        rewriter: H1RequestRewriter,
+    ) -> None:
+        stop: Exception | None = None
+        broken = False
+
+        async def to_server() -> None:
+            nonlocal stop, broken
+            try:
+                while data := await guest_tls.receive_some(CHUNK):
+                    out = rewriter.receive(data)
+                    if out:
+                        await upstream.send_all(out)
+                tail = rewriter.receive_eof()
+                if tail:
+                    await upstream.send_all(tail)
+                # TLS has no half-close: end our side of TCP, keep reading
+                # the server's answer until it closes.
+                await host.send_eof()
+            except (SecretViolationError, HttpRefusedError) as exc:
+                stop = exc
+                nursery.cancel_scope.cancel()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                broken = True
+                nursery.cancel_scope.cancel()
+
+        async def to_guest() -> None:
+            nonlocal broken
+            try:
+                while data := await upstream.receive_some(CHUNK):
+                    await guest_tls.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                broken = True
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(to_server)
+            nursery.start_soon(to_guest)
+        close_with_reset(host.socket)  # type: ignore[arg-type]
+        if stop is not None:
+            self._violation(conn, stop)
+        if broken:
+            guest.abort()
+            return
+        with trio.move_on_after(1):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await guest_tls.aclose()
+        await _close_gracefully(guest)
+
+    # -- outcomes ------------------------------------------------------------------
+
+    def _violation(self, conn: _Conn, exc: Exception) -> None:
+        if isinstance(exc, HttpRefusedError):
+            self._refuse(conn, exc.reason, None)
+            _log.warning("refused a request to %s: %s", conn.sni, exc)
+            return
+        assert isinstance(exc, SecretViolationError)
+        self._refuse(conn, "secret-violation", None)
+        kind = exc.action.kind
+        reason = f"secret {exc.secret} sent to {exc.host} (in the {exc.location})"
+        if kind is ViolationKind.BLOCK_AND_LOG:
+            _log.warning("blocked: %s", reason)
+        elif kind is ViolationKind.BLOCK_AND_TERMINATE:
+            _log.error("terminating: %s", reason)
+            if self.termination is not None:
+                self.termination.terminate(reason)
+
+    def _refuse(self, conn: _Conn, reason: str, decision: Decision | None) -> None:
+        self.core.counters.dropped[f"tls_{reason.replace('-', '_')}"] += 1
+        self._record(conn, "deny", reason, decision)
+
+    def _record(
+        self, conn: _Conn, verdict: str, reason: str | None, decision: Decision | None
+    ) -> None:
+        flow = conn.flow
+        self._audit(
+            AuditRecord(
+                time=time.time(),
+                kind="tls",
+                protocol="tcp",
+                source=str(flow.guest),
+                source_port=flow.guest_port,
+                destination=str(flow.destination),
+                port=flow.destination_port,
+                name=conn.sni,
+                verdict=verdict if decision is None or decision.allowed else "deny",
+                rule_index=None if decision is None else decision.rule_index,
+                rule="tls" if decision is None else decision.rule_text,
+                reason=reason,
+            )
+        )
+
+    @staticmethod
+    def _now() -> float:
+        return trio.current_time()
+
+
+async def _close_gracefully(guest: GuestTcpStream) -> None:
+    """FIN to the guest (§4.2: refusals after the handshake close, they do not reset)."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await guest.aclose()
