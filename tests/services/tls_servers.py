@@ -115,3 +115,46 @@ class TlsEchoServer:
             b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(request)
             + request
         )
+
+
+class ThreadedTlsEcho:
+    """The same echo (no WebSocket) on 127.0.0.1, in a thread: for ``trionet run`` tests."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        import socketserver
+        import threading
+
+        self.received: list[bytes] = []
+        received = self.received
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                try:
+                    tls = ctx.wrap_socket(self.request, server_side=True)
+                    tls.settimeout(10)
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = tls.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    received.append(data)
+                    tls.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                        % len(data)
+                        + data
+                    )
+                    tls.close()
+                except (OSError, ssl.SSLError):
+                    pass
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

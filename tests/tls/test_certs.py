@@ -141,8 +141,9 @@ def test_cache_is_lru_and_refreshes_before_expiry() -> None:
 def test_dedupe_pem_bundle() -> None:
     der = CA.cert.public_bytes(Encoding.DER)
     other = generate_ca().cert.public_bytes(Encoding.DER)
-    bundle = dedupe_pem_bundle([der, other, der, b"junk"])
+    bundle = dedupe_pem_bundle([der, other, der])
     assert bundle is not None
     assert bundle.count(b"BEGIN CERTIFICATE") == 2
+    assert bundle.startswith(CA.cert.public_bytes(Encoding.PEM))
     assert b"\r" not in bundle
     assert dedupe_pem_bundle([]) is None

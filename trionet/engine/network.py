@@ -26,6 +26,8 @@ from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict, allow_all
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
+from trionet.engine.tls_files import host_trust_ders, load_or_create_ca
+from trionet.engine.tls_intercept import TlsInterceptor
 from trionet.engine.udp_relay import UdpRelay
 from trionet.guest_env import guest_env_vars
 from trionet.links.tap import TapDevice
@@ -35,8 +37,6 @@ from trionet.policy.evaluate import PolicyEvaluator
 from trionet.policy.groups import Gateways
 from trionet.policy.pins import PinSet
 from trionet.secrets.handle import SecretsHandle
-from trionet.services.tls import TlsInterceptor
-from trionet.services.tls_files import host_trust_ders, load_or_create_ca
 from trionet.stack.interface import Stack, StackParams
 from trionet.tls.certs import CertificateAuthority, dedupe_pem_bundle
 

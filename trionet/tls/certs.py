@@ -1,7 +1,7 @@
 """The interception CA and the per-host leaf certificates it signs (sans-IO).
 
 The CA is built or parsed here; reading and writing its files is the shell's
-job (:mod:`trionet.services.tls_ca`). The current time is an argument
+job (:mod:`trionet.engine.tls_files`). The current time is an argument
 (seconds since the epoch), so leaves are deterministic under a fake clock.
 
 Leaf validity starts :data:`LEAF_BACKDATE` before "now": a guest whose clock
@@ -13,6 +13,7 @@ nothing (the leaf is only trusted by guests that trust this CA).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import ipaddress
@@ -253,16 +254,18 @@ class LeafCache:
 
 
 def dedupe_pem_bundle(ders: list[bytes]) -> bytes | None:
-    """Certificates as one LF PEM bundle, duplicates (same DER) dropped, order kept."""
+    """Certificates as one LF PEM bundle, duplicates (same DER) dropped, order kept.
+
+    The DER is encoded, not parsed: a host store may hold certificates a
+    strict parser rejects, and the guest's TLS library is the judge of them.
+    """
     seen: set[bytes] = set()
     parts: list[bytes] = []
     for der in ders:
-        if der in seen:
+        if der in seen or not der:
             continue
         seen.add(der)
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError:
-            continue
-        parts.append(cert.public_bytes(serialization.Encoding.PEM))
+        b64 = base64.b64encode(der)
+        lines = b"\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+        parts.append(b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n")
     return b"".join(parts) or None

@@ -44,6 +44,7 @@ from trionet.engine.policy import NewFlow
 from trionet.engine.tcp_relay import FlowHandler, relay_streams
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
+from trionet.engine.tls_files import server_context
 from trionet.http.h1 import H1RequestRewriter, HttpRefusedError
 from trionet.policy.audit import AuditRecord
 from trionet.policy.evaluate import Decision, PolicyEvaluator
@@ -51,7 +52,6 @@ from trionet.policy.pins import PinSet
 from trionet.secrets.config import ViolationKind
 from trionet.secrets.handle import SecretsHandle
 from trionet.secrets.plan import SecretViolationError, build_plan
-from trionet.services.tls_files import server_context
 from trionet.tls.certs import CertificateAuthority, LeafCache
 from trionet.tls.clienthello import MAX_HELLO_BYTES, ClientHello, PeekStatus, peek_client_hello
 from trionet.tls.config import TlsConfig
