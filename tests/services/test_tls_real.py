@@ -154,12 +154,17 @@ def test_intercepted_fetch_substitutes_the_secret(
         assert r.returncode == 0, r.stderr
         py = await s.guest(["python3", GUEST_HTTPS, "get", s.ca_file, API_IP, API])
         assert py.stdout == b"HTTP/1.1 200 OK\n", py.stderr
+        # Rotated at run time: the next connection gets the new value.
+        s.net.secrets_handle().rotate_value("API_KEY", "sk-ROTATED")
+        py = await s.guest(["python3", GUEST_HTTPS, "get", s.ca_file, API_IP, API])
+        assert py.stdout == b"HTTP/1.1 200 OK\n", py.stderr
 
     s = run_tls(guest_link_factory(), tmp_path, body, pins={API: API_IP})
-    first, second = s.servers[API].received
+    first, second, third = s.servers[API].received
     assert b"Authorization: Bearer " + REAL.encode() in first
     assert b"X-Key: " + REAL.encode() in second
-    assert b"MSB_API_KEY" not in first + second
+    assert b"X-Key: sk-ROTATED" in third
+    assert b"MSB_API_KEY" not in first + second + third
     assert s.reasons() == []
 
 

@@ -28,11 +28,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 __all__ = [
     "LEAF_BACKDATE",
     "REFRESH_BEFORE_EXPIRY",
+    "CaError",
     "CertificateAuthority",
     "LeafCache",
     "LeafCertificate",
     "dedupe_pem_bundle",
     "generate_ca",
+    "issue_leaf",
     "load_ca",
 ]
 
