@@ -101,7 +101,7 @@ def run_tls(
     test_ca, rogue_ca = UpstreamCa(tmp), UpstreamCa(tmp)
     servers = {
         name: TlsEchoServer(
-            (rogue_ca if name == ROGUE else test_ca).server_context(name, ["h2", "http/1.1"][1:])
+            (rogue_ca if name == ROGUE else test_ca).server_context(name, ["h2", "http/1.1"])
         )
         for name in (API, OTHER, PINNED, ROGUE)
     }
@@ -168,6 +168,36 @@ def test_intercepted_fetch_substitutes_the_secret(
     assert s.reasons() == []
 
 
+def test_intercepted_fetch_over_http2(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """curl --http2: ALPN h2 end to end, many streams, the secret substituted."""
+
+    async def body(s: Setup) -> None:
+        urls = " ".join(f"-o /dev/null https://{API}/s{i}" for i in range(5))
+        r = await s.guest(
+            [
+                "sh",
+                "-c",
+                f"curl -sS --max-time 10 --http2 --cacert {s.ca_file} "
+                f"--resolve {API}:443:{API_IP} -H 'X-Key: '$API_KEY "
+                f"-w '%{{http_version}}\\n' {urls}",
+            ]
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b"2\n" * 5
+        r = await s.curl(API, API_IP, "--http1.1", "-w", "%{http_version}", "-o", "/dev/null")
+        assert r.stdout == b"1.1"
+
+    s = run_tls(guest_link_factory(), tmp_path, body, pins={API: API_IP})
+    assert s.servers[API].alpn == ["h2", "http/1.1"]
+    h2_requests = s.servers[API].received[:5]
+    assert all(b"x-key: " + REAL.encode() in r for r in h2_requests), h2_requests
+    assert sorted(r.split(b":path: ")[1].split(b"\r\n")[0] for r in h2_requests) == [
+        b"/s%d" % i for i in range(5)
+    ]
+
+
 def test_bypassed_host_presents_its_own_certificate(
     guest_link_factory: GuestLinkFactory, tmp_path: Path
 ) -> None:
@@ -181,7 +211,7 @@ def test_bypassed_host_presents_its_own_certificate(
         assert r.returncode != 0
 
     s = run_tls(guest_link_factory(), tmp_path, body, tls={"bypass": ["*.pinned.example"]})
-    assert b"X-Key: $MSB_API_KEY" in s.servers[PINNED].received[0]  # untouched
+    assert b"x-key: $MSB_API_KEY" in s.servers[PINNED].received[0]  # untouched, over h2
 
 
 @pytest.mark.parametrize("action", ["block-and-log", "block-and-terminate"])

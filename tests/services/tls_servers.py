@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import trio
 
 from trionet.tls.certs import CertificateAuthority, generate_ca, issue_leaf
@@ -68,12 +71,42 @@ class TlsEchoServer:
         try:
             with trio.fail_after(20):
                 await tls.do_handshake()
-                self.alpn.append(tls.selected_alpn_protocol())
-                await self._serve(tls)
+                protocol = tls.selected_alpn_protocol()
+                self.alpn.append(protocol)
+                if protocol == "h2":
+                    await self._serve_h2(tls)
+                else:
+                    await self._serve(tls)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass
         finally:
             await trio.aclose_forcefully(tls)
+
+    async def _serve_h2(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
+        """HTTP/2: each request is answered with its headers and body, as text."""
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        await tls.send_all(conn.data_to_send())
+        requests: dict[int, bytearray] = {}
+        while data := await tls.receive_some(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    requests[event.stream_id] = bytearray(
+                        b"".join(bytes(n) + b": " + bytes(v) + b"\r\n" for n, v in event.headers)
+                        + b"\r\n"
+                    )
+                elif isinstance(event, h2.events.DataReceived):
+                    requests[event.stream_id] += event.data
+                    conn.acknowledge_received_data(len(event.data), event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    body = bytes(requests.pop(event.stream_id))
+                    self.received.append(body)
+                    conn.send_headers(
+                        event.stream_id,
+                        [(":status", "200"), ("content-length", str(len(body)))],
+                    )
+                    conn.send_data(event.stream_id, body, end_stream=True)
+            await tls.send_all(conn.data_to_send())
 
     async def _serve(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
         data = b""

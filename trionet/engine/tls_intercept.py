@@ -45,7 +45,8 @@ from trionet.engine.tcp_relay import FlowHandler, relay_streams
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.tls_files import server_context
-from trionet.http.h1 import H1RequestRewriter, HttpRefusedError
+from trionet.http.h1 import HttpRefusedError
+from trionet.http.rewriter import RequestRewriter, rewriter_for
 from trionet.policy.audit import AuditRecord
 from trionet.policy.evaluate import Decision, PolicyEvaluator
 from trionet.policy.pins import PinSet
@@ -63,7 +64,7 @@ __all__ = ["HANDSHAKE_TIMEOUT", "SNI_TIMEOUT", "TlsInterceptor", "UpstreamConnec
 SNI_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
 #: The application protocols the rewriters understand, in preference order.
-INSPECTED_ALPN = ("http/1.1",)
+INSPECTED_ALPN = ("h2", "http/1.1")
 
 _log = logging.getLogger("trionet.tls")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -286,7 +287,7 @@ class TlsInterceptor:
             tls_intercepted=True,
             identity=lambda pattern: self._bound(conn.flow, pattern),
         )
-        rewriter = H1RequestRewriter(plan, sni)
+        rewriter = rewriter_for(plan, sni, selected)
         await self._relay(
             conn,
             guest=guest,
@@ -325,7 +326,7 @@ class TlsInterceptor:
         guest_tls: trio.SSLStream[_Prefixed],
         host: trio.SocketStream,
         upstream: trio.SSLStream[trio.SocketStream],
-        rewriter: H1RequestRewriter,
+        rewriter: RequestRewriter,
     ) -> None:
         stop: Exception | None = None
         broken = False
