@@ -10,7 +10,7 @@ CORPUS = Path(__file__).parent / "corpus"
 #: Seeds of the application-layer targets (ClientHello peek, HTTP/1 rewriter):
 #: files named ``<layer>-*.bin``, since no frame of the capture holds them whole.
 APP_CORPUS = Path(__file__).parent / "corpus-app"
-APP_LAYERS = ("clienthello", "http1")
+APP_LAYERS = ("clienthello", "http1", "http2")
 
 
 def load_corpus(directory: Path = CORPUS) -> list[bytes]:

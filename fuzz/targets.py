@@ -17,6 +17,8 @@ from collections.abc import Callable
 from fuzz.stack_target import fuzz_stack
 from fuzz.walk import walk_frame
 from trionet.http.h1 import H1RequestRewriter, HttpRefusedError
+from trionet.http.h2 import PREFACE as H2_PREFACE
+from trionet.http.h2 import H2RequestRewriter
 from trionet.secrets.config import SecretsConfig
 from trionet.secrets.plan import SecretViolationError, build_plan
 from trionet.tls.clienthello import PeekStatus, peek_client_hello
@@ -196,6 +198,28 @@ def _h1_outcome(data: bytes, segment: int) -> tuple[str, bytes]:
     return "ok", out
 
 
+def _h2_outcome(data: bytes, segment: int) -> tuple[str, bytes]:
+    plan = build_plan(_H1_CONFIG, "api.example.com", tls_intercepted=True, identity=lambda _: True)
+    rewriter = H2RequestRewriter(plan, "api.example.com")
+    out = b""
+    try:
+        for start in range(0, len(data), segment):
+            out += rewriter.receive(data[start : start + segment])
+    except (HttpRefusedError, SecretViolationError) as exc:
+        return type(exc).__name__, b""
+    return "ok", out
+
+
+def fuzz_http2(data: bytes) -> None:
+    """The HTTP/2 rewriter, fed after the preface: own refusals only, cut-independent."""
+    data = H2_PREFACE + data
+    segment = 1 + (data[-1] % 29 if len(data) > len(H2_PREFACE) else 0)
+    whole = _h2_outcome(data, len(data))
+    assert whole == _h2_outcome(data, segment)
+    if whole[0] == "ok":
+        assert b"real-other" not in whole[1]
+
+
 def fuzz_http1(data: bytes) -> None:
     """The HTTP/1 rewriter: only its own refusals, and how reads are cut changes nothing."""
     segment = 1 + (data[0] % 13 if data else 0)
@@ -219,6 +243,7 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "stack": (fuzz_stack, "frame"),
     "clienthello": (fuzz_clienthello, "clienthello"),
     "http1": (fuzz_http1, "http1"),
+    "http2": (fuzz_http2, "http2"),
 }
 
 

@@ -56,7 +56,8 @@ class H2RequestRewriter:
         # A header block in progress: (stream, flags of HEADERS, priority bytes, fragments)
         self._block: tuple[int, int, bytes, bytearray] | None = None
         self._streams: dict[int, ViolationScanner] = {}
-        self._seen_streams: set[int] = set()
+        #: client stream ids only grow (RFC 9113 §5.1.1): the highest seen is all we keep
+        self._last_stream = 0
         self.requests = 0
 
     def receive(self, data: bytes | bytearray | memoryview) -> bytes:
@@ -149,12 +150,16 @@ class H2RequestRewriter:
             raise HttpRefusedError("malformed-http", f"bad HPACK: {exc}") from None
         if len(fields) > MAX_FIELDS:
             raise HttpRefusedError("too-large", "over 1024 header fields")
-        initial = stream not in self._seen_streams
+        initial = stream > self._last_stream
         if initial:
             if len(self._streams) >= MAX_STREAMS:
                 raise HttpRefusedError("too-large", "over 1024 open HTTP/2 streams")
-            self._seen_streams.add(stream)
+            self._last_stream = stream
             self.requests += 1
+        elif stream not in self._streams:
+            raise HttpRefusedError("malformed-http", "HEADERS on a closed or reused stream")
+        elif not flags & END_STREAM:
+            raise HttpRefusedError("malformed-http", "trailers without END_STREAM")
         rewritten = self._rewrite(fields, initial)
         if initial and not flags & END_STREAM:
             self._streams[stream] = ViolationScanner(self._plan)
