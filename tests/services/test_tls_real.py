@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.services.tls_servers import TlsEchoServer, UpstreamCa
+from tests.services.tls_servers import ConnectProxy, PlainHttpEcho, TlsEchoServer, UpstreamCa
 from tests.support.fixtures import GuestLink, GuestLinkFactory
 from tests.support.netns import in_netns
 from trionet.addressing import HostRoutes
@@ -37,6 +37,7 @@ API, API_IP = "api.example.com", "203.0.113.10"
 OTHER, OTHER_IP = "other.example", "203.0.113.11"
 PINNED, PINNED_IP = "pinned.example", "203.0.113.12"
 ROGUE, ROGUE_IP = "rogue.example", "203.0.113.13"
+PROXY_IP = "203.0.113.20"
 REAL = "sk-REAL-secret-value-42"
 SECRET = {"env_var": "API_KEY", "value": REAL, "allowed_hosts": [{"exact": API}]}
 ENGINE_CA = generate_ca()
@@ -50,6 +51,8 @@ class Setup:
     net: Network
     servers: dict[str, TlsEchoServer]
     test_ca: UpstreamCa
+    proxy: ConnectProxy
+    plain: PlainHttpEcho
     audit: list[AuditRecord] = field(default_factory=list)
 
     @property
@@ -106,8 +109,10 @@ def run_tls(
         for name in (API, OTHER, PINNED, ROGUE)
     }
     addresses = {API: API_IP, OTHER: OTHER_IP, PINNED: PINNED_IP, ROGUE: ROGUE_IP}
-    for ip in addresses.values():
+    for ip in [*addresses.values(), PROXY_IP]:
         link.host.ip("addr", "add", f"{ip}/32", "dev", "lo")
+    proxy = ConnectProxy(addresses)
+    plain = PlainHttpEcho()
     data: dict[str, Any] = {
         "tls": {"enabled": True, "upstream_ca_cert": [str(test_ca.path)], **(tls or {})},
         "secrets": secrets or {"secrets": [SECRET]},
@@ -122,9 +127,11 @@ def run_tls(
             async with trio.open_nursery() as nursery:
                 for name, server in servers.items():
                     await server.serve(nursery, addresses[name])
+                await proxy.serve(nursery, PROXY_IP)
+                await plain.serve(nursery, OTHER_IP)
                 async with open_network(config, 0, routes=DUAL, ca=ENGINE_CA) as net:
                     await net.attach_tap(link.tap)
-                    setup = Setup(link, tmp, net, servers, test_ca)
+                    setup = Setup(link, tmp, net, servers, test_ca, proxy, plain)
                     net.on_audit(setup.audit.append)
                     for name, ip in (pins or {}).items():
                         net.pins.record(
@@ -342,3 +349,60 @@ def test_quic_to_an_intercepted_port_is_dropped(
 
     run_tls(guest_link_factory(), tmp_path, body)
     assert got == []
+
+
+def test_connect_tunnel_is_intercepted_and_checked_on_its_target(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """§4.4: a tunnel through a proxy is intercepted like a direct connection."""
+    policy = {
+        "default_egress": "allow",
+        "rules": [{"direction": "egress", "destination": {"domain": ROGUE}, "action": "deny"}],
+    }
+
+    async def body(s: Setup) -> None:
+        proxy = ["-x", f"http://{PROXY_IP}:3128", "--cacert", s.ca_file]
+        base = ["curl", "-sS", "--max-time", "10", *proxy]
+        r = await s.guest([*base, "-H", "X-Key: $MSB_API_KEY", f"https://{API}/tunnel"])
+        assert r.returncode == 0, r.stderr
+        r = await s.guest([*base, f"https://{ROGUE}/"])  # the target is denied
+        assert r.returncode != 0
+        # The hello inside the tunnel names another host than the CONNECT did.
+        r = await s.guest(
+            [
+                *("openssl", "s_client", "-proxy", f"{PROXY_IP}:3128"),
+                *("-connect", f"{API}:443", "-servername", OTHER, "-CAfile", s.ca_file),
+            ],
+            stdin=b"",
+        )
+        assert b"no peer certificate available" in r.stdout
+        auth = "Proxy-Authorization: Bearer $MSB_API_KEY"
+        r = await s.guest([*base, "--proxy-header", auth, f"https://{API}/"])
+        assert r.returncode != 0  # a placeholder in the CONNECT request itself
+
+    s = run_tls(guest_link_factory(), tmp_path, body, policy=policy)
+    received = s.servers[API].received
+    assert len(received) == 1 and b"x-key: " + REAL.encode() in received[0]  # over h2
+    assert s.servers[ROGUE].received == []
+    assert s.reasons() == ["connect-policy", "connect-sni-mismatch", "secret-violation"]
+    assert [r.split(b" ")[1] for r in s.proxy.requests] == [
+        f"{API}:443".encode(),
+        f"{API}:443".encode(),
+    ]
+
+
+def test_placeholder_over_plain_http_is_a_violation(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """Secrets are never substituted in plain HTTP, and a placeholder sent there is caught."""
+
+    async def body(s: Setup) -> None:
+        url = f"http://{OTHER_IP}/plain"
+        r = await s.guest(["curl", "-sS", "--max-time", "10", "-H", f"Host: {OTHER}", url])
+        assert r.returncode == 0 and r.stdout == b"ok", r.stderr
+        r = await s.guest(["curl", "-sS", "--max-time", "10", "-H", "X-Key: $MSB_API_KEY", url])
+        assert r.returncode != 0
+
+    s = run_tls(guest_link_factory(), tmp_path, body)
+    assert len(s.plain.received) == 1 and b"MSB" not in s.plain.received[0]
+    assert s.reasons() == ["secret-violation"]

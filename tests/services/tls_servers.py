@@ -191,3 +191,75 @@ class ThreadedTlsEcho:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+@dataclass
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy: resolves names from ``names``, then splices."""
+
+    names: dict[str, str]
+    requests: list[bytes] = field(default_factory=list)
+
+    async def serve(self, nursery: trio.Nursery, address: str, port: int = 3128) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=address)
+        await nursery.start(trio.serve_listeners, self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                data = await stream.receive_some(4096)
+                if not data:
+                    return
+                head += data
+            self.requests.append(head)
+            target = head.split(b" ")[1].decode()
+            name, _, port = target.rpartition(":")
+            upstream = await trio.open_tcp_stream(self.names.get(name, name), int(port))
+        except (OSError, trio.BrokenResourceError):
+            await trio.aclose_forcefully(stream)
+            return
+        await stream.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        rest = head.split(b"\r\n\r\n", 1)[1]
+
+        async def pump(src: trio.abc.ReceiveStream, dst: trio.abc.SendStream) -> None:
+            try:
+                while data := await src.receive_some(65536):
+                    await dst.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            nursery.cancel_scope.cancel()
+
+        async with upstream, stream, trio.open_nursery() as nursery:
+            if rest:
+                await upstream.send_all(rest)
+            nursery.start_soon(pump, stream, upstream)
+            nursery.start_soon(pump, upstream, stream)
+
+
+@dataclass
+class PlainHttpEcho:
+    """HTTP on port 80: records each request head, answers 200."""
+
+    received: list[bytes] = field(default_factory=list)
+
+    async def serve(self, nursery: trio.Nursery, address: str, port: int = 80) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=address)
+        await nursery.start(trio.serve_listeners, self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                data += chunk
+            self.received.append(data)
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            )
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)

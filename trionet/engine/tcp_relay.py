@@ -32,12 +32,25 @@ from trionet.engine.tcp_splice import CHUNK, TcpSplice, close_with_reset
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import RefuseReason
 
-__all__ = ["FlowHandler", "HandlerChooser", "TcpRelay", "relay_streams"]
+__all__ = ["SPLICE", "FlowHandler", "HandlerChooser", "TcpRelay", "relay_streams"]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
+
+class _SpliceRest:
+    """The type of :data:`SPLICE`."""
+
+    def __repr__(self) -> str:
+        return "SPLICE"
+
+
+#: What a flow handler returns to have the rest of its flow relayed by the
+#: plain splice: it looked at the first bytes (and passed them on), found
+#: nothing to do, and gives the connection back to the fast path.
+SPLICE = _SpliceRest()
+
 #: What runs once a guest connection and its host connection both exist.
-FlowHandler = Callable[[GuestTcpStream, trio.SocketStream], Awaitable[None]]
+FlowHandler = Callable[[GuestTcpStream, trio.SocketStream], Awaitable[object]]
 #: Picks the handler for a new flow (a service claims its ports); None: splice it.
 HandlerChooser = Callable[[NewFlow], FlowHandler | None]
 
@@ -167,19 +180,26 @@ class TcpRelay:
     async def _run_handler(self, handler: FlowHandler, key: FlowKey, sock: socket.socket) -> None:
         guest = GuestTcpStream(self._core, key)
         host = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        splice_rest = False
         try:
-            await handler(guest, host)
+            splice_rest = await handler(guest, host) is SPLICE
         except Exception:
             # A bug in one service must cost its flow (reset below), not
             # every flow of the sandbox: the policy gets the same treatment.
             _log.exception("the flow handler raised; resetting %s", key)
             self._core.counters.dropped["flow_handler_error"] += 1
         finally:
-            # Whatever the handler left open is torn down hard: on
-            # cancellation (engine exit) the guest must see a reset.
-            guest.abort()
-            close_with_reset(host.socket)  # type: ignore[arg-type]
             self._handled -= 1
+            if splice_rest:
+                # The same socket object, which trio no longer waits on.
+                splice = TcpSplice(self._core, key, sock, self._splice_done)
+                self._splices[key] = splice
+                splice.start()
+            else:
+                # Whatever the handler left open is torn down hard: on
+                # cancellation (engine exit) the guest must see a reset.
+                guest.abort()
+                close_with_reset(host.socket)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Engine teardown: reset every host connection (the stack resets the guests')."""

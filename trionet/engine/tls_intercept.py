@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -41,18 +42,18 @@ import trio
 from trionet.engine.core import EngineCore
 from trionet.engine.guest_stream import GuestTcpStream
 from trionet.engine.policy import NewFlow
-from trionet.engine.tcp_relay import FlowHandler, relay_streams
+from trionet.engine.tcp_relay import SPLICE, FlowHandler
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.tls_files import server_context
-from trionet.http.h1 import HttpRefusedError
+from trionet.http.h1 import MAX_HEAD, H1RequestRewriter, HttpRefusedError, host_part
 from trionet.http.rewriter import RequestRewriter, rewriter_for
 from trionet.policy.audit import AuditRecord
-from trionet.policy.evaluate import Decision, PolicyEvaluator
+from trionet.policy.evaluate import Decision, PolicyEvaluator, PolicyVerdict
 from trionet.policy.pins import PinSet
 from trionet.secrets.config import ViolationKind
 from trionet.secrets.handle import SecretsHandle
-from trionet.secrets.plan import SecretViolationError, build_plan
+from trionet.secrets.plan import SecretViolationError, build_plan, metadata_plan
 from trionet.tls.certs import CertificateAuthority, LeafCache
 from trionet.tls.clienthello import MAX_HELLO_BYTES, ClientHello, PeekStatus, peek_client_hello
 from trionet.tls.config import TlsConfig
@@ -63,6 +64,10 @@ __all__ = ["HANDSHAKE_TIMEOUT", "SNI_TIMEOUT", "TlsInterceptor", "UpstreamConnec
 #: §8.5: the whole ClientHello wait, and each handshake.
 SNI_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
+#: §4.3/§4.4: how long the guest's first bytes and a CONNECT exchange may take.
+PEEK_TIMEOUT = 5.0
+MAX_CONNECT_HEAD = 16384
+MAX_PROXY_RESPONSE = 8192
 #: The application protocols the rewriters understand, in preference order.
 INSPECTED_ALPN = ("h2", "http/1.1")
 
@@ -181,43 +186,81 @@ class TlsInterceptor:
         self.connectors = UpstreamConnectors(config)
 
     def choose(self, flow: NewFlow) -> FlowHandler | None:
-        """The TcpRelay hook: this service takes TCP flows to the intercepted ports."""
-        if flow.protocol == "tcp" and flow.destination_port in self._ports:
+        """The TcpRelay hook: intercepted ports are terminated, other TCP flows inspected.
+
+        The inspection looks at the guest's first bytes only (a CONNECT
+        request, or plain HTTP when secrets exist) and gives anything else
+        back to the splice at once.
+        """
+        if flow.protocol != "tcp":
+            return None
+        if flow.destination_port in self._ports:
             return self.handle
-        return None
+        return self.inspect
 
     # -- one connection ------------------------------------------------------------
 
-    async def handle(self, guest: GuestTcpStream, host: trio.SocketStream) -> None:
+    async def handle(self, guest: GuestTcpStream, host: trio.SocketStream) -> object:
+        """A flow to an intercepted port."""
         conn = _Conn(self.core.describe(guest.key, "tcp"))
         try:
-            await self._handle(conn, guest, host)
+            return await self._tls(conn, guest, host)
         except _RefusedError as refusal:
             self._refuse(conn, refusal.reason, refusal.decision)
             await _close_gracefully(guest)
+        return None
 
-    async def _handle(self, conn: _Conn, guest: GuestTcpStream, host: trio.SocketStream) -> None:
-        buffered, hello = await self._peek(guest)
+    async def _tls(
+        self,
+        conn: _Conn,
+        guest: GuestTcpStream,
+        host: trio.SocketStream,
+        *,
+        seed: bytes = b"",
+        connect_host: str | None = None,
+    ) -> object:
+        """Peek, decide, then bypass or intercept. ``connect_host``: inside a CONNECT tunnel."""
+        buffered, hello = await self._peek(guest, seed)
         sni = conn.sni = hello.sni
         if sni is None:
             raise _RefusedError("no-sni")
         flow = conn.flow
-        decision = self._evaluator.egress(
-            flow.destination, flow.destination_port, "tcp", self._now(), sni=sni
-        )
-        if not decision.allowed:
-            raise _RefusedError("sni-policy", decision)
+        if connect_host is not None:
+            # The tunnel's target was checked by the policy already; the
+            # hello must name that target (§4.4: no SNI swap inside a tunnel).
+            if not _is_ip(connect_host) and sni != connect_host:
+                raise _RefusedError("connect-sni-mismatch")
+            decision = Decision(PolicyVerdict.ALLOW, None, "connect")
+        else:
+            decision = self._evaluator.egress(
+                flow.destination, flow.destination_port, "tcp", self._now(), sni=sni
+            )
+            if not decision.allowed:
+                raise _RefusedError("sni-policy", decision)
         if self.config.bypassed(sni):
             self._record(conn, "allow", "bypass", decision)
             await host.send_all(buffered)
-            await relay_streams(guest, host)
-            return
+            return SPLICE
         await self._intercept(
-            conn, guest=guest, host=host, buffered=buffered, hello=hello, decision=decision
+            conn,
+            guest=guest,
+            host=host,
+            buffered=buffered,
+            hello=hello,
+            decision=decision,
+            tunnelled=connect_host is not None,
         )
+        return None
 
-    async def _peek(self, guest: GuestTcpStream) -> tuple[bytes, ClientHello]:
-        buffer = bytearray()
+    async def _peek(self, guest: GuestTcpStream, seed: bytes) -> tuple[bytes, ClientHello]:
+        buffer = bytearray(seed)
+        if seed:
+            result = peek_client_hello(buffer)
+            if result.status is PeekStatus.COMPLETE:
+                assert result.hello is not None
+                return bytes(buffer), result.hello
+            if result.status is not PeekStatus.NEED_MORE:
+                raise _RefusedError(result.status.value.replace("malformed", "malformed-hello"))
         with trio.move_on_after(SNI_TIMEOUT):
             while True:
                 try:
@@ -246,6 +289,7 @@ class TlsInterceptor:
         buffered: bytes,
         hello: ClientHello,
         decision: Decision,
+        tunnelled: bool,
     ) -> None:
         sni = hello.sni
         assert sni is not None
@@ -285,16 +329,133 @@ class TlsInterceptor:
             self._secrets.snapshot(),
             sni,
             tls_intercepted=True,
-            identity=lambda pattern: self._bound(conn.flow, pattern),
+            # In a tunnel the proxy resolved the name, and the SNI was held
+            # to the CONNECT target instead (§11.2).
+            identity=(lambda _p: True)
+            if tunnelled
+            else (lambda pattern: self._bound(conn.flow, pattern)),
         )
         rewriter = rewriter_for(plan, sni, selected)
         await self._relay(
             conn,
             guest=guest,
-            guest_tls=guest_tls,
+            guest_in=guest_tls,
             host=host,
             upstream=upstream,
             rewriter=rewriter,
+        )
+
+    # -- other TCP flows: CONNECT tunnels and plain HTTP --------------------------
+
+    async def inspect(self, guest: GuestTcpStream, host: trio.SocketStream) -> object:
+        """A flow to another port: a CONNECT tunnel (§4.4), plain HTTP (§11.2), or spliced."""
+        conn = _Conn(self.core.describe(guest.key, "tcp"))
+        try:
+            first = await _first_flight(guest, host)
+            if first is None:
+                return SPLICE
+            if _may_be_connect(first):
+                return await self._connect(conn, guest, host, first)
+            if self._secrets.snapshot().secrets and _HTTP_START.match(first):
+                await self._plain_http(conn, guest, host, first)
+                return None
+            await host.send_all(first)
+            return SPLICE
+        except _RefusedError as refusal:
+            self._refuse(conn, refusal.reason, refusal.decision)
+            await _close_gracefully(guest)
+        except SecretViolationError as exc:
+            self._violation(conn, exc)
+            await _close_gracefully(guest)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        return None
+
+    async def _connect(
+        self, conn: _Conn, guest: GuestTcpStream, host: trio.SocketStream, first: bytes
+    ) -> object:
+        head = bytearray(first)
+        with trio.move_on_after(PEEK_TIMEOUT) as scope:
+            while b"\r\n\r\n" not in head:
+                if not _may_be_connect(bytes(head)):
+                    await host.send_all(head)  # "CONN..." that is not CONNECT
+                    return SPLICE
+                if len(head) > MAX_CONNECT_HEAD:
+                    raise _RefusedError("connect-malformed")
+                data = await guest.receive_some(CHUNK)
+                if not data:
+                    raise _RefusedError("guest-eof")
+                head += data
+        if scope.cancelled_caught:
+            raise _RefusedError("connect-timeout")
+        end = head.index(b"\r\n\r\n") + 4
+        block, seed = bytes(head[:end]), bytes(head[end:])
+        target = _parse_connect(block)
+        if target is None:
+            raise _RefusedError("connect-malformed")
+        name, port = target
+        conn.sni = name
+        # Untrusted metadata: a placeholder in the CONNECT request goes nowhere.
+        metadata_plan(self._secrets.snapshot(), name).check(block, "connect request")
+        flow = conn.flow
+        target_ip = _ip_or_none(name)
+        decision = self._evaluator.egress(
+            target_ip or flow.destination,
+            port,
+            "tcp",
+            self._now(),
+            sni=None if target_ip is not None else name,
+        )
+        if not decision.allowed:
+            raise _RefusedError("connect-policy", decision)
+        await host.send_all(block)
+        response, extra = await _read_response_head(host)
+        ok = _STATUS_2XX.match(response) is not None
+        if port not in self._ports:
+            self._record(conn, "allow" if ok else "deny", "connect", decision)
+            await guest.send_all(response + extra)
+            if not ok:
+                await _close_gracefully(guest)
+                return None
+            if seed:
+                await host.send_all(seed)
+            return SPLICE
+        if not ok or extra:
+            raise _RefusedError("connect-refused" if not ok else "connect-malformed")
+        await guest.send_all(response)
+        return await self._tls(conn, guest, host, seed=seed, connect_host=name)
+
+    async def _plain_http(
+        self, conn: _Conn, guest: GuestTcpStream, host: trio.SocketStream, first: bytes
+    ) -> None:
+        """Plain HTTP with secrets configured: no substitution of TLS-bound secrets, and
+        a placeholder headed elsewhere is a violation here too."""
+        head = bytearray(first)
+        with trio.move_on_after(PEEK_TIMEOUT):
+            while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+                data = await guest.receive_some(CHUNK)
+                if not data:
+                    break
+                head += data
+        name = _host_header(bytes(head))
+        conn.sni = name
+        plan = build_plan(
+            self._secrets.snapshot(),
+            name,
+            tls_intercepted=False,
+            identity=lambda pattern: self._bound(conn.flow, pattern),
+        )
+        rewriter = H1RequestRewriter(plan, name)
+        try:
+            out = rewriter.receive(head)
+        except (SecretViolationError, HttpRefusedError) as exc:
+            self._violation(conn, exc)
+            await _close_gracefully(guest)
+            return
+        if out:
+            await host.send_all(out)
+        await self._relay(
+            conn, guest=guest, guest_in=guest, host=host, upstream=host, rewriter=rewriter
         )
 
     def _bound(self, flow: NewFlow, pattern: HostPattern) -> bool:
@@ -323,18 +484,23 @@ class TlsInterceptor:
         conn: _Conn,
         *,
         guest: GuestTcpStream,
-        guest_tls: trio.SSLStream[_Prefixed],
+        guest_in: trio.abc.Stream,
         host: trio.SocketStream,
-        upstream: trio.SSLStream[trio.SocketStream],
+        upstream: trio.abc.Stream,
         rewriter: RequestRewriter,
     ) -> None:
+        """Guest to server through ``rewriter``, server to guest as is.
+
+        ``guest_in``/``upstream`` are the TLS streams over ``guest``/``host``
+        when intercepting, or ``guest`` and ``host`` themselves for plain HTTP.
+        """
         stop: Exception | None = None
         broken = False
 
         async def to_server() -> None:
             nonlocal stop, broken
             try:
-                while data := await guest_tls.receive_some(CHUNK):
+                while data := await guest_in.receive_some(CHUNK):
                     out = rewriter.receive(data)
                     if out:
                         await upstream.send_all(out)
@@ -355,7 +521,7 @@ class TlsInterceptor:
             nonlocal broken
             try:
                 while data := await upstream.receive_some(CHUNK):
-                    await guest_tls.send_all(data)
+                    await guest_in.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 broken = True
             nursery.cancel_scope.cancel()
@@ -371,7 +537,7 @@ class TlsInterceptor:
             return
         with trio.move_on_after(1):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await guest_tls.aclose()
+                await guest_in.aclose()
         await _close_gracefully(guest)
 
     # -- outcomes ------------------------------------------------------------------
@@ -420,6 +586,112 @@ class TlsInterceptor:
     @staticmethod
     def _now() -> float:
         return trio.current_time()
+
+
+_HTTP_START = re.compile(rb"^[A-Za-z]{3,10} ")
+_STATUS_2XX = re.compile(rb"^HTTP/\d\.\d 2\d\d[ \r]")
+_CONNECT = b"CONNECT "
+
+
+def _may_be_connect(data: bytes) -> bool:
+    """Whether ``data`` is (the start of) a CONNECT request line, case-insensitively."""
+    head = data[: len(_CONNECT)].upper()
+    return _CONNECT.startswith(head) if len(head) < len(_CONNECT) else head == _CONNECT
+
+
+def _ip_or_none(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_ip(text: str) -> bool:
+    return _ip_or_none(text) is not None
+
+
+def _parse_connect(block: bytes) -> tuple[str, int] | None:
+    """``CONNECT host:port HTTP/x.y`` -> (canonical host, port); None if malformed (§4.4)."""
+    try:
+        line = block.split(b"\r\n", 1)[0].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    parts = line.split(" ")
+    if len(parts) != 3 or parts[0].upper() != "CONNECT":
+        return None
+    if re.fullmatch(r"HTTP/\d\.\d", parts[2]) is None:
+        return None
+    authority = parts[1]
+    if authority.startswith("["):
+        host, sep, port = authority[1:].partition("]:")
+        if not sep or _ip_or_none(host) is None:
+            return None
+    else:
+        host, sep, port = authority.rpartition(":")
+        if not sep or ":" in host:  # an unbracketed IPv6 literal
+            return None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    host = host.strip().removesuffix(".").lower()
+    return (host, int(port)) if host else None
+
+
+def _host_header(head: bytes) -> str | None:
+    """The one ``Host`` of a request head, canonical; None without exactly one."""
+    hosts = [
+        line.split(b":", 1)[1]
+        for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+        if line.lower().startswith(b"host:")
+    ]
+    if len(hosts) != 1:
+        return None
+    try:
+        return host_part(hosts[0]) or None
+    except HttpRefusedError:
+        return None
+
+
+async def _first_flight(guest: GuestTcpStream, host: trio.SocketStream) -> bytes | None:
+    """The guest's first bytes, or None when the server speaks first, the guest stays
+    silent (§4.3: 5 s) or closes; what the server said is passed on to the guest."""
+    got: list[tuple[str, bytes]] = []
+
+    async def read(side: str, stream: trio.abc.ReceiveStream) -> None:
+        got.append((side, bytes(await stream.receive_some(CHUNK))))
+        nursery.cancel_scope.cancel()
+
+    with trio.move_on_after(PEEK_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read, "guest", guest)
+            nursery.start_soon(read, "host", host)
+    guest_data: bytes | None = None
+    for side, data in got:
+        if side == "host" and data:
+            await guest.send_all(data)
+        elif side == "guest":
+            guest_data = data
+    if not guest_data or any(side == "host" for side, _ in got):
+        if guest_data:
+            await host.send_all(guest_data)
+        return None
+    return guest_data
+
+
+async def _read_response_head(host: trio.SocketStream) -> tuple[bytes, bytes]:
+    """The proxy's response head (≤8 KiB, 5 s) and the bytes after it."""
+    data = bytearray()
+    with trio.move_on_after(PEEK_TIMEOUT) as scope:
+        while b"\r\n\r\n" not in data:
+            if len(data) > MAX_PROXY_RESPONSE:
+                raise _RefusedError("connect-malformed")
+            chunk = await host.receive_some(CHUNK)
+            if not chunk:
+                raise _RefusedError("connect-refused")
+            data += chunk
+    if scope.cancelled_caught:
+        raise _RefusedError("connect-timeout")
+    end = data.index(b"\r\n\r\n") + 4
+    return bytes(data[:end]), bytes(data[end:])
 
 
 async def _close_gracefully(guest: GuestTcpStream) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "SubstitutionPlan",
     "ViolationScanner",
     "build_plan",
+    "metadata_plan",
 ]
 
 
@@ -127,6 +128,20 @@ def build_plan(
     return SubstitutionPlan(
         host, tuple(subs), tuple(f for f in forbidden if f.placeholder not in eligible)
     )
+
+
+def metadata_plan(config: SecretsConfig, host: str | None) -> SubstitutionPlan:
+    """For untrusted metadata (a CONNECT request to a proxy): nothing is substituted, and
+    every placeholder is a violation unless a passthrough action lets it reach ``host``."""
+    forbidden = []
+    for entry in config.secrets:
+        action = config.action_for(entry)
+        if action.kind is ViolationKind.PASSTHROUGH:
+            if host is not None and any(p.matches(host) for p in action.passthrough):
+                continue
+            action = ViolationAction(ViolationKind.BLOCK_AND_LOG)
+        forbidden.append(Forbidden(entry.env_var, entry.placeholder.encode(), action))
+    return SubstitutionPlan(host, (), tuple(forbidden))
 
 
 _JSON_ESCAPE = re.compile(rb"\\u([0-9a-fA-F]{4})")
