@@ -63,6 +63,9 @@ def _run(config: Path, script: str, home: Path) -> subprocess.CompletedProcess[s
             "-m",
             "trionet.cli.main",
             "run",
+            # Debug logging: not even there may a real value appear.
+            "--log-level",
+            "debug",
             "--config",
             str(config),
             "--",
