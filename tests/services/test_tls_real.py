@@ -11,6 +11,7 @@ the pin directly, as trionet's DNS would.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,8 @@ OTHER, OTHER_IP = "other.example", "203.0.113.11"
 PINNED, PINNED_IP = "pinned.example", "203.0.113.12"
 ROGUE, ROGUE_IP = "rogue.example", "203.0.113.13"
 PROXY_IP = "203.0.113.20"
+#: stands for the rogue server's CA file in a test's tls settings
+ROGUE_CA_FILE = "@ROGUE_CA@"
 REAL = "sk-REAL-secret-value-42"
 SECRET = {"env_var": "API_KEY", "value": REAL, "allowed_hosts": [{"exact": API}]}
 ENGINE_CA = generate_ca()
@@ -114,7 +117,11 @@ def run_tls(
     proxy = ConnectProxy(addresses)
     plain = PlainHttpEcho()
     data: dict[str, Any] = {
-        "tls": {"enabled": True, "upstream_ca_cert": [str(test_ca.path)], **(tls or {})},
+        "tls": {
+            "enabled": True,
+            "upstream_ca_cert": [str(test_ca.path)],
+            **json.loads(json.dumps(tls or {}).replace(ROGUE_CA_FILE, str(rogue_ca.path))),
+        },
         "secrets": secrets or {"secrets": [SECRET]},
     }
     if policy is not None:
@@ -276,16 +283,44 @@ def test_sni_of_an_allowed_domain_on_an_unresolved_ip_is_refused(
     assert [(r.reason, r.destination, r.name) for r in denied] == [("sni-policy", OTHER_IP, API)]
 
 
+@pytest.mark.parametrize("scoped", [None, "verify-off", "scoped-ca"])
 def test_upstream_with_unknown_ca_is_refused(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path, scoped: str | None
+) -> None:
+    """Verification is on unless scoped off for that host, or that host's CA is added."""
+
+    async def body(s: Setup) -> None:
+        r = await s.curl(ROGUE, ROGUE_IP)
+        assert (r.returncode == 0) == (scoped is not None), r.stderr
+        r = await s.curl(API, API_IP)  # other hosts keep the global settings
+        assert r.returncode == 0, r.stderr
+
+    tls: dict[str, Any] = {}
+    if scoped == "verify-off":
+        tls = {"scoped_verify_upstream": [{"pattern": ROGUE, "verify": False}]}
+    elif scoped == "scoped-ca":
+        tls = {"scoped_upstream_ca_cert": [{"pattern": "*.example", "path": ROGUE_CA_FILE}]}
+    s = run_tls(guest_link_factory(), tmp_path, body, tls=tls)
+    assert len(s.servers[ROGUE].received) == (0 if scoped is None else 1)
+    assert s.reasons() == ([] if scoped else ["upstream-verify"])
+
+
+def test_hello_without_sni_and_plain_text_are_refused_at_once(
     guest_link_factory: GuestLinkFactory, tmp_path: Path
 ) -> None:
     async def body(s: Setup) -> None:
-        r = await s.curl(ROGUE, ROGUE_IP)
+        with trio.fail_after(5):  # not the reference's 10 s SNI wait
+            r = await s.guest(
+                ["openssl", "s_client", "-connect", f"{API_IP}:443", "-noservername"],
+                stdin=b"",
+            )
+        assert b"no peer certificate available" in r.stdout
+        r = await s.guest(["curl", "-sS", "--max-time", "5", f"http://{API_IP}:443/"])
         assert r.returncode != 0
 
     s = run_tls(guest_link_factory(), tmp_path, body)
-    assert s.servers[ROGUE].received == []
-    assert s.reasons() == ["upstream-verify"]
+    assert s.reasons() == ["no-sni", "not-tls"]
+    assert s.servers[API].received == []
 
 
 def test_guest_one_hour_behind_accepts_the_leaf(
