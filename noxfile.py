@@ -30,6 +30,10 @@ SYSTEM_TOOLS = [
     ("cpio", "cpio"),
     # Reads trionet run --pcap captures back (tests/test_cli_run.py).
     ("tcpdump", "tcpdump"),
+    # Stock DHCP clients and an independent RA parser for the guests that
+    # configure themselves (tests/dhcp/test_real_guests.py).
+    ("dhclient", "isc-dhcp-client"),
+    ("rdisc6", "ndisc6"),
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.dhcp.test_dhcp_config import dhcp_configs
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig, Nameserver
 from trionet.policy import NetworkPolicy
 from trionet.secrets.config import SecretsConfig
@@ -56,6 +58,7 @@ def test_dict_form_uses_text_for_addresses() -> None:
         "tls": TlsConfig().to_dict(),
         "secrets": {"secrets": [], "on_violation": "block-and-log"},
         "trust_host_cas": False,
+        "dhcp": DhcpConfig().to_dict(),
     }
 
 
@@ -110,6 +113,7 @@ configs = st.builds(
         ]
     ),
     trust_host_cas=st.booleans(),
+    dhcp=dhcp_configs,
 )
 
 

@@ -6,6 +6,7 @@ The public API is re-exported here; the layers underneath are described in
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 from trionet.guest_env import guest_env_vars, parse_guest_env
 from trionet.secrets.config import (
     Injection,
@@ -26,6 +27,7 @@ __all__ = [
     "CaError",
     "CertificateAuthority",
     "ConfigError",
+    "DhcpConfig",
     "GuestAddressing",
     "HostPattern",
     "HostRoutes",

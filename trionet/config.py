@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
+from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig
 from trionet.policy.model import NetworkPolicy
 from trionet.secrets.config import SecretsConfig
@@ -136,6 +137,7 @@ class NetworkConfig:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     #: give the guest the host's trust roots (``Network.host_cas_cert_pem``)
     trust_host_cas: bool = False
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -160,6 +162,7 @@ class NetworkConfig:
         tls_data = reader.take("tls", Mapping, None)
         secrets_data = reader.take("secrets", Mapping, None)
         trust_host_cas = reader.take("trust_host_cas", bool, False)
+        dhcp_data = reader.take("dhcp", Mapping, {})
         reader.finish()
         interface = (
             InterfaceOverrides()
@@ -180,6 +183,7 @@ class NetworkConfig:
             if secrets_data is None
             else SecretsConfig.from_dict(secrets_data, "secrets."),
             trust_host_cas=trust_host_cas,
+            dhcp=DhcpConfig.from_dict(dhcp_data, "dhcp."),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +206,7 @@ class NetworkConfig:
             "tls": self.tls.to_dict(),
             "secrets": self.secrets.to_dict(),
             "trust_host_cas": self.trust_host_cas,
+            "dhcp": self.dhcp.to_dict(),
         }
 
     @classmethod
