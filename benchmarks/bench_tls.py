@@ -46,6 +46,22 @@ HANDSHAKES = int(os.environ.get("TRIONET_BENCH_HANDSHAKES", "200"))
 DOWNLOAD_MB = int(os.environ.get("TRIONET_BENCH_DOWNLOAD_MB", "200"))
 ROUNDS = int(os.environ.get("TRIONET_BENCH_ROUNDS", "3"))
 MITMDUMP = os.environ.get("TRIONET_BENCH_MITMDUMP", "/work/mitm-venv/bin/mitmdump")
+#: Where mitmproxy gets a venv of its own when MITMDUMP does not exist: its
+#: version pins must not touch trionet's dependencies.
+MITM_VENV = Path.home() / ".cache" / "trionet-bench" / "mitm-venv"
+
+
+def _mitmdump_path() -> str:
+    if os.path.exists(MITMDUMP):
+        return MITMDUMP
+    mitmdump = MITM_VENV / "bin" / "mitmdump"
+    if not mitmdump.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(MITM_VENV)], check=True)
+        pip = str(MITM_VENV / "bin" / "pip")
+        subprocess.run([pip, "install", "-q", "mitmproxy>=11,<12"], check=True)
+    return str(mitmdump)
+
+
 NAME = "bench.example"
 
 
@@ -203,7 +219,7 @@ def _mitmdump(tmp: Path, port: int) -> dict[str, float]:
     wrapper = f'mount --bind {hosts} /etc/hosts && exec "$@"'
     argv = [
         *("unshare", "-m", "--propagation", "private", "sh", "-c", wrapper, "sh"),
-        *(MITMDUMP, "--listen-host", "127.0.0.1", "--listen-port", str(proxy_port)),
+        *(_mitmdump_path(), "--listen-host", "127.0.0.1", "--listen-port", str(proxy_port)),
         *("--set", f"confdir={confdir}"),
         *("--set", f"ssl_verify_upstream_trusted_ca={tmp / 'ca.pem'}"),
         *("--set", "flow_detail=0"),
