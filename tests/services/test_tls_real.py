@@ -91,7 +91,8 @@ class Setup:
         )
 
     def reasons(self) -> list[str | None]:
-        return [r.reason for r in self.audit if r.verdict == "deny"]
+        """Why each TLS-level refusal happened, in order."""
+        return [r.reason for r in self.audit if r.verdict == "deny" and r.kind == "tls"]
 
 
 def run_tls(
@@ -264,23 +265,33 @@ def test_host_header_must_match_the_sni(
 def test_sni_of_an_allowed_domain_on_an_unresolved_ip_is_refused(
     guest_link_factory: GuestLinkFactory, tmp_path: Path
 ) -> None:
+    """Domain rules hold only where this sandbox's DNS bound the name to the address."""
     policy = {
         "default_egress": "deny",
-        "rules": [{"direction": "egress", "destination": {"domain": API}, "action": "allow"}],
+        "rules": [
+            {"direction": "egress", "destination": {"domain": d}, "action": "allow"}
+            for d in (API, OTHER)
+        ],
     }
 
     async def body(s: Setup) -> None:
-        # The guest claims api.example.com but dials other.example's address.
-        r = await s.curl(API, OTHER_IP)
+        # Both names are allowed and resolved, but the guest sends other.example's
+        # name to api.example.com's address: the SYN passes (the address is
+        # bound to an allowed name), the SNI does not.
+        r = await s.curl(OTHER, API_IP)
         assert r.returncode != 0
-        r = await s.curl(API, API_IP)  # the address the sandbox resolved it to
+        r = await s.curl(API, ROGUE_IP)  # an address nothing resolved to: no SYN-ACK
+        assert r.returncode != 0
+        r = await s.curl(API, API_IP)  # what the sandbox resolved
         assert r.returncode == 0, r.stderr
 
-    s = run_tls(guest_link_factory(), tmp_path, body, policy=policy, pins={API: API_IP})
-    assert s.servers[OTHER].received == []
+    s = run_tls(
+        guest_link_factory(), tmp_path, body, policy=policy, pins={API: API_IP, OTHER: OTHER_IP}
+    )
     assert len(s.servers[API].received) == 1
-    denied = [r for r in s.audit if r.verdict == "deny"]
-    assert [(r.reason, r.destination, r.name) for r in denied] == [("sni-policy", OTHER_IP, API)]
+    assert s.servers[ROGUE].received == []
+    denied = [(r.kind, r.reason, r.destination, r.name) for r in s.audit if r.verdict == "deny"]
+    assert denied == [("tls", "sni-policy", API_IP, OTHER), ("flow", None, ROGUE_IP, None)]
 
 
 @pytest.mark.parametrize("scoped", [None, "verify-off", "scoped-ca"])

@@ -48,8 +48,11 @@ class MetricsHandle:
         counters: EngineCounters,
         stack_drops: Callable[[], Mapping[str, int]],
         host_sockets: Callable[[], int],
+        audit: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._counters = counters
+        #: audit records by verdict, and those a slow reader lost
+        self._audit = audit
         self._stack_drops = stack_drops
         #: host TCP sockets held right now (read from the relay, not kept twice)
         self._host_sockets = host_sockets
@@ -80,4 +83,5 @@ class MetricsHandle:
                 "host_sockets": self._host_sockets(),
             },
             "udp_flows": {"opened": c.udp_flows_opened, "evicted": c.udp_flows_evicted},
+            "audit": dict(self._audit()),
         }

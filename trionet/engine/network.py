@@ -10,6 +10,7 @@ waits for all of it: no task or file descriptor outlives the block.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ import trio
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import NetworkConfig
+from trionet.engine.audit import DEFAULT_BUFFER, AuditCallback, AuditLog
 from trionet.engine.backend import FrameBackend
 from trionet.engine.core import EngineCore
 from trionet.engine.icmp_relay import IcmpRelay
@@ -34,13 +36,18 @@ from trionet.links.tap import TapDevice
 from trionet.links.tap_link import run_tap_link
 from trionet.policy.audit import AuditRecord
 from trionet.policy.evaluate import PolicyEvaluator
-from trionet.policy.groups import Gateways
+from trionet.policy.model import NetworkPolicy
 from trionet.policy.pins import PinSet
 from trionet.secrets.handle import SecretsHandle
 from trionet.stack.interface import Stack, StackParams
 from trionet.tls.certs import CertificateAuthority, dedupe_pem_bundle
 
-__all__ = ["Network", "open_network"]
+__all__ = ["MULTI_TENANT", "Network", "multi_tenant_config", "open_network"]
+
+#: ``open_network(profile=MULTI_TENANT)``: the deployment profile of §10.7.
+MULTI_TENANT = "multi-tenant"
+_MULTI_TENANT_MAX_CONNECTIONS = 256
+_log = logging.getLogger("trionet.engine")
 
 
 class Network:
@@ -57,8 +64,6 @@ class Network:
         host_sockets: Callable[[], int],
         secrets: SecretsHandle,
         tls: TlsInterceptor | None,
-        pins: PinSet,
-        audit_sinks: list[Callable[[AuditRecord], object]],
     ) -> None:
         self.config = config
         self.addressing = addressing
@@ -66,12 +71,11 @@ class Network:
         self._termination = termination
         self._nursery = nursery
         self._backend_taken = False
-        self._metrics = MetricsHandle(core.counters, lambda: core.stack.drops, host_sockets)
+        self._metrics = MetricsHandle(
+            core.counters, lambda: core.stack.drops, host_sockets, core.audit.snapshot
+        )
         self._secrets = secrets
         self._tls = tls
-        #: the DNS pin set: name <-> address bindings the sandbox resolved
-        self.pins = pins
-        self._audit_sinks = audit_sinks
 
     def take_backend(self) -> FrameBackend:
         """The guest's frame endpoint, for a VMM or a link. One-shot."""
@@ -100,14 +104,32 @@ class Network:
             return None
         return dedupe_pem_bundle(host_trust_ders())
 
+    @property
+    def pins(self) -> PinSet:
+        """The DNS pin set: which names this sandbox resolved to which addresses (§7.5)."""
+        return self._core.pins
+
     def secrets_handle(self) -> SecretsHandle:
         """Rotate, remove or re-scope secrets at run time (new connections see the change)."""
         return self._secrets
 
-    def on_audit(self, callback: Callable[[AuditRecord], object]) -> Callable[[], None]:
-        """Call ``callback`` with every audit record from now on; returns the unsubscriber."""
-        self._audit_sinks.append(callback)
-        return lambda: self._audit_sinks.remove(callback)
+    def audit_records(self) -> AsyncIterator[AuditRecord]:
+        """Every policy decision from now on, as :class:`~trionet.AuditRecord` objects.
+
+        ``async for record in net.audit_records(): ...``. Each iterator has
+        its own buffer of ``audit_buffer`` records; if it falls further
+        behind, the oldest are dropped (counted as ``audit.dropped`` in the
+        metrics snapshot) -- the engine never waits for a reader.
+        """
+        return self._core.audit.records()
+
+    def on_audit(self, callback: AuditCallback) -> Callable[[], None]:
+        """Call ``callback(record)`` synchronously for each decision; returns an unsubscriber.
+
+        The callback runs inside the engine's frame processing: it must be
+        quick and must not block. One that raises is logged and counted.
+        """
+        return self._core.audit.on_record(callback)
 
     def termination_handle(self) -> TerminationHandle:
         return self._termination
@@ -134,17 +156,6 @@ async def _run_tap(
 ) -> None:
     with tap:
         await run_tap_link(backend, tap, task_status=task_status)
-
-
-_audit_log = logging.getLogger("trionet.audit")
-
-
-def _gateways(addressing: GuestAddressing) -> Gateways:
-    v6 = addressing.ipv6
-    return Gateways(
-        ipv4=None if addressing.ipv4 is None else addressing.ipv4.gateway,
-        ipv6=() if v6 is None else (v6.gateway, v6.gateway_link_local),
-    )
 
 
 def _blocking_quic(policy: FlowPolicy, ports: frozenset[int]) -> FlowPolicy:
@@ -174,7 +185,38 @@ def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackPa
         isn_secret=os.urandom(16),
         dhcp=config.dhcp,
         ipv4_prefix_len=30 if addressing.ipv4 is None else addressing.ipv4.prefix_len,
+        gateway_echo_events=True,  # so the policy decides gateway pings too
     )
+
+
+def multi_tenant_config(config: NetworkConfig) -> tuple[NetworkConfig, list[str]]:
+    """``config`` as the multi-tenant profile (§10.7) allows it, and what was changed.
+
+    Nothing a tenant's config says may widen what the platform grants:
+    interface overrides, published ports and custom nameservers go, rebind
+    protection is forced on, host CAs are not trusted, at most 256
+    connections. Sections other branches add are reset to their defaults by
+    name when present.
+    """
+    changes: dict[str, object] = {}
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for name in ("interface", "ports"):
+        f = fields.get(name)
+        if f is None:
+            continue
+        default = (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        )
+        if getattr(config, name) != default:
+            changes[name] = default
+    dns = config.dns
+    if dns.nameservers or not dns.rebind_protection:
+        changes["dns"] = dataclasses.replace(dns, nameservers=(), rebind_protection=True)
+    if "trust_host_cas" in fields and getattr(config, "trust_host_cas", False):
+        changes["trust_host_cas"] = False
+    if config.max_connections > _MULTI_TENANT_MAX_CONNECTIONS:
+        changes["max_connections"] = _MULTI_TENANT_MAX_CONNECTIONS
+    return dataclasses.replace(config, **changes), sorted(changes)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
@@ -186,30 +228,51 @@ async def open_network(
     policy: FlowPolicy = allow_all,
     flow_handler: FlowHandler | None = None,
     connect_timeout: float | None = None,
+    profile: str | None = None,
+    audit_buffer: int = DEFAULT_BUFFER,
     ca: CertificateAuthority | None = None,
 ) -> AsyncIterator[Network]:
     """Create a network engine for ``slot`` and run it for the block's duration.
 
-    ``routes`` overrides the host route probe (tests use it); ``policy`` is
-    the new-flow decision point; ``flow_handler`` replaces the plain relay
-    between an accepted guest connection and its host connection; ``ca`` is
-    the interception CA when the caller loaded it already (``trionet run``
-    does, to give CMD the same CA); otherwise it is loaded or created here.
+    Every new flow is decided by ``config.policy`` (the public profile unless
+    the config says otherwise) and then by ``policy``, an optional embedder
+    hook called with a :class:`~trionet.NewFlow` for flows the configured
+    policy allowed: both must allow. ``profile="multi-tenant"`` applies the
+    §10.7 deployment profile: the config is sanitised (see
+    :func:`multi_tenant_config`) and the public profile becomes a platform
+    floor every flow must pass as well. ``routes`` overrides the host route
+    probe (tests use it); ``flow_handler`` replaces the plain relay between an
+    accepted guest connection and its host connection; ``audit_buffer`` is
+    each :meth:`Network.audit_records` iterator's buffer; ``ca`` is the TLS
+    interception CA when the caller loaded it already (``trionet run`` does,
+    to give CMD the same CA); otherwise it is loaded or created here.
     """
+    platform: NetworkPolicy | None = None
+    if profile == MULTI_TENANT:
+        config, changed = multi_tenant_config(config)
+        if changed:
+            _log.warning("multi-tenant profile: reset %s", ", ".join(changed))
+        platform = NetworkPolicy.public()
+    elif profile is not None:
+        raise ValueError(f"unknown profile {profile!r} (only {MULTI_TENANT!r})")
+    for warning in config.policy.shadowed():
+        _log.warning("policy: %s", warning)
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
     secrets = SecretsHandle(config.secrets)
-    pins = PinSet()
-    audit_sinks: list[Callable[[AuditRecord], object]] = []
-
-    def audit(record: AuditRecord) -> None:
-        _audit_log.info("%s", record.to_json())
-        for sink in list(audit_sinks):
-            sink(record)
-
     if config.tls.enabled and config.tls.block_quic_on_intercept:
         policy = _blocking_quic(policy, frozenset(config.tls.intercepted_ports))
-    core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
+    evaluator = PolicyEvaluator(
+        config.policy, EngineCore.gateways_of(addressing), PinSet(), platform
+    )
+    core = EngineCore(
+        Stack(_stack_params(config, addressing)),
+        addressing,
+        counters,
+        policy,
+        evaluator=evaluator,
+        audit=AuditLog(audit_buffer),
+    )
     tls: TlsInterceptor | None = None
     if config.tls.enabled:
         tls = TlsInterceptor(
@@ -217,10 +280,8 @@ async def open_network(
             config.tls,
             ca=ca if ca is not None else load_or_create_ca(config.tls),
             secrets=secrets,
-            evaluator=PolicyEvaluator(config.policy, _gateways(addressing), pins),
-            pins=pins,
-            audit=audit,
         )
+        core.peeked_ports = frozenset(config.tls.intercepted_ports)
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     tcp = TcpRelay(
         core,
@@ -244,8 +305,6 @@ async def open_network(
             host_sockets=lambda: tcp.held,
             secrets=secrets,
             tls=tls,
-            pins=pins,
-            audit_sinks=audit_sinks,
         )
         try:
             yield network

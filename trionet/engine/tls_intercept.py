@@ -34,7 +34,6 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -49,8 +48,7 @@ from trionet.engine.tls_files import server_context
 from trionet.http.h1 import MAX_HEAD, H1RequestRewriter, HttpRefusedError, host_part
 from trionet.http.rewriter import RequestRewriter, rewriter_for
 from trionet.policy.audit import AuditRecord
-from trionet.policy.evaluate import Decision, PolicyEvaluator, PolicyVerdict
-from trionet.policy.pins import PinSet
+from trionet.policy.evaluate import Decision, PolicyVerdict
 from trionet.secrets.config import ViolationKind
 from trionet.secrets.handle import SecretsHandle
 from trionet.secrets.plan import SecretViolationError, build_plan, metadata_plan
@@ -168,9 +166,6 @@ class TlsInterceptor:
         *,
         ca: CertificateAuthority,
         secrets: SecretsHandle,
-        evaluator: PolicyEvaluator,
-        pins: PinSet,
-        audit: Callable[[AuditRecord], None],
     ) -> None:
         self.core = core
         self.config = config
@@ -178,9 +173,10 @@ class TlsInterceptor:
         self._secrets = secrets
         #: set once the network's nursery (whose scope it cancels) exists
         self.termination: TerminationHandle | None = None
-        self._evaluator = evaluator
-        self._pins = pins
-        self._audit = audit
+        # The engine's own: the same policy, pin set and audit log as every flow.
+        self._evaluator = core.policy_evaluator
+        self._pins = core.pins
+        self._audit = core.audit.emit
         self._ports = frozenset(config.intercepted_ports)
         self.leaves = LeafCache(ca, config.cache.capacity, config.cache.validity_hours)
         self.connectors = UpstreamConnectors(config)

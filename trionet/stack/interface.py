@@ -105,6 +105,9 @@ class StackParams:
     dhcp: DhcpConfig | None = None
     #: the guest's IPv4 prefix length, as DHCP hands it out
     ipv4_prefix_len: int = 30
+    #: pings to the gateway become EchoRequested events too, so the engine's
+    #: policy decides (and records) them; False answers them right here
+    gateway_echo_events: bool = False
 
 
 class _Version(enum.IntEnum):
@@ -329,7 +332,7 @@ class Stack:
             if not isinstance(message, Icmpv4Echo) or not message.request:
                 self.drops["icmp_ignored"] += 1
                 return
-            if dst == params.gateway_ipv4:
+            if dst == params.gateway_ipv4 and not params.gateway_echo_events:
                 self._out.ipv4(dst, message.reply(), data)
             else:
                 self._events.append(
@@ -502,7 +505,20 @@ class Stack:
                 self.drops["bad_source"] += 1
                 return
             if ip.dst in self._gateways_v6:
-                self._out.ipv6(ip.dst, ip.src, message.reply(), data)
+                if self.params.gateway_echo_events:
+                    self._events.append(
+                        EchoRequested(
+                            6,
+                            ip.src,
+                            ip.dst,
+                            message.ident,
+                            message.seq,
+                            bytes(data),
+                            ip.hop_limit,
+                        )
+                    )
+                else:
+                    self._out.ipv6(ip.dst, ip.src, message.reply(), data)
             elif ip.dst[0] == 0xFF:
                 self.drops["unsupported_destination"] += 1
             elif self._martian_v6(ip.dst):
