@@ -442,13 +442,23 @@ def test_placeholder_over_plain_http_is_a_violation(
 ) -> None:
     """Secrets are never substituted in plain HTTP, and a placeholder sent there is caught."""
 
+    plain_secret = {
+        "env_var": "PLAIN_KEY",
+        "value": "plain-REAL",
+        "allowed_hosts": [{"exact": OTHER}],
+        "require_tls_identity": False,
+    }
+
     async def body(s: Setup) -> None:
         url = f"http://{OTHER_IP}/plain"
-        r = await s.guest(["curl", "-sS", "--max-time", "10", "-H", f"Host: {OTHER}", url])
+        curl = ["curl", "-sS", "--max-time", "10", "-H", f"Host: {OTHER}"]
+        r = await s.guest([*curl, "-H", "X-Plain: $MSB_PLAIN_KEY", url])
         assert r.returncode == 0 and r.stdout == b"ok", r.stderr
-        r = await s.guest(["curl", "-sS", "--max-time", "10", "-H", "X-Key: $MSB_API_KEY", url])
+        r = await s.guest([*curl, "-H", "X-Key: $MSB_API_KEY", url])
         assert r.returncode != 0
 
-    s = run_tls(guest_link_factory(), tmp_path, body)
-    assert len(s.plain.received) == 1 and b"MSB" not in s.plain.received[0]
+    secrets = {"secrets": [SECRET, plain_secret]}
+    s = run_tls(guest_link_factory(), tmp_path, body, secrets=secrets, pins={OTHER: OTHER_IP})
+    assert len(s.plain.received) == 1
+    assert b"X-Plain: plain-REAL" in s.plain.received[0]  # the one meant for plain text
     assert s.reasons() == ["secret-violation"]
