@@ -22,6 +22,11 @@ forbids).
    the SNI; placeholders replaced for eligible hosts, violations caught);
    the server's goes back as is.
 
+Other TCP flows are looked at until their first bytes (:meth:`TlsInterceptor.inspect`):
+a CONNECT request (§4.4) is checked on its target and intercepted inside the
+tunnel when the target port is; plain HTTP is scanned for placeholders when
+secrets exist; anything else goes back to the splice.
+
 Every refusal is an :class:`~trionet.policy.audit.AuditRecord` naming the
 reason, and counted in ``dropped["tls_<reason>"]``.
 """
