@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trionet.engine.tls_intercept import _host_header, _may_be_connect, _parse_connect
+from trionet.http.connect import host_header, may_be_connect, parse_connect
 
 
 @pytest.mark.parametrize(
@@ -23,25 +23,25 @@ from trionet.engine.tls_intercept import _host_header, _may_be_connect, _parse_c
         (b"CONNECT [nothost]:443 HTTP/1.1", None),
     ],
 )
-def test_parse_connect(line: bytes, expected: tuple[str, int] | None) -> None:
-    assert _parse_connect(line + b"\r\nHost: x\r\n\r\n") == expected
+def testparse_connect(line: bytes, expected: tuple[str, int] | None) -> None:
+    assert parse_connect(line + b"\r\nHost: x\r\n\r\n") == expected
 
 
-def test_may_be_connect() -> None:
-    assert _may_be_connect(b"CON")
-    assert _may_be_connect(b"connect x")
-    assert not _may_be_connect(b"CONNX")
-    assert not _may_be_connect(b"GET / HTTP/1.1")
+def testmay_be_connect() -> None:
+    assert may_be_connect(b"CON")
+    assert may_be_connect(b"connect x")
+    assert not may_be_connect(b"CONNX")
+    assert not may_be_connect(b"GET / HTTP/1.1")
 
 
-def test_host_header() -> None:
-    assert _host_header(b"GET / HTTP/1.1\r\nHost: A.example:80\r\n\r\n") == "a.example"
-    assert _host_header(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") is None
-    assert _host_header(b"GET / HTTP/1.1\r\n\r\n") is None
+def testhost_header() -> None:
+    assert host_header(b"GET / HTTP/1.1\r\nHost: A.example:80\r\n\r\n") == "a.example"
+    assert host_header(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") is None
+    assert host_header(b"GET / HTTP/1.1\r\n\r\n") is None
 
 
 @given(st.binary(max_size=300))
 def test_parsers_take_any_bytes(data: bytes) -> None:
-    _parse_connect(data)
-    _may_be_connect(data)
-    _host_header(data)
+    parse_connect(data)
+    may_be_connect(data)
+    host_header(data)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -50,7 +49,16 @@ from trionet.engine.tcp_relay import SPLICE, FlowHandler
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.tls_files import server_context
-from trionet.http.h1 import MAX_HEAD, H1RequestRewriter, HttpRefusedError, host_part
+from trionet.http.connect import (
+    host_header,
+    ip_or_none,
+    is_2xx,
+    is_http_start,
+    is_ip,
+    may_be_connect,
+    parse_connect,
+)
+from trionet.http.h1 import MAX_HEAD, H1RequestRewriter, HttpRefusedError
 from trionet.http.rewriter import RequestRewriter, rewriter_for
 from trionet.policy.audit import AuditRecord
 from trionet.policy.evaluate import Decision, PolicyVerdict
@@ -229,7 +237,7 @@ class TlsInterceptor:
         if connect_host is not None:
             # The tunnel's target was checked by the policy already; the
             # hello must name that target (§4.4: no SNI swap inside a tunnel).
-            if not _is_ip(connect_host) and sni != connect_host:
+            if not is_ip(connect_host) and sni != connect_host:
                 raise _RefusedError("connect-sni-mismatch")
             decision = Decision(PolicyVerdict.ALLOW, None, "connect")
         else:
@@ -355,9 +363,9 @@ class TlsInterceptor:
             first = await _first_flight(guest, host)
             if first is None:
                 return SPLICE
-            if _may_be_connect(first):
+            if may_be_connect(first):
                 return await self._connect(conn, guest, host, first)
-            if self._secrets.snapshot().secrets and _HTTP_START.match(first):
+            if self._secrets.snapshot().secrets and is_http_start(first):
                 await self._plain_http(conn, guest, host, first)
                 return None
             await host.send_all(first)
@@ -378,7 +386,7 @@ class TlsInterceptor:
         head = bytearray(first)
         with trio.move_on_after(PEEK_TIMEOUT) as scope:
             while b"\r\n\r\n" not in head:
-                if not _may_be_connect(bytes(head)):
+                if not may_be_connect(bytes(head)):
                     await host.send_all(head)  # "CONN..." that is not CONNECT
                     return SPLICE
                 if len(head) > MAX_CONNECT_HEAD:
@@ -391,7 +399,7 @@ class TlsInterceptor:
             raise _RefusedError("connect-timeout")
         end = head.index(b"\r\n\r\n") + 4
         block, seed = bytes(head[:end]), bytes(head[end:])
-        target = _parse_connect(block)
+        target = parse_connect(block)
         if target is None:
             raise _RefusedError("connect-malformed")
         name, port = target
@@ -399,7 +407,7 @@ class TlsInterceptor:
         # Untrusted metadata: a placeholder in the CONNECT request goes nowhere.
         metadata_plan(self._secrets.snapshot(), name).check(block, "connect request")
         flow = conn.flow
-        target_ip = _ip_or_none(name)
+        target_ip = ip_or_none(name)
         decision = self._evaluator.egress(
             target_ip or flow.destination,
             port,
@@ -411,7 +419,7 @@ class TlsInterceptor:
             raise _RefusedError("connect-policy", decision)
         await host.send_all(block)
         response, extra = await _read_response_head(host)
-        ok = _STATUS_2XX.match(response) is not None
+        ok = is_2xx(response)
         if port not in self._ports:
             self._record(conn, "allow" if ok else "deny", "connect", decision)
             await guest.send_all(response + extra)
@@ -438,7 +446,7 @@ class TlsInterceptor:
                 if not data:
                     break
                 head += data
-        name = _host_header(bytes(head))
+        name = host_header(bytes(head))
         conn.sni = name
         plan = build_plan(
             self._secrets.snapshot(),
@@ -587,69 +595,6 @@ class TlsInterceptor:
     @staticmethod
     def _now() -> float:
         return trio.current_time()
-
-
-_HTTP_START = re.compile(rb"^[A-Za-z]{3,10} ")
-_STATUS_2XX = re.compile(rb"^HTTP/\d\.\d 2\d\d[ \r]")
-_CONNECT = b"CONNECT "
-
-
-def _may_be_connect(data: bytes) -> bool:
-    """Whether ``data`` is (the start of) a CONNECT request line, case-insensitively."""
-    head = data[: len(_CONNECT)].upper()
-    return _CONNECT.startswith(head) if len(head) < len(_CONNECT) else head == _CONNECT
-
-
-def _ip_or_none(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _is_ip(text: str) -> bool:
-    return _ip_or_none(text) is not None
-
-
-def _parse_connect(block: bytes) -> tuple[str, int] | None:
-    """``CONNECT host:port HTTP/x.y`` -> (canonical host, port); None if malformed (§4.4)."""
-    try:
-        line = block.split(b"\r\n", 1)[0].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    parts = line.split(" ")
-    if len(parts) != 3 or parts[0].upper() != "CONNECT":
-        return None
-    if re.fullmatch(r"HTTP/\d\.\d", parts[2]) is None:
-        return None
-    authority = parts[1]
-    if authority.startswith("["):
-        host, sep, port = authority[1:].partition("]:")
-        if not sep or _ip_or_none(host) is None:
-            return None
-    else:
-        host, sep, port = authority.rpartition(":")
-        if not sep or ":" in host:  # an unbracketed IPv6 literal
-            return None
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        return None
-    host = host.strip().removesuffix(".").lower()
-    return (host, int(port)) if host else None
-
-
-def _host_header(head: bytes) -> str | None:
-    """The one ``Host`` of a request head, canonical; None without exactly one."""
-    hosts = [
-        line.split(b":", 1)[1]
-        for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
-        if line.lower().startswith(b"host:")
-    ]
-    if len(hosts) != 1:
-        return None
-    try:
-        return host_part(hosts[0]) or None
-    except HttpRefusedError:
-        return None
 
 
 async def _first_flight(guest: GuestTcpStream, host: trio.SocketStream) -> bytes | None:
