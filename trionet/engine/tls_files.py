@@ -1,4 +1,4 @@
-"""The file side of TLS interception: the CA on disk, the host's trust store, leaf contexts.
+"""The file side of TLS interception: the CA on disk, the host trust store, ssl contexts.
 
 Building certificates is sans-IO (:mod:`trionet.tls.certs`); reading and
 writing them is here. The CA is read from ``tls.intercept_ca`` when set,
@@ -17,8 +17,10 @@ from pathlib import Path
 
 from trionet.tls.certs import CaError, CertificateAuthority, LeafCertificate, generate_ca, load_ca
 from trionet.tls.config import TlsConfig
+from trionet.tls.patterns import HostPattern
 
 __all__ = [
+    "UpstreamConnectors",
     "host_trust_ders",
     "load_or_create_ca",
     "server_context",
@@ -132,4 +134,47 @@ def server_context(leaf: LeafCertificate, alpn: tuple[str, ...]) -> ssl.SSLConte
         os.close(key_fd)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+class UpstreamConnectors:
+    """The client contexts for upstream servers (§8.6), by most specific scope."""
+
+    def __init__(self, config: TlsConfig) -> None:
+        self._default = _client_context(config.verify_upstream, config.upstream_ca_cert)
+        scopes: dict[HostPattern, tuple[bool, list[str]]] = {}
+        for scoped_ca in config.scoped_upstream_ca_cert:
+            verify, paths = scopes.get(scoped_ca.pattern, (config.verify_upstream, []))
+            scopes[scoped_ca.pattern] = (verify, [*paths, scoped_ca.path])
+        for scoped_verify in config.scoped_verify_upstream:
+            _, paths = scopes.get(scoped_verify.pattern, (config.verify_upstream, []))
+            scopes[scoped_verify.pattern] = (scoped_verify.verify, paths)
+        self._scoped = sorted(
+            (
+                (pattern, _client_context(verify, [*config.upstream_ca_cert, *paths]))
+                for pattern, (verify, paths) in scopes.items()
+                if verify != config.verify_upstream or paths
+            ),
+            key=lambda item: -item[0].specificity,
+        )
+
+    def for_host(self, sni: str) -> ssl.SSLContext:
+        for pattern, ctx in self._scoped:
+            if pattern.matches(sni):
+                return ctx
+        return self._default
+
+
+def _client_context(verify: bool, ca_files: tuple[str, ...] | list[str]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    for path in ca_files:
+        try:
+            ctx.load_verify_locations(cafile=path)
+        except (OSError, ssl.SSLError) as exc:
+            _log.error("cannot load upstream CA file %s: %s", path, exc)
     return ctx

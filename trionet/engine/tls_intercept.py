@@ -48,7 +48,7 @@ from trionet.engine.policy import NewFlow
 from trionet.engine.tcp_relay import SPLICE, FlowHandler
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
-from trionet.engine.tls_files import server_context
+from trionet.engine.tls_files import UpstreamConnectors, server_context
 from trionet.http.connect import (
     host_header,
     ip_or_none,
@@ -70,7 +70,7 @@ from trionet.tls.clienthello import MAX_HELLO_BYTES, ClientHello, PeekStatus, pe
 from trionet.tls.config import TlsConfig
 from trionet.tls.patterns import HostPattern
 
-__all__ = ["HANDSHAKE_TIMEOUT", "SNI_TIMEOUT", "TlsInterceptor", "UpstreamConnectors"]
+__all__ = ["HANDSHAKE_TIMEOUT", "SNI_TIMEOUT", "TlsInterceptor"]
 
 #: §8.5: the whole ClientHello wait, and each handshake.
 SNI_TIMEOUT = 10.0
@@ -91,49 +91,6 @@ class _RefusedError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.decision = decision
-
-
-class UpstreamConnectors:
-    """The client contexts for upstream servers (§8.6), by most specific scope."""
-
-    def __init__(self, config: TlsConfig) -> None:
-        self._default = _client_context(config.verify_upstream, config.upstream_ca_cert)
-        scopes: dict[HostPattern, tuple[bool, list[str]]] = {}
-        for scoped_ca in config.scoped_upstream_ca_cert:
-            verify, paths = scopes.get(scoped_ca.pattern, (config.verify_upstream, []))
-            scopes[scoped_ca.pattern] = (verify, [*paths, scoped_ca.path])
-        for scoped_verify in config.scoped_verify_upstream:
-            _, paths = scopes.get(scoped_verify.pattern, (config.verify_upstream, []))
-            scopes[scoped_verify.pattern] = (scoped_verify.verify, paths)
-        self._scoped = sorted(
-            (
-                (pattern, _client_context(verify, [*config.upstream_ca_cert, *paths]))
-                for pattern, (verify, paths) in scopes.items()
-                if verify != config.verify_upstream or paths
-            ),
-            key=lambda item: -item[0].specificity,
-        )
-
-    def for_host(self, sni: str) -> ssl.SSLContext:
-        for pattern, ctx in self._scoped:
-            if pattern.matches(sni):
-                return ctx
-        return self._default
-
-
-def _client_context(verify: bool, ca_files: tuple[str, ...] | list[str]) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    for path in ca_files:
-        try:
-            ctx.load_verify_locations(cafile=path)
-        except (OSError, ssl.SSLError) as exc:
-            _log.error("cannot load upstream CA file %s: %s", path, exc)
-    return ctx
 
 
 class _Prefixed(trio.abc.Stream):
