@@ -36,6 +36,10 @@ SYSTEM_TOOLS = [
     ("rdisc6", "ndisc6"),
     # The TLS interception tests' guests: openssl s_client (tests/services/).
     ("openssl", "openssl"),
+    # DNS interception: the tests' resolvers, and dig in the guests
+    # (tests/test_dns_run.py, benchmarks/bench_dns.py).
+    ("dnsmasq", "dnsmasq-base"),
+    ("dig", "dnsutils"),
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [

@@ -16,6 +16,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 
+from fuzz.dns_target import fuzz_dns
 from fuzz.stack_target import fuzz_stack
 from fuzz.walk import walk_frame
 from trionet.dhcp.config import DhcpConfig
@@ -334,6 +335,7 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "clienthello": (fuzz_clienthello, "clienthello"),
     "http1": (fuzz_http1, "http1"),
     "http2": (fuzz_http2, "http2"),
+    "dns": (fuzz_dns, "dns"),
 }
 
 
@@ -364,4 +366,6 @@ def layers_of(frame: bytes) -> dict[str, bytes]:
         port = int.from_bytes(l4[2:4], "big")
         if port in (DHCP_SERVER_PORT, DHCPV6_SERVER_PORT):
             found["dhcpv4" if port == DHCP_SERVER_PORT else "dhcpv6"] = bytes(l4[8:])
+    if name == "udp" and len(l4) > 8 and int.from_bytes(l4[2:4], "big") == 53:
+        found["dns"] = bytes(l4[8:])
     return found

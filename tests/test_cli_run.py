@@ -62,13 +62,14 @@ def test_curl_reaches_host_loopback_via_gateway_and_alias(http_port: int) -> Non
         f"curl -sS --max-time 10 http://{GW4}:{http_port}/a && "
         f"curl -sS --max-time 10 http://{ALIAS}:{http_port}/b"
     )
-    result = trionet("run", "--", "sh", "-c", script)
+    result = trionet("run", "--net", "public,host", "--", "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.encode() == BODY * 2
 
 
 def test_ping_gateway() -> None:
-    result = trionet("run", "--", "ping", "-c", "3", "-i", "0.2", "-W", "5", GW4)
+    ping = ["ping", "-c", "3", "-i", "0.2", "-W", "5", GW4]
+    result = trionet("run", "--net", "public,host", "--", *ping)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 packets transmitted, 3 received" in result.stdout
 
@@ -215,7 +216,9 @@ def test_pcap_opens_in_tcpdump_and_shows_the_handshake(http_port: int, tmp_path:
     capture = tmp_path / "run.pcap"
     url = f"http://{GW4}:{http_port}/"
     for offload in ([], ["--no-offload"]):
-        result = trionet("run", "--pcap", str(capture), *offload, "--", "curl", "-sS", url)
+        result = trionet(
+            "run", "--net", "all", "--pcap", str(capture), *offload, "--", "curl", "-sS", url
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.encode() == BODY
         shown = subprocess.run(
@@ -273,7 +276,19 @@ def test_unprivileged_user_uses_a_user_namespace(http_port: int) -> None:
         pytest.skip("no Python interpreter that user nobody may run")
     script = f"id -u; curl -sS --max-time 10 http://{GW4}:{http_port}/"
     result = subprocess.run(
-        [*NOBODY, *python, "-m", "trionet.cli.main", "run", "--", "sh", "-c", script],
+        [
+            *NOBODY,
+            *python,
+            "-m",
+            "trionet.cli.main",
+            "run",
+            "--net",
+            "host",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
         cwd="/",
         capture_output=True,
         text=True,

@@ -62,6 +62,8 @@ class Serve:
                 "trionet.cli.main",
                 "serve",
                 *link_args,
+                "--net",
+                "public,host",  # the tests ping the gateway: the host
                 "--ipv4",
                 "--print-env",
                 str(self.env_file),
@@ -273,6 +275,7 @@ def test_tap_serves_a_namespace_guest(
     host, guest = netns_factory("h"), netns_factory("g")
     env_file = tmp_path / "env.json"
     argv = [sys.executable, "-m", "trionet.cli.main", "serve", "--tap", "tntsrv0", "--ipv4"]
+    argv += ["--net", "public,host"]  # it pings the gateway: the host
     process = subprocess.Popen(
         host.exec_argv([*argv, "--no-ipv6", "--print-env", str(env_file)]),
         cwd=ROOT,

@@ -7,7 +7,30 @@ The public API is re-exported here; the layers underneath are described in
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
+from trionet.dns.config import DnsConfig, Nameserver
 from trionet.guest_env import guest_env_vars, parse_guest_env
+from trionet.policy import (
+    ANY,
+    Action,
+    AnyDestination,
+    AuditRecord,
+    Cidr,
+    Decision,
+    Destination,
+    Direction,
+    Domain,
+    DomainSuffix,
+    Gateways,
+    Group,
+    GroupDestination,
+    NetworkPolicy,
+    PinSet,
+    PolicyEvaluator,
+    PolicyVerdict,
+    PortRange,
+    Rule,
+    canonical_domain,
+)
 from trionet.secrets.config import (
     Injection,
     SecretEntry,
@@ -24,10 +47,24 @@ from trionet.tls.patterns import HostPattern
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANY",
+    "Action",
+    "AnyDestination",
+    "AuditRecord",
     "CaError",
     "CertificateAuthority",
+    "Cidr",
     "ConfigError",
+    "Decision",
+    "Destination",
     "DhcpConfig",
+    "Direction",
+    "DnsConfig",
+    "Domain",
+    "DomainSuffix",
+    "Gateways",
+    "Group",
+    "GroupDestination",
     "GuestAddressing",
     "HostPattern",
     "HostRoutes",
@@ -36,7 +73,14 @@ __all__ = [
     "InterfaceOverrides",
     "LeafCacheConfig",
     "MacAddress",
+    "Nameserver",
     "NetworkConfig",
+    "NetworkPolicy",
+    "PinSet",
+    "PolicyEvaluator",
+    "PolicyVerdict",
+    "PortRange",
+    "Rule",
     "ScopedCa",
     "ScopedVerify",
     "SecretEntry",
@@ -47,6 +91,7 @@ __all__ = [
     "ViolationAction",
     "ViolationKind",
     "__version__",
+    "canonical_domain",
     "derive_addressing",
     "guest_env_vars",
     "parse_guest_env",

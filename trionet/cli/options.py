@@ -1,8 +1,8 @@
 """Command-line options shared by ``run`` and ``serve``, mapped onto NetworkConfig.
 
-The options only override the config file's interface fields; validation
-stays in :mod:`trionet.config`, so ``--mtu 70000`` fails with the same
-message a config file would get.
+The options override the config file's interface fields and (``--net``) its
+policy; validation stays in :mod:`trionet.config`, so ``--mtu 70000`` fails
+with the same message a config file would get.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import NoReturn
 from trionet.addressing import MAX_SLOT, HostRoutes, probe_host_routes
 from trionet.cli.logs import LEVELS
 from trionet.config import ConfigError, NetworkConfig
+from trionet.policy.model import NetworkPolicy
 
 __all__ = [
     "NetworkChoice",
@@ -23,6 +24,7 @@ __all__ = [
     "add_logging_options",
     "add_network_options",
     "log_level",
+    "net_policy",
     "network_choice",
     "slot_number",
 ]
@@ -53,9 +55,38 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def net_policy(text: str) -> NetworkPolicy:
+    """``--net``: ``all``, ``none``, or profiles (public, private, host) joined by commas."""
+    if text == "all":
+        return NetworkPolicy.allow_all()
+    if text == "none":
+        return NetworkPolicy.deny_all()
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty profile name")
+    try:
+        return NetworkPolicy.from_profiles(names)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; or all, none") from None
+
+
 def add_network_options(parser: argparse.ArgumentParser, *, offload: bool = True) -> None:
     group = parser.add_argument_group("network")
     group.add_argument("--config", metavar="FILE", help="network config, TOML or JSON")
+    group.add_argument(
+        "--net",
+        type=net_policy,
+        metavar="all|none|PROFILE[,PROFILE...]",
+        help="what the guest may reach, replacing the config's policy: profiles public, "
+        "private, host (DNS through the gateway included); default: the config's policy, "
+        "else public (the internet only: not the host, private ranges, loopback, link-local "
+        "or the metadata service)",
+    )
+    group.add_argument(
+        "--audit",
+        metavar="FILE",
+        help="write every policy decision to FILE as JSON lines ('-' for stderr)",
+    )
     group.add_argument(
         "--slot", type=slot_number, default=0, metavar="N", help="sandbox slot (default 0)"
     )
@@ -109,6 +140,8 @@ class NetworkChoice:
     config: NetworkConfig
     slot: int
     routes: HostRoutes
+    #: where audit records go: a file, "-" for stderr, None for nowhere
+    audit: str | None = None
 
 
 def network_choice(args: argparse.Namespace) -> NetworkChoice:
@@ -126,9 +159,11 @@ def network_choice(args: argparse.Namespace) -> NetworkChoice:
     if args.ipv6 is False:
         iface = dataclasses.replace(iface, ipv6_address=None)
     config = dataclasses.replace(config, interface=iface)
+    if args.net is not None:
+        config = dataclasses.replace(config, policy=args.net)
     probed = probe_host_routes()
     routes = HostRoutes(
         ipv4=probed.ipv4 if args.ipv4 is None else args.ipv4,
         ipv6=probed.ipv6 if args.ipv6 is None else args.ipv6,
     )
-    return NetworkChoice(config, args.slot, routes)
+    return NetworkChoice(config, args.slot, routes, args.audit)

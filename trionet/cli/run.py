@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from typing import Final
 import trio
 
 from trionet.addressing import GuestAddressing, derive_addressing
+from trionet.cli.audit_file import AuditWriter
 from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
@@ -161,11 +163,23 @@ def run(options: RunOptions) -> int:
         try:
             trust = GuestTrust.build(load_or_create_ca(choice.config.tls))
         except CaError as exc:
+            if pcap is not None:
+                pcap.close()
             raise RunError(f"the TLS interception CA: {exc}", 2) from exc
+    audit = None
+    if choice.audit is not None:
+        try:
+            audit = AuditWriter(choice.audit)
+        except OSError as exc:
+            if pcap is not None:
+                pcap.close()
+            raise RunError(f"cannot write {choice.audit}: {exc.strerror}", 2) from exc
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     block(FORWARDED)
     try:
-        return trio.run(_run, options, addressing, userns, pcap, trust)
+        return trio.run(
+            functools.partial(_run, trust=trust), options, addressing, userns, pcap, audit
+        )
     except* RunError as group:
         # Nurseries wrap what their bodies raise; the user gets the one-line reason.
         raise _first_leaf(group) from None
@@ -176,6 +190,8 @@ def run(options: RunOptions) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         if pcap is not None:
             pcap.close()
+        if audit is not None:
+            audit.close()
 
 
 def _spawn(
@@ -269,12 +285,14 @@ class _Supervisor:
         child: subprocess.Popen[bytes],
         options: RunOptions,
         pcap: PcapWriter | None,
+        audit: AuditWriter | None,
         trust: GuestTrust | None,
     ) -> None:
         self.child = child
         self.trust = trust
         self.options = options
         self.pcap = pcap
+        self.audit = audit
         self.execed = False
         self.status: int | None = None
         self.netns: tuple[int, int] | None = None
@@ -341,6 +359,8 @@ class _Supervisor:
             # A block-and-terminate violation cancels the network's scope,
             # this block included; CMD is killed below, with the namespace.
             net.termination_handle().set_hook(terminated.append)
+            if self.audit is not None:
+                net.on_audit(self.audit)
             backend = net.take_backend()
             endpoint: FrameEndpoint = backend if pcap is None else PcapEndpoint(backend, pcap)
             async with trio.open_nursery() as nursery:
@@ -412,6 +432,8 @@ async def _run(
     addressing: GuestAddressing,
     userns: bool,
     pcap: PcapWriter | None,
+    audit: AuditWriter | None,
+    *,
     trust: GuestTrust | None,
 ) -> int:
     with SignalFd(FORWARDED) as sigfd, _bundle_file(trust) as bundle_file:
@@ -424,7 +446,7 @@ async def _run(
                 )
             finally:
                 child_sock.close()
-            supervisor = _Supervisor(child, options, pcap, trust)
+            supervisor = _Supervisor(child, options, pcap, audit, trust)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(supervisor.watch_signals, sigfd, nursery.cancel_scope)

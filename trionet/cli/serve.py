@@ -24,6 +24,7 @@ from typing import Final
 
 import trio
 
+from trionet.cli.audit_file import AuditWriter
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.engine.backend import FrameBackend
@@ -85,10 +86,20 @@ async def _serve(options: ServeOptions) -> int:
         except OSError as exc:
             raise ServeError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
     choice = options.network
+    audit: AuditWriter | None = None
+    if choice.audit is not None:
+        try:
+            audit = AuditWriter(choice.audit)
+        except OSError as exc:
+            if pcap is not None:
+                pcap.close()
+            raise ServeError(f"cannot write {choice.audit}: {exc.strerror}", 2) from exc
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
             async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
+                if audit is not None:
+                    net.on_audit(audit)
                 backend = net.take_backend()
                 endpoint: FrameBackend | PcapEndpoint = (
                     backend if pcap is None else PcapEndpoint(backend, pcap)
@@ -110,6 +121,8 @@ async def _serve(options: ServeOptions) -> int:
     finally:
         if pcap is not None:
             pcap.close()
+        if audit is not None:
+            audit.close()
         for path in (options.qemu_stream, options.unixgram):
             if path is not None:
                 with contextlib.suppress(OSError):

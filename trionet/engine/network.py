@@ -20,9 +20,11 @@ import trio
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import NetworkConfig
+from trionet.dns.intercept import DnsInterceptor
 from trionet.engine.audit import DEFAULT_BUFFER, AuditCallback, AuditLog
 from trionet.engine.backend import FrameBackend
 from trionet.engine.core import EngineCore
+from trionet.engine.dns_service import DnsService, resolve_nameservers
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict, allow_all
@@ -219,6 +221,35 @@ def multi_tenant_config(config: NetworkConfig) -> tuple[NetworkConfig, list[str]
     return dataclasses.replace(config, **changes), sorted(changes)  # type: ignore[arg-type]
 
 
+async def _intercept_dns(
+    config: NetworkConfig,
+    addressing: GuestAddressing,
+    core: EngineCore,
+    udp: UdpRelay,
+    tcp: TcpRelay,
+) -> DnsService:
+    """Put DNS interception in front of the relays (reference §7)."""
+    dns = config.dns
+    interceptor = DnsInterceptor(
+        core.policy_evaluator,
+        core.pins,
+        gateway_ipv4=None if addressing.ipv4 is None else addressing.ipv4.gateway,
+        gateway_ipv6=None if addressing.ipv6 is None else addressing.ipv6.gateway,
+        gateway_addresses=[] if addressing.ipv6 is None else [addressing.ipv6.gateway_link_local],
+        host_alias=addressing.host_alias,
+        upstreams=await resolve_nameservers(dns.nameservers),
+        rebind_protection=dns.rebind_protection,
+    )
+    return DnsService(
+        core,
+        interceptor,
+        audit=core.audit.emit,
+        query_timeout=dns.query_timeout_ms / 1000,
+        udp_next=udp.on_datagram,
+        tcp_next=tcp.open_flow,
+    )
+
+
 @asynccontextmanager
 async def open_network(
     config: NetworkConfig,
@@ -291,6 +322,7 @@ async def open_network(
     )
     udp = UdpRelay(core)
     IcmpRelay(core)
+    dns = await _intercept_dns(config, addressing, core, udp, tcp)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         if tls is not None:
@@ -312,5 +344,6 @@ async def open_network(
             nursery.cancel_scope.cancel()
             tcp.close()
             udp.close()
+            dns.close()
             core.shutdown()
             core.backend.close()

@@ -1,0 +1,435 @@
+"""The DNS interceptor's decisions for one guest query (reference §7.3), sans-IO.
+
+Every DNS query a guest sends, over UDP or TCP, to the gateway or to any
+other address, is answered by trionet. :class:`DnsInterceptor` holds what is
+fixed for a network (the policy evaluator, the pin set, the gateway
+addresses, the upstream resolvers); :meth:`DnsInterceptor.receive_query`
+turns one raw query into a :class:`DnsExchange`, a small state machine in
+the style of h11: ask it for :meth:`~DnsExchange.next_event`, which is
+either :class:`SendUpstream` (the shell sends those bytes to that resolver
+and waits) or :class:`Answer` (bytes for the guest, or none at all). The
+shell reports what happened with :meth:`~DnsExchange.receive_upstream` or
+:meth:`~DnsExchange.upstream_failed`. Time is passed in; nothing here waits,
+reads a clock or touches a socket.
+
+Only dnspython's message codec is used (``dns.message``, ``dns.rrset`` and
+friends): the resolving is trionet's, the upstream I/O the shell's.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from trionet.policy.evaluate import Decision, PolicyEvaluator, PolicyVerdict
+from trionet.policy.groups import is_rebind_private
+from trionet.policy.pins import AnswerRecord, PinSet, answer_pins
+
+__all__ = [
+    "Answer",
+    "DnsExchange",
+    "DnsInterceptor",
+    "DnsOutcome",
+    "SendUpstream",
+    "Transport",
+    "Upstream",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: The size a UDP client without EDNS can take (RFC 1035 4.2.1).
+CLASSIC_UDP_SIZE = 512
+#: TTL of the host alias's synthesized records (§7.3 step 5).
+HOST_ALIAS_TTL = 60
+DNS_PORT = 53
+
+
+class Transport(enum.Enum):
+    """How the guest sent its query; DNS policy sees it as the protocol."""
+
+    UDP = "udp"
+    TCP = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A resolver trionet forwards to: an address and a port."""
+
+    address: IPAddress
+    port: int = DNS_PORT
+
+    def __str__(self) -> str:
+        if self.address.version == 6:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpstream:
+    """Send ``query`` to ``upstream`` over the exchange's transport and wait.
+
+    ``query`` carries ``upstream_id``, not the guest's id: a response whose
+    id differs is not the answer to it.
+    """
+
+    upstream: Upstream
+    query: bytes
+    #: True on the guest-chosen resolver path (§7.3 step 6): no failover.
+    direct: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DnsOutcome:
+    """What the audit record of one query says (the shell adds time and addresses)."""
+
+    name: str
+    #: the decision that settled the query: the DNS-query rule, the egress
+    #: rule for a guest-chosen resolver, or rebind protection
+    decision: Decision
+    #: why, beyond the rule: "rebind", "resolver-denied", "host-alias", ...
+    reason: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        return self.decision.verdict.value
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The exchange is over: send ``response`` to the guest (None: send nothing)."""
+
+    response: bytes | None
+    #: the audit facts, or None for a query that never got that far (unparseable, FORMERR)
+    outcome: DnsOutcome | None
+    #: why nothing or an error was sent, for the drop counters (None: a normal answer)
+    problem: str | None = None
+
+
+Event = SendUpstream | Answer
+
+
+# -- the interceptor ---------------------------------------------------------------------
+
+
+class DnsInterceptor:
+    """One network's DNS answering rules; makes one :class:`DnsExchange` per query."""
+
+    def __init__(
+        self,
+        evaluator: PolicyEvaluator,
+        pins: PinSet,
+        *,
+        gateway_ipv4: ipaddress.IPv4Address | None,
+        gateway_ipv6: ipaddress.IPv6Address | None,
+        gateway_addresses: Iterable[IPAddress] = (),
+        host_alias: str,
+        upstreams: Sequence[Upstream],
+        rebind_protection: bool = True,
+    ) -> None:
+        self.evaluator = evaluator
+        self.pins = pins
+        self.gateway_ipv4 = gateway_ipv4
+        self.gateway_ipv6 = gateway_ipv6
+        #: every address that means "the gateway's resolver" (incl. IPv6 link-local)
+        self.gateways = frozenset(
+            [*gateway_addresses, *(a for a in (gateway_ipv4, gateway_ipv6) if a is not None)]
+        )
+        self.host_alias = dns.name.from_text(host_alias)
+        self.upstreams = tuple(upstreams)
+        self.rebind_protection = rebind_protection
+
+    def receive_query(
+        self,
+        data: bytes,
+        *,
+        destination: IPAddress | None,
+        transport: Transport,
+        now: float,
+        upstream_id: int,
+    ) -> DnsExchange:
+        """Start answering ``data``, a query the guest sent to ``destination``.
+
+        ``upstream_id`` is the 16-bit id the query gets on its way upstream
+        (the shell draws it at random, so an off-path host cannot guess it).
+        """
+        return DnsExchange(
+            self,
+            data,
+            destination=destination,
+            transport=transport,
+            now=now,
+            upstream_id=upstream_id & 0xFFFF,
+        )
+
+
+class _State(enum.Enum):
+    UPSTREAM = "upstream"  # waiting for a resolver's answer
+    DONE = "done"
+
+
+class DnsExchange:
+    """One guest query, from its bytes to the guest's response."""
+
+    def __init__(
+        self,
+        interceptor: DnsInterceptor,
+        data: bytes,
+        *,
+        destination: IPAddress | None,
+        transport: Transport,
+        now: float,
+        upstream_id: int,
+    ) -> None:
+        self._ic = interceptor
+        self.transport = transport
+        self.destination = destination
+        self.now = now
+        self._upstream_id = upstream_id
+        self._state = _State.DONE
+        self._event: Event
+        self._query: dns.message.Message | None = None
+        self._raw = data
+        self._name = ""
+        self._decision: Decision | None = None
+        self._candidates: list[Upstream] = []
+        self._direct = False
+        self._event = self._start()
+
+    @property
+    def name(self) -> str:
+        """The queried name (no trailing dot), once the query parsed."""
+        return self._name
+
+    def next_event(self) -> Event:
+        """What the shell must do now: the same event until something is received."""
+        return self._event
+
+    # -- the query ----------------------------------------------------------------------
+
+    def _start(self) -> Event:
+        ic = self._ic
+        try:
+            query = dns.message.from_wire(self._raw)
+        except Exception:
+            # dnspython raises many kinds on hostile bytes; none may escape.
+            return Answer(None, None, "dns_unparseable")
+        if query.flags & dns.flags.QR:
+            return Answer(None, None, "dns_not_a_query")  # never answer a response: no reflection
+        self._query = query
+        if len(query.question) != 1:
+            return Answer(self._status(dns.rcode.FORMERR), None, "dns_formerr")
+        if query.opcode() != dns.opcode.QUERY:
+            return Answer(self._status(dns.rcode.NOTIMP), None, "dns_notimp")
+        question = query.question[0]
+        self._name = question.name.to_text(omit_final_dot=True) or "."
+        protocol = self.transport.value
+        decision = ic.evaluator.dns_query(self._name, protocol, DNS_PORT)
+        self._decision = decision
+        if not decision.allowed:
+            return self._finish(self._status(dns.rcode.NXDOMAIN), decision)
+        family = _family(question.rdtype)
+        if (family == 4 and ic.gateway_ipv4 is None) or (family == 6 and ic.gateway_ipv6 is None):
+            ic.pins.forget(self._pin_name(), family)
+            return self._finish(self._status(dns.rcode.NOERROR), decision, "inactive-family")
+        if family and question.name == ic.host_alias:
+            return self._finish(self._host_alias(family), decision, "host-alias")
+        return self._choose_upstreams(decision)
+
+    def _choose_upstreams(self, decision: Decision) -> Event:
+        ic = self._ic
+        destination = self.destination
+        if destination is None or destination in ic.gateways:
+            self._candidates = list(ic.upstreams)
+        else:
+            # The guest chose its resolver (dig @X): that is an egress flow
+            # to X, so it passes the egress policy like any other (§7.3 step 6).
+            egress = ic.evaluator.egress(destination, DNS_PORT, self.transport.value, self.now)
+            if not egress.allowed:
+                return self._finish(self._status(dns.rcode.NXDOMAIN), egress, "resolver-denied")
+            self._candidates = [Upstream(destination, DNS_PORT)]
+            self._direct = True
+        return self._next_upstream()
+
+    def _next_upstream(self) -> Event:
+        if not self._candidates:
+            assert self._decision is not None
+            return self._finish(
+                self._status(dns.rcode.SERVFAIL), self._decision, "upstream-failed"
+            )
+        self._state = _State.UPSTREAM
+        upstream = self._candidates.pop(0)
+        query = self._upstream_id.to_bytes(2, "big") + self._raw[2:]
+        return SendUpstream(upstream, query, self._direct)
+
+    # -- the upstream's side --------------------------------------------------------------
+
+    def receive_upstream(self, data: bytes, now: float) -> Answer | None:
+        """A resolver's response arrived: the guest's answer, or None if it is not
+        the answer to this query (wrong id or question, unparseable) and the
+        shell keeps waiting until its per-attempt timeout, then reports
+        :meth:`upstream_failed`.
+        """
+        if self._state is not _State.UPSTREAM:
+            raise RuntimeError("no upstream query is outstanding")
+        response = self._match(data)
+        if response is None:
+            return None
+        self.now = now
+        return self._answer(response, data)
+
+    def upstream_failed(self) -> Event:
+        """The current resolver timed out, refused the connection or closed it."""
+        if self._state is not _State.UPSTREAM:
+            raise RuntimeError("no upstream query is outstanding")
+        self._event = self._next_upstream()
+        return self._event
+
+    def _match(self, data: bytes) -> dns.message.Message | None:
+        query = self._query
+        assert query is not None
+        if len(data) < 12 or int.from_bytes(data[:2], "big") != self._upstream_id:
+            return None
+        try:
+            response = dns.message.from_wire(data)
+        except Exception:
+            return None
+        if not response.flags & dns.flags.QR:
+            return None
+        if len(response.question) != 1:
+            # A resolver may answer FORMERR/NOTIMP/REFUSED without the question.
+            return response if response.rcode() != dns.rcode.NOERROR else None
+        asked, got = query.question[0], response.question[0]
+        if got.name != asked.name or got.rdtype != asked.rdtype or got.rdclass != asked.rdclass:
+            return None
+        return response
+
+    def _answer(self, response: dns.message.Message, data: bytes) -> Answer:
+        ic = self._ic
+        query = self._query
+        decision = self._decision
+        assert query is not None and decision is not None
+        question = query.question[0]
+        family = _family(question.rdtype)
+        if ic.rebind_protection and self._rebinds(response):
+            if family:
+                ic.pins.forget(self._pin_name(), family)
+            return self._finish(self._status(dns.rcode.NXDOMAIN), decision, "rebind")
+        if family:
+            self._update_pins(response, family)
+        wire = query.id.to_bytes(2, "big") + data[2:]
+        return self._finish(wire, decision)
+
+    def _rebinds(self, response: dns.message.Message) -> bool:
+        ic = self._ic
+        for rrset in response.answer:
+            if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                continue
+            for rdata in rrset:
+                ip = ipaddress.ip_address(rdata.address)
+                if is_rebind_private(ip) and not ic.evaluator.admits_private_answer(ip, self.now):
+                    return True
+        return False
+
+    def _update_pins(self, response: dns.message.Message, family: int) -> None:
+        """Bind the queried name to the addresses its CNAME chain reaches (§7.5)."""
+        pins = self._ic.pins
+        name = self._pin_name()
+        if response.rcode() != dns.rcode.NOERROR:
+            pins.forget(name, family)
+            return
+        records = [
+            AnswerRecord(
+                rrset.name.to_text(),
+                dns.rdatatype.to_text(rrset.rdtype),
+                rrset.ttl,
+                rdata.to_text(),
+            )
+            for rrset in response.answer
+            if rrset.rdtype in _PIN_TYPES
+            for rdata in rrset
+        ]
+        addresses, ttl = answer_pins(name, family, records)
+        pins.record(name, family, addresses, ttl, self.now)
+
+    # -- responses trionet writes itself ----------------------------------------------------
+
+    def _status(self, rcode: dns.rcode.Rcode) -> bytes:
+        """A response with no records: id, opcode and RD echoed, RA set, question copied."""
+        query = self._query
+        assert query is not None
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.RA
+        response.set_rcode(rcode)
+        return response.to_wire()
+
+    def _host_alias(self, family: int) -> bytes:
+        ic = self._ic
+        query = self._query
+        assert query is not None
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.RA | dns.flags.AA
+        question = query.question[0]
+        address = ic.gateway_ipv4 if family == 4 else ic.gateway_ipv6
+        rdtype = "A" if family == 4 else "AAAA"
+        response.answer.append(
+            dns.rrset.from_text(question.name, HOST_ALIAS_TTL, "IN", rdtype, str(address))
+        )
+        return response.to_wire()
+
+    def _finish(
+        self,
+        wire: bytes,
+        decision: Decision,
+        reason: str | None = None,
+    ) -> Answer:
+        self._state = _State.DONE
+        if reason == "rebind":
+            decision = _REBIND
+        outcome = DnsOutcome(self._name, decision, reason)
+        event = Answer(self._fit(wire), outcome)
+        self._event = event
+        return event
+
+    def _fit(self, wire: bytes) -> bytes:
+        """Over UDP, a response larger than the guest can take becomes TC=1 (§7.3 step 11)."""
+        query = self._query
+        if self.transport is not Transport.UDP or query is None:
+            return wire
+        limit = max(query.payload, CLASSIC_UDP_SIZE) if query.edns >= 0 else CLASSIC_UDP_SIZE
+        if len(wire) <= limit:
+            return wire
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.RA | dns.flags.TC
+        return response.to_wire()
+
+    def _pin_name(self) -> str:
+        return self._name.lower().rstrip(".")
+
+
+_PIN_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME})
+#: Rebind protection, not a rule, turned the answer down (§7.4).
+_REBIND = Decision(PolicyVerdict.DENY, None, "rebind_protection")
+
+
+def _family(rdtype: int) -> int:
+    """4 for A, 6 for AAAA, 0 for every other type."""
+    if rdtype == dns.rdatatype.A:
+        return 4
+    if rdtype == dns.rdatatype.AAAA:
+        return 6
+    return 0
