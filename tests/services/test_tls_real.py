@@ -12,6 +12,7 @@ the pin directly, as trionet's DNS would.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -104,7 +105,10 @@ def run_tls(
     secrets: dict[str, Any] | None = None,
     policy: dict[str, Any] | None = None,
     pins: dict[str, str] | None = None,
+    dns: bool = False,
 ) -> Setup:
+    """``dns``: a dnsmasq in the host namespace knows every server's name, and is
+    the engine's only upstream resolver; otherwise the guest gets no DNS."""
     test_ca, rogue_ca = UpstreamCa(tmp), UpstreamCa(tmp)
     servers = {
         name: TlsEchoServer(
@@ -127,6 +131,11 @@ def run_tls(
     }
     if policy is not None:
         data["policy"] = policy
+    dns_port = 5300 + os.getpid() % 500
+    if dns:
+        # 203.0.113.0/24 is in the rebind-private set (§7.4): these tests'
+        # answers point there on purpose, so rebind protection is off.
+        data["dns"] = {"nameservers": [f"127.0.0.1:{dns_port}"], "rebind_protection": False}
     config = NetworkConfig.from_dict(data)
     result: list[Setup] = []
 
@@ -137,6 +146,8 @@ def run_tls(
                     await server.serve(nursery, addresses[name])
                 await proxy.serve(nursery, PROXY_IP)
                 await plain.serve(nursery, OTHER_IP)
+                if dns:
+                    await _start_dnsmasq(nursery, link, dns_port, addresses)
                 async with open_network(config, 0, routes=DUAL, ca=ENGINE_CA) as net:
                     await net.attach_tap(link.tap)
                     setup = Setup(link, tmp, net, servers, test_ca, proxy, plain)
@@ -155,6 +166,25 @@ def run_tls(
 
     trio.run(main)
     return result[0]
+
+
+async def _start_dnsmasq(
+    nursery: trio.Nursery, link: GuestLink, port: int, names: dict[str, str]
+) -> None:
+    argv = [
+        *("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv"),
+        *("--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1"),
+        *(f"--port={port}", "--user=root", "--pid-file="),
+        *(f"--address=/{name}/{ip}" for name, ip in names.items()),
+    ]
+    await link.host.start(nursery, argv)
+    with in_netns(link.host):
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            await trio.sleep(0.05)
+    raise RuntimeError("dnsmasq did not start")
 
 
 def test_intercepted_fetch_substitutes_the_secret(
@@ -462,3 +492,29 @@ def test_placeholder_over_plain_http_is_a_violation(
     assert len(s.plain.received) == 1
     assert b"X-Plain: plain-REAL" in s.plain.received[0]  # the one meant for plain text
     assert s.reasons() == ["secret-violation"]
+
+
+def test_names_resolved_by_the_sandbox_and_dns_over_tls(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """With trionet's DNS: DoT on 853 is answered by it (§7.7), its answers pin names to
+    addresses, and only a resolved name on its own address gets the secret."""
+
+    async def body(s: Setup) -> None:
+        # Before the sandbox resolved the name, the SNI alone does not earn the secret.
+        r = await s.curl(API, API_IP, "-H", "X-Key: $MSB_API_KEY")
+        assert r.returncode != 0
+        # DNS over TLS to the gateway: no SNI, so the leaf names the address.
+        dig = ["dig", "+short", "+tls", f"+tls-ca={s.ca_file}", "-p", "853"]
+        r = await s.guest([*dig, "@172.16.0.1", API])
+        assert r.stdout == f"{API_IP}\n".encode(), r.stdout + r.stderr
+        r = await s.curl(API, API_IP, "-H", "X-Key: $MSB_API_KEY")
+        assert r.returncode == 0, r.stderr
+        r = await s.guest(["dig", "+short", "@172.16.0.1", OTHER])  # plain DNS as well
+        assert r.stdout == f"{OTHER_IP}\n".encode()
+
+    s = run_tls(guest_link_factory(), tmp_path, body, dns=True)
+    assert len(s.servers[API].received) == 1
+    assert b"x-key: " + REAL.encode() in s.servers[API].received[0]  # over h2
+    assert s.reasons() == ["secret-violation"]
+    assert any(r.kind == "tls" and r.reason == "dot" for r in s.audit)

@@ -323,6 +323,8 @@ async def open_network(
     udp = UdpRelay(core)
     IcmpRelay(core)
     dns = await _intercept_dns(config, addressing, core, udp, tcp)
+    if tls is not None:
+        dns.dot = tls.terminate_dot  # DNS over TLS answered by trionet's DNS (§7.7)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         if tls is not None:

@@ -311,6 +311,37 @@ class TlsInterceptor:
             rewriter=rewriter,
         )
 
+    # -- DNS over TLS (§7.7) ----------------------------------------------------------
+
+    async def terminate_dot(self, guest: GuestTcpStream) -> trio.abc.Stream | None:
+        """The guest's DNS-over-TLS connection, decrypted; None if it could not be.
+
+        trionet's DNS answers it (the DNS service reads and writes the
+        stream). The leaf names the SNI, or the dialled address without one
+        (an IP SAN). Never bypassed, and nothing goes upstream here.
+        """
+        conn = _Conn(self.core.describe(guest.key, "tcp"))
+        try:
+            buffered, hello = await self._peek(guest, b"")
+            name = conn.sni = hello.sni or str(conn.flow.destination)
+            try:
+                ctx = self._server_context(name, ())
+            except ValueError:
+                raise _RefusedError("bad-name") from None
+            tls = trio.SSLStream(
+                _Prefixed(guest, buffered), ctx, server_side=True, https_compatible=True
+            )
+            try:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    await tls.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                raise _RefusedError("guest-handshake") from None
+        except _RefusedError as refusal:
+            self._refuse(conn, refusal.reason, refusal.decision)
+            return None
+        self._record(conn, "allow", "dot", None)
+        return tls
+
     # -- other TCP flows: CONNECT tunnels and plain HTTP --------------------------
 
     async def inspect(self, guest: GuestTcpStream, host: trio.SocketStream) -> object:
