@@ -117,6 +117,21 @@ def test_authority_must_equal_the_sni(head: str) -> None:
         assert info.value.reason == "host-mismatch"
 
 
+def test_http_after_an_upgrade_request_is_refused() -> None:
+    """A refused upgrade must not turn the rest of the connection into unchecked bytes."""
+    upgrade = (
+        f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    fronted = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    for pieces in ([upgrade + fronted], [upgrade, fronted]):
+        r = rewriter()
+        with pytest.raises(HttpRefusedError) as info:
+            for piece in pieces:
+                r.receive(piece)
+        assert info.value.reason == "upgrade-not-taken"
+
+
 def test_second_pipelined_request_is_checked_too() -> None:
     good = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
     r = rewriter()

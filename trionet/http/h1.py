@@ -75,6 +75,7 @@ class H1RequestRewriter:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self._scanner = ViolationScanner(plan)
         self.upgraded = False
+        self._raw_started = False
         self.requests = 0
         self._chunked = False
         self._chunk = bytearray()
@@ -85,6 +86,7 @@ class H1RequestRewriter:
     def receive(self, data: bytes | bytearray | memoryview) -> bytes:
         """Guest bytes in; bytes for the server out. Raises on a refusal or violation."""
         if self.upgraded:
+            self._check_raw_start(data)
             self._scanner.feed(data, "upgraded stream")
             return bytes(data)
         if not data:
@@ -132,8 +134,26 @@ class H1RequestRewriter:
         rest, _closed = self._conn.trailing_data
         self._scanner.reset()
         if rest:
+            self._check_raw_start(rest)
             self._scanner.feed(rest, "upgraded stream")
             out += rest
+
+    def _check_raw_start(self, data: bytes | bytearray | memoryview) -> None:
+        """After an upgrade request, the guest's next bytes must not be HTTP again.
+
+        Whether the server switched is in its response, which this direction
+        does not see; but a WebSocket frame (the upgrade clients make) never
+        starts with an ASCII capital, and an HTTP request always does. A
+        request after a refused upgrade would otherwise pass unchecked, with
+        any Host (domain fronting on an allowed connection).
+        """
+        if self._raw_started or not data:
+            return
+        self._raw_started = True
+        if 0x41 <= memoryview(data)[0] <= 0x5A:
+            raise HttpRefusedError(
+                "upgrade-not-taken", "HTTP/1 after an upgrade request: the server did not switch"
+            )
 
     # -- requests ----------------------------------------------------------------
 
