@@ -18,7 +18,8 @@ h11 is a one-request-at-a-time machine; pipelining is supported by
 answering each finished request on the parser's side with a dummy response
 (never sent anywhere) and starting its next cycle. After a request that asks
 to switch protocols (``Upgrade``, ``CONNECT``) the rest of the stream is
-relayed as opaque bytes, still scanned for forbidden placeholders.
+relayed as opaque bytes, still scanned for forbidden placeholders; HTTP
+sent after it (the server refused to switch) is refused.
 """
 
 from __future__ import annotations
