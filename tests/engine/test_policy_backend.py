@@ -264,3 +264,20 @@ async def test_audit_log_never_blocks_and_drops_oldest_for_a_slow_reader() -> No
     log.emit(record)
     assert len(got) == 8
     assert log.snapshot()["deny"] == 9
+
+
+async def test_flow_records_name_what_the_guest_resolved_and_shadowed_rules_warn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy = NetworkPolicy.public().append(NetworkPolicy.public().rules[1])
+    async with open_network(NetworkConfig(policy=policy), 0, routes=ROUTES) as net:
+        net.core.pins.record(
+            "intranet.example", 4, [ipaddress.ip_address("10.0.0.1")], 30, trio.current_time()
+        )
+        [record] = await _records(net, [_syn(bytes([10, 0, 0, 1]), 80)], 1)
+        assert (record.name, record.verdict, record.rule) == (
+            "intranet.example",
+            "deny",
+            "default",
+        )
+    assert "rules[2] (allow egress group:public) is shadowed by rules[1]" in caplog.text

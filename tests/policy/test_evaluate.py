@@ -289,7 +289,9 @@ def test_shadowed_rules_never_decide(
     kept = tuple(r for i, r in enumerate(policy.rules) if i not in shadowed)
     lean = NetworkPolicy(policy.default_egress, policy.default_ingress, kept)
     assert lean.shadowed() == []
-    assert _decide(lean, probe) == _decide(policy, probe)
+    # Flow decisions only: rebind admission reads explicit rules alone (an
+    # earlier "any" never admits), so a rule "any" shadows may still admit.
+    assert _decide(lean, probe)[:4] == _decide(policy, probe)[:4]
 
 
 @given(policies, probes, st.data())

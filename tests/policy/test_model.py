@@ -5,8 +5,10 @@ from typing import Any
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from trionet.config_fields import ConfigError
+from trionet.dns.config import Nameserver
 from trionet.policy import (
     ANY,
     Action,
@@ -229,3 +231,61 @@ def test_shadow_warnings() -> None:
 @given(policies)
 def test_dict_round_trip(policy: NetworkPolicy) -> None:
     assert NetworkPolicy.from_dict(policy.to_dict()) == policy
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "rules",
+                    "default_egress",
+                    "direction",
+                    "destination",
+                    "action",
+                    "protocols",
+                    "ports",
+                    "start",
+                    "end",
+                    "cidr",
+                    "domain",
+                    "domain_suffix",
+                    "group",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["rules", "default_egress", "default_ingress", "y"]),
+        json_values,
+        max_size=3,
+    )
+)
+def test_any_dict_is_a_policy_or_a_config_error(data: dict[str, Any]) -> None:
+    """Whatever a config file holds, reading it never fails any other way."""
+    try:
+        policy = NetworkPolicy.from_dict(data)
+    except ConfigError as exc:
+        assert exc.path.startswith("policy")
+    else:
+        assert NetworkPolicy.from_dict(policy.to_dict()) == policy
+
+
+@given(st.text(max_size=40))
+def test_any_nameserver_text_parses_or_is_a_value_error(text: str) -> None:
+
+    try:
+        server = Nameserver.parse(text)
+    except ValueError:
+        return
+    assert Nameserver.parse(str(server)) == server

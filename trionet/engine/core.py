@@ -300,6 +300,11 @@ class EngineCore:
             if verdict is not Verdict.ALLOW:
                 reason = "embedder-policy"
                 decision = Decision(PolicyVerdict.DENY, None, "embedder policy")
+        # The record names what the guest resolved this address as, even when
+        # an address rule decided: "10.0.0.5" alone says less than its name.
+        name = decision.matched_name
+        if name is None:
+            name = min(self.pins.names_for(flow.destination, now), default=None)
         self.audit_decision(
             decision,
             "flow",
@@ -308,6 +313,7 @@ class EngineCore:
             flow.guest_port,
             flow.destination,
             port,
+            name=name,
             reason=reason,
         )
         if decision.verdict is not PolicyVerdict.ALLOW:

@@ -18,6 +18,7 @@ from typing import Any
 
 from trionet.policy.groups import Gateways, IPAddress, classify, normalize
 from trionet.policy.model import (
+    PROTOCOLS,
     Action,
     AnyDestination,
     Cidr,
@@ -125,7 +126,7 @@ class _Flow:
         self.value = int(ip)
         self.version = ip.version
         self.now = now
-        self._group: Group | None | bool = False
+        self._group: Group | bool | None = False
         self._names: frozenset[str] | None = None
 
     @property
@@ -170,6 +171,12 @@ class PolicyEvaluator:
         self.platform = platform
         self._rules = _compile(policy)
         self._platform_rules = None if platform is None else _compile(platform)
+        # Egress walks, pre-filtered per protocol: the walk then tests only
+        # ports and destinations (this runs once per new flow).
+        self._egress = _by_protocol(self._rules)
+        self._platform_egress = (
+            None if self._platform_rules is None else _by_protocol(self._platform_rules)
+        )
         #: whether a peek at the hostname could change any tenant decision
         self.has_domain_rules = policy.has_domain_rules()
 
@@ -194,21 +201,24 @@ class PolicyEvaluator:
         set alone, and must allow too.
         """
         flow = _Flow(self, ip, now)
-        if self._platform_rules is not None:
+        if self._platform_egress is not None:
             assert self.platform is not None
             floor = self._walk(
-                self._platform_rules,
+                _rules_for(self._platform_egress, self._platform_rules, protocol),
                 self.platform.default_egress,
                 0,
                 flow,
                 port,
-                protocol,
                 _CACHE_ONLY,
                 None,
             )
             if floor.verdict is PolicyVerdict.DENY:
                 return Decision(
-                    floor.verdict, floor.rule_index, floor.rule_text, floor.matched_name, "platform"
+                    floor.verdict,
+                    floor.rule_index,
+                    floor.rule_text,
+                    floor.matched_name,
+                    "platform",
                 )
         mode = _SNI if sni is not None else _DEFERRED if deferred else _CACHE_ONLY
         sni_name: str | None = None
@@ -218,7 +228,13 @@ class PolicyEvaluator:
             except ValueError:
                 sni_name = None  # a hostname no domain rule can name
         return self._walk(
-            self._rules, self.policy.default_egress, 0, flow, port, protocol, mode, sni_name
+            _rules_for(self._egress, self._rules, protocol),
+            self.policy.default_egress,
+            0,
+            flow,
+            port,
+            mode,
+            sni_name,
         )
 
     def _walk(
@@ -228,24 +244,27 @@ class PolicyEvaluator:
         start: int,
         flow: _Flow,
         port: int | None,
-        protocol: str,
         mode: int,
         sni: str | None,
     ) -> Decision:
+        """First match among egress ``rules`` already filtered for the flow's protocol."""
+        value, version = flow.value, flow.version
         for position in range(start, len(rules)):
-            index, text, allow, egress, _ingress, protocols, ports, kind, a, b, c = rules[
+            index, text, allow, _egress, _ingress, _protocols, ports, kind, a, b, c = rules[
                 position
             ]
-            if not egress:
-                continue
-            if protocols is not None and protocol not in protocols:
-                continue
             if ports is not None and not _port_ok(ports, port):
                 continue
-            if kind < _DOMAIN:
-                if flow.address_matches(kind, a, b, c):
+            if kind == _CIDR:
+                if a == version and value & c == b:
                     return _decision(allow, index, text, None)
                 continue
+            if kind == _GROUP:
+                if flow.group is a:
+                    return _decision(allow, index, text, None)
+                continue
+            if kind == _ANY:
+                return _decision(allow, index, text, None)
             # A domain rule: how it matches depends on what we know of the hostname.
             if mode == _CACHE_ONLY:
                 bound = flow.bound_name(kind, a)
@@ -267,7 +286,7 @@ class PolicyEvaluator:
                 if bound is not None:
                     return Decision(PolicyVerdict.DEFER, index, text, bound)
             else:
-                rest = self._walk(rules, default, position + 1, flow, port, protocol, mode, sni)
+                rest = self._walk(rules, default, position + 1, flow, port, mode, sni)
                 if rest.verdict is PolicyVerdict.DENY:
                     # Whatever the hostname turns out to be, this flow is denied.
                     return rest
@@ -338,15 +357,14 @@ class PolicyEvaluator:
         """
         flow = _Flow(self, ip, now)
         for protocol in ("tcp", "udp"):
-            if self._platform_rules is not None:
+            if self._platform_egress is not None:
                 assert self.platform is not None
                 floor = self._walk(
-                    self._platform_rules,
+                    _rules_for(self._platform_egress, self._platform_rules, protocol),
                     self.platform.default_egress,
                     0,
                     flow,
                     None,
-                    protocol,
                     _CACHE_ONLY,
                     None,
                 )
@@ -362,6 +380,24 @@ class PolicyEvaluator:
                         return True
                     break
         return False
+
+
+_Compiled = tuple[tuple[Any, ...], ...]
+
+
+def _by_protocol(rules: _Compiled) -> dict[str, _Compiled]:
+    return {
+        protocol: tuple(r for r in rules if r[3] and (r[5] is None or protocol in r[5]))
+        for protocol in PROTOCOLS
+    }
+
+
+def _rules_for(table: dict[str, _Compiled], rules: _Compiled | None, protocol: str) -> _Compiled:
+    found = table.get(protocol)
+    if found is not None:
+        return found
+    assert rules is not None
+    return tuple(r for r in rules if r[3] and (r[5] is None or protocol in r[5]))
 
 
 def _decision(allow: bool, index: int, text: str, name: str | None) -> Decision:

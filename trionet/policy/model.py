@@ -383,7 +383,7 @@ def _destination_from_dict(data: Any, path: str) -> Destination:
     if not isinstance(data, Mapping) or len(data) != 1:
         raise ConfigError(
             path,
-            f"{data!r} is not \"any\" or a table with one of cidr, domain, domain_suffix, group",
+            f'{data!r} is not "any" or a table with one of cidr, domain, domain_suffix, group',
         )
     ((key, value),) = data.items()
     sub = f"{path}.{key}"

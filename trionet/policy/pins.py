@@ -148,9 +148,7 @@ def answer_pins(
     CNAME and address records used, each floored to 1 s. No addresses means
     the caller forgets the entry.
     """
-    recs = [
-        AnswerRecord(_key_name(r.owner), r.kind.upper(), r.ttl, r.data) for r in records
-    ]
+    recs = [AnswerRecord(_key_name(r.owner), r.kind.upper(), r.ttl, r.data) for r in records]
     eligible = {_key_name(name)}
     used_ttls: list[float] = []
     used_cnames: set[int] = set()

@@ -101,13 +101,13 @@ class StackParams:
     guest_ipv6: bytes | None
     max_connections: int
     isn_secret: bytes
+    #: pings to the gateway become EchoRequested events too, so the engine's
+    #: policy decides (and records) them; False answers them right here
+    gateway_echo_events: bool = False
     #: DHCPv4, router advertisements and DHCPv6 for guests without an agent (None: off)
     dhcp: DhcpConfig | None = None
     #: the guest's IPv4 prefix length, as DHCP hands it out
     ipv4_prefix_len: int = 30
-    #: pings to the gateway become EchoRequested events too, so the engine's
-    #: policy decides (and records) them; False answers them right here
-    gateway_echo_events: bool = False
 
 
 class _Version(enum.IntEnum):
