@@ -424,3 +424,33 @@ def test_dns_over_tcp_pipelining_and_half_close(lab: Lab) -> None:
     assert answers["102"][0] == "NOERROR"
     assert "".join(answers["102"][1]).count("x" * 200) == len(BIG_TXT)
     assert set(answers) == {"100", "101", "102"}  # the empty message gets no answer
+
+
+def test_every_query_is_on_record(lab: Lab) -> None:
+    audit = lab.tmp / f"audit-{time.monotonic_ns()}.jsonl"
+    run_guest(
+        lab.config(),
+        f"{DIG} allowed.test; {DIG} +tcp denied.test; {DIG} rebind.test;"
+        f" {DIG} @{lab.private_resolver} allowed.test",
+        "--audit",
+        str(audit),
+    )
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    dns = [
+        (r["name"], r["protocol"], r["verdict"], r["rule_index"], r["reason"])
+        for r in records
+        if r["kind"] == "dns"
+    ]
+    assert dns == [
+        ("allowed.test", "udp", "allow", 1, None),
+        ("denied.test", "tcp", "deny", 0, None),
+        ("rebind.test", "udp", "deny", None, "rebind"),
+        ("allowed.test", "udp", "deny", None, "resolver-denied"),
+    ], records
+    first = next(r for r in records if r["kind"] == "dns")
+    assert first["destination"] == "172.16.0.1" and first["port"] == 53
+    assert first["source"] == "172.16.0.2"
+    assert first["rule"] == "allow egress group:host tcp,udp port 53"
+    denied_resolver = next(r for r in records if r["reason"] == "resolver-denied")
+    assert denied_resolver["destination"] == lab.private_resolver
+    assert denied_resolver["rule"] == "default"
