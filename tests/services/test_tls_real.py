@@ -455,12 +455,27 @@ def test_connect_tunnel_is_intercepted_and_checked_on_its_target(
         auth = "Proxy-Authorization: Bearer $MSB_API_KEY"
         r = await s.guest([*base, "--proxy-header", auth, f"https://{API}/"])
         assert r.returncode != 0  # a placeholder in the CONNECT request itself
+        # Waiting before speaking does not get a CONNECT past the check.
+        script = (
+            "import socket,time\n"
+            f"s=socket.create_connection(('{PROXY_IP}',3128))\n"
+            "time.sleep(6)\n"
+            f"s.sendall(b'CONNECT {ROGUE}:443 HTTP/1.1\\r\\nHost: {ROGUE}:443\\r\\n\\r\\n')\n"
+            "print(s.recv(100))\n"
+        )
+        r = await s.guest(["python3", "-c", script])
+        assert r.stdout == b"b''\n", r.stdout + r.stderr
 
     s = run_tls(guest_link_factory(), tmp_path, body, policy=policy)
     received = s.servers[API].received
     assert len(received) == 1 and b"x-key: " + REAL.encode() in received[0]  # over h2
     assert s.servers[ROGUE].received == []
-    assert s.reasons() == ["connect-policy", "connect-sni-mismatch", "secret-violation"]
+    assert s.reasons() == [
+        "connect-policy",
+        "connect-sni-mismatch",
+        "secret-violation",
+        "connect-policy",
+    ]
     assert [r.split(b" ")[1] for r in s.proxy.requests] == [
         f"{API}:443".encode(),
         f"{API}:443".encode(),
