@@ -423,8 +423,12 @@ def test_quic_to_an_intercepted_port_is_dropped(
             nursery.cancel_scope.cancel()
         sock.close()
 
-    run_tls(guest_link_factory(), tmp_path, body)
+    s = run_tls(guest_link_factory(), tmp_path, body)
     assert got == []
+    blocked = [r for r in s.audit if r.reason == "quic-blocked"]
+    assert [(r.protocol, r.destination, r.port, r.verdict) for r in blocked] == [
+        ("udp", API_IP, 443, "deny")
+    ]
 
 
 def test_connect_tunnel_is_intercepted_and_checked_on_its_target(

@@ -81,6 +81,8 @@ class EngineCore:
         #: TCP ports whose flows a service decides again with a peeked
         #: hostname (TLS interception's ports): a DEFER there admits the SYN.
         self.peeked_ports: frozenset[int] = frozenset()
+        #: UDP ports new flows to which are denied (QUIC to intercepted ports)
+        self.blocked_udp_ports: frozenset[int] = frozenset()
         #: names the guest resolved through trionet, for domain rules (engine clock)
         self.pins: PinSet = evaluator.pins
         self.audit = audit
@@ -289,6 +291,13 @@ class EngineCore:
             else:
                 decision = evaluator.egress(flow.destination, port, protocol, now)
         drop = "policy"
+        if decision.verdict is PolicyVerdict.ALLOW and (
+            protocol == "udp" and port in self.blocked_udp_ports
+        ):
+            # QUIC to a port whose TCP is intercepted: dropped so the client
+            # falls back to TCP, where interception happens (§5.1).
+            reason, drop = "quic-blocked", "quic_blocked"
+            decision = Decision(PolicyVerdict.DENY, None, "tls.block_quic_on_intercept")
         if decision.verdict is PolicyVerdict.ALLOW:
             try:
                 verdict = self.policy(flow)

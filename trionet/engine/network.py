@@ -27,7 +27,7 @@ from trionet.engine.core import EngineCore
 from trionet.engine.dns_service import DnsService, resolve_nameservers
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
-from trionet.engine.policy import FlowPolicy, NewFlow, Verdict, allow_all
+from trionet.engine.policy import FlowPolicy, allow_all
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.tls_files import host_trust_ders, load_or_create_ca
@@ -160,17 +160,6 @@ async def _run_tap(
         await run_tap_link(backend, tap, task_status=task_status)
 
 
-def _blocking_quic(policy: FlowPolicy, ports: frozenset[int]) -> FlowPolicy:
-    """``policy``, but UDP to an intercepted port is denied: QUIC clients fall back to TCP."""
-
-    def decide(flow: NewFlow) -> Verdict:
-        if flow.protocol == "udp" and flow.destination_port in ports:
-            return Verdict.DENY
-        return policy(flow)
-
-    return decide
-
-
 def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackParams:
     return StackParams(
         guest_mac=addressing.guest_mac.packed,
@@ -291,8 +280,6 @@ async def open_network(
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
     secrets = SecretsHandle(config.secrets)
-    if config.tls.enabled and config.tls.block_quic_on_intercept:
-        policy = _blocking_quic(policy, frozenset(config.tls.intercepted_ports))
     evaluator = PolicyEvaluator(
         config.policy, EngineCore.gateways_of(addressing), PinSet(), platform
     )
@@ -313,6 +300,8 @@ async def open_network(
             secrets=secrets,
         )
         core.peeked_ports = frozenset(config.tls.intercepted_ports)
+        if config.tls.block_quic_on_intercept:
+            core.blocked_udp_ports = core.peeked_ports
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     tcp = TcpRelay(
         core,
