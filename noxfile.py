@@ -30,6 +30,8 @@ SYSTEM_TOOLS = [
     ("cpio", "cpio"),
     # Reads trionet run --pcap captures back (tests/test_cli_run.py).
     ("tcpdump", "tcpdump"),
+    # Server and client through published ports (tests/test_cli_ports.py).
+    ("iperf3", "iperf3"),
     # Stock DHCP clients and an independent RA parser for the guests that
     # configure themselves (tests/dhcp/test_real_guests.py).
     ("dhclient", "isc-dhcp-client"),
@@ -43,7 +45,6 @@ SYSTEM_TOOLS = [
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [
-    ("iperf3", "iperf3"),
     ("slirp4netns", "slirp4netns"),
     ("taskset", "util-linux"),
     ("ss", "iproute2"),

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.dhcp.test_dhcp_config import dhcp_configs
+from tests.test_ports_config import port_mappings, rate_limiters
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig, Nameserver
@@ -53,6 +54,7 @@ def test_dict_form_uses_text_for_addresses() -> None:
         },
         "host_alias": "host.trionet.internal",
         "max_connections": 4096,
+        "ports": [],
         "policy": NetworkPolicy.public().to_dict(),
         "dns": {"rebind_protection": True, "nameservers": [], "query_timeout_ms": 5000},
         "tls": TlsConfig().to_dict(),
@@ -89,6 +91,8 @@ configs = st.builds(
     interface=interfaces,
     host_alias=st.sampled_from(["host.trionet.internal", "h", "a-b.c0.example"]),
     max_connections=st.integers(1, 4096),
+    ports=st.lists(port_mappings, max_size=3).map(tuple),
+    rate_limiter=st.none() | rate_limiters,
     policy=policies,
     dns=st.builds(
         DnsConfig,
@@ -149,7 +153,7 @@ def test_round_trip(config: NetworkConfig) -> None:
         ({"interface": {"ipv6_pool": "fd00::/96"}}, "interface.ipv6_pool: fd00::/96 is longer"),
         ({"interface": {"colour": "red"}}, "interface.colour: unknown key"),
         ({"interface": "eth0"}, "interface: 'eth0' is not a table"),
-        ({"ports": []}, "ports: unknown key"),
+        ({"colour": []}, "colour: unknown key"),
         ({"enabled": "yes"}, "enabled: 'yes' is not a boolean"),
         ({"max_connections": 4097}, "max_connections: 4097 is outside 1..4096"),
         ({"max_connections": 0}, "max_connections: 0 is outside 1..4096"),

@@ -31,6 +31,8 @@ from trionet.policy import (
     Rule,
     canonical_domain,
 )
+from trionet.ports.config import PortMapping
+from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
 from trionet.secrets.config import (
     Injection,
     SecretEntry,
@@ -59,6 +61,7 @@ __all__ = [
     "Destination",
     "DhcpConfig",
     "Direction",
+    "DirectionLimits",
     "DnsConfig",
     "Domain",
     "DomainSuffix",
@@ -79,7 +82,9 @@ __all__ = [
     "PinSet",
     "PolicyEvaluator",
     "PolicyVerdict",
+    "PortMapping",
     "PortRange",
+    "RateLimiterConfig",
     "Rule",
     "ScopedCa",
     "ScopedVerify",
@@ -88,6 +93,7 @@ __all__ = [
     "SecretsConfig",
     "SecretsHandle",
     "TlsConfig",
+    "TokenBucketConfig",
     "ViolationAction",
     "ViolationKind",
     "__version__",

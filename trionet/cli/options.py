@@ -17,6 +17,7 @@ from trionet.addressing import MAX_SLOT, HostRoutes, probe_host_routes
 from trionet.cli.logs import LEVELS
 from trionet.config import ConfigError, NetworkConfig
 from trionet.policy.model import NetworkPolicy
+from trionet.ports.config import PortMapping, parse_publish
 
 __all__ = [
     "NetworkChoice",
@@ -111,6 +112,28 @@ def add_network_options(parser: argparse.ArgumentParser, *, offload: bool = True
     group.add_argument(
         "--pcap", metavar="FILE", help="write every frame, both directions, to FILE (pcap)"
     )
+    group.add_argument(
+        "-p",
+        "--publish",
+        type=_publish,
+        action="append",
+        default=[],
+        metavar="[ADDR:]HOST:GUEST[/udp]",
+        help="publish a guest port on the host (repeatable; ADDR defaults to 127.0.0.1,"
+        " IPv6 in brackets: [::1]:8080:80)",
+    )
+    group.add_argument(
+        "--publish-real-source",
+        action="store_true",
+        help="-p TCP clients not on the host's loopback reach the guest from their own address",
+    )
+
+
+def _publish(text: str) -> PortMapping:
+    try:
+        return parse_publish(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_logging_options(parser: argparse.ArgumentParser, default: str) -> None:
@@ -158,7 +181,11 @@ def network_choice(args: argparse.Namespace) -> NetworkChoice:
         iface = dataclasses.replace(iface, ipv4_address=None)
     if args.ipv6 is False:
         iface = dataclasses.replace(iface, ipv6_address=None)
-    config = dataclasses.replace(config, interface=iface)
+    published = tuple(
+        dataclasses.replace(mapping, real_source=args.publish_real_source)
+        for mapping in args.publish
+    )
+    config = dataclasses.replace(config, interface=iface, ports=config.ports + published)
     if args.net is not None:
         config = dataclasses.replace(config, policy=args.net)
     probed = probe_host_routes()

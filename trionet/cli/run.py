@@ -49,6 +49,7 @@ from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.cli.signals import SignalFd, block
 from trionet.engine.network import open_network
+from trionet.engine.ports import PublishError
 from trionet.engine.tls_files import SYSTEM_BUNDLES, host_trust_ders, load_or_create_ca
 from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
@@ -352,6 +353,19 @@ class _Supervisor:
         addressing: GuestAddressing,
     ) -> int:
         choice = self.options.network
+        try:
+            return await self._run_network(sock, tap, pcap, addressing, choice)
+        except PublishError as exc:
+            raise RunError(str(exc)) from None
+
+    async def _run_network(
+        self,
+        sock: socket.socket,
+        tap: TapDevice,
+        pcap: PcapWriter | None,
+        addressing: GuestAddressing,
+        choice: NetworkChoice,
+    ) -> int:
         terminated: list[str] = []
         status: int | None = None
         ca = None if self.trust is None else self.trust.ca

@@ -104,6 +104,11 @@ class EngineCore:
         self.on_tcp_activity: Callable[[FlowKey], None] | None = None
         self.on_udp: Callable[[UdpReceived], None] | None = None
         self.on_echo: Callable[[EchoRequested], None] | None = None
+        #: connections someone other than the TCP relay owns (published ports):
+        #: their activity goes to this callback instead of on_tcp_activity
+        self.tcp_watchers: dict[FlowKey, Callable[[], None]] = {}
+        #: guest datagrams to these keys are replies to a published UDP port's peer
+        self.udp_watchers: dict[FlowKey, Callable[[bytes], None]] = {}
 
     # -- running -------------------------------------------------------------
 
@@ -224,7 +229,10 @@ class EngineCore:
     def _dispatch(self, event: StackEvent) -> None:
         if isinstance(event, TcpActivity | TcpConnectionGone):
             self.tcp_wake(event.key)
-            if self.on_tcp_activity is not None:
+            watcher = self.tcp_watchers.get(event.key)
+            if watcher is not None:
+                watcher()
+            elif self.on_tcp_activity is not None:
                 self.on_tcp_activity(event.key)
         elif isinstance(event, TcpConnectRequested):
             if self.on_tcp_connect is None:
@@ -232,7 +240,12 @@ class EngineCore:
             else:
                 self.on_tcp_connect(event.key)
         elif isinstance(event, UdpReceived):
-            if self.on_udp is not None:
+            reply = self.udp_watchers.get(event.key)
+            if reply is not None:
+                # Intercepted before the egress policy, as §5.1 does: it
+                # answers a peer the ingress policy already admitted.
+                reply(event.payload)
+            elif self.on_udp is not None:
                 self.on_udp(event)
         elif self.on_echo is not None:
             self.on_echo(event)

@@ -28,6 +28,7 @@ from trionet.engine.dns_service import DnsService, resolve_nameservers
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
+from trionet.engine.ports import PortPublisher
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.tls_files import host_trust_ders, load_or_create_ca
@@ -40,6 +41,7 @@ from trionet.policy.audit import AuditRecord
 from trionet.policy.evaluate import PolicyEvaluator
 from trionet.policy.model import NetworkPolicy
 from trionet.policy.pins import PinSet
+from trionet.ports.config import PortMapping
 from trionet.secrets.handle import SecretsHandle
 from trionet.stack.interface import Stack, StackParams
 from trionet.tls.certs import CertificateAuthority, dedupe_pem_bundle
@@ -66,6 +68,7 @@ class Network:
         host_sockets: Callable[[], int],
         secrets: SecretsHandle,
         tls: TlsInterceptor | None,
+        ports: PortPublisher,
     ) -> None:
         self.config = config
         self.addressing = addressing
@@ -73,6 +76,7 @@ class Network:
         self._termination = termination
         self._nursery = nursery
         self._backend_taken = False
+        self._ports = ports
         self._metrics = MetricsHandle(
             core.counters, lambda: core.stack.drops, host_sockets, core.audit.snapshot
         )
@@ -138,6 +142,31 @@ class Network:
 
     def metrics_handle(self) -> MetricsHandle:
         return self._metrics
+
+    async def publish(self, mapping: PortMapping) -> PortMapping:
+        """Publish a guest port on the host; returns once the listener is bound.
+
+        The result is the mapping as bound: ``host_port=0`` becomes the port
+        the kernel picked. A taken port (or an address the host does not
+        have) raises :class:`~trionet.engine.ports.PublishError`, an
+        ``OSError``, and leaves nothing behind.
+        """
+        await trio.lowlevel.checkpoint()
+        return self._ports.publish(mapping)
+
+    async def unpublish(self, mapping: PortMapping, *, reset: bool = False) -> None:
+        """Stop publishing ``mapping`` (as :meth:`publish` returned it).
+
+        New clients are refused at once; connections already relayed carry
+        on unless ``reset``, which resets them both ways. ``KeyError`` if
+        the mapping is not published.
+        """
+        await trio.lowlevel.checkpoint()
+        self._ports.unpublish(mapping, reset=reset)
+
+    def published(self) -> list[PortMapping]:
+        """The mappings published now, as bound."""
+        return self._ports.published()
 
     @property
     def core(self) -> EngineCore:
@@ -314,6 +343,21 @@ async def open_network(
     dns = await _intercept_dns(config, addressing, core, udp, tcp)
     if tls is not None:
         dns.dot = tls.terminate_dot  # DNS over TLS answered by trionet's DNS (§7.7)
+    ports = (
+        PortPublisher(core)
+        if connect_timeout is None
+        else PortPublisher(core, connect_timeout=connect_timeout)
+    )
+    # Bound before anything runs, so a taken port fails open_network with
+    # a plain PublishError and leaves nothing behind.
+    try:
+        for mapping in config.ports:
+            ports.publish(mapping)
+    except BaseException:
+        ports.close()
+        core.readiness.close()
+        raise
+    core.backend.limit(config.rate_limiter, core.call_at)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         if tls is not None:
@@ -325,14 +369,16 @@ async def open_network(
             core,
             termination,
             nursery,
-            host_sockets=lambda: tcp.held,
+            host_sockets=lambda: tcp.held + ports.relays,
             secrets=secrets,
             tls=tls,
+            ports=ports,
         )
         try:
             yield network
         finally:
             nursery.cancel_scope.cancel()
+            ports.close()
             tcp.close()
             udp.close()
             dns.close()

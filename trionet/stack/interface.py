@@ -687,6 +687,15 @@ class Stack:
     def tcp_accept(self, key: FlowKey, now: float) -> bool:
         return self.tcp.accept(key, now)
 
+    def tcp_connect(self, key: FlowKey, now: float) -> bool:
+        return self.tcp.connect(key, now)
+
+    def tcp_in_use(self, key: FlowKey) -> bool:
+        return self.tcp.in_use(key)
+
+    def tcp_established(self, key: FlowKey) -> bool:
+        return self.tcp.established(key)
+
     def tcp_refuse(self, key: FlowKey, now: float, reason: RefuseReason) -> None:
         self.tcp.refuse(key, now, reason)
 
