@@ -359,7 +359,10 @@ class Rule:
             port_reader.finish()
             if start is None or end is None:
                 raise ConfigError(path, "needs both start and end")
-            ports.append(parse_field(path, lambda _t: PortRange(start, end), ""))
+            try:
+                ports.append(PortRange(start, end))
+            except ValueError as exc:
+                raise ConfigError(path, str(exc)) from exc
         reader.finish()
         return cls(direction, destination, action, frozenset(protocols), tuple(ports))
 
