@@ -86,3 +86,35 @@ def test_network_tls_surface(tmp_path: Path) -> None:
                 assert len(blocks) == len(set(blocks)) > 0
 
     trio.run(main)
+
+
+def test_secret_values_from_host_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trionet.config_fields import ConfigError
+    from trionet.engine.secret_sources import resolve_sources
+
+    secret_file = tmp_path / "token"
+    secret_file.write_text("from-a-file\n")
+    monkeypatch.setenv("TRIONET_TEST_TOKEN", "from-the-env")
+    config = SecretsConfig.from_dict(
+        {
+            "secrets": [
+                {"env_var": "A", "source": "env:TRIONET_TEST_TOKEN", "allowed_hosts": ["a.x"]},
+                {"env_var": "B", "source": f"file:{secret_file}", "allowed_hosts": ["b.x"]},
+                {
+                    "env_var": "C",
+                    "value": "inline",
+                    "source": "env:NOPE",
+                    "allowed_hosts": ["c.x"],
+                },
+            ]
+        }
+    )
+    values = [s.value.reveal() for s in resolve_sources(config).secrets]
+    assert values == ["from-the-env", "from-a-file", "inline"]
+    monkeypatch.delenv("TRIONET_TEST_TOKEN")
+    with pytest.raises(ConfigError, match=r"^secrets.secrets\[0\].source: .*TRIONET_TEST_TOKEN"):
+        resolve_sources(config)
+    with pytest.raises(ConfigError, match=r"^secrets.secrets\[0\].source"):
+        SecretsConfig.from_dict(
+            {"secrets": [{"env_var": "A", "source": "vault:x", "allowed_hosts": ["a.x"]}]}
+        )

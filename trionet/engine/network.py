@@ -29,6 +29,7 @@ from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
 from trionet.engine.ports import PortPublisher
+from trionet.engine.secret_sources import resolve_sources
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.tls_files import host_trust_ders, load_or_create_ca
@@ -308,7 +309,7 @@ async def open_network(
         _log.warning("policy: %s", warning)
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
-    secrets = SecretsHandle(config.secrets)
+    secrets = SecretsHandle(resolve_sources(config.secrets))
     evaluator = PolicyEvaluator(
         config.policy, EngineCore.gateways_of(addressing), PinSet(), platform
     )

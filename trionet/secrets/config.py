@@ -12,6 +12,7 @@ from trionet.tls.patterns import HostPattern, PatternKind
 
 __all__ = [
     "MAX_PLACEHOLDER",
+    "SOURCE_KINDS",
     "Injection",
     "SecretEntry",
     "SecretValue",
@@ -21,6 +22,10 @@ __all__ = [
 ]
 
 MAX_PLACEHOLDER = 1024
+#: Where a secret's value may come from instead of the config: the host's
+#: environment (``env:NAME``) or a file (``file:/path``), read when the
+#: network starts, so the config file itself need not hold the value.
+SOURCE_KINDS = ("env", "file")
 
 
 class SecretValue:
@@ -162,6 +167,12 @@ def _check_entry(entry: SecretEntry, prefix: str) -> None:
         )
     if not entry.allowed_hosts:
         raise ConfigError(prefix + "allowed_hosts", "needs at least one host pattern")
+    if entry.source is not None:
+        kind, _, ref = entry.source.partition(":")
+        if kind not in SOURCE_KINDS or not ref:
+            raise ConfigError(
+                prefix + "source", "must be env:VARIABLE or file:PATH (read on the host)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
