@@ -76,7 +76,7 @@ s.sendto(b"x", (sys.argv[1], 9090))
 try: print(s.recv(100).decode())
 except OSError: print("BLOCKED")' "$t")"
 done
-for t in 169.254.169.254 172.16.0.1; do
+for t in 169.254.169.254 172.16.0.1 fd42:6d73:62::1; do
     if ping -c 1 -W 2 "$t" >/dev/null 2>&1; then echo "ping:$t ok"; else echo "ping:$t BLOCKED"; fi
 done
 """
@@ -95,6 +95,7 @@ REACHABLE = {
     "udp:169.254.169.254": "udp:x",
     "ping:169.254.169.254": "BLOCKED",  # no ping sockets in the test's namespace
     "ping:172.16.0.1": "ok",  # the gateway answers its own pings
+    "ping:fd42:6d73:62::1": "ok",
 }
 
 
@@ -185,12 +186,13 @@ def test_the_default_profile_allows_public_and_blocks_the_rest(
     assert _find(records, protocol="udp", destination="169.254.169.254", verdict="deny")
     assert _find(records, protocol="icmpv4", destination="169.254.169.254", verdict="deny")
     assert _find(records, protocol="icmpv4", destination=GW4, verdict="deny", port=None)
+    assert _find(records, protocol="icmpv6", destination=GW6, verdict="deny", port=None)
 
 
 def test_profiles_compose(host: Netns, tmp_path: Path) -> None:
     answers, _ = run_guest(host, tmp_path, "--net", "public,host")
     assert answers["172.16.0.1"] == "127.0.0.1" and answers["[fd42:6d73:62::1]"] == "::1"
-    assert answers["ping:172.16.0.1"] == "ok"
+    assert answers["ping:172.16.0.1"] == answers["ping:fd42:6d73:62::1"] == "ok"
     assert answers["10.1.2.3"] == answers["169.254.169.254"] == "BLOCKED"
     answers, _ = run_guest(host, tmp_path, "--net", "private")
     assert answers["10.1.2.3"] == "10.1.2.3" and answers["[fd00::10]"] == "fd00::10"

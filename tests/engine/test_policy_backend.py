@@ -182,10 +182,12 @@ def test_multi_tenant_config_resets_what_could_widen_access() -> None:
             "interface": {"mtu": 9000},
             "max_connections": 1000,
             "dns": {"nameservers": ["10.0.0.53"], "rebind_protection": False},
+            "ports": [{"host_port": 8080, "guest_port": 80}],
         }
     )
     sanitised, changed = multi_tenant_config(config)
-    assert changed == ["dns", "interface", "max_connections"]
+    assert changed == ["dns", "interface", "max_connections", "ports"]
+    assert sanitised.ports == ()
     assert sanitised.interface == NetworkConfig().interface
     assert sanitised.dns == NetworkConfig().dns
     assert sanitised.max_connections == 256
@@ -281,3 +283,17 @@ async def test_flow_records_name_what_the_guest_resolved_and_shadowed_rules_warn
             "default",
         )
     assert "rules[2] (allow egress group:public) is shadowed by rules[1]" in caplog.text
+
+
+async def test_a_denied_udp_flood_is_one_record_per_second() -> None:
+    async with open_network(NetworkConfig(), 0, routes=ROUTES) as net:
+        meta = ipaddress.IPv4Address("169.254.169.254").packed
+        records = await _records(net, [_udp(meta, 80)] * 50, 1)
+        await trio.sleep(0.2)
+        assert len(records) == 1
+        assert net.metrics_handle().snapshot()["dropped"]["policy"] == 50  # type: ignore[index]
+        await trio.sleep(1.0)
+        await net.core.backend.send(_udp(meta, 80))
+        with trio.fail_after(5):
+            while len(records) < 2:
+                await trio.sleep(0.01)

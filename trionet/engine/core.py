@@ -373,7 +373,12 @@ class EngineCore:
         )
 
     def ingress_decision(self, peer_ip: IPAddress, guest_port: int, protocol: str) -> bool:
-        """May ``peer_ip`` reach the guest's published ``guest_port``? Evaluated and audited."""
+        """May ``peer_ip`` reach ``guest_port`` through a published port? (§10.5)
+
+        The one ingress decision point: every accepted published TCP
+        connection and every new published UDP peer passes here, with the
+        peer as the address the policy judges. Each decision goes on record.
+        """
         decision = self.policy_evaluator.ingress(
             peer_ip, guest_port, protocol, trio.current_time()
         )
