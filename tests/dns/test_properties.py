@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 
+import dns.edns
+import dns.flags
 import dns.message
+import dns.opcode
 import dns.rdatatype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.dns.test_intercept import interceptor, query
-from trionet.dns.intercept import Answer, SendUpstream, Transport
+from trionet.dns.intercept import Answer, SendUpstream, Transport, _peek_query
 
 _IC = interceptor()
 _NAMES = st.from_regex(r"[a-z0-9]{1,12}(\.[a-z0-9]{1,12}){0,3}", fullmatch=True)
@@ -68,3 +71,64 @@ def test_mutated_queries_and_upstream_garbage(
     if cut < len(mutated):
         mutated[cut] ^= 0xFF
     _check(bytes(mutated), Transport.TCP, None)
+
+
+# -- the direct read of a common query against dnspython's full parse --------------------------
+
+
+def _same_reading(data: bytes) -> bool:
+    """Whatever _peek_query accepts, dnspython parses to the same query."""
+    peeked = _peek_query(data)
+    if peeked is None:
+        return False
+    message = dns.message.from_wire(data)  # must not raise
+    assert not message.flags & dns.flags.QR
+    assert message.opcode() == dns.opcode.QUERY and len(message.question) == 1
+    question = message.question[0]
+    payload = message.payload if message.edns >= 0 else None
+    assert peeked == (message.id, question.name, question.rdtype, question.rdclass, payload)
+    assert peeked[1].labels == question.name.labels  # the exact bytes, not just equal names
+    return True
+
+
+@st.composite
+def _queries(draw: st.DrawFn) -> bytes:
+    message = dns.message.make_query(
+        draw(_NAMES),
+        draw(st.sampled_from(["A", "AAAA", "TXT", "ANY", "OPT", "TYPE65000"])),
+        use_edns=draw(st.sampled_from([False, 0, 1])),
+        payload=draw(st.integers(0, 0xFFFF)),
+        want_dnssec=draw(st.booleans()),
+    )
+    message.id = draw(st.integers(0, 0xFFFF))
+    message.flags = draw(st.integers(0, 0xFFFF)) & ~0x000F  # rcode bits belong to EDNS too
+    data = bytearray(message.to_wire())
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(data) - 1))
+        data[at] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, 2))
+    if cut == 1:
+        del data[draw(st.integers(0, len(data) - 1)) :]
+    elif cut == 2:
+        data += draw(st.binary(min_size=1, max_size=8))
+    return bytes(data)
+
+
+@settings(max_examples=1500)
+@given(_queries())
+def test_the_direct_read_agrees_with_dnspython(data: bytes) -> None:
+    _same_reading(data)
+
+
+@given(st.binary(max_size=64))
+def test_the_direct_read_agrees_on_any_bytes(data: bytes) -> None:
+    _same_reading(data)
+
+
+def test_the_direct_read_takes_the_common_shapes() -> None:
+    for edns in (None, 1232):
+        assert _same_reading(query("example.com", "AAAA", edns=edns))
+    with_cookie = dns.message.make_query(
+        "example.com", "A", use_edns=0, options=[dns.edns.GenericOption(10, b"12345678")]
+    )
+    assert _peek_query(with_cookie.to_wire()) is None  # options: the full parse reads them

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -202,8 +203,15 @@ class DnsExchange:
         self._upstream_id = upstream_id
         self._state = _State.DONE
         self._event: Event
-        self._query: dns.message.Message | None = None
+        #: the query as dnspython parsed it; only when something needs it (see _message)
+        self._parsed: dns.message.Message | None = None
         self._raw = data
+        self._qid = 0
+        self._qname = dns.name.root
+        self._qtype = 0
+        self._qclass = 0
+        #: the guest's EDNS payload size, None without EDNS
+        self._payload: int | None = None
         self._name = ""
         self._decision: Decision | None = None
         self._candidates: list[Upstream] = []
@@ -223,30 +231,39 @@ class DnsExchange:
 
     def _start(self) -> Event:
         ic = self._ic
-        try:
-            query = dns.message.from_wire(self._raw)
-        except Exception:
-            # dnspython raises many kinds on hostile bytes; none may escape.
-            return Answer(None, None, "dns_unparseable")
-        if query.flags & dns.flags.QR:
-            return Answer(None, None, "dns_not_a_query")  # never answer a response: no reflection
-        self._query = query
-        if len(query.question) != 1:
-            return Answer(self._status(dns.rcode.FORMERR), None, "dns_formerr")
-        if query.opcode() != dns.opcode.QUERY:
-            return Answer(self._status(dns.rcode.NOTIMP), None, "dns_notimp")
-        question = query.question[0]
-        self._name = question.name.to_text(omit_final_dot=True) or "."
+        peeked = _peek_query(self._raw)
+        if peeked is not None:
+            self._qid, self._qname, self._qtype, self._qclass, self._payload = peeked
+        else:
+            try:
+                query = dns.message.from_wire(self._raw)
+            except Exception:
+                # dnspython raises many kinds on hostile bytes; none may escape.
+                return Answer(None, None, "dns_unparseable")
+            if query.flags & dns.flags.QR:
+                # Never answer a response: no reflection off the gateway.
+                return Answer(None, None, "dns_not_a_query")
+            self._parsed = query
+            self._qid = query.id
+            self._payload = query.payload if query.edns >= 0 else None
+            if len(query.question) != 1:
+                return Answer(self._status(dns.rcode.FORMERR), None, "dns_formerr")
+            if query.opcode() != dns.opcode.QUERY:
+                return Answer(self._status(dns.rcode.NOTIMP), None, "dns_notimp")
+            question = query.question[0]
+            self._qname, self._qtype = question.name, question.rdtype
+            self._qclass = question.rdclass
+        self._name = self._qname.to_text(omit_final_dot=True) or "."
         protocol = self.transport.value
         decision = ic.evaluator.dns_query(self._name, protocol, DNS_PORT)
         self._decision = decision
         if not decision.allowed:
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision)
-        family = _family(question.rdtype)
+        family = _family(self._qtype)
         if (family == 4 and ic.gateway_ipv4 is None) or (family == 6 and ic.gateway_ipv6 is None):
             ic.pins.forget(self._pin_name(), family)
             return self._finish(self._status(dns.rcode.NOERROR), decision, "inactive-family")
-        if family and question.name == ic.host_alias:
+        if family and self._qname == ic.host_alias:
             return self._finish(self._host_alias(family), decision, "host-alias")
         return self._choose_upstreams(decision)
 
@@ -300,8 +317,6 @@ class DnsExchange:
         return self._event
 
     def _match(self, data: bytes) -> dns.message.Message | None:
-        query = self._query
-        assert query is not None
         if len(data) < 12 or int.from_bytes(data[:2], "big") != self._upstream_id:
             return None
         try:
@@ -313,25 +328,23 @@ class DnsExchange:
         if len(response.question) != 1:
             # A resolver may answer FORMERR/NOTIMP/REFUSED without the question.
             return response if response.rcode() != dns.rcode.NOERROR else None
-        asked, got = query.question[0], response.question[0]
-        if got.name != asked.name or got.rdtype != asked.rdtype or got.rdclass != asked.rdclass:
+        got = response.question[0]
+        if got.name != self._qname or got.rdtype != self._qtype or got.rdclass != self._qclass:
             return None
         return response
 
     def _answer(self, response: dns.message.Message, data: bytes) -> Answer:
         ic = self._ic
-        query = self._query
         decision = self._decision
-        assert query is not None and decision is not None
-        question = query.question[0]
-        family = _family(question.rdtype)
+        assert decision is not None
+        family = _family(self._qtype)
         if ic.rebind_protection and self._rebinds(response):
             if family:
                 ic.pins.forget(self._pin_name(), family)
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision, "rebind")
         if family:
             self._update_pins(response, family)
-        wire = query.id.to_bytes(2, "big") + data[2:]
+        wire = self._raw[:2] + data[2:]
         return self._finish(wire, decision)
 
     def _rebinds(self, response: dns.message.Message) -> bool:
@@ -368,32 +381,46 @@ class DnsExchange:
 
     # -- responses trionet writes itself ----------------------------------------------------
 
-    def _status(self, rcode: dns.rcode.Rcode) -> bytes:
+    def _message(self) -> dns.message.Message | None:
+        """The query as dnspython parses it, for the responses trionet writes itself.
+
+        A query read by :func:`_peek_query` parses (a differential property
+        test holds the two readings together); None only if that ever broke.
+        """
+        if self._parsed is None:
+            try:
+                self._parsed = dns.message.from_wire(self._raw)
+            except Exception:
+                return None
+        return self._parsed
+
+    def _status(self, rcode: dns.rcode.Rcode) -> bytes | None:
         """A response with no records: id, opcode and RD echoed, RA set, question copied."""
-        query = self._query
-        assert query is not None
+        query = self._message()
+        if query is None:
+            return None
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA
         response.set_rcode(rcode)
         return response.to_wire()
 
-    def _host_alias(self, family: int) -> bytes:
+    def _host_alias(self, family: int) -> bytes | None:
         ic = self._ic
-        query = self._query
-        assert query is not None
+        query = self._message()
+        if query is None:
+            return None
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA | dns.flags.AA
-        question = query.question[0]
         address = ic.gateway_ipv4 if family == 4 else ic.gateway_ipv6
         rdtype = "A" if family == 4 else "AAAA"
         response.answer.append(
-            dns.rrset.from_text(question.name, HOST_ALIAS_TTL, "IN", rdtype, str(address))
+            dns.rrset.from_text(self._qname, HOST_ALIAS_TTL, "IN", rdtype, str(address))
         )
         return response.to_wire()
 
     def _finish(
         self,
-        wire: bytes,
+        wire: bytes | None,
         decision: Decision,
         reason: str | None = None,
     ) -> Answer:
@@ -401,18 +428,21 @@ class DnsExchange:
         if reason == "rebind":
             decision = _REBIND
         outcome = DnsOutcome(self._name, decision, reason)
-        event = Answer(self._fit(wire), outcome)
+        event = Answer(None if wire is None else self._fit(wire), outcome)
         self._event = event
         return event
 
-    def _fit(self, wire: bytes) -> bytes:
+    def _fit(self, wire: bytes) -> bytes | None:
         """Over UDP, a response larger than the guest can take becomes TC=1 (§7.3 step 11)."""
-        query = self._query
-        if self.transport is not Transport.UDP or query is None:
+        if self.transport is not Transport.UDP:
             return wire
-        limit = max(query.payload, CLASSIC_UDP_SIZE) if query.edns >= 0 else CLASSIC_UDP_SIZE
+        payload = self._payload
+        limit = CLASSIC_UDP_SIZE if payload is None else max(payload, CLASSIC_UDP_SIZE)
         if len(wire) <= limit:
             return wire
+        query = self._message()
+        if query is None:
+            return None
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA | dns.flags.TC
         return response.to_wire()
@@ -424,6 +454,50 @@ class DnsExchange:
 _PIN_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME})
 #: Rebind protection, not a rule, turned the answer down (§7.4).
 _REBIND = Decision(PolicyVerdict.DENY, None, "rebind_protection")
+
+
+_HEADER = struct.Struct("!HHHHHH")
+_QUESTION_TAIL = struct.Struct("!HH")
+#: an OPT record: root owner, TYPE 41, CLASS = payload size, TTL = rcode/version/flags, RDLEN
+_OPT = struct.Struct("!BHHIH")
+_OPT_TYPE = 41
+#: QR and the opcode bits of the header's flags: all zero in a standard query
+_NOT_A_STANDARD_QUERY = 0xF800
+
+_Peeked = tuple[int, dns.name.Name, int, int, int | None]
+
+
+def _peek_query(raw: bytes) -> _Peeked | None:
+    """(id, name, type, class, EDNS payload or None) of a query in the common shape.
+
+    Almost every stub resolver sends a header, one question and at most a
+    bare OPT record (EDNS version 0, no options). That shape is read here
+    directly, the name by dnspython's own name decoder, at a fraction of a
+    full message parse. Anything else is None, and the full parse decides;
+    ``tests/dns/test_properties.py`` checks that whatever this accepts, the
+    full parse accepts with the same meaning.
+    """
+    if len(raw) < 17:
+        return None
+    qid, flags, questions, answers, authority, additional = _HEADER.unpack_from(raw)
+    if flags & _NOT_A_STANDARD_QUERY or questions != 1 or answers or authority or additional > 1:
+        return None
+    try:
+        name, used = dns.name.from_wire(raw, 12)
+    except Exception:
+        return None
+    end = 12 + used + 4
+    if len(raw) < end:
+        return None
+    rdtype, rdclass = _QUESTION_TAIL.unpack_from(raw, end - 4)
+    if not additional:
+        return (qid, name, rdtype, rdclass, None) if len(raw) == end else None
+    if len(raw) != end + _OPT.size:
+        return None
+    owner, kind, payload, ttl, rdlength = _OPT.unpack_from(raw, end)
+    if owner or kind != _OPT_TYPE or rdlength or ttl & 0x00FF0000:
+        return None
+    return qid, name, rdtype, rdclass, payload
 
 
 def _family(rdtype: int) -> int:

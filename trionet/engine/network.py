@@ -244,11 +244,11 @@ async def _intercept_dns(
     config: NetworkConfig,
     addressing: GuestAddressing,
     core: EngineCore,
-    udp: UdpRelay,
-    tcp: TcpRelay,
 ) -> DnsService:
     """Put DNS interception in front of the relays (reference §7)."""
     dns = config.dns
+    udp_next, tcp_next = core.on_udp, core.on_tcp_connect
+    assert udp_next is not None and tcp_next is not None, "install the relays first"
     interceptor = DnsInterceptor(
         core.policy_evaluator,
         core.pins,
@@ -264,8 +264,10 @@ async def _intercept_dns(
         interceptor,
         audit=core.audit.emit,
         query_timeout=dns.query_timeout_ms / 1000,
-        udp_next=udp.on_datagram,
-        tcp_next=tcp.open_flow,
+        # Whatever handled UDP and TCP SYNs until now handles what DNS does
+        # not take: installed last, DNS interception sees them first.
+        udp_next=udp_next,
+        tcp_next=tcp_next,
     )
 
 
@@ -341,9 +343,6 @@ async def open_network(
     )
     udp = UdpRelay(core)
     IcmpRelay(core)
-    dns = await _intercept_dns(config, addressing, core, udp, tcp)
-    if tls is not None:
-        dns.dot = tls.terminate_dot  # DNS over TLS answered by trionet's DNS (§7.7)
     ports = (
         PortPublisher(core)
         if connect_timeout is None
@@ -359,6 +358,9 @@ async def open_network(
         core.readiness.close()
         raise
     core.backend.limit(config.rate_limiter, core.call_at)
+    dns = await _intercept_dns(config, addressing, core)
+    if tls is not None:
+        dns.dot = tls.terminate_dot  # DNS over TLS answered by trionet's DNS (§7.7)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         if tls is not None:
