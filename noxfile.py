@@ -20,6 +20,8 @@ nox.options.error_on_missing_interpreters = True
 # Debian packages the real-guest tests drive: (command to look for, package).
 SYSTEM_TOOLS = [
     ("ip", "iproute2"),
+    # The TCP conformance scripts' Linux target sets Reno per namespace.
+    ("sysctl", "procps"),
     ("curl", "curl"),
     ("ping", "iputils-ping"),
     # Independent implementations of the stream and datagram link framings.

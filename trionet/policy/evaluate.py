@@ -1,4 +1,4 @@
-"""Deciding flows, DNS queries and DNS answers against a policy (reference §10.3-10.5, §7.4, §10.7).
+"""Deciding flows, DNS queries and DNS answers against a policy (§10.3-10.5, §7.4, §10.7).
 
 :class:`PolicyEvaluator` holds a tenant policy, the sandbox's gateways, the
 pin set and, for multi-tenant deployments, a platform policy that every
@@ -108,10 +108,7 @@ def _port_ok(ports: tuple[tuple[int, int], ...] | None, port: int | None) -> boo
         return True
     if port is None:
         return False
-    for start, end in ports:
-        if start <= port <= end:
-            return True
-    return False
+    return any(start <= port <= end for start, end in ports)
 
 
 class _Flow:
