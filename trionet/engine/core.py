@@ -425,9 +425,14 @@ class EngineCore:
             return _LOOPBACK4 if flow.destination.version == 4 else _LOOPBACK6
         return flow.destination
 
-    def open_host_socket(self, flow: NewFlow, kind: socket.SocketKind) -> socket.socket | None:
-        """A non-blocking host socket for ``flow``; None (counted) if the host has none to give."""
-        family = socket.AF_INET if flow.destination.version == 4 else socket.AF_INET6
+    @staticmethod
+    def other_loopback(address: IPAddress) -> IPAddress:
+        """The host's loopback of the other family, where a refused host dial tries next."""
+        return _LOOPBACK6 if address.version == 4 else _LOOPBACK4
+
+    def open_host_socket(self, target: IPAddress, kind: socket.SocketKind) -> socket.socket | None:
+        """A non-blocking host socket to reach ``target``; None (counted) if the host has none."""
+        family = socket.AF_INET if target.version == 4 else socket.AF_INET6
         try:
             return socket.socket(family, kind | socket.SOCK_NONBLOCK)
         except OSError:

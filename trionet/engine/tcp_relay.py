@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from trionet.engine.core import EngineCore
+from trionet.engine.core import EngineCore, IPAddress
 from trionet.engine.guest_stream import GuestTcpStream
 from trionet.engine.policy import NewFlow
 from trionet.engine.readiness import OUT
@@ -58,15 +58,31 @@ _log = logging.getLogger("trionet.engine")
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
 
 
+#: A dial to the host's loopback that fails with one of these tries the other
+#: family's loopback (§4.3): a guest that reached the host alias over IPv6
+#: still gets a server bound only to 127.0.0.1, and the other way round.
+_FALLBACK_ERRNOS = {errno.ECONNREFUSED, errno.EADDRNOTAVAIL, errno.ENETUNREACH}
+
+
 class _Dial:
     """A host connect in progress for a parked guest SYN."""
 
-    __slots__ = ("handler", "key", "sock")
+    __slots__ = ("fallback", "handler", "key", "port", "sock")
 
-    def __init__(self, key: FlowKey, sock: socket.socket, handler: FlowHandler | None) -> None:
+    def __init__(
+        self,
+        key: FlowKey,
+        sock: socket.socket,
+        handler: FlowHandler | None,
+        port: int,
+        fallback: IPAddress | None,
+    ) -> None:
         self.key = key
         self.sock = sock
         self.handler = handler
+        self.port = port
+        #: the address to dial instead if this dial is refused (the host's other loopback)
+        self.fallback = fallback
 
 
 class TcpRelay:
@@ -113,30 +129,49 @@ class TcpRelay:
         if self._choose_handler is not None:
             handler = self._choose_handler(flow) or handler
         target = core.host_target(flow)
-        sock = core.open_host_socket(flow, socket.SOCK_STREAM)
+        fallback = core.other_loopback(target) if flow.to_host else None
+        self._dial(key, handler, target, flow.destination_port, fallback)
+
+    def _dial(
+        self,
+        key: FlowKey,
+        handler: FlowHandler | None,
+        target: IPAddress,
+        port: int,
+        fallback: IPAddress | None,
+    ) -> None:
+        core = self._core
+        sock = core.open_host_socket(target, socket.SOCK_STREAM)
         if sock is None:
             core.tcp_refuse(key, RefuseReason.REFUSED)
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err: int | None = sock.connect_ex((str(target), flow.destination_port))
+        err: int | None = sock.connect_ex((str(target), port))
         if err == errno.EINPROGRESS:
             # On loopback the handshake has usually finished inside
             # connect(): answer the guest in this same wake-up.
             err = _dial_outcome(sock)
+        dial = _Dial(key, sock, handler, port, fallback)
         if err is None:
-            dial = _Dial(key, sock, handler)
             self._dials[key] = dial
             self._loop.watch(sock.fileno(), OUT, lambda _events: self._dialled(dial))
             deadline = trio.current_time() + self._connect_timeout
             core.call_at(deadline, lambda: self._dial_timed_out(dial))
         else:
-            self._connected(key, sock, err, handler)
+            self._dial_ended(dial, err)
 
     def _dialled(self, dial: _Dial) -> None:
         err = _dial_outcome(dial.sock)
         if err is None:
             return  # not connected yet: a stale readiness report
         self._end_dial(dial)
+        self._dial_ended(dial, err)
+
+    def _dial_ended(self, dial: _Dial, err: int) -> None:
+        if err in _FALLBACK_ERRNOS and dial.fallback is not None:
+            dial.sock.close()
+            self._dial(dial.key, dial.handler, dial.fallback, dial.port, None)
+            return
         self._connected(dial.key, dial.sock, err, dial.handler)
 
     def _connected(
