@@ -46,6 +46,15 @@ ip = ipaddress.ip_address
         ("172.32.0.1", Group.PUBLIC),
         ("255.255.255.255", Group.PUBLIC),
         ("fec0::1", Group.PUBLIC),
+        # NAT64 (RFC 6052): a translator on the host's path makes these IPv4.
+        ("64:ff9b::10.0.0.1", Group.PRIVATE),
+        ("64:ff9b::169.254.169.254", Group.METADATA),
+        ("64:ff9b::127.0.0.1", Group.LOOPBACK),
+        ("64:ff9b::172.16.0.1", Group.HOST),
+        ("64:ff9b::8.8.8.8", Group.PUBLIC),
+        ("64:ff9b::", None),
+        ("64:ff9b:1::8.8.8.8", Group.PRIVATE),
+        ("64:ff9c::10.0.0.1", Group.PUBLIC),
     ],
 )
 def test_classify(address: str, group: Group | None) -> None:
@@ -68,6 +77,10 @@ def _reference_group(address: IPAddress) -> Group | None:
     """§10.2 written the slow, obvious way."""
     if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
         address = address.ipv4_mapped  # type: ignore[union-attr]
+    if address in ipaddress.ip_network("64:ff9b::/96"):
+        address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    elif address in ipaddress.ip_network("64:ff9b:1::/48"):
+        return Group.PRIVATE
     if address.is_unspecified:
         return None
     if address in (GATEWAYS.ipv4, *GATEWAYS.ipv6):
@@ -82,7 +95,8 @@ def _reference_group(address: IPAddress) -> Group | None:
 def test_classifier_matches_the_reference_order(address: IPAddress) -> None:
     group = classify(address, GATEWAYS)
     assert group == _reference_group(address)
-    assert (group is None) == (int(address) in (0, 0xFFFF_0000_0000))
+    nat64_unspecified = int(ipaddress.IPv6Address("64:ff9b::"))
+    assert (group is None) == (int(address) in (0, 0xFFFF_0000_0000, nat64_unspecified))
 
 
 @given(ipv4s)
