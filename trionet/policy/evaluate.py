@@ -201,24 +201,11 @@ class PolicyEvaluator:
         set alone, and must allow too.
         """
         flow = _Flow(self, ip, now)
-        if self._platform_egress is not None:
-            assert self.platform is not None
-            floor = self._walk(
-                _rules_for(self._platform_egress, self._platform_rules, protocol),
-                self.platform.default_egress,
-                flow,
-                port=port,
-                mode=_CACHE_ONLY,
-                sni=None,
+        floor = self._floor(flow, port, protocol)
+        if floor is not None and floor.verdict is PolicyVerdict.DENY:
+            return Decision(
+                floor.verdict, floor.rule_index, floor.rule_text, floor.matched_name, "platform"
             )
-            if floor.verdict is PolicyVerdict.DENY:
-                return Decision(
-                    floor.verdict,
-                    floor.rule_index,
-                    floor.rule_text,
-                    floor.matched_name,
-                    "platform",
-                )
         mode = _SNI if sni is not None else _DEFERRED if deferred else _CACHE_ONLY
         sni_name: str | None = None
         if sni is not None:
@@ -233,6 +220,20 @@ class PolicyEvaluator:
             port=port,
             mode=mode,
             sni=sni_name,
+        )
+
+    def _floor(self, flow: _Flow, port: int | None, protocol: str) -> Decision | None:
+        """The platform policy's word on an egress flow (on the pin set alone); None if none."""
+        if self._platform_egress is None:
+            return None
+        assert self.platform is not None
+        return self._walk(
+            _rules_for(self._platform_egress, self._platform_rules, protocol),
+            self.platform.default_egress,
+            flow,
+            port=port,
+            mode=_CACHE_ONLY,
+            sni=None,
         )
 
     def _walk(
@@ -359,18 +360,9 @@ class PolicyEvaluator:
         """
         flow = _Flow(self, ip, now)
         for protocol in ("tcp", "udp"):
-            if self._platform_egress is not None:
-                assert self.platform is not None
-                floor = self._walk(
-                    _rules_for(self._platform_egress, self._platform_rules, protocol),
-                    self.platform.default_egress,
-                    flow,
-                    port=None,
-                    mode=_CACHE_ONLY,
-                    sni=None,
-                )
-                if floor.verdict is not PolicyVerdict.ALLOW:
-                    continue
+            floor = self._floor(flow, None, protocol)
+            if floor is not None and floor.verdict is not PolicyVerdict.ALLOW:
+                continue
             for _i, _t, allow, egress, _in, protocols, ports, kind, a, b, c in self._rules:
                 if not egress or ports is not None or kind not in (_CIDR, _GROUP):
                     continue
