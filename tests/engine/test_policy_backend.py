@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 
 import pytest
 import trio
@@ -20,6 +21,7 @@ from trionet.engine.audit import AuditLog
 from trionet.engine.network import Network, multi_tenant_config, open_network
 from trionet.engine.policy import NewFlow, Verdict
 from trionet.policy import AuditRecord, NetworkPolicy
+from trionet.ports.config import PortMapping
 from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
 from trionet.wire.icmpv4 import Icmpv4Echo, parse_icmpv4
@@ -297,3 +299,28 @@ async def test_a_denied_udp_flood_is_one_record_per_second() -> None:
         with trio.fail_after(5):
             while len(records) < 2:
                 await trio.sleep(0.01)
+
+
+async def test_a_denied_published_udp_peer_flood_is_one_record_per_second() -> None:
+    # The peers of a published UDP port are whoever can reach its host
+    # socket (anyone, on a wildcard bind): a denied one sending fast must not
+    # put each datagram on record, or an --audit file grows at its rate.
+    policy = NetworkPolicy.from_dict({"default_ingress": "deny"})
+    async with open_network(NetworkConfig(policy=policy), 0, routes=ROUTES) as net:
+        got: list[AuditRecord] = []
+        net.on_audit(got.append)
+        mapping = await net.publish(PortMapping(0, 7001, "udp"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            for _ in range(50):
+                peer.sendto(b"x", ("127.0.0.1", mapping.host_port))
+            dropped = net.metrics_handle().snapshot()["dropped"]
+            with trio.fail_after(5):
+                while dropped.get("published_denied", 0) < 50:  # type: ignore[union-attr]
+                    await trio.sleep(0.01)
+                    dropped = net.metrics_handle().snapshot()["dropped"]
+            assert [(r.kind, r.verdict) for r in got] == [("ingress", "deny")]
+            await trio.sleep(1.0)
+            peer.sendto(b"x", ("127.0.0.1", mapping.host_port))
+            with trio.fail_after(5):
+                while len(got) < 2:
+                    await trio.sleep(0.01)

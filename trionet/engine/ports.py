@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from trionet.engine.core import EngineCore
+from trionet.engine.denials import RecentDenials
 from trionet.engine.readiness import IN
 from trionet.engine.tcp_splice import TcpSplice, close_with_reset
 from trionet.ports.config import PortMapping
@@ -111,6 +112,9 @@ class PortPublisher:
         self._splices: dict[FlowKey, TcpSplice] = {}
         #: guest-visible UDP peer keys -> the published socket and peer they stand for
         self._udp_keys: dict[FlowKey, tuple[_UdpSocket, _UdpPeer]] = {}
+        #: UDP peers the ingress policy refused lately: their next datagrams
+        #: are dropped on that decision (a remote flood is not an audit flood)
+        self._denied_peers = RecentDenials()
         self._next_port = EPHEMERAL_FIRST
 
     # -- the mappings ----------------------------------------------------------------------
@@ -403,9 +407,14 @@ class PortPublisher:
     def _udp_peer(self, udp: _UdpSocket, address: tuple[str, int]) -> _UdpPeer | None:
         core = self._core
         mapping = udp.mapping
+        now = trio.current_time()
+        if self._denied_peers.denied((mapping, address), now):
+            core.counters.dropped["published_denied"] += 1
+            return None
         if not core.ingress_decision(
             _unmapped(ipaddress.ip_address(address[0])), mapping.guest_port, "udp"
         ):
+            self._denied_peers.add((mapping, address), now)
             core.counters.dropped["published_denied"] += 1
             return None
         guest = self._guest_target()
