@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -17,6 +18,7 @@ import trio.testing
 
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
+from trionet.engine import ports
 from trionet.engine.audit import AuditLog
 from trionet.engine.network import Network, multi_tenant_config, open_network
 from trionet.engine.policy import NewFlow, Verdict
@@ -324,3 +326,36 @@ async def test_a_denied_published_udp_peer_flood_is_one_record_per_second() -> N
             with trio.fail_after(5):
                 while len(got) < 2:
                     await trio.sleep(0.01)
+
+
+async def test_published_udp_peers_past_the_port_range_are_dropped_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each host peer takes a gateway port toward the guest. With all of them
+    # taken, a new peer must be dropped without walking the whole range: a
+    # sender cycling source ports would otherwise cost a 16384-port scan per
+    # datagram, stalling the engine for every guest flow.
+    monkeypatch.setattr(ports, "EPHEMERAL_LAST", ports.EPHEMERAL_FIRST + 3)
+    async with open_network(NetworkConfig(), 0, routes=ROUTES) as net:
+        mapping = await net.publish(PortMapping(0, 7001, "udp"))
+        publisher = net._ports  # type: ignore[attr-defined]
+        scans = 0
+        scan = publisher._ephemeral
+
+        def counted(free: Callable[[int], bool]) -> int | None:
+            nonlocal scans
+            scans += 1
+            return scan(free)  # type: ignore[no-any-return]
+
+        publisher._ephemeral = counted
+        peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(6)]
+        try:
+            for peer in peers:
+                peer.sendto(b"x", ("127.0.0.1", mapping.host_port))
+                await trio.sleep(0.05)
+        finally:
+            for peer in peers:
+                peer.close()
+        dropped = net.metrics_handle().snapshot()["dropped"]
+        assert dropped["published_no_port"] == 2  # type: ignore[index]
+        assert scans == 4

@@ -425,7 +425,19 @@ class PortPublisher:
         def key_for(port: int) -> FlowKey:
             return FlowKey(guest.version, guest.packed, mapping.guest_port, gateway.packed, port)
 
-        port = self._ephemeral(lambda p: key_for(p) not in self._udp_keys)
+        # Every peer toward this guest port takes a gateway port of its own:
+        # when all are taken, say so at once. Scanning all 16384 for each new
+        # peer would let a remote sender cycling source ports stall the engine.
+        taken = sum(
+            len(entry.peers)
+            for entry in self._listeners.values()
+            if isinstance(entry, _UdpSocket) and entry.mapping.guest_port == mapping.guest_port
+        )
+        port = (
+            None
+            if taken >= EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
+            else self._ephemeral(lambda p: key_for(p) not in self._udp_keys)
+        )
         if port is None:
             core.counters.dropped["published_no_port"] += 1
             return None
