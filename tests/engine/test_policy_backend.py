@@ -7,6 +7,7 @@ are in tests/test_cli_policy.py.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import socket
@@ -359,3 +360,33 @@ async def test_published_udp_peers_past_the_port_range_are_dropped_at_once(
         dropped = net.metrics_handle().snapshot()["dropped"]
         assert dropped["published_no_port"] == 2  # type: ignore[index]
         assert scans == 4
+
+
+async def test_a_failing_accept_rests_the_listener_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Out of file descriptors, accept() fails while the client stays in the
+    # backlog, so the level-triggered loop reports the listener again at
+    # once: without a pause the engine spins on it until an fd frees up.
+    async with open_network(NetworkConfig(), 0, routes=ROUTES) as net:
+        mapping = await net.publish(PortMapping(0, 7001))
+        calls = 0
+        accept = socket.socket.accept
+
+        def failing(sock: socket.socket) -> tuple[socket.socket, object]:
+            nonlocal calls
+            if sock.getsockname()[1] == mapping.host_port:
+                calls += 1
+                raise OSError(errno.EMFILE, "Too many open files")
+            return accept(sock)
+
+        monkeypatch.setattr(socket.socket, "accept", failing)
+        client = socket.socket()
+        client.setblocking(False)
+        try:
+            client.connect_ex(("127.0.0.1", mapping.host_port))
+            await trio.sleep(0.55)
+        finally:
+            client.close()
+        assert 1 <= calls <= 10
+        monkeypatch.undo()

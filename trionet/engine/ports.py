@@ -55,6 +55,8 @@ DEFAULT_UDP_IDLE = 60.0
 PER_WAKEUP = 64
 MAX_DATAGRAM = 65535
 _LISTEN_BACKLOG = 128
+#: After a failed accept (out of file descriptors), the listener rests this long.
+ACCEPT_PAUSE = 0.1
 
 
 class PublishError(OSError):
@@ -274,13 +276,26 @@ class PortPublisher:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # EMFILE and friends: the client waits in the backlog; the
-                # loop reports the listener again, so count and stop.
+                # EMFILE and friends: the client waits in the backlog. The
+                # loop is level-triggered and would report the listener again
+                # at once, spinning until a descriptor frees up: rest it a while.
                 self._core.counters.dropped["published_accept_error"] += 1
                 _log.warning("accept on %s failed: %s", listener.mapping, exc)
+                self._pause(listener)
                 return
             sock.setblocking(False)
             self._admit(listener, sock, address)
+
+    def _pause(self, listener: _TcpListener) -> None:
+        readiness = self._core.readiness
+        fd = listener.sock.fileno()
+        readiness.want(fd, 0)
+
+        def resume() -> None:
+            if self._listeners.get(listener.mapping) is listener:
+                readiness.want(fd, IN)
+
+        self._core.call_at(trio.current_time() + ACCEPT_PAUSE, resume)
 
     def _admit(
         self, listener: _TcpListener, sock: socket.socket, address: tuple[object, ...]
