@@ -108,10 +108,7 @@ def _port_ok(ports: tuple[tuple[int, int], ...] | None, port: int | None) -> boo
         return True
     if port is None:
         return False
-    for start, end in ports:  # noqa: SIM110 -- per new flow; any() builds a generator
-        if start <= port <= end:
-            return True
-    return False
+    return any(start <= port <= end for start, end in ports)
 
 
 class _Flow:
