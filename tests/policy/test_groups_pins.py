@@ -136,7 +136,11 @@ def test_mapped_classifies_as_embedded(address: ipaddress.IPv4Address) -> None:
         ("3fff::1", True),
         ("::ffff:10.0.0.1", True),
         ("2606:4700::1111", False),
-        ("64:ff9b::1", False),
+        # NAT64 (DNS64 answers): judged by the IPv4 they carry.
+        ("64:ff9b::8.8.8.8", False),
+        ("64:ff9b::10.0.0.5", True),
+        ("64:ff9b::169.254.169.254", True),
+        ("64:ff9b::1", True),  # 0.0.0.1
     ],
 )
 def test_rebind_private(address: str, private: bool) -> None:

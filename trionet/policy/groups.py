@@ -143,6 +143,14 @@ _REBIND_V6 = _blocks(
 
 
 def is_rebind_private(ip: IPAddress) -> bool:
-    """True when a DNS answer holding ``ip`` is a rebinding risk (§7.4)."""
+    """True when a DNS answer holding ``ip`` is a rebinding risk (§7.4).
+
+    A NAT64 address (``64:ff9b::10.0.0.5``, as DNS64 synthesises) is judged
+    by the IPv4 it carries, as :func:`classify` does: otherwise a name
+    allowed by a domain rule could rebind to a private IPv4 through it.
+    """
     ip = normalize(ip)
-    return _in(int(ip), _REBIND_V4 if ip.version == 4 else _REBIND_V6)
+    value = int(ip)
+    if ip.version == 6 and value >> 32 == _NAT64_WKP:
+        return _in(value & 0xFFFFFFFF, _REBIND_V4)
+    return _in(value, _REBIND_V4 if ip.version == 4 else _REBIND_V6)
