@@ -240,3 +240,24 @@ def test_pin_set_agrees_with_a_dict(ops: list[tuple[str, int, int]]) -> None:
         for probe in ("10.0.0.0", "10.0.0.1", "fd00::", "fd00::3"):
             expected = {k[0] for k, (a, exp) in model.items() if probe in a and exp > now + 0.5}
             assert pins.names_for(ip(probe), now + 0.5) == expected
+
+
+def test_pin_set_is_bounded_in_addresses_not_only_entries() -> None:
+    # One answer over TCP can carry some 4000 A records: 65536 entries of
+    # those would be ~2.6e8 addresses. The addresses all entries hold are
+    # bounded too; the entries closest to expiry go first.
+    pins = PinSet(max_entries=100, max_addresses=10)
+    first = [ip(f"203.0.113.{i}") for i in range(6)]
+    second = [ip(f"198.51.100.{i}") for i in range(6)]
+    pins.record("first.example", 4, first, 30, 0)
+    pins.record("second.example", 4, second, 60, 0)
+    assert pins.names_for(first[0], 1) == frozenset()
+    assert pins.names_for(second[0], 1) == {"second.example"}
+    assert pins.evicted == 1
+    huge = [ipaddress.IPv4Address(0x0A000000 + i) for i in range(50)]
+    pins.record("huge.example", 4, huge, 60, 0)
+    assert sum(bool(pins.names_for(a, 1)) for a in huge) == 10
+    assert pins.names_for(second[0], 1) == frozenset()
+    pins.forget("huge.example", 4)
+    pins.record("again.example", 4, first, 60, 0)  # the count went back down
+    assert pins.names_for(first[5], 1) == {"again.example"} and len(pins) == 1
