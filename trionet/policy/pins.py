@@ -170,20 +170,24 @@ def answer_pins(
     the caller forgets the entry.
     """
     recs = [AnswerRecord(_key_name(r.owner), r.kind.upper(), r.ttl, r.data) for r in records]
-    eligible = {_key_name(name)}
+    # The fixed point, walked as a graph (owner -> CNAME records) so a long
+    # chain listed backwards costs one pass, not one pass per link: a hostile
+    # resolver's 64 KiB answer holds thousands of CNAMEs.
+    cnames: dict[str, list[AnswerRecord]] = {}
+    for r in recs:
+        if r.kind == "CNAME":
+            cnames.setdefault(r.owner, []).append(r)
+    start = _key_name(name)
+    eligible = {start}
     used_ttls: list[float] = []
-    used_cnames: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for i, r in enumerate(recs):
-            if r.kind == "CNAME" and i not in used_cnames and r.owner in eligible:
-                used_cnames.add(i)
-                used_ttls.append(max(r.ttl, MIN_TTL))
-                target = _key_name(r.data)
-                if target not in eligible:
-                    eligible.add(target)
-                    changed = True
+    pending = [start]
+    while pending:
+        for r in cnames.pop(pending.pop(), ()):
+            used_ttls.append(max(r.ttl, MIN_TTL))
+            target = _key_name(r.data)
+            if target not in eligible:
+                eligible.add(target)
+                pending.append(target)
     wanted = "A" if family == 4 else "AAAA"
     addresses: set[IPAddress] = set()
     for r in recs:
