@@ -33,6 +33,18 @@ from trionet.policy import (
 )
 from trionet.ports.config import PortMapping
 from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
+from trionet.secrets.config import (
+    Injection,
+    SecretEntry,
+    SecretsConfig,
+    SecretValue,
+    ViolationAction,
+    ViolationKind,
+)
+from trionet.secrets.handle import SecretsHandle
+from trionet.tls.certs import CaError, CertificateAuthority
+from trionet.tls.config import InterceptCa, LeafCacheConfig, ScopedCa, ScopedVerify, TlsConfig
+from trionet.tls.patterns import HostPattern
 
 __version__ = "0.1.0"
 
@@ -41,6 +53,8 @@ __all__ = [
     "Action",
     "AnyDestination",
     "AuditRecord",
+    "CaError",
+    "CertificateAuthority",
     "Cidr",
     "ConfigError",
     "Decision",
@@ -55,8 +69,12 @@ __all__ = [
     "Group",
     "GroupDestination",
     "GuestAddressing",
+    "HostPattern",
     "HostRoutes",
+    "Injection",
+    "InterceptCa",
     "InterfaceOverrides",
+    "LeafCacheConfig",
     "MacAddress",
     "Nameserver",
     "NetworkConfig",
@@ -68,7 +86,16 @@ __all__ = [
     "PortRange",
     "RateLimiterConfig",
     "Rule",
+    "ScopedCa",
+    "ScopedVerify",
+    "SecretEntry",
+    "SecretValue",
+    "SecretsConfig",
+    "SecretsHandle",
+    "TlsConfig",
     "TokenBucketConfig",
+    "ViolationAction",
+    "ViolationKind",
     "__version__",
     "canonical_domain",
     "derive_addressing",

@@ -17,8 +17,9 @@ SPEC (``error <text>`` on failure, then exit 125):
 2. Mount propagation private, so the bind mounts below never leak out.
 3. Create the TAP ``eth0`` inside the new namespace, and configure it with
    ``ip -batch`` exactly as a guest init would.
-4. Bind-mount the generated resolv.conf and hosts over /etc's (written to
-   temporary files that are unlinked at once: the mounts keep them alive).
+4. Bind-mount the generated resolv.conf and hosts over /etc's, and with TLS
+   interception the CA bundle over the system one (written to temporary
+   files that are unlinked at once: the mounts keep them alive).
 5. Send the TAP fd to the parent (SCM_RIGHTS) and wait for ``go``: the engine
    is attached before CMD sends its first packet.
 6. exec CMD. The socket is close-on-exec, so the parent sees EOF when the
@@ -115,14 +116,23 @@ def _configure(commands: list[str]) -> None:
         raise SetupError(f"configuring eth0 with ip: {detail}")
 
 
-def _bind_files(files: dict[str, str]) -> None:
-    for target, text in files.items():
+def _bind_files(files: dict[str, str], copies: dict[str, str]) -> None:
+    """Mount the given texts, and copies of the given files, over their targets."""
+    contents = {target: text.encode() for target, text in files.items()}
+    for target, source_path in copies.items():
+        # Too big for the spec's argv (the CA bundle): the parent wrote it to a file.
+        try:
+            with open(source_path, "rb") as f:
+                contents[target] = f.read()
+        except OSError as exc:
+            raise SetupError(f"reading {source_path}: {exc.strerror}") from exc
+    for target, data in contents.items():
         if not os.path.exists(target):
             continue  # a dangling /etc/resolv.conf symlink: nothing to mount over
         fd, source = tempfile.mkstemp(prefix="trionet-")
         try:
             os.fchmod(fd, 0o644)
-            os.write(fd, text.encode())
+            os.write(fd, data)
             _check(
                 _libc.mount(source.encode(), target.encode(), None, MS_BIND, None),
                 f"bind-mounting {target}",
@@ -150,7 +160,7 @@ def main(argv: list[str]) -> int:
         _enter_namespaces(spec["userns"], spec["uid"], spec["gid"])
         tap = _create_tap(spec["vnet"])
         _configure(spec["ip"])
-        _bind_files(spec["files"])
+        _bind_files(spec["files"], spec.get("copies", {}))
         # If trionet dies, nobody relays this namespace's traffic any more.
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
         if os.getppid() != spec["ppid"]:

@@ -78,6 +78,11 @@ class EngineCore:
         self.policy = policy
         #: the configured policy (and the multi-tenant floor); see trionet.policy
         self.policy_evaluator = evaluator
+        #: TCP ports whose flows a service decides again with a peeked
+        #: hostname (TLS interception's ports): a DEFER there admits the SYN.
+        self.peeked_ports: frozenset[int] = frozenset()
+        #: UDP ports new flows to which are denied (QUIC to intercepted ports)
+        self.blocked_udp_ports: frozenset[int] = frozenset()
         #: names the guest resolved through trionet, for domain rules (engine clock)
         self.pins: PinSet = evaluator.pins
         self.audit = audit
@@ -284,10 +289,28 @@ class EngineCore:
         decision = evaluator.egress(
             flow.destination, port, protocol, now, deferred=protocol == "tcp"
         )
-        if decision.verdict is PolicyVerdict.DEFER:
-            decision = evaluator.egress(flow.destination, port, protocol, now)
         reason = None
+        if decision.verdict is PolicyVerdict.DEFER:
+            if protocol == "tcp" and port in self.peeked_ports:
+                # A service peeks this flow's hostname and decides again
+                # with it (TLS interception: the SNI); let the SYN through.
+                decision = Decision(
+                    PolicyVerdict.ALLOW,
+                    decision.rule_index,
+                    decision.rule_text,
+                    decision.matched_name,
+                )
+                reason = "deferred-to-sni"
+            else:
+                decision = evaluator.egress(flow.destination, port, protocol, now)
         drop = "policy"
+        if decision.verdict is PolicyVerdict.ALLOW and (
+            protocol == "udp" and port in self.blocked_udp_ports
+        ):
+            # QUIC to a port whose TCP is intercepted: dropped so the client
+            # falls back to TCP, where interception happens (§5.1).
+            reason, drop = "quic-blocked", "quic_blocked"
+            decision = Decision(PolicyVerdict.DENY, None, "tls.block_quic_on_intercept")
         if decision.verdict is PolicyVerdict.ALLOW:
             try:
                 verdict = self.policy(flow)
