@@ -116,6 +116,21 @@ async def test_a_policy_that_raises_denies_instead_of_crashing() -> None:
         assert net.core.counters.udp_flows_opened == 0
 
 
+async def test_a_policy_evaluator_that_raises_denies_instead_of_crashing() -> None:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=HostRoutes(True, False)
+    ) as net:
+
+        def broken_egress(*args: object, **kwargs: object) -> object:
+            raise RecursionError("a bug in the policy core")
+
+        net.core.policy_evaluator.egress = broken_egress  # type: ignore[method-assign]
+        backend = net.take_backend()
+        await backend.send(_datagram(9, b"x"))
+        assert net.metrics_handle().snapshot()["dropped"] == {"policy_error": 1}
+        assert net.core.counters.udp_flows_opened == 0
+
+
 async def test_the_least_recently_used_flow_is_evicted_and_its_socket_closed() -> None:
     async with open_network(
         NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=HostRoutes(True, False)

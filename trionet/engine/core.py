@@ -271,6 +271,19 @@ class EngineCore:
         )
 
     def allows(self, flow: NewFlow) -> bool:
+        """Decide a new guest flow (see :meth:`_decide`), failing closed.
+
+        A decision runs inside the engine's flush: a bug in it must cost the
+        one flow it was deciding, not the whole network.
+        """
+        try:
+            return self._decide(flow)
+        except Exception:
+            _log.exception("deciding %s raised; denying it", flow)
+            self.counters.dropped["policy_error"] += 1
+            return False
+
+    def _decide(self, flow: NewFlow) -> bool:
         """Decide a new guest flow: the configured policy, then the embedder's hook.
 
         Both must allow. Each decision goes on record (one audit record per
