@@ -15,7 +15,7 @@ from tests.support.leaks import assert_nothing_left, snapshot
 from tests.support.netns import in_netns
 from trionet.config import NetworkConfig
 from trionet.engine.guest_stream import GuestTcpStream
-from trionet.engine.network import Network, open_network
+from trionet.network import Network, open_network
 from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root

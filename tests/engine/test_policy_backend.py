@@ -19,12 +19,12 @@ import trio.testing
 
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
-from trionet.engine import ports
 from trionet.engine.audit import AuditLog
-from trionet.engine.network import Network, multi_tenant_config, open_network
 from trionet.engine.policy import NewFlow, Verdict
+from trionet.network import Network, multi_tenant_config, open_network
 from trionet.policy import AuditRecord, NetworkPolicy
 from trionet.ports.config import PortMapping
+from trionet.services import ports
 from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
 from trionet.wire.icmpv4 import Icmpv4Echo, parse_icmpv4

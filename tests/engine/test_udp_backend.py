@@ -10,8 +10,8 @@ import trio.testing
 
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
-from trionet.engine.network import open_network
 from trionet.engine.udp_relay import UdpRelay
+from trionet.network import open_network
 from trionet.policy import NetworkPolicy
 from trionet.wire.checksum import pseudo_header_v4
 from trionet.wire.ethernet import parse_ethernet

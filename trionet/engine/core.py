@@ -101,7 +101,7 @@ class EngineCore:
         self._flushing = False
         #: host sockets served without a task per socket (see readiness.py)
         self.readiness = ReadinessLoop(self.batch)
-        # Set by the relays at start-up; see trionet.engine.network. They run
+        # Set by the relays at start-up; see trionet.network. They run
         # inside flush() and must not block.
         self.on_tcp_connect: Callable[[FlowKey], None] | None = None
         self.on_tcp_activity: Callable[[FlowKey], None] | None = None
