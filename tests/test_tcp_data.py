@@ -744,7 +744,10 @@ def test_urgent_pointer_of_a_long_urgent_sequence() -> None:
 
 
 def test_congestion_window_slow_start_avoidance_and_timeout() -> None:
-    cfg = dataclasses.replace(PLAIN, send_buffer=1_000_000, recv_buffer=65535)
+    # NewReno's numbers (RFC 5681); CUBIC's are in test_tcp_congestion.py.
+    cfg = dataclasses.replace(
+        PLAIN, send_buffer=1_000_000, recv_buffer=65535, congestion_control="reno"
+    )
     s = established(cfg)
     s.conn.send(b"c" * 900_000)
     assert s.conn.cwnd == 10 * MSS

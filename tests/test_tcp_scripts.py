@@ -29,7 +29,8 @@ def test_there_are_enough_scripts() -> None:
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_script_on_trionet(path: Path) -> None:
-    run_script(parse_script(path), TrionetTarget(), "trionet")
+    script = parse_script(path)
+    run_script(script, TrionetTarget(script.congestion), "trionet")
 
 
 @pytest.mark.root

@@ -4,6 +4,7 @@ A script is one step per line, packetdrill-like but our own::
 
     # a comment
     %tolerance 0.03                 (seconds either way; default 0.03)
+    %congestion cubic               (both targets' congestion control; default reno)
     0     < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>
     +0    > S. 0:0(0) ack 1 <mss 1460,sackOK,TS val * ecr 100,nop,wscale *>
     +.01  < . 1:1(0) ack 1 win 514 <nop,nop,TS val 110 ecr *>
@@ -70,6 +71,10 @@ class Script:
     name: str
     steps: list[Step]
     tolerance: float = 0.03
+    #: the congestion control both targets run (Linux's sysctl, trionet's
+    #: TcpConfig): Reno unless the script is about CUBIC, so PRR's numbers
+    #: (which follow the reduction) compare like with like
+    congestion: str = "reno"
     notes: list[str] = field(default_factory=list)
 
 
@@ -153,6 +158,9 @@ def parse_script(path: Path) -> Script:
             continue
         if line.startswith("%tolerance"):
             script.tolerance = float(line.split()[1])
+            continue
+        if line.startswith("%congestion"):
+            script.congestion = line.split()[1]
             continue
         targets = frozenset({"linux", "trionet"})
         if line.startswith("["):

@@ -30,12 +30,15 @@ __all__ = ["LinuxTarget", "run_on_linux"]
 
 
 class LinuxTarget:
-    def __init__(self) -> None:
-        # Reno, as trionet: PRR's numbers depend on the reduction (CUBIC's
-        # is 0.7, Reno's 0.5). Per namespace since Linux 4.15.
+    def __init__(self, congestion: str = "reno") -> None:
+        # The script's congestion control, as trionet's: PRR's numbers depend
+        # on the reduction (CUBIC's is 0.7, Reno's 0.5). The namespace's
+        # default (per namespace since Linux 4.15) may only name an "allowed"
+        # one, so the listener sets it for its children (root may choose any).
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.tcp_congestion_control=reno"], check=True)
         self.fd = open_tun()
         self.listener = socket.socket()
+        self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("10.9.0.1", SERVER_PORT))
         self.listener.listen(8)
@@ -106,7 +109,7 @@ def main() -> None:
     script = parse_script(Path(sys.argv[1]))
     result: dict[str, object] = {"ok": True}
     try:
-        run_script(script, LinuxTarget(), "linux")
+        run_script(script, LinuxTarget(script.congestion), "linux")
     except ScriptMismatchError as exc:
         result = {"ok": False, "error": str(exc)}
     print(json.dumps(result))

@@ -8,6 +8,8 @@ so the ``accept`` step is a no-op here (a deliberate difference of a relay).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.stack.guest import GUEST4, REMOTE4, make_stack, parse_out, v4
 from tests.tcpscript.format import Step
 from tests.tcpscript.runner import PEER_PORT, SERVER_PORT, ScriptMismatchError, Sent
@@ -20,8 +22,12 @@ KEY = FlowKey(4, GUEST4, PEER_PORT, REMOTE4, SERVER_PORT)
 
 
 class TrionetTarget:
-    def __init__(self) -> None:
+    def __init__(self, congestion: str = "reno") -> None:
         self.stack = make_stack()
+        # The script's congestion control (the stack's own default is CUBIC).
+        table = self.stack.tcp
+        table._config_v4 = replace(table._config_v4, congestion_control=congestion)
+        table._config_v6 = replace(table._config_v6, congestion_control=congestion)
         self.now = 0.0
 
     def _drain(self, out: list[Sent]) -> None:

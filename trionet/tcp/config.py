@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trionet.tcp.congestion import CONGESTION_CONTROLS
+
 __all__ = ["MAX_SEGMENT_PAYLOAD", "TcpConfig"]
 
 #: Largest payload of one (GSO) segment: 65535 minus the largest TCP header
@@ -68,6 +70,10 @@ class TcpConfig:
     syn_ack_retries: int = 5
     #: Initial congestion window, in segments (RFC 6928).
     initial_cwnd_segments: int = 10
+    #: Congestion control: ``"cubic"`` (RFC 9438, as Linux, Windows and
+    #: macOS) or ``"reno"`` (RFC 5681 NewReno). Both reduce through PRR
+    #: (RFC 6937) and find losses with RACK-TLP (RFC 8985).
+    congestion_control: str = "cubic"
     #: TIME-WAIT length (2*MSL); 60 s as Linux, i.e. an MSL of 30 s.
     time_wait: float = 60.0
     #: Reset a connection idle this long in FIN-WAIT-2 (our side finished, the
@@ -110,6 +116,8 @@ class TcpConfig:
             raise ValueError("keepalive_interval must be positive")
         if self.initial_cwnd_segments < 1:
             raise ValueError("initial_cwnd_segments must be at least 1")
+        if self.congestion_control not in CONGESTION_CONTROLS:
+            raise ValueError(f"congestion_control must be one of {', '.join(CONGESTION_CONTROLS)}")
         if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout <= 0:
             raise ValueError("fin_wait_2_timeout must be positive")
         if self.time_wait < 0:

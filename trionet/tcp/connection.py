@@ -29,6 +29,7 @@ import enum
 from collections import deque
 
 from trionet.tcp.config import TcpConfig
+from trionet.tcp.congestion import new_controller
 from trionet.tcp.events import (
     Closed,
     ConnectionReset,
@@ -171,11 +172,11 @@ class TcpConnection:
     __slots__ = (
         "_ack_now",
         "_active_open",
+        "_cc",
         "_challenge_time",
         "_challenge_tokens",
         "_control",
         "_cwnd",
-        "_cwnd_acc",
         "_delack_deadline",
         "_dsack",
         "_dupacks",
@@ -323,7 +324,9 @@ class TcpConnection:
         self._last_data_time: float | None = None
         self._cwnd = cfg.initial_cwnd_segments * self._send_mss
         self._ssthresh = 1 << 30
-        self._cwnd_acc = 0
+        #: the congestion controller (CUBIC or NewReno): the decrease on a
+        #: loss and the growth in congestion avoidance
+        self._cc = new_controller(cfg.congestion_control, self._send_mss)
         self._dupacks = 0
         #: loss detection and recovery (RACK-TLP, PRR): the sender's collaborator
         self._rec = Recovery(iss)
@@ -444,6 +447,7 @@ class TcpConnection:
         self._rcv_adv = self._rcv_nxt + min(cfg.recv_buffer, 0xFFFF)
         self._set_send_mss()
         self._cwnd = cfg.initial_cwnd_segments * self._send_mss
+        self._cc.mss = self._send_mss
 
     def _set_send_mss(self) -> None:
         # RFC 9293 3.7.1 (MUST-16) and RFC 6691: the MSS counts payload only, so
@@ -536,6 +540,11 @@ class TcpConnection:
     @property
     def cwnd(self) -> int:
         return self._cwnd
+
+    @property
+    def ssthresh(self) -> int:
+        """The slow-start threshold: the window recovery converges to, 2**30 before any loss."""
+        return self._ssthresh
 
     def next_event(self) -> TcpEvent | None:
         """The oldest unreported event, or ``None``."""
@@ -1086,10 +1095,13 @@ class TcpConnection:
             elif self._cwnd < self._ssthresh:
                 self._cwnd += acked if acked < 64 * mss else 64 * mss
             else:
-                self._cwnd_acc += acked
-                if self._cwnd_acc >= self._cwnd:
-                    self._cwnd_acc -= self._cwnd
-                    self._cwnd += mss
+                # Congestion avoidance: the controller's curve. The window
+                # limited the sender if the flight before this ACK filled it
+                # to within a segment (else an application- or
+                # receiver-limited flow would grow a cwnd it never uses).
+                self._cwnd = self._cc.grow(
+                    self._cwnd, acked, now, self._srtt, self._snd_max - una + mss > self._cwnd
+                )
             if self._snd_max > ack:
                 self._rto_deadline = now + self._rto
             else:
@@ -1173,13 +1185,12 @@ class TcpConnection:
         self._rec.detect_losses(now, self._srtt, self._sacked.sacked // self._send_mss)
 
     def _enter_recovery(self) -> None:
-        """Losses were found: halve ssthresh (Reno) and let PRR pace the repair (RFC 6937)."""
-        mss = self._send_mss
+        """Losses were found: the controller lowers ssthresh, PRR paces the repair (RFC 6937)."""
         una = self._snd_una
         flight = self._snd_max - una
         rec = self._rec
         if una >= rec.recover:
-            self._ssthresh = max(flight // 2, 2 * mss)
+            self._ssthresh = self._cc.reduce(flight)
             self._count("fast_retransmit")
         else:
             # Losses of data sent before the last reduction ended (a lost
@@ -1201,8 +1212,8 @@ class TcpConnection:
         rec = self._rec
         if rec.tlp_retransmitted and not dsack and not rec.in_recovery:
             self._count("tlp_recovery")
-            self._ssthresh = max((self._snd_max - self._snd_una) // 2, self._cwnd // 2)
-            self._ssthresh = max(self._ssthresh, 2 * self._send_mss)
+            window = max(self._snd_max - self._snd_una, self._cwnd)
+            self._ssthresh = self._cc.reduce(window)
             self._cwnd = self._ssthresh
         rec.tlp_end = None
 
@@ -1477,9 +1488,8 @@ class TcpConnection:
                 return
             mss = self._send_mss
             if self._retries == 1:
-                self._ssthresh = max((self._snd_max - self._snd_una) // 2, 2 * mss)
+                self._ssthresh = self._cc.timeout(self._snd_max - self._snd_una)
             self._cwnd = mss
-            self._cwnd_acc = 0
             self._rec.abandon()
             self._rec.recover = self._snd_max
             self._send_one = False
