@@ -1,17 +1,19 @@
 """The policy through ``trionet run``: a real guest against servers on addresses of every group.
 
-The engine runs inside a namespace this test creates ("the host"), whose
-loopback carries a public-looking address (203.0.113.10, 2001:db8::10), a
-private one (10.1.2.3, fd00::10), the metadata address 169.254.169.254 and a
-link-local one (169.254.7.7), with one dual-stack server answering on all of
-them (and on the host's own loopback, which the guest reaches through its
-gateway). Nothing leaves the machine. Every target is first shown reachable
+The engine runs inside a namespace this test creates ("the host"), routed
+to a "world" namespace (tests/support/world.py) whose loopback carries a
+public-looking address (203.0.113.10, 2001:db8::10), a private one
+(10.1.2.3, fd00::10), the metadata address 169.254.169.254 and a link-local
+one (169.254.7.7), with one dual-stack server answering on all of them, and
+another on the host's own loopback, which the guest reaches through its
+gateway. Nothing leaves the machine. Every target is first shown reachable
 with ``--net all``, so a "blocked" under another profile is the policy's
 doing, not a missing server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.netns import Netns
+from tests.support.world import world
 
 pytestmark = pytest.mark.root
 
@@ -51,14 +54,18 @@ def tcp():
             c.recv(4096)
             body = (local + "\n").encode()
             c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-def udp():
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", 9090))
+def udp(address):
+    # One socket per address (argv), so a reply leaves from the address the
+    # datagram came to: a wildcard socket would answer from the veth's.
+    s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+    if address == "::":
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind((address, 9090))
     while True:
         data, peer = s.recvfrom(2048)
         s.sendto(b"udp:" + data, peer)
-threading.Thread(target=udp, daemon=True).start()
+for address in sys.argv[1:] or ["::"]:
+    threading.Thread(target=udp, args=(address,), daemon=True).start()
 tcp()
 """
 
@@ -102,16 +109,20 @@ REACHABLE = {
 @pytest.fixture
 def host(netns_factory: Callable[[str], Netns]) -> Iterator[Netns]:
     ns = netns_factory("p")
-    ns.ip_batch(f"address add {a} dev lo" for a in ADDRESSES)
-    server = subprocess.Popen(
-        ns.exec_argv([sys.executable, "-c", SERVER]), stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None and server.stdout.readline() == "ready\n"
+    with world(ns, ADDRESSES) as elsewhere, contextlib.ExitStack() as servers:
+        # One server where the addresses are, one on the host's own loopback
+        # (what the gateway stands for).
+        udp = [a.split("/")[0] for a in ADDRESSES]
+        for where, argv in ((elsewhere, udp), (ns, [])):
+            server = subprocess.Popen(
+                where.exec_argv([sys.executable, "-c", SERVER, *argv]),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            servers.callback(server.wait)
+            servers.callback(server.kill)
+            assert server.stdout is not None and server.stdout.readline() == "ready\n"
         yield ns
-    finally:
-        server.kill()
-        server.wait()
 
 
 def run_guest(

@@ -1,7 +1,7 @@
 """TLS interception with a real Linux guest and real TLS servers.
 
 The host namespace holds the engine's host side and HTTPS echo servers on
-public-looking addresses (203.0.113.0/24 on that namespace's loopback), each
+public-looking addresses (203.0.113.0/24 on a "world" namespace routed from it), each
 with a certificate from a test CA that trionet trusts as an upstream root.
 In the guest: curl, openssl s_client and Python ssl, trusting trionet's CA.
 Names are given to the guest with ``curl --resolve`` / ``-servername`` (no
@@ -25,7 +25,8 @@ import trio
 
 from tests.services.tls_servers import ConnectProxy, PlainHttpEcho, TlsEchoServer, UpstreamCa
 from tests.support.fixtures import GuestLink, GuestLinkFactory
-from tests.support.netns import in_netns
+from tests.support.netns import Netns, in_netns
+from tests.support.world import world
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.network import Network, open_network
@@ -117,8 +118,6 @@ def run_tls(
         for name in (API, OTHER, PINNED, ROGUE)
     }
     addresses = {API: API_IP, OTHER: OTHER_IP, PINNED: PINNED_IP, ROGUE: ROGUE_IP}
-    for ip in [*addresses.values(), PROXY_IP]:
-        link.host.ip("addr", "add", f"{ip}/32", "dev", "lo")
     proxy = ConnectProxy(addresses)
     plain = PlainHttpEcho()
     data: dict[str, Any] = {
@@ -139,13 +138,16 @@ def run_tls(
     config = NetworkConfig.from_dict(data)
     result: list[Setup] = []
 
-    async def main() -> None:
+    async def main(elsewhere: Netns) -> None:
         with in_netns(link.host), trio.fail_after(90):
             async with trio.open_nursery() as nursery:
-                for name, server in servers.items():
-                    await server.serve(nursery, addresses[name])
-                await proxy.serve(nursery, PROXY_IP)
-                await plain.serve(nursery, OTHER_IP)
+                # The servers are elsewhere, not on the engine's host: their
+                # sockets are made in the world namespace and stay there.
+                with in_netns(elsewhere):
+                    for name, server in servers.items():
+                        await server.serve(nursery, addresses[name])
+                    await proxy.serve(nursery, PROXY_IP)
+                    await plain.serve(nursery, OTHER_IP)
                 if dns:
                     await _start_dnsmasq(nursery, link, dns_port, addresses)
                 async with open_network(config, 0, routes=DUAL, ca=ENGINE_CA) as net:
@@ -164,7 +166,8 @@ def run_tls(
                     await body(setup)
                 nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    with world(link.host, [*addresses.values(), PROXY_IP]) as elsewhere:
+        trio.run(main, elsewhere)
     return result[0]
 
 
