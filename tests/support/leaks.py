@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,21 +40,21 @@ def assert_nothing_left(before: Snapshot) -> None:
     after = snapshot()
     left = {
         "fds": dict(sorted(after.fds - before.fds)),
-        "netns": sorted(name for name in after.netns - before.netns if not _others(name)),
+        "netns": sorted(name for name in after.netns - before.netns if _ours(name)),
         "tun_devices": sorted(after.tun_devices - before.tun_devices),
         "children": sorted(after.children - before.children),
     }
     assert not any(left.values()), f"left behind: {left}"
 
 
-def _others(netns: str) -> bool:
-    """A test namespace of another process (tests/support/netns.py names carry the pid).
+def _ours(netns: str) -> bool:
+    """A test namespace of this process (tests/support/netns.py names carry the pid).
 
-    Several test runs may share a machine; their namespaces come and go in
-    /run/netns, and are not this process's leaks.
+    Several test runs (of this branch or others, named their own way) may
+    share a machine; their namespaces come and go in /run/netns, and are not
+    this process's leaks.
     """
-    match = re.match(r"^tnt-(\d+)-", netns)
-    return match is not None and int(match.group(1)) != os.getpid()
+    return netns.startswith(f"tnt-{os.getpid()}-")
 
 
 def _open_fds() -> list[tuple[int, str]]:

@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -111,7 +112,11 @@ def preflight(userns: bool) -> None:
 
 
 def run(options: RunOptions) -> int:
-    """Run CMD to completion; return its exit status (128+N if a signal N ended it)."""
+    """Run CMD to completion; return its exit status (128+N if a signal N ended it).
+
+    For the ``trionet run`` process only: it leaves SIGINT, SIGTERM and SIGHUP
+    blocked, since the process is about to exit with the returned status.
+    """
     userns = os.geteuid() != 0
     preflight(userns)
     choice = options.network
@@ -122,7 +127,9 @@ def run(options: RunOptions) -> int:
             pcap = PcapWriter.create(options.pcap)
         except OSError as exc:
             raise RunError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    # Blocked until this process exits, deliberately never unblocked: a signal
+    # that arrives after CMD's end (while trionet tears down, or while Python
+    # exits) must not kill trionet and replace CMD's status with its own.
     block(FORWARDED)
     try:
         return trio.run(_run, options, addressing, userns, pcap)
@@ -130,10 +137,6 @@ def run(options: RunOptions) -> int:
         # Nurseries wrap what their bodies raise; the user gets the one-line reason.
         raise _first_leaf(group) from None
     finally:
-        # Swallow signals that arrived after the signalfd closed, then restore.
-        while signal.sigtimedwait(FORWARDED, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         if pcap is not None:
             pcap.close()
 
@@ -221,6 +224,10 @@ class _Supervisor:
         #: Held open so the namespace's identity cannot be reused (and its
         #: processes mistaken) until the last leftover check is done.
         self.netns_fd: int | None = None
+        #: When the end began (CMD exited, or a signal aborted the set-up), and
+        #: how long closing the TAP took: a slow end shows where its time went.
+        self.ending_since: float | None = None
+        self.tap_close_seconds = 0.0
 
     async def watch_signals(self, sigfd: SignalFd, setup_scope: trio.CancelScope) -> None:
         while True:
@@ -228,6 +235,7 @@ class _Supervisor:
             name = signal.Signals(info.signo).name
             if not self.execed:
                 log_event(logger, logging.INFO, "run.abort", signal=name)
+                self.ending_since = time.monotonic()
                 self.status = 128 + info.signo
                 setup_scope.cancel()
                 return
@@ -264,7 +272,12 @@ class _Supervisor:
         try:
             return await self._run_engine(sock, tap, self.pcap, addressing)
         finally:
+            # The kernel unregisters the TAP here, under its global network
+            # lock: on a machine busy making and deleting namespaces this is
+            # the one step of the end that can wait (logged in run.teardown).
+            started = time.monotonic()
             tap.close()
+            self.tap_close_seconds = time.monotonic() - started
 
     async def _run_engine(
         self,
@@ -298,6 +311,7 @@ class _Supervisor:
                     ipv6=addressing.ipv6 is not None,
                 )
                 status = await _wait_exit(self.child)
+                self.ending_since = time.monotonic()
                 nursery.cancel_scope.cancel()
             if self.netns is not None:
                 killed = _kill_namespace(self.netns)
@@ -357,12 +371,29 @@ async def _run(
                 _reap(child, supervisor.netns)
                 if supervisor.netns_fd is not None:
                     os.close(supervisor.netns_fd)
+                if supervisor.ending_since is not None:
+                    log_event(
+                        logger,
+                        logging.INFO,
+                        "run.teardown",
+                        ms=round((time.monotonic() - supervisor.ending_since) * 1000),
+                        tap_close_ms=round(supervisor.tap_close_seconds * 1000),
+                    )
             assert supervisor.status is not None  # set by CMD's exit or by an aborting signal
             return supervisor.status
 
 
 def _reap(child: subprocess.Popen[bytes], netns: tuple[int, int] | None) -> None:
-    """Make sure the helper or CMD is gone and waited for, whatever happened."""
+    """Make sure the helper or CMD is gone and waited for, whatever happened.
+
+    A signal may abort the set-up after the helper made its namespace but
+    before it reported it: the namespace is then read from the helper itself
+    (before it is killed), so that whatever it started there dies too.
+    """
+    if netns is None and child.poll() is None:
+        own = _netns_id(os.getpid())
+        netns = _netns_id(child.pid)
+        netns = None if netns == own else netns
     if child.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             child.kill()
