@@ -148,9 +148,10 @@ def test_no_command_is_a_usage_error() -> None:
 def test_sigint_ends_command_and_engine_leaving_nothing(http_port: int) -> None:
     before = snapshot()
     process = subprocess.Popen(
-        [*TRIONET, "run", "--", "sh", "-c", "readlink /proc/self/ns/net; exec sleep 60"],
+        [*TRIONET, "run", "-v", "--", "sh", "-c", "readlink /proc/self/ns/net; exec sleep 60"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,  # -v: run.start, run.abort or run.end, run.teardown
         text=True,
     )
     assert process.stdout is not None
@@ -161,8 +162,13 @@ def test_sigint_ends_command_and_engine_leaving_nothing(http_port: int) -> None:
         assert time.monotonic() < deadline, _processes_in_netns(netns)
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=10) == 128 + signal.SIGINT
-    process.stdout.close()
+    try:
+        _, log = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, log = process.communicate()
+        pytest.fail(f"still running 10 s after SIGINT; its log:\n{log}")
+    assert process.returncode == 128 + signal.SIGINT, log
     assert _processes_in_netns(netns) == []  # so the namespace (and its TAP) is gone
     assert_nothing_left(before)
 
