@@ -41,6 +41,7 @@ from typing import Final
 import trio
 
 from trionet.addressing import GuestAddressing, derive_addressing
+from trionet.cli.errors import first_leaf
 from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
@@ -133,9 +134,11 @@ def run(options: RunOptions) -> int:
     block(FORWARDED)
     try:
         return trio.run(_run, options, addressing, userns, pcap)
-    except* RunError as group:
-        # Nurseries wrap what their bodies raise; the user gets the one-line reason.
-        raise _first_leaf(group) from None
+    except BaseExceptionGroup as group:
+        error = first_leaf(group, RunError)
+        if error is None:
+            raise
+        raise error from None
     finally:
         if pcap is not None:
             pcap.close()
@@ -327,11 +330,6 @@ class _Supervisor:
                 tap_drops_out=tap.counters.drops_out,
             )
         return status
-
-
-def _first_leaf(group: BaseExceptionGroup[RunError]) -> RunError:
-    first = group.exceptions[0]
-    return first if isinstance(first, RunError) else _first_leaf(first)
 
 
 def _exec_error(message: bytes, command: str) -> RunError:
