@@ -34,6 +34,10 @@ SYSTEM_TOOLS = [
     # The rootless trionet run test: a user nobody, a private mount namespace.
     ("setpriv", "util-linux"),
     ("unshare", "util-linux"),
+    # Stock DHCP clients and an independent RA parser for the guests that
+    # configure themselves (tests/dhcp/test_real_guests.py).
+    ("dhclient", "isc-dhcp-client"),
+    ("rdisc6", "ndisc6"),
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [

@@ -36,6 +36,9 @@ from pathlib import Path
 
 from trionet.wire import ParseError
 from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
+from trionet.wire.dhcpv4 import DHCP_SERVER_PORT, MessageType, parse_dhcpv4
+from trionet.wire.dhcpv6 import DHCPV6_SERVER_PORT, parse_dhcpv6
+from trionet.wire.dhcpv6 import MessageType as Dhcpv6Type
 from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_ethernet
 from trionet.wire.frames import build_arp_frame, build_ipv4_frame, build_ipv6_frame
 from trionet.wire.icmpv4 import Icmpv4Echo, parse_icmpv4
@@ -315,6 +318,10 @@ def describe(frame: bytes) -> str:
             if ip4.protocol == PROTO_TCP:
                 return f"ipv4-{_tcp_slug(parse_tcp(l4, None)[0])}"
             if ip4.protocol == PROTO_UDP:
+                udp4, data4 = parse_udp(l4, None)
+                if udp4.dst_port == DHCP_SERVER_PORT:
+                    kind = parse_dhcpv4(data4).message_type
+                    return f"ipv4-udp-dhcp-{MessageType(kind).name.lower() if kind else 'none'}"
                 return "ipv4-udp"
             if ip4.protocol == PROTO_ICMP:
                 return f"ipv4-icmp-{_icmp_slug(parse_icmpv4(l4)[0])}"
@@ -327,7 +334,10 @@ def describe(frame: bytes) -> str:
             if ip6.next_header == PROTO_TCP:
                 return f"ipv6-{_tcp_slug(parse_tcp(l4, None)[0])}"
             if ip6.next_header == PROTO_UDP:
-                parse_udp(l4, None)
+                udp6, data6 = parse_udp(l4, None)
+                if udp6.dst_port == DHCPV6_SERVER_PORT:
+                    kind6 = parse_dhcpv6(data6).msg_type
+                    return f"ipv6-udp-dhcpv6-{Dhcpv6Type(kind6).name.lower()}"
                 return "ipv6-udp"
             if ip6.next_header == NEXT_HEADER_ICMPV6:
                 return f"ipv6-icmpv6-{_icmp_slug(parse_icmpv6(l4, None)[0])}"

@@ -17,6 +17,7 @@ tables stay within their bounds.
 from __future__ import annotations
 
 from fuzz.walk import walk_frame
+from trionet.dhcp.config import DhcpConfig
 from trionet.stack.flows import OffloadFrame, OutFrame, TcpConnectRequested
 from trionet.stack.interface import Stack, StackParams
 from trionet.stack.reassembly import DEFAULT_MAX_BYTES, DEFAULT_MAX_DATAGRAMS
@@ -35,6 +36,8 @@ CORPUS_GATEWAY = StackParams(
     guest_ipv6=bytes.fromhex("fd770000000000000000000000000002"),
     max_connections=MAX_CONNECTIONS,
     isn_secret=bytes(16),
+    # DHCPv4, DHCPv6 and router advertisements answer too (the RA once the link is up).
+    dhcp=DhcpConfig(search_domains=("corp.example",)),
 )
 
 

@@ -11,14 +11,36 @@ verification on (so the verifying path is fuzzed past the checksum too).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
+from collections import Counter
 from collections.abc import Callable
 
 from fuzz.stack_target import fuzz_stack
 from fuzz.walk import walk_frame
+from trionet.dhcp.config import DhcpConfig
+from trionet.dhcp.v4 import Dhcpv4Server
+from trionet.dhcp.v6 import Dhcpv6Server
 from trionet.wire import ParseError
 from trionet.wire.arp import parse_arp
 from trionet.wire.checksum import internet_checksum, pseudo_header_v4, pseudo_header_v6
+from trionet.wire.dhcpv4 import (
+    DHCP_SERVER_PORT,
+    Option,
+    decode_classless_routes,
+    decode_domain_search,
+    encode_classless_routes,
+    encode_domain_search,
+    parse_dhcpv4,
+)
+from trionet.wire.dhcpv6 import (
+    DHCPV6_SERVER_PORT,
+    IaNa,
+    parse_dhcpv6,
+    parse_ia_address,
+    parse_ia_na,
+)
+from trionet.wire.dhcpv6 import Option as Dhcpv6Option
 from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parse_ethernet
 from trionet.wire.icmpv4 import parse_icmpv4
 from trionet.wire.icmpv6 import parse_icmpv6
@@ -148,6 +170,72 @@ def fuzz_icmpv6(data: bytes) -> None:
         assert parse_icmpv6(wire, emitted_pseudo) == (message, body)
 
 
+_CLIENT_MAC = bytes.fromhex("02aa00000002")
+_SERVER_MAC = bytes.fromhex("02aa00000001")
+
+
+def fuzz_dhcpv4(data: bytes) -> None:
+    """The codec round-trips, its structured options too, and the server answers sanely."""
+    try:
+        message = parse_dhcpv4(data)
+    except ParseError:
+        return
+    assert parse_dhcpv4(message.to_bytes()) == message
+    for code, value in message.options:
+        with contextlib.suppress(ParseError):
+            if code == Option.CLASSLESS_ROUTES:
+                routes = decode_classless_routes(value)
+                assert decode_classless_routes(encode_classless_routes(routes)) == routes
+            elif code == Option.DOMAIN_SEARCH:
+                names = decode_domain_search(value)
+                assert decode_domain_search(encode_domain_search(names)) == names
+    # The server sees the message as if from its client (else it only counts a foreign MAC).
+    server = Dhcpv4Server(
+        DhcpConfig(search_domains=("corp.example",)),
+        server=bytes([10, 77, 0, 1]),
+        client=bytes([10, 77, 0, 2]),
+        prefix_len=30,
+        client_mac=_CLIENT_MAC,
+        mtu=1500,
+        drops=Counter(),
+    )
+    ours = dataclasses.replace(message, chaddr=_CLIENT_MAC + message.chaddr[6:], hlen=6, htype=1)
+    reply = server.answer(ours, 0.0)
+    if reply is not None:
+        wire = reply.message.to_bytes()
+        assert parse_dhcpv4(wire) == reply.message
+        assert len(wire) + 28 <= 576 or ours.option(Option.MAX_MESSAGE_SIZE) is not None
+
+
+def fuzz_dhcpv6(data: bytes) -> None:
+    """The codec and its nested options round-trip, and the server answers sanely."""
+    try:
+        message = parse_dhcpv6(data)
+    except ParseError:
+        return
+    assert parse_dhcpv6(message.to_bytes()) == message
+    for code, value in message.options:
+        if code == Dhcpv6Option.IA_NA:
+            with contextlib.suppress(ParseError):
+                ia = parse_ia_na(value)
+                assert IaNa(ia.iaid, ia.t1, ia.t2, ia.options).to_bytes() == value
+                for nested_code, nested in ia.options:
+                    if nested_code == Dhcpv6Option.IAADDR:
+                        address = parse_ia_address(nested)
+                        assert address.to_bytes() == nested
+    server = Dhcpv6Server(
+        DhcpConfig(search_domains=("corp.example",)),
+        address=bytes.fromhex("fd770000000000000000000000000002"),
+        dns_server=bytes.fromhex("fd770000000000000000000000000001"),
+        server_mac=_SERVER_MAC,
+        drops=Counter(),
+    )
+    reply = server.answer(message, 0.0)
+    if reply is not None:
+        assert parse_dhcpv6(reply.to_bytes()) == reply
+        assert reply.transaction_id == message.transaction_id
+
+
 def fuzz_frame(data: bytes) -> None:
     """The stack's receive path: Ethernet, then IP, then transport, checksums verified."""
     with contextlib.suppress(ParseError):
@@ -164,6 +252,8 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "tcp": (fuzz_tcp, "tcp"),
     "icmpv4": (fuzz_icmpv4, "icmpv4"),
     "icmpv6": (fuzz_icmpv6, "icmpv6"),
+    "dhcpv4": (fuzz_dhcpv4, "dhcpv4"),
+    "dhcpv6": (fuzz_dhcpv6, "dhcpv6"),
     "frame": (fuzz_frame, "frame"),
     "stack": (fuzz_stack, "frame"),
 }
@@ -192,4 +282,8 @@ def layers_of(frame: bytes) -> dict[str, bytes]:
     name = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmpv4", 58: "icmpv6"}.get(proto)
     if name is not None:
         found[name] = bytes(l4)
+    if name == "udp" and len(l4) >= 8:
+        port = int.from_bytes(l4[2:4], "big")
+        if port in (DHCP_SERVER_PORT, DHCPV6_SERVER_PORT):
+            found["dhcpv4" if port == DHCP_SERVER_PORT else "dhcpv6"] = bytes(l4[8:])
     return found

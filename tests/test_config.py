@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.dhcp.test_dhcp_config import dhcp_configs
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 
 
 def test_defaults() -> None:
@@ -45,6 +47,7 @@ def test_dict_form_uses_text_for_addresses() -> None:
         },
         "host_alias": "host.trionet.internal",
         "max_connections": 4096,
+        "dhcp": DhcpConfig().to_dict(),
     }
 
 
@@ -75,6 +78,7 @@ configs = st.builds(
     interface=interfaces,
     host_alias=st.sampled_from(["host.trionet.internal", "h", "a-b.c0.example"]),
     max_connections=st.integers(1, 4096),
+    dhcp=dhcp_configs,
 )
 
 

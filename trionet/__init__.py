@@ -18,6 +18,7 @@ touching each other's lines.
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
+from trionet.dhcp.config import DhcpConfig
 from trionet.engine.backend import FrameBackend, FrameSink
 from trionet.engine.guest_stream import GuestTcpStream
 from trionet.engine.metrics import MetricsHandle
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 # One name a line, sorted (ruff RUF022): features add lines without touching others'.
 __all__ = [
     "ConfigError",
+    "DhcpConfig",
     "FlowHandler",
     "FlowPolicy",
     "FrameBackend",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
+from trionet.dhcp.config import DhcpConfig
 
 __all__ = [
     "MAX_CONNECTIONS_LIMIT",
@@ -125,6 +126,7 @@ class NetworkConfig:
     interface: InterfaceOverrides = field(default_factory=InterfaceOverrides)
     host_alias: str = DEFAULT_HOST_ALIAS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
 
     def __post_init__(self) -> None:
         check_hostname("host_alias", self.host_alias)
@@ -144,6 +146,7 @@ class NetworkConfig:
         interface_data = reader.take("interface", Mapping, None)
         host_alias = reader.take("host_alias", str, DEFAULT_HOST_ALIAS)
         max_connections = reader.take("max_connections", int, DEFAULT_MAX_CONNECTIONS)
+        dhcp_data = reader.take("dhcp", Mapping, {})
         reader.finish()
         interface = (
             InterfaceOverrides()
@@ -155,6 +158,7 @@ class NetworkConfig:
             interface=interface,
             host_alias=host_alias,
             max_connections=max_connections,
+            dhcp=DhcpConfig.from_dict(dhcp_data, "dhcp."),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +176,7 @@ class NetworkConfig:
             "interface": interface,
             "host_alias": self.host_alias,
             "max_connections": self.max_connections,
+            "dhcp": self.dhcp.to_dict(),
         }
 
     @classmethod

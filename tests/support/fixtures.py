@@ -89,8 +89,14 @@ def guest_link_factory(netns_factory: NetnsFactory) -> Iterator[GuestLinkFactory
         offload: bool = True,
         uso: bool = True,
         host: Netns | None = None,
+        configure: bool = True,
     ) -> GuestLink:
-        """Build the pair; ``env`` defaults to :func:`default_guest_env` (slot 0)."""
+        """Build the pair; ``env`` defaults to :func:`default_guest_env` (slot 0).
+
+        ``configure=False`` leaves the guest as a stock OS boots: only the
+        NIC's MAC is set (a VMM's job) and loopback is up; no address, route
+        or link state comes from the variables (DHCP and RA tests).
+        """
         variables = env_mapping(default_guest_env() if env is None else env)
         config = parse_guest_env(variables)
         host = host or netns_factory("h")
@@ -99,7 +105,10 @@ def guest_link_factory(netns_factory: NetnsFactory) -> Iterator[GuestLinkFactory
             tap = TapDevice.open("tnt0", offload=offload, uso=uso)
         taps.append(tap)
         move_link(host, tap.name, guest, config.iface)
-        configure_guest(guest, config)
+        if configure:
+            configure_guest(guest, config)
+        else:
+            guest.ip_batch([f"link set dev {config.iface} address {config.mac}"])
         return GuestLink(host, guest, tap, config, variables)
 
     yield make

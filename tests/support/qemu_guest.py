@@ -23,6 +23,7 @@ from pathlib import Path
 
 __all__ = [
     "GUEST_KERNEL_DIR",
+    "STOCK_INIT",
     "GuestKernel",
     "build_initramfs",
     "find_guest_kernel",
@@ -71,6 +72,50 @@ poweroff -f
 """.replace("EXIT_MARKER", EXIT_MARKER)
 
 
+#: A stock guest's init: eth0 from DHCP (busybox udhcpc) and SLAAC, nothing from
+#: trionet (no MSB_NET* variables, no addresses known in advance). udhcpc's
+#: lease script is UDHCPC_SCRIPT, what a distribution's default.script does.
+STOCK_INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mkdir -p /etc
+for m in /modules/*.ko; do insmod "$m"; done
+ip link set lo up
+echo 2 > /proc/sys/net/ipv6/conf/eth0/accept_ra
+ip link set eth0 up
+udhcpc -i eth0 -s /udhcpc.script -q -n -t 10 -T 1
+# SLAAC: wait (10 s at most) for a usable global address from the advertisement.
+i=0
+while [ $i -lt 50 ]; do
+    ip -6 addr show dev eth0 | grep "scope global" | grep -qv tentative && break
+    sleep 0.2
+    i=$((i + 1))
+done
+sh /script
+echo "EXIT_MARKER $?"
+poweroff -f
+""".replace("EXIT_MARKER", EXIT_MARKER)
+
+UDHCPC_SCRIPT = r"""#!/bin/sh
+case "$1" in
+    deconfig)
+        ip -4 addr flush dev "$interface"
+        ;;
+    bound|renew)
+        ip addr add "$ip/$mask" dev "$interface"
+        [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+        for r in $router; do ip route add default via "$r" dev "$interface"; done
+        {
+            [ -n "$search" ] && echo "search $search"
+            for d in $dns; do echo "nameserver $d"; done
+        } > /etc/resolv.conf
+        ;;
+esac
+exit 0
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class GuestKernel:
     vmlinuz: Path
@@ -91,8 +136,12 @@ def find_guest_kernel() -> GuestKernel | None:
     return None
 
 
-def build_initramfs(kernel: GuestKernel, script: str, dest: Path) -> Path:
-    """Write ``dest`` (a newc cpio archive) holding busybox, the modules, init and ``script``."""
+def build_initramfs(kernel: GuestKernel, script: str, dest: Path, *, stock: bool = False) -> Path:
+    """Write ``dest`` (a newc cpio archive) holding busybox, the modules, init and ``script``.
+
+    ``stock`` makes init a stock guest's (:data:`STOCK_INIT`: DHCP and SLAAC)
+    instead of one that reads the ``MSB_NET*`` variables.
+    """
     busybox = shutil.which("busybox")
     if busybox is None:
         raise FileNotFoundError("busybox-static is not installed")
@@ -107,8 +156,11 @@ def build_initramfs(kernel: GuestKernel, script: str, dest: Path) -> Path:
         shutil.copy(
             kernel.modules / "kernel" / module, root / "modules" / f"{i:02d}-{Path(module).name}"
         )
-    (root / "init").write_text(_INIT)
+    (root / "init").write_text(STOCK_INIT if stock else _INIT)
     (root / "init").chmod(0o755)
+    if stock:
+        (root / "udhcpc.script").write_text(UDHCPC_SCRIPT)
+        (root / "udhcpc.script").chmod(0o755)
     (root / "script").write_text(script)
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     with dest.open("wb") as out:

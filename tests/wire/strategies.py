@@ -39,6 +39,13 @@ macs = st.binary(min_size=6, max_size=6)
 ipv4_addrs = st.binary(min_size=4, max_size=4)
 ipv6_addrs = st.binary(min_size=16, max_size=16)
 payloads = st.binary(max_size=300)
+#: Names as the codecs hand them back: lowercase labels without dots, 1..63 bytes each.
+dns_labels = st.from_regex(r"[a-z0-9_-]{1,63}", fullmatch=True)
+domain_names = (
+    st.lists(dns_labels, min_size=1, max_size=6)
+    .map(".".join)
+    .filter(lambda name: len(name) + 2 <= 255)
+)
 
 TAG_TYPES = (0x8100, 0x88A8, 0x9100)
 EXTENSION_HEADERS = (0, 43, 44, 60)
@@ -142,6 +149,7 @@ prefix_infos = st.builds(
 @st.composite
 def router_advertisements(draw: st.DrawFn) -> RouterAdvertisement:
     dns_servers = tuple(draw(st.lists(ipv6_addrs, max_size=3)))
+    search_domains = tuple(draw(st.lists(domain_names, max_size=3)))
     return RouterAdvertisement(
         cur_hop_limit=draw(u8),
         flags=draw(u8),
@@ -154,6 +162,8 @@ def router_advertisements(draw: st.DrawFn) -> RouterAdvertisement:
         dns_servers=dns_servers,
         # The lifetime travels in the RDNSS option, so only with servers.
         dns_lifetime=draw(u32) if dns_servers else 0,
+        search_domains=search_domains,
+        dnssl_lifetime=draw(u32) if search_domains else 0,
     )
 
 

@@ -115,6 +115,8 @@ def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackPa
         guest_ipv6=None if addressing.ipv6 is None else addressing.ipv6.guest.packed,
         max_connections=config.max_connections,
         isn_secret=os.urandom(16),
+        dhcp=config.dhcp,
+        ipv4_prefix_len=30 if addressing.ipv4 is None else addressing.ipv4.prefix_len,
     )
 
 

@@ -16,6 +16,10 @@ import enum
 from collections import Counter
 from dataclasses import dataclass
 
+from trionet.dhcp.config import DhcpConfig
+from trionet.dhcp.router_adverts import RouterAdvertiser
+from trionet.dhcp.v4 import Dhcpv4Server
+from trionet.dhcp.v6 import Dhcpv6Server
 from trionet.stack.flows import EchoRequested, FlowKey, OutFrame, StackEvent, UdpReceived
 from trionet.stack.output import GuestOutput
 from trionet.stack.reassembly import Reassembler
@@ -23,6 +27,13 @@ from trionet.stack.tcp_table import RefuseReason, TcpStatus, TcpTable
 from trionet.wire import ParseError
 from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
 from trionet.wire.checksum import pseudo_header_v4, pseudo_header_v6
+from trionet.wire.dhcpv4 import DHCP_CLIENT_PORT, DHCP_SERVER_PORT, parse_dhcpv4
+from trionet.wire.dhcpv6 import (
+    ALL_DHCP_SERVERS,
+    DHCPV6_CLIENT_PORT,
+    DHCPV6_SERVER_PORT,
+    parse_dhcpv6,
+)
 from trionet.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, split_ethernet
 from trionet.wire.frames import build_arp_frame
 from trionet.wire.icmpv4 import (
@@ -41,6 +52,7 @@ from trionet.wire.icmpv6 import (
     Icmpv6TimeExceeded,
     NeighborAdvertisement,
     NeighborSolicitation,
+    RouterSolicitation,
     parse_icmpv6,
 )
 from trionet.wire.ipv4 import (
@@ -57,7 +69,11 @@ from trionet.wire.udp import UdpHeader, parse_udp
 __all__ = ["RefuseReason", "Stack", "StackParams", "TcpStatus"]
 
 _ALL_NODES_V6 = bytes.fromhex("ff020000000000000000000000000001")
+_ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
+_BROADCAST_V4 = b"\xff\xff\xff\xff"
+_BROADCAST_MAC = b"\xff" * 6
 _UNSPECIFIED_V6 = bytes(16)
+_ZERO_IID = bytes(8)
 _ICMPV6_PORT_UNREACHABLE = 4
 _ICMPV6_ADDRESS_UNREACHABLE = 3
 #: UDP's 16-bit length, less its header (and IPv4's, whose total length is 16-bit too).
@@ -85,6 +101,10 @@ class StackParams:
     guest_ipv6: bytes | None
     max_connections: int
     isn_secret: bytes
+    #: DHCPv4, router advertisements and DHCPv6 for guests without an agent (None: off)
+    dhcp: DhcpConfig | None = None
+    #: the guest's IPv4 prefix length, as DHCP hands it out
+    ipv4_prefix_len: int = 30
 
 
 class _Version(enum.IntEnum):
@@ -108,6 +128,46 @@ class Stack:
         }
         self._out = GuestOutput(params, self._frames)
         self.tcp = TcpTable(params, self._frames, self._events, self.drops)
+        self.dhcpv4: Dhcpv4Server | None = None
+        self.dhcpv6: Dhcpv6Server | None = None
+        self.router_advertiser: RouterAdvertiser | None = None
+        self._setup_autoconf(params)
+        #: the guest has not spoken IPv6 yet (router advertisements wait until it does)
+        self._ipv6_quiet = self.router_advertiser is not None
+
+    def _setup_autoconf(self, params: StackParams) -> None:
+        dhcp = params.dhcp
+        if dhcp is None or not dhcp.enabled:
+            return
+        if params.gateway_ipv4 is not None and params.guest_ipv4 is not None:
+            self.dhcpv4 = Dhcpv4Server(
+                dhcp,
+                server=params.gateway_ipv4,
+                client=params.guest_ipv4,
+                prefix_len=params.ipv4_prefix_len,
+                client_mac=params.guest_mac,
+                mtu=params.mtu,
+                drops=self.drops,
+            )
+        if params.guest_ipv6 is None or params.gateway_ipv6 is None:
+            return
+        if dhcp.dhcpv6:
+            self.dhcpv6 = Dhcpv6Server(
+                dhcp,
+                address=params.guest_ipv6,
+                dns_server=params.gateway_ipv6,
+                server_mac=params.gateway_mac,
+                drops=self.drops,
+            )
+        if dhcp.router_advertisements and params.gateway_ipv6_link_local is not None:
+            self.router_advertiser = RouterAdvertiser(
+                dhcp,
+                prefix=params.guest_ipv6,
+                gateway=params.gateway_ipv6,
+                gateway_mac=params.gateway_mac,
+                mtu=params.mtu,
+                drops=self.drops,
+            )
 
     # -- output ---------------------------------------------------------------
 
@@ -136,9 +196,14 @@ class Stack:
     # -- time -------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
+        advertiser = self.router_advertiser
         deadlines = [
             d
-            for d in (self.tcp.next_deadline(), self._reassembly.next_deadline())
+            for d in (
+                self.tcp.next_deadline(),
+                self._reassembly.next_deadline(),
+                None if advertiser is None else advertiser.next_deadline(),
+            )
             if d is not None
         ]
         return min(deadlines) if deadlines else None
@@ -147,6 +212,8 @@ class Stack:
         """Run every timer due at ``now``."""
         self.tcp.poll(now)
         self._reassembly.expire(now)
+        if self.router_advertiser is not None and self.router_advertiser.due(now):
+            self._send_router_advertisement()
 
     # -- input ------------------------------------------------------------------
 
@@ -173,10 +240,18 @@ class Stack:
                     # Nothing we relay may come as a link broadcast (RFC 1122
                     # 3.3.6); the subnet's broadcast address, which we cannot
                     # tell from a remote one, arrives exactly like that.
-                    self.drops["link_broadcast"] += 1
+                    # DHCP is the exception: a client without an address broadcasts.
+                    if self.dhcpv4 is None or not self._dhcpv4_broadcast(
+                        payload, now, checksum_valid
+                    ):
+                        self.drops["link_broadcast"] += 1
                     return
                 self._ipv4(payload, now, checksum_valid)
             elif ethertype == ETHERTYPE_IPV6:
+                if self._ipv6_quiet:
+                    self._ipv6_quiet = False
+                    assert self.router_advertiser is not None
+                    self.router_advertiser.link_up(now)
                 self._ipv6(payload, now, checksum_valid)
             elif ethertype == ETHERTYPE_ARP:
                 self._arp(payload)
@@ -282,7 +357,10 @@ class Stack:
             if ip.fragment is not None:
                 self.drops["unsupported_fragment"] += 1
                 return
-            self._icmpv6(ip, body)
+            self._icmpv6(ip, body, now)
+            return
+        if dst == ALL_DHCP_SERVERS and next_header == PROTO_UDP and self.dhcpv6 is not None:
+            self._dhcpv6_in(ip, body, now, checksum_valid)
             return
         if not self._valid_source_v6(src, dst):
             self.drops["bad_source"] += 1
@@ -343,17 +421,33 @@ class Stack:
         else:
             # A zero UDP checksum means "none" in IPv4 only (RFC 8200 8.1).
             udp, data = parse_udp(body, pseudo, zero_checksum_ok=version == 4)
+            if (
+                udp.dst_port == DHCP_SERVER_PORT
+                and version == 4
+                and self.dhcpv4 is not None
+                and dst == self.params.gateway_ipv4
+            ):
+                self._dhcpv4_in(data, now)  # a renewal, unicast to the server
+                return
             key = FlowKey(version, src, udp.src_port, dst, udp.dst_port)
             self._events.append(UdpReceived(key, bytes(data)))
 
     def _valid_source_v6(self, src: bytes, dst: bytes) -> bool:
-        """The guest's address, or a link-local one for the gateway itself.
+        """An address in the guest's /64, or a link-local one for the gateway itself.
 
+        Besides the slot's ::2, a guest may form addresses of its own in
+        the advertised /64 (SLAAC, privacy addresses; RFC 4862, 8981): all
+        are its own, as no one else is on the link. Not the gateway's ::1
+        nor the subnet-router anycast ::0, and nothing outside the /64.
         A link-local source never leaves its link (RFC 4291 2.5.6): relaying
         it to a remote destination would be forwarding it.
         """
-        if src == self.params.guest_ipv6:
+        guest = self.params.guest_ipv6
+        if src == guest:
             return True
+        assert guest is not None
+        if src[:8] == guest[:8]:
+            return src[8:] != _ZERO_IID and src not in self._gateways_v6
         return src[:2] == b"\xfe\x80" and dst in self._gateways_v6
 
     def _martian_v6(self, dst: bytes) -> bool:
@@ -367,7 +461,7 @@ class Stack:
             return True
         return dst[0] == 0xFE and dst[1] & 0xC0 == 0x80 and dst not in self._gateways_v6
 
-    def _icmpv6(self, ip: Ipv6Header, body: memoryview) -> None:
+    def _icmpv6(self, ip: Ipv6Header, body: memoryview, now: float) -> None:
         params = self.params
         message, data = parse_icmpv6(
             body, pseudo_header_v6(ip.src, ip.dst, NEXT_HEADER_ICMPV6, len(body))
@@ -392,6 +486,16 @@ class Stack:
                 else (message.source_lladdr or params.guest_mac)
             )
             self._out.ipv6(message.target, dst, advert, b"", hop_limit=255, dst_mac=dst_mac)
+            return
+        if isinstance(message, RouterSolicitation):
+            advertiser = self.router_advertiser
+            # RFC 4861 6.1.1: hop limit 255 proves it came from the link.
+            if advertiser is None:
+                self.drops["icmp_ignored"] += 1  # no advertisements configured
+            elif ip.hop_limit != 255:
+                self.drops["ndp_ignored"] += 1
+            elif advertiser.solicited(now):
+                self._send_router_advertisement()
             return
         if isinstance(message, Icmpv6Echo) and message.request:
             if not self._valid_source_v6(ip.src, ip.dst):
@@ -426,6 +530,89 @@ class Stack:
             ip.src, ip.dst, ip.next_header, len(body), ip.hop_limit, fragment=ip.fragment
         ).to_bytes()
         self._out.icmpv6_error(src, message, original + bytes(body))
+
+    # -- address autoconfiguration -----------------------------------------------
+
+    def _dhcpv4_broadcast(self, payload: memoryview, now: float, checksum_valid: bool) -> bool:
+        """Serve a broadcast DHCP request; False if the datagram is something else."""
+        fields, body = unpack_ipv4(payload)
+        src, dst, protocol, _, _, _, _, more_fragments, frag_offset, _ = fields
+        if protocol != PROTO_UDP or more_fragments or frag_offset:
+            return False
+        if dst not in (_BROADCAST_V4, self.params.gateway_ipv4):
+            return False
+        pseudo = None if checksum_valid else pseudo_header_v4(src, dst, PROTO_UDP, len(body))
+        udp, data = parse_udp(body, pseudo, zero_checksum_ok=True)
+        if udp.dst_port != DHCP_SERVER_PORT:
+            return False
+        self._dhcpv4_in(data, now)
+        return True
+
+    def _dhcpv4_in(self, data: memoryview, now: float) -> None:
+        server = self.dhcpv4
+        assert server is not None and self.params.gateway_ipv4 is not None
+        try:
+            message = parse_dhcpv4(data)
+        except ParseError:
+            self.drops["dhcp_malformed"] += 1
+            return
+        reply = server.answer(message, now)
+        if reply is None:
+            return
+        self._out.ipv4(
+            self.params.gateway_ipv4,
+            UdpHeader(DHCP_SERVER_PORT, DHCP_CLIENT_PORT),
+            reply.message.to_bytes(),
+            dst=reply.dst_ip,
+            dst_mac=_BROADCAST_MAC if reply.broadcast else None,
+        )
+
+    def _dhcpv6_in(
+        self, ip: Ipv6Header, body: memoryview, now: float, checksum_valid: bool
+    ) -> None:
+        server = self.dhcpv6
+        assert server is not None
+        if ip.fragment is not None:
+            self.drops["unsupported_fragment"] += 1
+            return
+        # RFC 8415 13.1: clients send from their link-local address.
+        if ip.src[:2] != b"\xfe\x80" and not self._valid_source_v6(ip.src, ip.dst):
+            self.drops["bad_source"] += 1
+            return
+        pseudo = None
+        if not checksum_valid:
+            pseudo = pseudo_header_v6(ip.src, ip.dst, PROTO_UDP, len(body))
+        udp, data = parse_udp(body, pseudo, zero_checksum_ok=False)
+        if udp.dst_port != DHCPV6_SERVER_PORT:
+            self.drops["unsupported_destination"] += 1
+            return
+        try:
+            message = parse_dhcpv6(data)
+        except ParseError:
+            self.drops["dhcpv6_malformed"] += 1
+            return
+        reply = server.answer(message, now)
+        if reply is None:
+            return
+        source = self.params.gateway_ipv6_link_local or self.params.gateway_ipv6
+        assert source is not None
+        self._out.ipv6(
+            source, ip.src, UdpHeader(DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT), reply.to_bytes()
+        )
+
+    def _send_router_advertisement(self) -> None:
+        advertiser = self.router_advertiser
+        source = self.params.gateway_ipv6_link_local
+        assert advertiser is not None and source is not None
+        # To all nodes, solicited or not: every address the guest holds learns at once.
+        self._out.ipv6(
+            source,
+            _ALL_NODES_V6,
+            advertiser.advertisement,
+            b"",
+            hop_limit=255,
+            dst_mac=_ALL_NODES_MAC,
+        )
 
     # -- UDP and ICMP from the engine ---------------------------------------------------
 

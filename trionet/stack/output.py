@@ -49,15 +49,19 @@ class GuestOutput:
         src: bytes,
         transport: TcpHeader | UdpHeader | Icmpv4Message,
         payload: bytes | memoryview,
+        *,
+        dst: bytes | None = None,
+        dst_mac: bytes | None = None,
     ) -> None:
-        """An IPv4 packet from ``src`` to the guest."""
+        """An IPv4 packet from ``src`` to the guest (or ``dst``, for DHCP's broadcasts)."""
         params = self._params
-        assert params.guest_ipv4 is not None
+        dst = dst or params.guest_ipv4
+        assert dst is not None
         head = build_ipv4_frame(
             params.gateway_mac,
-            params.guest_mac,
+            dst_mac or params.guest_mac,
             src,
-            params.guest_ipv4,
+            dst,
             transport,
             payload=payload,
         )

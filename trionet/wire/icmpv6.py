@@ -4,7 +4,8 @@ Errors (destination unreachable, packet too big, time exceeded, parameter
 problem), echo, and the four NDP messages a host-facing router needs: router
 solicitation/advertisement and neighbour solicitation/advertisement, with
 the source/target link-layer address, prefix information and MTU options,
-and the RDNSS option (RFC 8106) so guests can learn a DNS server from the RA.
+and the RDNSS and DNSSL options (RFC 8106) so guests can learn a DNS server
+and search domains from the RA.
 Unknown types parse as :class:`Icmpv6Other`; unknown NDP options are skipped
 by their length, and a zero option length is rejected (RFC 4861 4.6: it
 would loop forever).
@@ -21,6 +22,7 @@ from typing import TypeAlias
 
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.checksum import ones_sum
+from trionet.wire.domain_names import decode_names, encode_names
 from trionet.wire.errors import ParseError
 
 __all__ = [
@@ -74,6 +76,7 @@ OPT_TARGET_LLADDR = 2
 OPT_PREFIX_INFO = 3
 OPT_MTU = 5
 OPT_RDNSS = 25
+OPT_DNSSL = 31
 
 _HEADER = struct.Struct("!BBHI")
 _ECHO = struct.Struct("!BBHHH")
@@ -263,6 +266,7 @@ class RouterAdvertisement:
 
     ``dns_servers`` (16-byte addresses) travel in one RDNSS option with
     ``dns_lifetime`` seconds; the lifetime means nothing without servers.
+    ``search_domains`` travel in one DNSSL option with ``dnssl_lifetime``.
     """
 
     cur_hop_limit: int = 64
@@ -275,12 +279,20 @@ class RouterAdvertisement:
     prefixes: tuple[NdpPrefixInfo, ...] = ()
     dns_servers: tuple[bytes, ...] = ()
     dns_lifetime: int = 0
+    search_domains: tuple[str, ...] = ()
+    dnssl_lifetime: int = 0
+
+    def _dnssl_names(self) -> bytes:
+        names = encode_names(self.search_domains)
+        return names + bytes(-(8 + len(names)) % 8)  # padded to whole 8-byte units
 
     @property
     def header_len(self) -> int:
         length = 16 + 32 * len(self.prefixes)
         if self.dns_servers:
             length += 8 + 16 * len(self.dns_servers)
+        if self.search_domains:
+            length += 8 + len(self._dnssl_names())
         if self.source_lladdr is not None:
             length += 8
         if self.mtu is not None:
@@ -330,6 +342,11 @@ class RouterAdvertisement:
             for server in self.dns_servers:
                 buf[pos : pos + 16] = server
                 pos += 16
+        if self.search_domains:
+            names = self._dnssl_names()
+            _MTU_OPT.pack_into(buf, pos, OPT_DNSSL, 1 + len(names) // 8, 0, self.dnssl_lifetime)
+            buf[pos + 8 : pos + 8 + len(names)] = names
+            pos += 8 + len(names)
         return _finish(buf, offset, pos, payload, pseudo_sum)
 
     def to_bytes(self, payload: BytesLike, pseudo_sum: int) -> bytes:
@@ -417,8 +434,10 @@ class _NdpOptions:
     __slots__ = (
         "dns_lifetime",
         "dns_servers",
+        "dnssl_lifetime",
         "mtu",
         "prefixes",
+        "search_domains",
         "source_lladdr",
         "target_lladdr",
     )
@@ -430,6 +449,8 @@ class _NdpOptions:
         self.prefixes: list[NdpPrefixInfo] = []
         self.dns_servers: list[bytes] = []
         self.dns_lifetime = 0
+        self.search_domains: list[str] = []
+        self.dnssl_lifetime = 0
 
 
 def _parse_ndp_options(view: memoryview) -> _NdpOptions:
@@ -466,6 +487,13 @@ def _parse_ndp_options(view: memoryview) -> _NdpOptions:
             found.dns_servers.extend(
                 bytes(view[start : start + 16]) for start in range(pos + 8, pos + length, 16)
             )
+        elif kind == OPT_DNSSL:
+            if length < 16:
+                raise ParseError("ndp: bad DNSSL option length")
+            found.dnssl_lifetime = _U32.unpack_from(view, pos + 4)[0]
+            # The names end in zero padding, which reads as empty names.
+            names = decode_names(view[pos + 8 : pos + length])
+            found.search_domains.extend(name for name in names if name)
         elif kind == OPT_PREFIX_INFO:
             if length != 32:
                 raise ParseError("ndp: bad prefix information option length")
@@ -504,6 +532,8 @@ def _parse_ndp(icmp_type: int, view: memoryview) -> Icmpv6Message:
             tuple(opts.prefixes),
             tuple(opts.dns_servers),
             opts.dns_lifetime,
+            tuple(opts.search_domains),
+            opts.dnssl_lifetime,
         )
     if len(view) < 24:
         raise ParseError("ndp: neighbour message shorter than 24 bytes")
