@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.host_http import BODY, http_port
-from tests.support.leaks import assert_nothing_left, snapshot
+from tests.support.leaks import assert_nothing_left, processes_in, snapshot
 from tests.support.real import missing, need_tool
 from tests.support.session_checks import own_temp_prefix
 
@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TRIONET = [sys.executable, "-m", "trionet.cli.main"]
 GW4 = "172.16.0.1"
 ALIAS = "host.trionet.internal"
+#: What /proc/PID/exe shows for a sleep process.
+SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 
 
 def trionet(*args: str, timeout: float = 30, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -50,18 +52,6 @@ def trionet(*args: str, timeout: float = 30, **kwargs: object) -> subprocess.Com
         check=False,
         **kwargs,
     )
-
-
-def _processes_in_netns(netns: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/net") == netns:
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
 
 
 def test_curl_reaches_host_loopback_via_gateway_and_alias(http_port: int) -> None:
@@ -148,36 +138,49 @@ def test_no_command_is_a_usage_error() -> None:
 def test_sigint_ends_command_and_engine_leaving_nothing(http_port: int) -> None:
     before = snapshot()
     process = subprocess.Popen(
-        [*TRIONET, "run", "-v", "--", "sh", "-c", "readlink /proc/self/ns/net; exec sleep 60"],
+        [*TRIONET, "run", "-v", "--", "sh", "-c", "echo $$; exec sleep 60"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,  # -v: run.start, run.abort or run.end, run.teardown
         text=True,
     )
     assert process.stdout is not None
-    netns = process.stdout.readline().strip()
-    assert netns.startswith("net:[")
-    deadline = time.monotonic() + 5
-    while len(_processes_in_netns(netns)) != 1:  # readlink may still be exiting
-        assert time.monotonic() < deadline, _processes_in_netns(netns)
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    cmd = int(process.stdout.readline())
+    netns = os.open(f"/proc/{cmd}/ns/net", os.O_RDONLY)  # held: see leaks.processes_in
     try:
-        _, log = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, log = process.communicate()
-        pytest.fail(f"still running 10 s after SIGINT; its log:\n{log}")
-    assert process.returncode == 128 + signal.SIGINT, log
-    assert _processes_in_netns(netns) == []  # so the namespace (and its TAP) is gone
+        deadline = time.monotonic() + 5
+        while _readlink(f"/proc/{cmd}/exe") != SLEEP:  # sh exec'd sleep
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert processes_in(netns) == [cmd]
+        process.send_signal(signal.SIGINT)
+        try:
+            _, log = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, log = process.communicate()
+            pytest.fail(f"still running 10 s after SIGINT; its log:\n{log}")
+        assert process.returncode == 128 + signal.SIGINT, log
+        assert processes_in(netns) == []  # so the namespace (and its TAP) is gone
+    finally:
+        os.close(netns)
     assert_nothing_left(before)
 
 
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def test_daemons_left_in_the_namespace_are_killed() -> None:
-    script = "readlink /proc/self/ns/net; setsid sleep 60 </dev/null >/dev/null 2>&1 & exit 3"
+    script = "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!; exit 3"
     result = trionet("run", "--", "sh", "-c", script)
     assert result.returncode == 3
-    assert _processes_in_netns(result.stdout.strip()) == []
+    daemon = int(result.stdout)
+    # Gone, or (rarely) its pid already reused by a process that is not a sleep.
+    assert _readlink(f"/proc/{daemon}/exe") != SLEEP
 
 
 def test_ctrl_c_from_a_terminal_reaches_command_once() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.leaks import assert_nothing_left, snapshot
+from tests.support.leaks import assert_nothing_left, processes_in, snapshot
 
 pytestmark = pytest.mark.root
 
@@ -42,6 +42,10 @@ class Run:
     helper: int | None = None  # the helper's pid (it becomes CMD)
     helper_start: str | None = None  # its start time, so a reused pid is not mistaken
     netns: str | None = None  # the helper's namespace once it unshared
+    #: Held open from then on: a namespace's inode number is reused as soon as
+    #: it is freed (other test runs make namespaces all the time), so the
+    #: leftover checks compare against this held one, never against the name.
+    netns_fd: int | None = None
 
     def observe(self) -> None:
         if self.helper is None:
@@ -55,7 +59,23 @@ class Run:
         if self.helper is not None and self.netns is None:
             ns = _readlink(f"/proc/{self.helper}/ns/net")
             if ns is not None and ns != _readlink("/proc/self/ns/net"):
+                try:
+                    self.netns_fd = os.open(f"/proc/{self.helper}/ns/net", os.O_RDONLY)
+                except OSError:
+                    return  # the helper just exec'd or ended: seen on the next look
+                if _readlink(f"/proc/self/fd/{self.netns_fd}") != ns:
+                    os.close(self.netns_fd)
+                    self.netns_fd = None
+                    return
                 self.netns = ns
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.netns_fd is not None:
+            os.close(self.netns_fd)
+            self.netns_fd = None
 
 
 def _readlink(path: str) -> str | None:
@@ -87,12 +107,17 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _processes_in(netns: str) -> list[int]:
-    return [
-        int(entry)
-        for entry in os.listdir("/proc")
-        if entry.isdigit() and _readlink(f"/proc/{entry}/ns/net") == netns
-    ]
+def _links_in(netns_fd: int) -> list[str]:
+    """The interfaces left in the held namespace (the TAP must be gone with its fd)."""
+    result = subprocess.run(
+        ["nsenter", f"--net=/proc/{os.getpid()}/fd/{netns_fd}", "ip", "-o", "link"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+        pass_fds=(netns_fd,),
+    )
+    return [line.split(":")[1].strip() for line in result.stdout.splitlines()]
 
 
 def _has_eth0(run: Run) -> bool:
@@ -158,8 +183,9 @@ def _check_ends(run: Run, signo: int, sent_before_helper: bool, allowed: set[int
         assert stderr.count(b"\n") <= 1, stderr  # at most trionet's one-line reason
     if run.helper is not None:
         assert _start_time(run.helper) != run.helper_start or run.helper_start is None
-    if run.netns is not None:
-        assert _processes_in(run.netns) == []  # so the namespace and its TAP are gone
+    if run.netns_fd is not None:
+        assert processes_in(run.netns_fd) == []  # so the namespace will go too
+        assert _links_in(run.netns_fd) == ["lo"]  # the TAP went with trionet's fd
     assert took < PROMPT
 
 
@@ -187,9 +213,7 @@ def test_signal_at_each_phase_of_startup(signo: int, phase: str) -> None:
         run.process.send_signal(signo)
         _check_ends(run, signo, sent_before_helper=False, allowed={128 + signo})
     finally:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+        run.close()
     assert_nothing_left(before)
 
 
@@ -206,9 +230,7 @@ def test_signal_at_fixed_moments_from_launch(signo: int) -> None:
             run.process.send_signal(signo)
             _check_ends(run, signo, sent_before_helper=not helper_seen, allowed={128 + signo})
         finally:
-            if run.process.poll() is None:
-                run.process.kill()
-                run.process.wait()
+            run.close()
     assert_nothing_left(before)
 
 
@@ -230,7 +252,5 @@ def test_signal_while_cmd_exits(signo: int) -> None:
             run.process.send_signal(signo)
             _check_ends(run, signo, sent_before_helper=False, allowed={128 + signo, 0})
         finally:
-            if run.process.poll() is None:
-                run.process.kill()
-                run.process.wait()
+            run.close()
     assert_nothing_left(before)

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Snapshot", "assert_nothing_left", "snapshot"]
+__all__ = ["Snapshot", "assert_nothing_left", "processes_in", "snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +94,23 @@ def _children() -> list[int]:
         if fields[1] == me:
             pids.append(int(stat.parent.name))
     return pids
+
+
+def processes_in(netns_fd: int) -> list[int]:
+    """The processes in the network namespace ``netns_fd`` holds open.
+
+    By a held fd, never by the ``net:[inode]`` name: a freed namespace's inode
+    number is reused at once by the next namespace made anywhere on the
+    machine (other test runs make them all the time).
+    """
+    held = os.fstat(netns_fd)
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                found.append(int(entry))
+    return found
