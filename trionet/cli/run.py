@@ -385,16 +385,27 @@ def _reap(child: subprocess.Popen[bytes], netns: tuple[int, int] | None) -> None
     """Make sure the helper or CMD is gone and waited for, whatever happened.
 
     A signal may abort the set-up after the helper made its namespace but
-    before it reported it: the namespace is then read from the helper itself
-    (before it is killed), so that whatever it started there dies too.
+    before it reported it: the namespace is then opened from the helper
+    itself (before it is killed) and held open until the scan is done, so
+    that whatever the helper started there dies too, and the namespace's
+    identity cannot pass to another one meanwhile (the kernel reuses a freed
+    namespace's inode number at once).
     """
+    held: int | None = None
     if netns is None and child.poll() is None:
-        own = _netns_id(os.getpid())
-        netns = _netns_id(child.pid)
-        netns = None if netns == own else netns
-    if child.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            child.kill()
-        child.wait()
-    if netns is not None:
-        _kill_namespace(netns)
+        with contextlib.suppress(OSError):
+            held = os.open(f"/proc/{child.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        if held is not None:
+            st = os.fstat(held)
+            if (st.st_dev, st.st_ino) != _netns_id(os.getpid()):
+                netns = (st.st_dev, st.st_ino)
+    try:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            child.wait()
+        if netns is not None:
+            _kill_namespace(netns)
+    finally:
+        if held is not None:
+            os.close(held)
