@@ -34,6 +34,8 @@ SYSTEM_TOOLS = [
     # The rootless trionet run test: a user nobody, a private mount namespace.
     ("setpriv", "util-linux"),
     ("unshare", "util-linux"),
+    # Server and client through published ports (tests/test_cli_ports.py).
+    ("iperf3", "iperf3"),
     # Stock DHCP clients and an independent RA parser for the guests that
     # configure themselves (tests/dhcp/test_real_guests.py).
     ("dhclient", "isc-dhcp-client"),
@@ -41,7 +43,6 @@ SYSTEM_TOOLS = [
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [
-    ("iperf3", "iperf3"),
     ("slirp4netns", "slirp4netns"),
     ("taskset", "util-linux"),
     ("ss", "iproute2"),

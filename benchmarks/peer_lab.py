@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,9 @@ IPERF_PORT = 5201
 ECHO_PORT = 5300
 HOLD_PORT = 5400
 RELAY_PORT = 5301
+#: Published-port mode: the host ports each stack forwards to the guest's servers.
+PUBLISHED_IPERF_PORT = 15201
+PUBLISHED_ECHO_PORT = 15300
 PIN = ["taskset", "-c", "0"]
 
 _PR_SET_PDEATHSIG = 1
@@ -70,9 +75,18 @@ class Case:
     offload: bool = True  # trionet only: TAP virtio-net offloads
     pinned: bool = True
     relay: str | None = None  # veth only: put benchmarks/relay_floor.py (trio|selectors) between
+    #: Published-port mode: servers in the guest, clients on the host's
+    #: loopback through each stack's port forwarding (trionet -p, slirp4netns
+    #: add_hostfwd, pasta -t); veth dials the guest directly (the ceiling).
+    publish: bool = False
 
     @property
     def label(self) -> str:
+        if self.publish:
+            name = (
+                "trionet-nooffload" if self.stack == "trionet" and not self.offload else self.stack
+            )
+            return f"{name} -p"
         if self.stack == "trionet" and not self.offload:
             return "trionet-nooffload"
         if self.relay is not None:
@@ -89,6 +103,7 @@ class Lab:
     guest: Netns
     target: str
     echo_port: int = ECHO_PORT  # where the RR and connection-rate probes dial
+    iperf_port: int = IPERF_PORT  # where iperf3 dials
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     stack_pid: int | None = None  # the userspace stack's process, if any
     stats_path: Path | None = None  # trionet: where the runner writes its counters at exit
@@ -101,6 +116,13 @@ class Lab:
 
     def host_argv(self, argv: Sequence[str]) -> list[str]:
         return self.host.exec_argv([*self.prefix(), *argv])
+
+    def client_argv(self, argv: Sequence[str]) -> list[str]:
+        """Where the workloads' clients run: the guest, or the host for published ports."""
+        return self.host_argv(argv) if self.case.publish else self.guest_argv(argv)
+
+    def server_ns(self) -> Netns:
+        return self.guest if self.case.publish else self.host
 
     def spawn(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         process = spawn(argv, **kwargs)
@@ -228,13 +250,14 @@ def _setup_veth(lab: Lab) -> None:
             "route add default via 10.0.2.2",
         ]
     )
-    lab.target = "10.0.2.2"
+    lab.target = "10.0.2.15" if lab.case.publish else "10.0.2.2"
 
 
 def _setup_slirp(lab: Lab) -> None:
     # --exit-fd: slirp4netns quits when our end of this pipe closes (driver death).
     exit_read, exit_write = os.pipe()
     ready_read, ready_write = os.pipe()
+    api = Path(tempfile.mkdtemp(prefix="trionet-bench-slirp-")) / "api.sock"
     try:
         argv = lab.host_argv(
             [
@@ -243,6 +266,7 @@ def _setup_slirp(lab: Lab) -> None:
                 f"--mtu={lab.case.mtu}",
                 f"--ready-fd={ready_write}",
                 f"--exit-fd={exit_read}",
+                f"--api-socket={api}",
                 "--netns-type=path",
                 str(lab.guest.path),
                 "tap0",
@@ -263,6 +287,35 @@ def _setup_slirp(lab: Lab) -> None:
             if fd >= 0:
                 os.close(fd)
     lab.target = "10.0.2.2"
+    if lab.case.publish:
+        for host_port, guest_port in _forwards():
+            _slirp_hostfwd(api, host_port, guest_port)
+        lab.target = "127.0.0.1"
+
+
+def _forwards() -> list[tuple[int, int]]:
+    return [(PUBLISHED_IPERF_PORT, IPERF_PORT), (PUBLISHED_ECHO_PORT, ECHO_PORT)]
+
+
+def _slirp_hostfwd(api: Path, host_port: int, guest_port: int) -> None:
+    """slirp4netns's run-time port forwarding (its API socket's add_hostfwd)."""
+    request = {
+        "execute": "add_hostfwd",
+        "arguments": {
+            "proto": "tcp",
+            "host_addr": "127.0.0.1",
+            "host_port": host_port,
+            "guest_port": guest_port,
+        },
+    }
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(api))
+        sock.sendall(json.dumps(request).encode())
+        sock.shutdown(socket.SHUT_WR)
+        reply = json.loads(sock.recv(65536) or b"{}")
+    if "return" not in reply:
+        raise RuntimeError(f"slirp4netns add_hostfwd failed: {reply}")
 
 
 # Write ends of slirp4netns exit pipes: closed when the lab closes.
@@ -296,8 +349,11 @@ def _setup_pasta(lab: Lab) -> None:
             "none",
             "-U",
             "none",
-            "-t",
-            "none",
+            *(
+                [arg for h, g in _forwards() for arg in ("-t", f"{h}:{g}")]
+                if lab.case.publish
+                else ["-t", "none"]
+            ),
             "-u",
             "none",
             "--netns",
@@ -307,16 +363,18 @@ def _setup_pasta(lab: Lab) -> None:
     process = lab.spawn(argv)
     lab.stack_pid = process.pid
     _wait_link(lab.guest, "tnp0")
-    lab.target = "10.0.2.2"
+    lab.target = "127.0.0.1" if lab.case.publish else "10.0.2.2"
 
 
 def _setup_trionet(lab: Lab) -> None:
     lab.stats_path = Path(tempfile.mkdtemp(prefix="trionet-bench-")) / "stats.json"
     argv = runner_argv(lab.host, lab.guest, mtu=lab.case.mtu, offload=lab.case.offload)
+    if lab.case.publish:
+        argv += [arg for h, g in _forwards() for arg in ("--publish", f"{h}:{g}")]
     argv = lab.host_argv([*argv, "--stats", str(lab.stats_path)])
     process = start_trionet(lab.processes, argv)
     lab.stack_pid = process.pid
-    lab.target = trionet_gateway(lab.case.mtu)
+    lab.target = "127.0.0.1" if lab.case.publish else trionet_gateway(lab.case.mtu)
 
 
 _SETUP = {
@@ -341,6 +399,10 @@ def open_lab(case: Case) -> Iterator[Lab]:
         _tune_namespace(host)
         _tune_namespace(guest)
         _SETUP[case.stack](lab)
+        if case.publish:
+            _start_guest_servers(lab)
+            yield lab
+            return
         echo = lab.spawn(
             lab.host_argv([sys.executable, PROBE, "serve", str(ECHO_PORT)]),
             stdout=subprocess.PIPE,
@@ -367,6 +429,18 @@ def open_lab(case: Case) -> Iterator[Lab]:
         if guest is not None:
             delete_netns(guest)
         delete_netns(host)
+
+
+def _start_guest_servers(lab: Lab) -> None:
+    """Published-port mode: the echo and iperf3 servers run in the guest."""
+    echo = lab.spawn(
+        lab.guest_argv([sys.executable, PROBE, "serve", str(ECHO_PORT)]), stdout=subprocess.PIPE
+    )
+    wait_for_line(echo, b"LISTENING", 10)
+    lab.spawn(lab.guest_argv(["iperf3", "-s", "-p", str(IPERF_PORT)]))
+    _wait_listening(lab.guest, IPERF_PORT)
+    if lab.case.stack != "veth":
+        lab.echo_port, lab.iperf_port = PUBLISHED_ECHO_PORT, PUBLISHED_IPERF_PORT
 
 
 def _wait_listening(ns: Netns, port: int, timeout: float = 10.0) -> None:

@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 
-from benchmarks.peer_lab import IPERF_PORT, PROBE, Lab
+from benchmarks.peer_lab import PROBE, Lab
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
@@ -28,16 +28,19 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def iperf3(lab: Lab, *, reverse: bool, seconds: float, repeats: int) -> dict[str, object]:
-    """Bulk TCP, guest->host (or host->guest with ``reverse``); Gbit/s at the receiver."""
+    """Bulk TCP, client->server (server->client with ``reverse``); Gbit/s at the receiver.
+
+    The client is the guest, or the host in published-port mode.
+    """
     samples: list[float] = []
     errors: list[str] = []
-    argv = lab.guest_argv(
+    argv = lab.client_argv(
         [
             "iperf3",
             "-c",
             lab.target,
             "-p",
-            str(IPERF_PORT),
+            str(lab.iperf_port),
             "-t",
             str(seconds),
             "-J",
@@ -67,7 +70,7 @@ def iperf3(lab: Lab, *, reverse: bool, seconds: float, repeats: int) -> dict[str
 
 def rr_latency(lab: Lab, *, seconds: float, repeats: int) -> dict[str, object]:
     """1-byte TCP request/response over one connection: median round trip in µs."""
-    argv = lab.guest_argv(
+    argv = lab.client_argv(
         [sys.executable, PROBE, "rr", lab.target, str(lab.echo_port), str(seconds), "200000"]
     )
     return _probe(argv, "median_us", "us", seconds, repeats)
@@ -75,7 +78,7 @@ def rr_latency(lab: Lab, *, seconds: float, repeats: int) -> dict[str, object]:
 
 def connection_rate(lab: Lab, *, seconds: float, repeats: int) -> dict[str, object]:
     """Sequential connect + 1-byte echo + close, per second."""
-    argv = lab.guest_argv(
+    argv = lab.client_argv(
         [sys.executable, PROBE, "crr", lab.target, str(lab.echo_port), str(seconds), "50000"]
     )
     return _probe(argv, "per_s", "per_s", seconds, repeats)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import json
 import os
 import resource
@@ -32,6 +33,7 @@ from trionet.config import InterfaceOverrides, NetworkConfig
 from trionet.engine.network import open_network
 from trionet.guest_env import guest_env_vars, parse_guest_env
 from trionet.links.tap import TapDevice
+from trionet.ports.config import parse_publish
 
 # IPv4 only: every workload uses it, and the host namespace routes nothing.
 ROUTES = HostRoutes(ipv4=True, ipv6=False)
@@ -93,12 +95,15 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, default=None)
     parser.add_argument("--profile", default=None, help="write cProfile stats here")
     parser.add_argument("--stats", default=None, help="write the engine's counters here at exit")
+    parser.add_argument(
+        "--publish", type=parse_publish, action="append", default=[], help="as trionet run -p"
+    )
     args = parser.parse_args()
     _raise_fd_limit()
     interface = InterfaceOverrides(mtu=args.mtu)
-    config = NetworkConfig(interface=interface)
+    config = NetworkConfig(interface=interface, ports=tuple(args.publish))
     if args.max_connections is not None:
-        config = NetworkConfig(interface=interface, max_connections=args.max_connections)
+        config = dataclasses.replace(config, max_connections=args.max_connections)
     tap = TapDevice.open(args.tap_name, offload=not args.no_offload, uso=False)
     try:
         addressing = derive_addressing(config, 0, ROUTES)

@@ -154,3 +154,34 @@ def test_first_leaf_finds_the_error_in_nested_groups() -> None:
     nested = BaseExceptionGroup("outer", [ValueError("x"), ExceptionGroup("inner", [error])])
     assert first_leaf(nested, RunError) is error
     assert first_leaf(ExceptionGroup("other", [ValueError("y")]), RunError) is None
+
+
+def test_publish_options_add_to_the_config_ports_on_run_and_serve(tmp_path: Path) -> None:
+    import ipaddress
+
+    from trionet import PortMapping
+    from trionet.cli.main import build_parser
+    from trionet.cli.options import network_choice
+
+    config = tmp_path / "net.json"
+    config.write_text('{"ports": [{"host_port": 9000, "guest_port": 90}]}')
+    parser = build_parser()
+    for command in (["run"], ["serve", "--tap", "tap0"]):
+        args = parser.parse_args(
+            [
+                *command,
+                "--config",
+                str(config),
+                "-p",
+                "8080:80",
+                "--publish",
+                "[::1]:5353:53/udp",
+                "--publish-real-source",
+            ]
+        )
+        ports = network_choice(args).config.ports
+        assert ports == (
+            PortMapping(9000, 90),
+            PortMapping(8080, 80, real_source=True),
+            PortMapping(5353, 53, "udp", ipaddress.ip_address("::1"), real_source=True),
+        )

@@ -59,13 +59,14 @@ def test_curl_reaches_host_loopback_via_gateway_and_alias(http_port: int) -> Non
         f"curl -sS --max-time 10 http://{GW4}:{http_port}/a && "
         f"curl -sS --max-time 10 http://{ALIAS}:{http_port}/b"
     )
-    result = trionet("run", "--", "sh", "-c", script)
+    result = trionet("run", "--net", "public,host", "--", "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.encode() == BODY * 2
 
 
 def test_ping_gateway() -> None:
-    result = trionet("run", "--", "ping", "-c", "3", "-i", "0.2", "-W", "5", GW4)
+    ping = ["ping", "-c", "3", "-i", "0.2", "-W", "5", GW4]
+    result = trionet("run", "--net", "public,host", "--", *ping)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 packets transmitted, 3 received" in result.stdout
 
@@ -231,7 +232,9 @@ def test_pcap_opens_in_tcpdump_and_shows_the_handshake(http_port: int, tmp_path:
     capture = tmp_path / "run.pcap"
     url = f"http://{GW4}:{http_port}/"
     for offload in ([], ["--no-offload"]):
-        result = trionet("run", "--pcap", str(capture), *offload, "--", "curl", "-sS", url)
+        result = trionet(
+            "run", "--net", "all", "--pcap", str(capture), *offload, "--", "curl", "-sS", url
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.encode() == BODY
         shown = subprocess.run(
@@ -321,7 +324,7 @@ def _with_tun_mode(mode: int, argv: list[str]) -> list[str]:
 
 
 def _run_as_nobody(
-    tun_mode: int, command: list[str], timeout: float = 30
+    tun_mode: int, command: list[str], options: list[str] | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
     """``trionet run -- COMMAND`` as user nobody, with /dev/net/tun at ``tun_mode`` for it."""
     need_tool("setpriv", "util-linux")
@@ -332,7 +335,8 @@ def _run_as_nobody(
         if python is None:
             version = f"{sys.version_info.major}.{sys.version_info.minor}"
             missing(f"no Python {version} that user nobody may run (apt-get install python3)")
-        argv = [*NOBODY, *python, "-m", "trionet.cli.main", "run", "--", *command]
+        trionet_run = [*python, "-m", "trionet.cli.main", "run", *(options or [])]
+        argv = [*NOBODY, *trionet_run, "--", *command]
         result = subprocess.run(
             _with_tun_mode(tun_mode, argv),
             cwd="/",
@@ -348,7 +352,7 @@ def _run_as_nobody(
 def test_unprivileged_user_uses_a_user_namespace(http_port: int) -> None:
     """As nobody: a user namespace where the machine allows one, else a one-line reason."""
     script = f"id -u; curl -sS --max-time 10 http://{GW4}:{http_port}/"
-    result = _run_as_nobody(0o666, ["sh", "-c", script])
+    result = _run_as_nobody(0o666, ["sh", "-c", script], options=["--net", "host"])
     allowed = subprocess.run([*NOBODY, "unshare", "-rn", "true"], capture_output=True, check=False)
     if allowed.returncode == 0:
         assert result.returncode == 0, result.stderr

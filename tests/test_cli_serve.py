@@ -62,6 +62,8 @@ class Serve:
                 "trionet.cli.main",
                 "serve",
                 *link_args,
+                "--net",
+                "public,host",  # the tests ping the gateway: the host
                 "--ipv4",
                 "--print-env",
                 str(self.env_file),
@@ -158,8 +160,8 @@ def _check_arp_and_ping(send: object, receive_matching: object) -> None:
 def test_stream_answers_arp_and_ping_and_counts_framing_errors(
     serve_factory: type[Serve], tmp_path: Path
 ) -> None:
-    path = tmp_path / "qemu.sock"
-    serve = serve_factory("--qemu-stream", str(path))
+    path, audit = tmp_path / "qemu.sock", tmp_path / "audit.jsonl"
+    serve = serve_factory("--qemu-stream", str(path), "--audit", str(audit))
     assert serve.env["MSB_NET"] == f"iface=eth0,mac={GUEST_MAC},mtu=1500"
     assert serve.env["MSB_NET_IPV4"] == f"addr={GUEST}/30,gw={GATEWAY},dns={GATEWAY}"
     peer = StreamPeer(path)
@@ -180,6 +182,11 @@ def test_stream_answers_arp_and_ping_and_counts_framing_errors(
     assert re.search(r"oversized_frame.: 1", stderr), stderr  # the 66 KB frame
     assert not path.exists()  # the socket file is removed on exit
     peer.sock.close()
+    # Both gateway pings were decided by the host profile's rule, on record.
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["protocol"], r["destination"], r["verdict"], r["rule"]) for r in records] == [
+        ("icmpv4", GATEWAY, "allow", "allow egress group:host"),
+    ] * 2
 
 
 def test_stream_reconnect_serves_the_next_vmm_until_sigterm(
@@ -273,6 +280,7 @@ def test_tap_serves_a_namespace_guest(
     host, guest = netns_factory("h"), netns_factory("g")
     env_file = tmp_path / "env.json"
     argv = [sys.executable, "-m", "trionet.cli.main", "serve", "--tap", "tntsrv0", "--ipv4"]
+    argv += ["--net", "public,host"]  # it pings the gateway: the host
     process = subprocess.Popen(
         host.exec_argv([*argv, "--no-ipv6", "--print-env", str(env_file)]),
         cwd=ROOT,

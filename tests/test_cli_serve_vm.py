@@ -38,6 +38,8 @@ def test_vm_fetches_a_host_page_through_serve(http_port: int, tmp_path: Path) ->
             "-m",
             "trionet.cli.main",
             "serve",
+            "--net",
+            "public,host",  # the page is on the host
             "--qemu-stream",
             str(sock),
             "--ipv4",

@@ -10,8 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.dhcp.test_dhcp_config import dhcp_configs
+from tests.test_ports_config import port_mappings, rate_limiters
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
+from trionet.dns.config import DnsConfig, Nameserver
+from trionet.policy import NetworkPolicy
+
+from .policy.strategies import policies
 
 
 def test_defaults() -> None:
@@ -47,6 +52,9 @@ def test_dict_form_uses_text_for_addresses() -> None:
         },
         "host_alias": "host.trionet.internal",
         "max_connections": 4096,
+        "ports": [],
+        "policy": NetworkPolicy.public().to_dict(),
+        "dns": {"rebind_protection": True, "nameservers": [], "query_timeout_ms": 5000},
         "dhcp": DhcpConfig().to_dict(),
     }
 
@@ -78,6 +86,20 @@ configs = st.builds(
     interface=interfaces,
     host_alias=st.sampled_from(["host.trionet.internal", "h", "a-b.c0.example"]),
     max_connections=st.integers(1, 4096),
+    ports=st.lists(port_mappings, max_size=3).map(tuple),
+    rate_limiter=st.none() | rate_limiters,
+    policy=policies,
+    dns=st.builds(
+        DnsConfig,
+        rebind_protection=st.booleans(),
+        nameservers=st.lists(
+            st.sampled_from(["1.1.1.1", "9.9.9.9:5353", "2606:4700::1111", "dns.google:853"]).map(
+                Nameserver.parse
+            ),
+            max_size=3,
+        ).map(tuple),
+        query_timeout_ms=st.integers(1, 3_600_000),
+    ),
     dhcp=dhcp_configs,
 )
 
@@ -114,12 +136,28 @@ def test_round_trip(config: NetworkConfig) -> None:
         ({"interface": {"ipv6_pool": "fd00::/96"}}, "interface.ipv6_pool: fd00::/96 is longer"),
         ({"interface": {"colour": "red"}}, "interface.colour: unknown key"),
         ({"interface": "eth0"}, "interface: 'eth0' is not a table"),
-        ({"ports": []}, "ports: unknown key"),
+        ({"colour": []}, "colour: unknown key"),
         ({"enabled": "yes"}, "enabled: 'yes' is not a boolean"),
         ({"max_connections": 4097}, "max_connections: 4097 is outside 1..4096"),
         ({"max_connections": 0}, "max_connections: 0 is outside 1..4096"),
         ({"host_alias": "Bad_Name"}, "host_alias: 'Bad_Name' is not a lowercase DNS name"),
         ({"host_alias": "a..b"}, "host_alias: "),
+        ({"policy": []}, "policy: [] is not a table"),
+        (
+            {
+                "policy": {
+                    "rules": [
+                        {"direction": "egress", "destination": {"cidr": "x"}, "action": "allow"}
+                    ]
+                }
+            },
+            "policy.rules[0].destination.cidr: ",
+        ),
+        ({"dns": {"nameservers": ["1.1.1.1", "a b"]}}, "dns.nameservers[1]: "),
+        ({"dns": {"nameservers": [53]}}, "dns.nameservers[0]: 53 is not a string"),
+        ({"dns": {"query_timeout_ms": 0}}, "dns.query_timeout_ms: 0 is outside"),
+        ({"dns": {"rebind_protection": "no"}}, "dns.rebind_protection: 'no' is not a boolean"),
+        ({"dns": {"upstream": "x"}}, "dns.upstream: unknown key"),
     ],
 )
 def test_errors_name_their_field(data: dict[str, Any], message: str) -> None:
@@ -160,3 +198,76 @@ def test_load_errors_name_the_file(tmp_path: Path, name: str, text: str, message
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         NetworkConfig.load("/nonexistent/net.toml")
+
+
+def test_policy_key_absent_is_the_public_profile_and_empty_denies() -> None:
+    assert NetworkConfig.from_dict({}).policy == NetworkPolicy.public()
+    assert NetworkConfig().policy == NetworkPolicy.public()
+    assert NetworkConfig.from_dict({"policy": {}}).policy == NetworkPolicy.deny_all()
+
+
+def test_dns_section() -> None:
+    assert NetworkConfig.from_dict({}).dns == DnsConfig(True, (), 5000)
+    config = NetworkConfig.from_dict(
+        {
+            "dns": {
+                "nameservers": ["1.1.1.1", "[2606:4700::1111]:53", "dns.google:53"],
+                "rebind_protection": False,
+                "query_timeout_ms": 250,
+            }
+        }
+    )
+    assert config.dns.nameservers == (
+        Nameserver("1.1.1.1", 53),
+        Nameserver("2606:4700::1111", 53),
+        Nameserver("dns.google", 53),
+    )
+    assert config.dns.to_dict()["nameservers"] == [
+        "1.1.1.1:53",
+        "[2606:4700::1111]:53",
+        "dns.google:53",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("1.1.1.1", "1.1.1.1", 53),
+        (" 1.1.1.1:5353 ", "1.1.1.1", 5353),
+        ("2606:4700::1111", "2606:4700::1111", 53),
+        ("[2606:4700::1111]:853", "2606:4700::1111", 853),
+        ("::1", "::1", 53),
+        ("Dns.Google", "dns.google", 53),
+        ("dns.google:853", "dns.google", 853),
+    ],
+)
+def test_nameserver_grammar(text: str, host: str, port: int) -> None:
+    assert Nameserver.parse(text) == Nameserver(host, port)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "  ", "1.1.1.1 :53", "[::1]", "[nope]:53", "1.1.1.1:0", "h:70000", "http://x", "[::1]:x"],
+)
+def test_nameserver_grammar_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        Nameserver.parse(text)
+
+
+def test_toml_policy_section(tmp_path: Path) -> None:
+    toml = tmp_path / "net.toml"
+    toml.write_text(
+        '[policy]\ndefault_egress = "deny"\n'
+        '[[policy.rules]]\ndirection = "egress"\ndestination = { group = "public" }\n'
+        'action = "allow"\n'
+        '[[policy.rules]]\ndirection = "egress"\ndestination = { domain = "Example.COM" }\n'
+        'protocols = ["tcp"]\nports = [{ start = 443, end = 443 }]\naction = "deny"\n'
+        '[dns]\nnameservers = ["127.0.0.1:5353"]\n'
+    )
+    config = NetworkConfig.load(toml)
+    assert [r.text() for r in config.policy.rules] == [
+        "allow egress group:public",
+        "deny egress domain:example.com tcp port 443",
+    ]
+    assert config.policy.default_ingress.value == "deny"
+    assert str(config.dns.nameservers[0]) == "127.0.0.1:5353"

@@ -19,6 +19,8 @@ touching each other's lines.
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
+from trionet.dns.config import DnsConfig, Nameserver
+from trionet.engine.audit import AuditCallback
 from trionet.engine.backend import FrameBackend, FrameSink
 from trionet.engine.guest_stream import GuestTcpStream
 from trionet.engine.metrics import MetricsHandle
@@ -27,17 +29,57 @@ from trionet.engine.policy import FlowPolicy, NewFlow, Verdict, allow_all
 from trionet.engine.tcp_relay import FlowHandler
 from trionet.engine.termination import TerminationHandle
 from trionet.guest_env import GuestNetConfig, guest_env_vars, parse_guest_env
+from trionet.policy import (
+    ANY,
+    Action,
+    AnyDestination,
+    AuditRecord,
+    Cidr,
+    Decision,
+    Destination,
+    Direction,
+    Domain,
+    DomainSuffix,
+    Gateways,
+    Group,
+    GroupDestination,
+    NetworkPolicy,
+    PinSet,
+    PolicyEvaluator,
+    PolicyVerdict,
+    PortRange,
+    Rule,
+    canonical_domain,
+)
+from trionet.ports.config import PortMapping
+from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
 
 __version__ = "0.1.0"
 
 # One name a line, sorted (ruff RUF022): features add lines without touching others'.
 __all__ = [
+    "ANY",
+    "Action",
+    "AnyDestination",
+    "AuditCallback",
+    "AuditRecord",
+    "Cidr",
     "ConfigError",
+    "Decision",
+    "Destination",
     "DhcpConfig",
+    "Direction",
+    "DirectionLimits",
+    "DnsConfig",
+    "Domain",
+    "DomainSuffix",
     "FlowHandler",
     "FlowPolicy",
     "FrameBackend",
     "FrameSink",
+    "Gateways",
+    "Group",
+    "GroupDestination",
     "GuestAddressing",
     "GuestNetConfig",
     "GuestTcpStream",
@@ -45,13 +87,24 @@ __all__ = [
     "InterfaceOverrides",
     "MacAddress",
     "MetricsHandle",
+    "Nameserver",
     "Network",
     "NetworkConfig",
+    "NetworkPolicy",
     "NewFlow",
+    "PinSet",
+    "PolicyEvaluator",
+    "PolicyVerdict",
+    "PortMapping",
+    "PortRange",
+    "RateLimiterConfig",
+    "Rule",
     "TerminationHandle",
+    "TokenBucketConfig",
     "Verdict",
     "__version__",
     "allow_all",
+    "canonical_domain",
     "derive_addressing",
     "guest_env_vars",
     "open_network",

@@ -21,13 +21,17 @@ import ipaddress
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname, parse_field
 from trionet.dhcp.config import DhcpConfig
+from trionet.dns.config import DnsConfig
+from trionet.policy.model import NetworkPolicy
+from trionet.ports.config import PortMapping, ports_from_dict, ports_to_dict
+from trionet.ratelimit.config import RateLimiterConfig
 
 __all__ = [
     "MAX_CONNECTIONS_LIMIT",
@@ -126,6 +130,13 @@ class NetworkConfig:
     interface: InterfaceOverrides = field(default_factory=InterfaceOverrides)
     host_alias: str = DEFAULT_HOST_ALIAS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: published ports (host -> guest), reference §9
+    ports: tuple[PortMapping, ...] = ()
+    #: token buckets on the guest's frames, reference §12; None: unlimited
+    rate_limiter: RateLimiterConfig | None = None
+    #: key absent: the public profile (the secure default); ``{}``: deny everything
+    policy: NetworkPolicy = field(default_factory=NetworkPolicy.public)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     dhcp: DhcpConfig = field(default_factory=DhcpConfig)
 
     def __post_init__(self) -> None:
@@ -146,8 +157,15 @@ class NetworkConfig:
         interface_data = reader.take("interface", Mapping, None)
         host_alias = reader.take("host_alias", str, DEFAULT_HOST_ALIAS)
         max_connections = reader.take("max_connections", int, DEFAULT_MAX_CONNECTIONS)
+        ports = ports_from_dict(reader.take("ports", Sequence, ()))
+        rate_limiter_data = reader.take("rate_limiter", Mapping, None)
+        policy_data = reader.take("policy", Mapping, None)
+        dns_data = reader.take("dns", Mapping, None)
         dhcp_data = reader.take("dhcp", Mapping, {})
         reader.finish()
+        rate_limiter = (
+            None if rate_limiter_data is None else RateLimiterConfig.from_dict(rate_limiter_data)
+        )
         interface = (
             InterfaceOverrides()
             if interface_data is None
@@ -158,6 +176,12 @@ class NetworkConfig:
             interface=interface,
             host_alias=host_alias,
             max_connections=max_connections,
+            ports=ports,
+            rate_limiter=rate_limiter,
+            policy=NetworkPolicy.public()
+            if policy_data is None
+            else NetworkPolicy.from_dict(policy_data, "policy."),
+            dns=DnsConfig() if dns_data is None else DnsConfig.from_dict(dns_data, "dns."),
             dhcp=DhcpConfig.from_dict(dhcp_data, "dhcp."),
         )
 
@@ -171,13 +195,19 @@ class NetworkConfig:
                 interface[name] = str(value)
         if iface.mtu is not None:
             interface["mtu"] = iface.mtu
-        return {
+        out: dict[str, Any] = {
             "enabled": self.enabled,
             "interface": interface,
             "host_alias": self.host_alias,
             "max_connections": self.max_connections,
+            "ports": ports_to_dict(self.ports),
+            "policy": self.policy.to_dict(),
+            "dns": self.dns.to_dict(),
             "dhcp": self.dhcp.to_dict(),
         }
+        if self.rate_limiter is not None:
+            out["rate_limiter"] = self.rate_limiter.to_dict()
+        return out
 
     @classmethod
     def load(cls, path: str | Path) -> NetworkConfig:

@@ -31,6 +31,7 @@ from trionet.config import InterfaceOverrides, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
 from trionet.engine.network import Network, open_network
 from trionet.engine.policy import NewFlow, Verdict
+from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root
 
@@ -42,6 +43,9 @@ GUEST6 = "fd42:6d73:62::2"
 SLOT_PREFIX = ipaddress.IPv6Network("fd42:6d73:62::/64")
 MTU = 1400
 PAGE = (bytes(range(256)) * 4)[:100]
+
+#: The guests fetch pages from the host's loopback through the gateway.
+HOST_ALLOWED = NetworkPolicy.from_profiles(["public", "host"])
 
 
 def _need(tool: str) -> None:
@@ -139,6 +143,7 @@ def test_udhcpc_guest_gets_ipv4_and_keeps_its_lease_across_renewals(
     script.write_text(UDHCPC_SCRIPT.replace("LOG", str(log)).replace("RESOLV", str(resolv)))
     script.chmod(0o755)
     config = NetworkConfig(
+        policy=HOST_ALLOWED,
         interface=InterfaceOverrides(mtu=MTU),
         # 30 s: busybox udhcpc treats shorter leases as 30 s anyway.
         dhcp=DhcpConfig(lease_time=30, search_domains=("corp.example", "example.org")),
@@ -192,6 +197,7 @@ def test_kernel_slaac_guest_gets_ipv6_from_router_advertisements(
     _need("rdisc6")
     link = guest_link_factory(configure=False)
     config = NetworkConfig(
+        policy=HOST_ALLOWED,
         interface=InterfaceOverrides(mtu=MTU),
         dhcp=DhcpConfig(search_domains=("corp.example",)),
     )
@@ -266,7 +272,7 @@ def test_dhclient_guest_gets_both_families_by_dhcp(
     script = tmp_path / "dhclient.script"
     script.write_text(DHCLIENT_SCRIPT.replace("LOG", str(log)).replace("RESOLV", str(resolv)))
     script.chmod(0o755)
-    config = NetworkConfig(dhcp=DhcpConfig(search_domains=("corp.example",)))
+    config = NetworkConfig(policy=HOST_ALLOWED, dhcp=DhcpConfig(search_domains=("corp.example",)))
     flows: list[NewFlow] = []
     for key in ("accept_ra=2", "autoconf=0"):  # the route from the RA, the address by DHCPv6
         link.guest.run(["sysctl", "-q", "-w", f"net.ipv6.conf.eth0.{key}"])

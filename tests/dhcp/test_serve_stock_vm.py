@@ -66,6 +66,8 @@ def test_stock_vm_configures_itself_and_fetches_over_both_families(
             "-m",
             "trionet.cli.main",
             "serve",
+            "--net",
+            "public,host",  # the pages are on the host
             "--qemu-stream",
             str(sock),
             "--ipv4",

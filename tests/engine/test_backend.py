@@ -10,6 +10,7 @@ from trionet.config import NetworkConfig
 from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
 from trionet.engine.network import open_network
+from trionet.policy import NetworkPolicy
 from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
 from trionet.wire.ethernet import ETHERTYPE_ARP, parse_ethernet
 from trionet.wire.frames import build_arp_frame, build_ipv4_frame
@@ -29,7 +30,9 @@ def _arp_request() -> bytes:
 
 
 async def test_arp_and_ping_through_the_backend() -> None:
-    async with open_network(NetworkConfig(), 0, routes=DUAL) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+    ) as net:
         backend = net.take_backend()
         await backend.send(_arp_request())
         eth, payload = parse_ethernet(await backend.receive())
@@ -58,7 +61,9 @@ async def test_arp_and_ping_through_the_backend() -> None:
 
 
 async def test_malformed_frames_are_counted_not_fatal() -> None:
-    async with open_network(NetworkConfig(), 0, routes=DUAL) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+    ) as net:
         backend = net.take_backend()
         await backend.send_batch(
             [b"", b"\x00" * 13, GATEWAY_MAC + GUEST_MAC + b"\x08\x00" + b"\x45"]
@@ -69,14 +74,18 @@ async def test_malformed_frames_are_counted_not_fatal() -> None:
 
 
 async def test_take_backend_is_one_shot() -> None:
-    async with open_network(NetworkConfig(), 0, routes=DUAL) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+    ) as net:
         net.take_backend()
         with pytest.raises(RuntimeError, match="already taken"):
             net.take_backend()
 
 
 async def test_backend_ends_with_the_engine() -> None:
-    async with open_network(NetworkConfig(), 0, routes=DUAL) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+    ) as net:
         backend = net.take_backend()
     with pytest.raises(trio.EndOfChannel):
         await backend.receive()
@@ -87,7 +96,9 @@ async def test_backend_ends_with_the_engine() -> None:
 async def test_termination_handle_runs_the_hook_once_and_ends_everything() -> None:
     calls: list[str] = []
     reached_end = False
-    async with open_network(NetworkConfig(), 0, routes=DUAL) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+    ) as net:
         handle = net.termination_handle()
         handle.set_hook(calls.append)
         assert handle.reason is None
@@ -101,7 +112,9 @@ async def test_termination_handle_runs_the_hook_once_and_ends_everything() -> No
 
 
 async def test_guest_env_vars_and_no_ca_yet() -> None:
-    async with open_network(NetworkConfig(), 3, routes=HostRoutes(True, False)) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 3, routes=HostRoutes(True, False)
+    ) as net:
         assert dict(net.guest_env_vars())["MSB_NET_IPV4"] == (
             "addr=172.16.0.14/30,gw=172.16.0.13,dns=172.16.0.13"
         )

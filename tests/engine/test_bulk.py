@@ -15,6 +15,7 @@ from tests.engine.test_real_guest import GW4, run_with_engine
 from tests.support.fixtures import GuestLinkFactory, default_guest_env
 from trionet.config import InterfaceOverrides, NetworkConfig
 from trionet.engine.network import Network
+from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root
 
@@ -49,7 +50,7 @@ CASES = [
 
 
 def _config(mtu: int) -> NetworkConfig:
-    return NetworkConfig(interface=InterfaceOverrides(mtu=mtu))
+    return NetworkConfig(interface=InterfaceOverrides(mtu=mtu), policy=NetworkPolicy.allow_all())
 
 
 @pytest.mark.parametrize(("mtu", "offload"), CASES)

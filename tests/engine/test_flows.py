@@ -16,6 +16,7 @@ from tests.support.netns import in_netns
 from trionet.config import NetworkConfig
 from trionet.engine.guest_stream import GuestTcpStream
 from trionet.engine.network import Network, open_network
+from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root
 
@@ -148,7 +149,9 @@ def test_max_connections_refuses_the_excess(guest_link_factory: GuestLinkFactory
         result = await link.guest.arun(["python3", "-c", script, GW4, str(port)], timeout=10)
         assert result.stdout.strip() == b"refused"
 
-    net = run_with_engine(link, body, config=NetworkConfig(max_connections=3))
+    net = run_with_engine(
+        link, body, config=NetworkConfig(max_connections=3, policy=NetworkPolicy.allow_all())
+    )
     assert net.metrics_handle().snapshot()["dropped"]["limit"] == 1  # type: ignore[index]
 
 
@@ -164,7 +167,9 @@ def test_leaving_the_block_mid_transfer_resets_and_leaks_nothing(
         with in_netns(link.host), trio.fail_after(30):
             async with trio.open_nursery() as outer:
                 port = await serve_tcp(outer, server.handle, "127.0.0.1")
-                async with open_network(NetworkConfig(), 0, routes=DUAL) as net:
+                async with open_network(
+                    NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+                ) as net:
                     await net.attach_tap(link.tap)
                     process = await link.guest.start(
                         outer,
@@ -203,7 +208,10 @@ def test_guest_connection_is_a_half_closeable_stream(guest_link_factory: GuestLi
             async with trio.open_nursery() as outer:
                 port = await serve_tcp(outer, _hold, "127.0.0.1")
                 async with open_network(
-                    NetworkConfig(), 0, routes=DUAL, flow_handler=hand_over
+                    NetworkConfig(policy=NetworkPolicy.allow_all()),
+                    0,
+                    routes=DUAL,
+                    flow_handler=hand_over,
                 ) as net:
                     await net.attach_tap(link.tap)
 

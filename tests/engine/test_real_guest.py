@@ -18,6 +18,7 @@ from tests.support.netns import in_netns
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.network import Network, open_network
+from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root
 
@@ -39,7 +40,9 @@ def run_with_engine(
     async def main() -> None:
         with in_netns(link.host), trio.fail_after(timeout):
             async with trio.open_nursery() as servers:
-                async with open_network(config or NetworkConfig(), 0, routes=DUAL) as net:
+                async with open_network(
+                    config or NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+                ) as net:
                     await net.attach_tap(link.tap)
                     result.append(net)
                     await body(net, servers)

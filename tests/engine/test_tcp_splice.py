@@ -23,6 +23,7 @@ from trionet.config import NetworkConfig
 from trionet.engine.backend import FrameBackend
 from trionet.engine.network import Network, open_network
 from trionet.engine.tcp_relay import relay_streams
+from trionet.policy import NetworkPolicy
 from trionet.tcp import TcpConfig, TcpConnection
 from trionet.tcp.connection import TcpState
 from trionet.wire.frames import build_ipv4_frame
@@ -95,7 +96,9 @@ async def _accept_one(listener: trio.socket.SocketType) -> trio.socket.SocketTyp
 
 @asynccontextmanager
 async def _engine(**options: object) -> AsyncIterator[tuple[Network, FrameBackend]]:
-    async with open_network(NetworkConfig(), 0, routes=ROUTES, **options) as net:  # type: ignore[arg-type]
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=ROUTES, **options
+    ) as net:  # type: ignore[arg-type]
         yield net, net.take_backend()
 
 

@@ -12,6 +12,7 @@ from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.network import open_network
 from trionet.engine.udp_relay import UdpRelay
+from trionet.policy import NetworkPolicy
 from trionet.wire.checksum import pseudo_header_v4
 from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
@@ -45,7 +46,9 @@ async def test_udp_round_trip_and_idle_expiry() -> None:
         await server.bind(("127.0.0.1", 0))
         port = server.getsockname()[1]
         nursery.start_soon(_echo, server)
-        async with open_network(NetworkConfig(), 0, routes=HostRoutes(True, False)) as net:
+        async with open_network(
+            NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=HostRoutes(True, False)
+        ) as net:
             backend = net.take_backend()
             await backend.send(_datagram(port, b"hello"))
             with trio.fail_after(5):
@@ -78,7 +81,9 @@ async def test_running_out_of_file_descriptors_drops_flows_not_the_engine() -> N
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    async with open_network(NetworkConfig(), 0, routes=HostRoutes(True, False)) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=HostRoutes(True, False)
+    ) as net:
         backend = net.take_backend()
         open_fds = len(__import__("os").listdir("/proc/self/fd"))
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds + 10, hard))
@@ -100,7 +105,7 @@ async def test_a_policy_that_raises_denies_instead_of_crashing() -> None:
         raise RuntimeError("bug in the embedder's policy")
 
     async with open_network(
-        NetworkConfig(),
+        NetworkConfig(policy=NetworkPolicy.allow_all()),
         0,
         routes=HostRoutes(True, False),
         policy=broken_policy,  # type: ignore[arg-type]
@@ -112,7 +117,9 @@ async def test_a_policy_that_raises_denies_instead_of_crashing() -> None:
 
 
 async def test_the_least_recently_used_flow_is_evicted_and_its_socket_closed() -> None:
-    async with open_network(NetworkConfig(), 0, routes=HostRoutes(True, False)) as net:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=HostRoutes(True, False)
+    ) as net:
         backend = net.take_backend()
         relay = UdpRelay(net.core, max_flows=2)  # takes over the engine's UDP events
         fds_before = len(os.listdir("/proc/self/fd"))

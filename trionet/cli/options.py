@@ -1,8 +1,8 @@
 """Command-line options shared by ``run`` and ``serve``, mapped onto NetworkConfig.
 
-The options only override the config file's interface fields; validation
-stays in :mod:`trionet.config`, so ``--mtu 70000`` fails with the same
-message a config file would get.
+The options override the config file's interface fields and (``--net``) its
+policy; validation stays in :mod:`trionet.config`, so ``--mtu 70000`` fails
+with the same message a config file would get.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import NoReturn
 from trionet.addressing import MAX_SLOT, HostRoutes, probe_host_routes
 from trionet.cli.logs import LEVELS
 from trionet.config import ConfigError, NetworkConfig
+from trionet.policy.model import NetworkPolicy
+from trionet.ports.config import PortMapping, parse_publish
 
 __all__ = [
     "NetworkChoice",
@@ -23,6 +25,7 @@ __all__ = [
     "add_logging_options",
     "add_network_options",
     "log_level",
+    "net_policy",
     "network_choice",
     "slot_number",
 ]
@@ -53,9 +56,38 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def net_policy(text: str) -> NetworkPolicy:
+    """``--net``: ``all``, ``none``, or profiles (public, private, host) joined by commas."""
+    if text == "all":
+        return NetworkPolicy.allow_all()
+    if text == "none":
+        return NetworkPolicy.deny_all()
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty profile name")
+    try:
+        return NetworkPolicy.from_profiles(names)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; or all, none") from None
+
+
 def add_network_options(parser: argparse.ArgumentParser, *, offload: bool = True) -> None:
     group = parser.add_argument_group("network")
     group.add_argument("--config", metavar="FILE", help="network config, TOML or JSON")
+    group.add_argument(
+        "--net",
+        type=net_policy,
+        metavar="all|none|PROFILE[,PROFILE...]",
+        help="what the guest may reach, replacing the config's policy: profiles public, "
+        "private, host (DNS through the gateway included); default: the config's policy, "
+        "else public (the internet only: not the host, private ranges, loopback, link-local "
+        "or the metadata service)",
+    )
+    group.add_argument(
+        "--audit",
+        metavar="FILE",
+        help="write every policy decision to FILE as JSON lines ('-' for stderr)",
+    )
     group.add_argument(
         "--slot", type=slot_number, default=0, metavar="N", help="sandbox slot (default 0)"
     )
@@ -80,6 +112,28 @@ def add_network_options(parser: argparse.ArgumentParser, *, offload: bool = True
     group.add_argument(
         "--pcap", metavar="FILE", help="write every frame, both directions, to FILE (pcap)"
     )
+    group.add_argument(
+        "-p",
+        "--publish",
+        type=_publish,
+        action="append",
+        default=[],
+        metavar="[ADDR:]HOST:GUEST[/udp]",
+        help="publish a guest port on the host (repeatable; ADDR defaults to 127.0.0.1,"
+        " IPv6 in brackets: [::1]:8080:80)",
+    )
+    group.add_argument(
+        "--publish-real-source",
+        action="store_true",
+        help="-p TCP clients not on the host's loopback reach the guest from their own address",
+    )
+
+
+def _publish(text: str) -> PortMapping:
+    try:
+        return parse_publish(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_logging_options(parser: argparse.ArgumentParser, default: str) -> None:
@@ -109,6 +163,8 @@ class NetworkChoice:
     config: NetworkConfig
     slot: int
     routes: HostRoutes
+    #: where audit records go: a file, "-" for stderr, None for nowhere
+    audit: str | None = None
 
 
 def network_choice(args: argparse.Namespace) -> NetworkChoice:
@@ -125,10 +181,16 @@ def network_choice(args: argparse.Namespace) -> NetworkChoice:
         iface = dataclasses.replace(iface, ipv4_address=None)
     if args.ipv6 is False:
         iface = dataclasses.replace(iface, ipv6_address=None)
-    config = dataclasses.replace(config, interface=iface)
+    published = tuple(
+        dataclasses.replace(mapping, real_source=args.publish_real_source)
+        for mapping in args.publish
+    )
+    config = dataclasses.replace(config, interface=iface, ports=config.ports + published)
+    if args.net is not None:
+        config = dataclasses.replace(config, policy=args.net)
     probed = probe_host_routes()
     routes = HostRoutes(
         ipv4=probed.ipv4 if args.ipv4 is None else args.ipv4,
         ipv6=probed.ipv6 if args.ipv6 is None else args.ipv6,
     )
-    return NetworkChoice(config, args.slot, routes)
+    return NetworkChoice(config, args.slot, routes, args.audit)

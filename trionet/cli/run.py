@@ -41,12 +41,14 @@ from typing import Final
 import trio
 
 from trionet.addressing import GuestAddressing, derive_addressing
+from trionet.cli.audit_file import AuditWriter
 from trionet.cli.errors import first_leaf
 from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.cli.signals import SignalFd, block
 from trionet.engine.network import open_network
+from trionet.engine.ports import PublishError
 from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
 from trionet.links.tap import TapDevice, TapError
@@ -128,12 +130,20 @@ def run(options: RunOptions) -> int:
             pcap = PcapWriter.create(options.pcap)
         except OSError as exc:
             raise RunError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
+    audit = None
+    if choice.audit is not None:
+        try:
+            audit = AuditWriter(choice.audit)
+        except OSError as exc:
+            if pcap is not None:
+                pcap.close()
+            raise RunError(f"cannot write {choice.audit}: {exc.strerror}", 2) from exc
     # Blocked until this process exits, deliberately never unblocked: a signal
     # that arrives after CMD's end (while trionet tears down, or while Python
     # exits) must not kill trionet and replace CMD's status with its own.
     block(FORWARDED)
     try:
-        return trio.run(_run, options, addressing, userns, pcap)
+        return trio.run(_run, options, addressing, userns, pcap, audit)
     except BaseExceptionGroup as group:
         error = first_leaf(group, RunError)
         if error is None:
@@ -142,6 +152,8 @@ def run(options: RunOptions) -> int:
     finally:
         if pcap is not None:
             pcap.close()
+        if audit is not None:
+            audit.close()
 
 
 def _spawn(
@@ -216,11 +228,16 @@ class _Supervisor:
     """The parent's state machine: set-up, then forwarding signals until CMD exits."""
 
     def __init__(
-        self, child: subprocess.Popen[bytes], options: RunOptions, pcap: PcapWriter | None
+        self,
+        child: subprocess.Popen[bytes],
+        options: RunOptions,
+        pcap: PcapWriter | None,
+        audit: AuditWriter | None,
     ) -> None:
         self.child = child
         self.options = options
         self.pcap = pcap
+        self.audit = audit
         self.execed = False
         self.status: int | None = None
         self.netns: tuple[int, int] | None = None
@@ -290,7 +307,22 @@ class _Supervisor:
         addressing: GuestAddressing,
     ) -> int:
         choice = self.options.network
+        try:
+            return await self._run_network(sock, tap, pcap, addressing, choice)
+        except PublishError as exc:
+            raise RunError(str(exc)) from None
+
+    async def _run_network(
+        self,
+        sock: socket.socket,
+        tap: TapDevice,
+        pcap: PcapWriter | None,
+        addressing: GuestAddressing,
+        choice: NetworkChoice,
+    ) -> int:
         async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
+            if self.audit is not None:
+                net.on_audit(self.audit)
             backend = net.take_backend()
             endpoint: FrameEndpoint = backend if pcap is None else PcapEndpoint(backend, pcap)
             async with trio.open_nursery() as nursery:
@@ -349,7 +381,11 @@ def _explain(reason: str) -> str:
 
 
 async def _run(
-    options: RunOptions, addressing: GuestAddressing, userns: bool, pcap: PcapWriter | None
+    options: RunOptions,
+    addressing: GuestAddressing,
+    userns: bool,
+    pcap: PcapWriter | None,
+    audit: AuditWriter | None,
 ) -> int:
     with SignalFd(FORWARDED) as sigfd:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -359,7 +395,7 @@ async def _run(
                 child = _spawn(child_sock, addressing, options, userns)
             finally:
                 child_sock.close()
-            supervisor = _Supervisor(child, options, pcap)
+            supervisor = _Supervisor(child, options, pcap, audit)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(supervisor.watch_signals, sigfd, nursery.cancel_scope)

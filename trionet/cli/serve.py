@@ -24,11 +24,13 @@ from typing import Final
 
 import trio
 
+from trionet.cli.audit_file import AuditWriter
 from trionet.cli.errors import first_leaf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.engine.backend import FrameBackend
 from trionet.engine.network import Network, open_network
+from trionet.engine.ports import PublishError
 from trionet.links.dgram import DgramLink
 from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
@@ -86,36 +88,59 @@ async def _serve(options: ServeOptions) -> int:
         except OSError as exc:
             raise ServeError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
     choice = options.network
+    audit: AuditWriter | None = None
+    if choice.audit is not None:
+        try:
+            audit = AuditWriter(choice.audit)
+        except OSError as exc:
+            if pcap is not None:
+                pcap.close()
+            raise ServeError(f"cannot write {choice.audit}: {exc.strerror}", 2) from exc
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
-            async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
-                backend = net.take_backend()
-                endpoint: FrameBackend | PcapEndpoint = (
-                    backend if pcap is None else PcapEndpoint(backend, pcap)
-                )
-                ready = _Announcer(net, options.print_env)
-                try:
-                    if options.tap is not None:
-                        await _serve_tap(options, ready, endpoint)
-                    elif options.qemu_stream is not None:
-                        await _serve_stream(options, ready, endpoint, options.qemu_stream)
-                    else:
-                        assert options.unixgram is not None
-                        await _serve_dgram(options, ready, endpoint, options.unixgram)
-                finally:
-                    if ready.done:  # a set-up error is reported alone, on one line
-                        snapshot = net.metrics_handle().snapshot()
-                        log_event(logger, logging.INFO, "serve.end", **snapshot)
-            nursery.cancel_scope.cancel()
+        await _serve_network(options, choice, pcap, audit)
+    except PublishError as exc:
+        raise ServeError(str(exc)) from None
     finally:
         if pcap is not None:
             pcap.close()
+        if audit is not None:
+            audit.close()
         for path in (options.qemu_stream, options.unixgram):
             if path is not None:
                 with contextlib.suppress(OSError):
                     remove_stale_socket(path)
     return 0
+
+
+async def _serve_network(
+    options: ServeOptions,
+    choice: NetworkChoice,
+    pcap: PcapWriter | None,
+    audit: AuditWriter | None,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
+            if audit is not None:
+                net.on_audit(audit)
+            backend = net.take_backend()
+            endpoint: FrameBackend | PcapEndpoint = (
+                backend if pcap is None else PcapEndpoint(backend, pcap)
+            )
+            ready = _Announcer(net, options.print_env)
+            try:
+                if options.tap is not None:
+                    await _serve_tap(options, ready, endpoint)
+                elif options.qemu_stream is not None:
+                    await _serve_stream(options, ready, endpoint, options.qemu_stream)
+                else:
+                    assert options.unixgram is not None
+                    await _serve_dgram(options, ready, endpoint, options.unixgram)
+            finally:
+                if ready.done:  # a set-up error is reported alone, on one line
+                    snapshot = net.metrics_handle().snapshot()
+                    log_event(logger, logging.INFO, "serve.end", **snapshot)
+        nursery.cancel_scope.cancel()
 
 
 async def _stop_on_signal(cancel_scope: trio.CancelScope) -> None:

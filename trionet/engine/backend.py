@@ -20,6 +20,9 @@ from typing import Protocol
 import trio
 
 from trionet.engine.metrics import EngineCounters
+from trionet.engine.throttle import CallAt, Throttle
+from trionet.ratelimit.bucket import FrameLimiter
+from trionet.ratelimit.config import RateLimiterConfig
 from trionet.stack.flows import OffloadFrame, OutFrame
 
 __all__ = ["FrameBackend", "FrameSink"]
@@ -54,6 +57,63 @@ class FrameBackend:
         self._sink: FrameSink | None = None
         self._enable_tso = enable_tso
         self._closed = False
+        #: rate limits (§12), when configured: guest -> engine, engine -> guest
+        self._egress: Throttle[tuple[bytes | memoryview, bool]] | None = None
+        self._ingress: Throttle[OutFrame] | None = None
+
+    def limit(self, config: RateLimiterConfig | None, call_at: CallAt) -> None:
+        """Apply token buckets at this boundary; ``call_at`` is the engine's timer.
+
+        Egress counts the Ethernet frames the guest sends, ingress those it
+        receives (bandwidth tokens: bytes; ops tokens: frames). Buckets
+        start full.
+        """
+        self._egress = self._ingress = None
+        if config is None:
+            return
+        now = trio.current_time()
+        counters = self._counters
+        if config.egress is not None:
+            self._egress = Throttle(
+                FrameLimiter(config.egress, now),
+                call_at,
+                self._release_egress,
+                counters=counters,
+                direction="egress",
+                size=lambda item: len(item[0]),
+            )
+        if config.ingress is not None:
+            self._ingress = Throttle(
+                FrameLimiter(config.ingress, now),
+                call_at,
+                self._deliver,
+                counters=counters,
+                direction="ingress",
+                size=len,
+            )
+
+    async def wait_accepting(self) -> None:
+        """Until the engine takes the guest's frames again (at once unless a rate limit holds).
+
+        A link calls this before reading more from the guest, so a rate
+        limit stops the reading instead of filling a queue.
+        """
+        if self._egress is not None:
+            await self._egress.wait_drained()
+
+    def _release_egress(self, items: list[tuple[bytes | memoryview, bool]]) -> None:
+        if self._closed:
+            return
+        run: list[bytes | memoryview] = []
+        run_valid = False
+        for frame, valid in items:
+            if run and valid != run_valid:
+                self._ingest(run, run_valid)
+                run = []
+            run_valid = valid
+            run.append(frame)
+        if run:
+            self._ingest(run, run_valid)
 
     # -- guest -> engine ----------------------------------------------------
 
@@ -89,6 +149,10 @@ class FrameBackend:
             counters.tx_bytes += size
             counters.tx_frames += 1
             accepted.append(frame)
+        egress = self._egress
+        if egress is not None and accepted:
+            passed = egress.admit([(frame, checksum_valid) for frame in accepted])
+            accepted = [frame for frame, _ in passed]
         if accepted:
             self._ingest(accepted, checksum_valid)
 
@@ -118,6 +182,16 @@ class FrameBackend:
     def deliver(self, frames: Sequence[OutFrame]) -> None:
         """Called by the engine with frames for the guest, in order."""
         if not frames or self._closed:
+            return
+        ingress = self._ingress
+        if ingress is not None:
+            frames = ingress.admit(frames)
+            if not frames:
+                return
+        self._deliver(frames)
+
+    def _deliver(self, frames: Sequence[OutFrame]) -> None:
+        if self._closed:
             return
         counters = self._counters
         if self._sink is None:
@@ -166,3 +240,6 @@ class FrameBackend:
         self._closed = True
         self._sink = None
         self._wakeup.set()
+        for throttle in (self._egress, self._ingress):
+            if throttle is not None:
+                throttle.clear()

@@ -16,15 +16,21 @@ import itertools
 import logging
 import math
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import trio
 
 from trionet.addressing import GuestAddressing
+from trionet.engine.audit import AuditLog
 from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict
 from trionet.engine.readiness import ReadinessLoop
+from trionet.policy.audit import AuditRecord
+from trionet.policy.evaluate import Decision, PolicyEvaluator, PolicyVerdict
+from trionet.policy.groups import Gateways
+from trionet.policy.pins import PinSet
 from trionet.stack.flows import (
     EchoRequested,
     FlowKey,
@@ -61,11 +67,20 @@ class EngineCore:
         addressing: GuestAddressing,
         counters: EngineCounters,
         policy: FlowPolicy,
+        *,
+        evaluator: PolicyEvaluator,
+        audit: AuditLog,
     ) -> None:
         self.stack = stack
         self.addressing = addressing
         self.counters = counters
+        #: the embedder's hook, asked after the configured policy allowed a flow
         self.policy = policy
+        #: the configured policy (and the multi-tenant floor); see trionet.policy
+        self.policy_evaluator = evaluator
+        #: names the guest resolved through trionet, for domain rules (engine clock)
+        self.pins: PinSet = evaluator.pins
+        self.audit = audit
         self.backend = FrameBackend(
             self.ingest, counters, lambda v4, v6: stack.enable_tso(ipv4=v4, ipv6=v6)
         )
@@ -84,6 +99,11 @@ class EngineCore:
         self.on_tcp_activity: Callable[[FlowKey], None] | None = None
         self.on_udp: Callable[[UdpReceived], None] | None = None
         self.on_echo: Callable[[EchoRequested], None] | None = None
+        #: connections someone other than the TCP relay owns (published ports):
+        #: their activity goes to this callback instead of on_tcp_activity
+        self.tcp_watchers: dict[FlowKey, Callable[[], None]] = {}
+        #: guest datagrams to these keys are replies to a published UDP port's peer
+        self.udp_watchers: dict[FlowKey, Callable[[bytes], None]] = {}
 
     # -- running -------------------------------------------------------------
 
@@ -204,7 +224,10 @@ class EngineCore:
     def _dispatch(self, event: StackEvent) -> None:
         if isinstance(event, TcpActivity | TcpConnectionGone):
             self.tcp_wake(event.key)
-            if self.on_tcp_activity is not None:
+            watcher = self.tcp_watchers.get(event.key)
+            if watcher is not None:
+                watcher()
+            elif self.on_tcp_activity is not None:
                 self.on_tcp_activity(event.key)
         elif isinstance(event, TcpConnectRequested):
             if self.on_tcp_connect is None:
@@ -212,7 +235,12 @@ class EngineCore:
             else:
                 self.on_tcp_connect(event.key)
         elif isinstance(event, UdpReceived):
-            if self.on_udp is not None:
+            reply = self.udp_watchers.get(event.key)
+            if reply is not None:
+                # Intercepted before the egress policy, as §5.1 does: it
+                # answers a peer the ingress policy already admitted.
+                reply(event.payload)
+            elif self.on_udp is not None:
                 self.on_udp(event)
         elif self.on_echo is not None:
             self.on_echo(event)
@@ -235,21 +263,131 @@ class EngineCore:
         )
 
     def allows(self, flow: NewFlow) -> bool:
-        """Ask the policy about a new flow; a policy that raises denies it.
+        """Decide a new guest flow: the configured policy, then the embedder's hook.
 
-        The policy is the embedder's code: a bug in it must not take the
-        whole engine down, and failing closed is the safe reading.
+        Both must allow. Each decision goes on record (one audit record per
+        flow, with the rule that decided it). A TCP SYN is evaluated
+        *deferred* (§10.3): a domain rule that cannot be settled without the
+        hostname says DEFER. No hostname peek exists yet, so a deferred flow
+        is then decided on the pin set alone -- what this sandbox resolved
+        through trionet -- which is also what a plain-TCP peek without SNI
+        would fall back to.
         """
-        try:
-            verdict = self.policy(flow)
-        except Exception:
-            _log.exception("the flow policy raised; denying %s", flow)
-            self.counters.dropped["policy_error"] += 1
-            return False
-        if verdict is not Verdict.ALLOW:
-            self.counters.dropped["policy"] += 1
+        now = trio.current_time()
+        protocol = flow.protocol
+        if protocol == "icmp":
+            protocol = "icmpv4" if flow.destination.version == 4 else "icmpv6"
+            port = None
+        else:
+            port = flow.destination_port
+        evaluator = self.policy_evaluator
+        decision = evaluator.egress(
+            flow.destination, port, protocol, now, deferred=protocol == "tcp"
+        )
+        if decision.verdict is PolicyVerdict.DEFER:
+            decision = evaluator.egress(flow.destination, port, protocol, now)
+        reason = None
+        drop = "policy"
+        if decision.verdict is PolicyVerdict.ALLOW:
+            try:
+                verdict = self.policy(flow)
+            except Exception:
+                # The hook is the embedder's code: a bug in it must not take
+                # the engine down, and failing closed is the safe reading.
+                _log.exception("the flow policy raised; denying %s", flow)
+                verdict, drop = None, "policy_error"
+            if verdict is not Verdict.ALLOW:
+                reason = "embedder-policy"
+                decision = Decision(PolicyVerdict.DENY, None, "embedder policy")
+        # The record names what the guest resolved this address as, even when
+        # an address rule decided: "10.0.0.5" alone says less than its name.
+        name = decision.matched_name
+        if name is None:
+            name = min(self.pins.names_for(flow.destination, now), default=None)
+        self.audit_decision(
+            decision,
+            "flow",
+            protocol,
+            flow.guest,
+            flow.guest_port,
+            flow.destination,
+            port,
+            name=name,
+            reason=reason,
+        )
+        if decision.verdict is not PolicyVerdict.ALLOW:
+            self.counters.dropped[drop] += 1
             return False
         return True
+
+    def audit_decision(  # noqa: PLR0917 -- the record's own fields, in its order
+        self,
+        decision: Decision,
+        kind: str,
+        protocol: str,
+        source: IPAddress,
+        source_port: int | None,
+        destination: IPAddress,
+        port: int | None,
+        *,
+        name: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Put ``decision`` on record (wall-clock time; the engine's clock is not an epoch)."""
+        self.audit.emit(
+            AuditRecord.from_decision(
+                decision,
+                time=time.time(),
+                kind=kind,
+                protocol=protocol,
+                source=str(source),
+                source_port=source_port,
+                destination=str(destination),
+                port=port,
+                name=name,
+                reason=reason,
+            )
+        )
+
+    def ingress_decision(self, peer_ip: IPAddress, guest_port: int, protocol: str) -> bool:
+        """May ``peer_ip`` reach ``guest_port`` through a published port? (§10.5)
+
+        The one ingress decision point: every accepted published TCP
+        connection and every new published UDP peer passes here, with the
+        peer as the address the policy judges. Each decision goes on record.
+        """
+        decision = self.policy_evaluator.ingress(
+            peer_ip, guest_port, protocol, trio.current_time()
+        )
+        a = self.addressing
+        guest: IPAddress | None
+        if peer_ip.version == 4 or a.ipv6 is None:
+            guest = None if a.ipv4 is None else a.ipv4.guest
+        else:
+            guest = a.ipv6.guest
+        self.audit_decision(
+            decision,
+            "ingress",
+            protocol,
+            peer_ip,
+            None,
+            peer_ip if guest is None else guest,
+            guest_port,
+        )
+        if decision.verdict is not PolicyVerdict.ALLOW:
+            self.counters.dropped["ingress_policy"] += 1
+            return False
+        return True
+
+    @staticmethod
+    def gateways_of(addressing: GuestAddressing) -> Gateways:
+        """The policy's ``host`` group: every address the guest reaches the host by."""
+        return Gateways(
+            None if addressing.ipv4 is None else addressing.ipv4.gateway,
+            ()
+            if addressing.ipv6 is None
+            else (addressing.ipv6.gateway, addressing.ipv6.gateway_link_local),
+        )
 
     def is_gateway(self, address: IPAddress) -> bool:
         a = self.addressing

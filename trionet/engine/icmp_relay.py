@@ -36,7 +36,12 @@ class IcmpRelay:
     def on_echo(self, event: EchoRequested) -> None:
         core = self._core
         key = FlowKey(event.version, event.guest_addr, event.ident, event.remote_addr, 0)
-        if not core.allows(core.describe(key, "icmp")):
+        flow = core.describe(key, "icmp")
+        if not core.allows(flow):
+            return  # silently, as §6 says: the guest sees a timeout
+        if core.is_gateway(flow.destination):
+            # The gateway answers its own pings, once the policy let them through.
+            core.stack.echo_reply(event, event.payload, trio.current_time())
             return
         if event.version in self._unavailable:
             core.counters.dropped["icmp_unavailable"] += 1

@@ -16,6 +16,8 @@ class EngineCounters:
         "connections_refused",
         "connections_reset",
         "dropped",
+        "held_bytes",
+        "held_frames",
         "rx_bytes",
         "rx_frames",
         "tx_bytes",
@@ -38,6 +40,9 @@ class EngineCounters:
         self.udp_flows_evicted = 0
         #: frames the engine itself dropped, by reason (the stack counts its own)
         self.dropped: Counter[str] = Counter()
+        #: bytes and frames a rate limit held back, by direction ("egress", "ingress")
+        self.held_bytes: Counter[str] = Counter()
+        self.held_frames: Counter[str] = Counter()
 
 
 class MetricsHandle:
@@ -48,8 +53,11 @@ class MetricsHandle:
         counters: EngineCounters,
         stack_drops: Callable[[], Mapping[str, int]],
         host_sockets: Callable[[], int],
+        audit: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._counters = counters
+        #: audit records by verdict, and those a slow reader lost
+        self._audit = audit
         self._stack_drops = stack_drops
         #: host TCP sockets held right now (read from the relay, not kept twice)
         self._host_sockets = host_sockets
@@ -80,4 +88,9 @@ class MetricsHandle:
                 "host_sockets": self._host_sockets(),
             },
             "udp_flows": {"opened": c.udp_flows_opened, "evicted": c.udp_flows_evicted},
+            "audit": dict(self._audit()),
+            "rate_limited": {
+                "held_bytes": dict(sorted(c.held_bytes.items())),
+                "held_frames": dict(sorted(c.held_frames.items())),
+            },
         }

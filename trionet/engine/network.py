@@ -10,6 +10,8 @@ waits for all of it: no task or file descriptor outlives the block.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,20 +20,32 @@ import trio
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import NetworkConfig
+from trionet.engine.audit import DEFAULT_BUFFER, AuditCallback, AuditLog
 from trionet.engine.backend import FrameBackend
 from trionet.engine.core import EngineCore
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
+from trionet.engine.ports import PortPublisher
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
 from trionet.engine.udp_relay import UdpRelay
 from trionet.guest_env import guest_env_vars
 from trionet.links.tap import TapDevice
 from trionet.links.tap_link import run_tap_link
+from trionet.policy.audit import AuditRecord
+from trionet.policy.evaluate import PolicyEvaluator
+from trionet.policy.model import NetworkPolicy
+from trionet.policy.pins import PinSet
+from trionet.ports.config import PortMapping
 from trionet.stack.interface import Stack, StackParams
 
-__all__ = ["Network", "open_network"]
+__all__ = ["MULTI_TENANT", "Network", "multi_tenant_config", "open_network"]
+
+#: ``open_network(profile=MULTI_TENANT)``: the deployment profile of §10.7.
+MULTI_TENANT = "multi-tenant"
+_MULTI_TENANT_MAX_CONNECTIONS = 256
+_log = logging.getLogger("trionet.engine")
 
 
 class Network:
@@ -46,6 +60,7 @@ class Network:
         nursery: trio.Nursery,
         *,
         host_sockets: Callable[[], int],
+        ports: PortPublisher,
     ) -> None:
         self.config = config
         self.addressing = addressing
@@ -53,7 +68,10 @@ class Network:
         self._termination = termination
         self._nursery = nursery
         self._backend_taken = False
-        self._metrics = MetricsHandle(core.counters, lambda: core.stack.drops, host_sockets)
+        self._ports = ports
+        self._metrics = MetricsHandle(
+            core.counters, lambda: core.stack.drops, host_sockets, core.audit.snapshot
+        )
 
     def take_backend(self) -> FrameBackend:
         """The guest's frame endpoint, for a VMM or a link. One-shot."""
@@ -74,11 +92,54 @@ class Network:
         """The host's trust roots for the guest, once TLS interception exists."""
         return None
 
+    def audit_records(self) -> AsyncIterator[AuditRecord]:
+        """Every policy decision from now on, as :class:`~trionet.AuditRecord` objects.
+
+        ``async for record in net.audit_records(): ...``. Each iterator has
+        its own buffer of ``audit_buffer`` records; if it falls further
+        behind, the oldest are dropped (counted as ``audit.dropped`` in the
+        metrics snapshot) -- the engine never waits for a reader.
+        """
+        return self._core.audit.records()
+
+    def on_audit(self, callback: AuditCallback) -> Callable[[], None]:
+        """Call ``callback(record)`` synchronously for each decision; returns an unsubscriber.
+
+        The callback runs inside the engine's frame processing: it must be
+        quick and must not block. One that raises is logged and counted.
+        """
+        return self._core.audit.on_record(callback)
+
     def termination_handle(self) -> TerminationHandle:
         return self._termination
 
     def metrics_handle(self) -> MetricsHandle:
         return self._metrics
+
+    async def publish(self, mapping: PortMapping) -> PortMapping:
+        """Publish a guest port on the host; returns once the listener is bound.
+
+        The result is the mapping as bound: ``host_port=0`` becomes the port
+        the kernel picked. A taken port (or an address the host does not
+        have) raises :class:`~trionet.engine.ports.PublishError`, an
+        ``OSError``, and leaves nothing behind.
+        """
+        await trio.lowlevel.checkpoint()
+        return self._ports.publish(mapping)
+
+    async def unpublish(self, mapping: PortMapping, *, reset: bool = False) -> None:
+        """Stop publishing ``mapping`` (as :meth:`publish` returned it).
+
+        New clients are refused at once; connections already relayed carry
+        on unless ``reset``, which resets them both ways. ``KeyError`` if
+        the mapping is not published.
+        """
+        await trio.lowlevel.checkpoint()
+        self._ports.unpublish(mapping, reset=reset)
+
+    def published(self) -> list[PortMapping]:
+        """The mappings published now, as bound."""
+        return self._ports.published()
 
     @property
     def core(self) -> EngineCore:
@@ -115,9 +176,40 @@ def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackPa
         guest_ipv6=None if addressing.ipv6 is None else addressing.ipv6.guest.packed,
         max_connections=config.max_connections,
         isn_secret=os.urandom(16),
+        gateway_echo_events=True,  # so the policy decides gateway pings too
         dhcp=config.dhcp,
         ipv4_prefix_len=30 if addressing.ipv4 is None else addressing.ipv4.prefix_len,
     )
+
+
+def multi_tenant_config(config: NetworkConfig) -> tuple[NetworkConfig, list[str]]:
+    """``config`` as the multi-tenant profile (§10.7) allows it, and what was changed.
+
+    Nothing a tenant's config says may widen what the platform grants:
+    interface overrides, published ports and custom nameservers go, rebind
+    protection is forced on, host CAs are not trusted, at most 256
+    connections. Sections other branches add are reset to their defaults by
+    name when present.
+    """
+    changes: dict[str, object] = {}
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for name in ("interface", "ports"):
+        f = fields.get(name)
+        if f is None:
+            continue
+        default = (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        )
+        if getattr(config, name) != default:
+            changes[name] = default
+    dns = config.dns
+    if dns.nameservers or not dns.rebind_protection:
+        changes["dns"] = dataclasses.replace(dns, nameservers=(), rebind_protection=True)
+    if "trust_host_cas" in fields and getattr(config, "trust_host_cas", False):
+        changes["trust_host_cas"] = False
+    if config.max_connections > _MULTI_TENANT_MAX_CONNECTIONS:
+        changes["max_connections"] = _MULTI_TENANT_MAX_CONNECTIONS
+    return dataclasses.replace(config, **changes), sorted(changes)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
@@ -129,30 +221,81 @@ async def open_network(
     policy: FlowPolicy = allow_all,
     flow_handler: FlowHandler | None = None,
     connect_timeout: float | None = None,
+    profile: str | None = None,
+    audit_buffer: int = DEFAULT_BUFFER,
 ) -> AsyncIterator[Network]:
     """Create a network engine for ``slot`` and run it for the block's duration.
 
-    ``routes`` overrides the host route probe (tests use it); ``policy`` is
-    the new-flow decision point; ``flow_handler`` replaces the plain relay
-    between an accepted guest connection and its host connection.
+    Every new flow is decided by ``config.policy`` (the public profile unless
+    the config says otherwise) and then by ``policy``, an optional embedder
+    hook called with a :class:`~trionet.NewFlow` for flows the configured
+    policy allowed: both must allow. ``profile="multi-tenant"`` applies the
+    §10.7 deployment profile: the config is sanitised (see
+    :func:`multi_tenant_config`) and the public profile becomes a platform
+    floor every flow must pass as well. ``routes`` overrides the host route
+    probe (tests use it); ``flow_handler`` replaces the plain relay between an
+    accepted guest connection and its host connection; ``audit_buffer`` is
+    each :meth:`Network.audit_records` iterator's buffer.
     """
+    platform: NetworkPolicy | None = None
+    if profile == MULTI_TENANT:
+        config, changed = multi_tenant_config(config)
+        if changed:
+            _log.warning("multi-tenant profile: reset %s", ", ".join(changed))
+        platform = NetworkPolicy.public()
+    elif profile is not None:
+        raise ValueError(f"unknown profile {profile!r} (only {MULTI_TENANT!r})")
+    for warning in config.policy.shadowed():
+        _log.warning("policy: %s", warning)
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
-    core = EngineCore(Stack(_stack_params(config, addressing)), addressing, counters, policy)
+    evaluator = PolicyEvaluator(
+        config.policy, EngineCore.gateways_of(addressing), PinSet(), platform
+    )
+    core = EngineCore(
+        Stack(_stack_params(config, addressing)),
+        addressing,
+        counters,
+        policy,
+        evaluator=evaluator,
+        audit=AuditLog(audit_buffer),
+    )
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     tcp = TcpRelay(core, handler=flow_handler, **relay_options)
     udp = UdpRelay(core)
     IcmpRelay(core)
+    ports = (
+        PortPublisher(core)
+        if connect_timeout is None
+        else PortPublisher(core, connect_timeout=connect_timeout)
+    )
+    # Bound before anything runs, so a taken port fails open_network with
+    # a plain PublishError and leaves nothing behind.
+    try:
+        for mapping in config.ports:
+            ports.publish(mapping)
+    except BaseException:
+        ports.close()
+        core.readiness.close()
+        raise
+    core.backend.limit(config.rate_limiter, core.call_at)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
         await nursery.start(core.run)
         network = Network(
-            config, addressing, core, termination, nursery, host_sockets=lambda: tcp.held
+            config,
+            addressing,
+            core,
+            termination,
+            nursery,
+            host_sockets=lambda: tcp.held + ports.relays,
+            ports=ports,
         )
         try:
             yield network
         finally:
             nursery.cancel_scope.cancel()
+            ports.close()
             tcp.close()
             udp.close()
             core.shutdown()

@@ -79,6 +79,10 @@ class ReadinessLoop:
                 if handler is not None:
                     handler(events)
 
+    def close(self) -> None:
+        """Close the epoll descriptor of a loop that will never run."""
+        self._epoll.close()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the set until cancelled; closes the epoll descriptor at the end."""
         epoll = self._epoll

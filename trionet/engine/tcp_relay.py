@@ -83,7 +83,9 @@ class TcpRelay:
         core = self._core
         flow = core.describe(key, "tcp")
         if not core.allows(flow):
-            core.tcp_refuse(key, RefuseReason.PROHIBITED)
+            # A reset, as the reference does: the client fails at once with
+            # "connection refused" instead of waiting out a timeout.
+            core.tcp_refuse(key, RefuseReason.REFUSED)
             return
         stale = self._splices.get(key)
         if stale is not None:

@@ -28,6 +28,11 @@ DEFAULT_MAX_FLOWS = 1024
 MAX_DATAGRAM = 65535
 #: Host replies passed on per readiness wake-up before other sockets get a turn.
 REPLIES_PER_WAKEUP = 64
+#: A denied flow's later datagrams within this many seconds are dropped on the
+#: same decision: one audit record per denied flow and second, not per
+#: datagram, however fast a guest sends.
+DENIED_MEMO_SECONDS = 1.0
+DENIED_MEMO_SIZE = 1024
 
 
 class _UdpFlow:
@@ -51,6 +56,8 @@ class UdpRelay:
         self._idle_timeout = idle_timeout
         self._max_flows = max_flows
         self._flows: OrderedDict[FlowKey, _UdpFlow] = OrderedDict()
+        #: recently denied flows -> until when the denial stands
+        self._denied: OrderedDict[FlowKey, float] = OrderedDict()
         core.on_udp = self.on_datagram
 
     @property
@@ -62,6 +69,12 @@ class UdpRelay:
         key = event.key
         flow = self._flows.get(key)
         if flow is None:
+            until = self._denied.get(key)
+            if until is not None:
+                if trio.current_time() < until:
+                    core.counters.dropped["policy"] += 1
+                    return
+                del self._denied[key]
             flow = self._open(key)
             if flow is None:
                 return
@@ -79,6 +92,10 @@ class UdpRelay:
         core = self._core
         flow_desc = core.describe(key, "udp")
         if not core.allows(flow_desc):
+            self._denied[key] = trio.current_time() + DENIED_MEMO_SECONDS
+            self._denied.move_to_end(key)
+            if len(self._denied) > DENIED_MEMO_SIZE:
+                self._denied.popitem(last=False)
             return None
         target = core.host_target(flow_desc)
         sock = core.open_host_socket(flow_desc, socket.SOCK_DGRAM)

@@ -30,6 +30,9 @@ class FrameEndpoint(Protocol):
 
     def attach_sink(self, sink: FrameSink | None) -> None: ...
 
+    async def wait_accepting(self) -> None:
+        """Until the engine takes frames again (at once unless a rate limit holds them)."""
+
     def enable_offload(self, *, tso4: bool, tso6: bool) -> None: ...
 
     async def receive_batch(self, max_frames: int = 64) -> list[bytes]: ...

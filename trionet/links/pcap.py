@@ -95,6 +95,9 @@ class PcapEndpoint:
         self._writer.write_frames(frames)
         self._endpoint.send_batch_nowait(frames, checksum_valid=checksum_valid)
 
+    async def wait_accepting(self) -> None:
+        await self._endpoint.wait_accepting()
+
     def attach_sink(self, sink: FrameSink | None) -> None:
         if sink is None:
             self._endpoint.attach_sink(None)

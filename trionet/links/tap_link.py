@@ -95,6 +95,7 @@ async def run_tap_link(
 
 async def _pump_in(endpoint: FrameEndpoint, tap: TapDevice) -> None:
     while True:
+        await endpoint.wait_accepting()  # a rate limit stops the reading, not a queue
         await tap.wait_readable()
         raws = tap.read_batch(BATCH_FRAMES)
         # Keep arrival order: hand over runs of frames that share the same

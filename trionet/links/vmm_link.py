@@ -76,6 +76,7 @@ async def run_vmm_link(
             nursery.start_soon(to_guest, nursery.cancel_scope)
             task_status.started()
             while frames := await link.receive_frames():
+                await endpoint.wait_accepting()
                 try:
                     endpoint.send_batch_nowait(frames)
                 except trio.ClosedResourceError:

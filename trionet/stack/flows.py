@@ -98,7 +98,7 @@ class UdpReceived:
 
 @dataclass(frozen=True, slots=True)
 class EchoRequested:
-    """A guest ping to a destination other than the gateway."""
+    """A guest ping to a destination other than the gateway (or to it, if asked for)."""
 
     version: int
     guest_addr: bytes

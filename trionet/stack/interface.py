@@ -101,6 +101,9 @@ class StackParams:
     guest_ipv6: bytes | None
     max_connections: int
     isn_secret: bytes
+    #: pings to the gateway become EchoRequested events too, so the engine's
+    #: policy decides (and records) them; False answers them right here
+    gateway_echo_events: bool = False
     #: DHCPv4, router advertisements and DHCPv6 for guests without an agent (None: off)
     dhcp: DhcpConfig | None = None
     #: the guest's IPv4 prefix length, as DHCP hands it out
@@ -329,7 +332,7 @@ class Stack:
             if not isinstance(message, Icmpv4Echo) or not message.request:
                 self.drops["icmp_ignored"] += 1
                 return
-            if dst == params.gateway_ipv4:
+            if dst == params.gateway_ipv4 and not params.gateway_echo_events:
                 self._out.ipv4(dst, message.reply(), data)
             else:
                 self._events.append(
@@ -502,7 +505,20 @@ class Stack:
                 self.drops["bad_source"] += 1
                 return
             if ip.dst in self._gateways_v6:
-                self._out.ipv6(ip.dst, ip.src, message.reply(), data)
+                if self.params.gateway_echo_events:
+                    self._events.append(
+                        EchoRequested(
+                            6,
+                            ip.src,
+                            ip.dst,
+                            message.ident,
+                            message.seq,
+                            bytes(data),
+                            ip.hop_limit,
+                        )
+                    )
+                else:
+                    self._out.ipv6(ip.dst, ip.src, message.reply(), data)
             elif ip.dst[0] == 0xFF:
                 self.drops["unsupported_destination"] += 1
             elif self._martian_v6(ip.dst):
@@ -670,6 +686,15 @@ class Stack:
 
     def tcp_accept(self, key: FlowKey, now: float) -> bool:
         return self.tcp.accept(key, now)
+
+    def tcp_connect(self, key: FlowKey, now: float) -> bool:
+        return self.tcp.connect(key, now)
+
+    def tcp_in_use(self, key: FlowKey) -> bool:
+        return self.tcp.in_use(key)
+
+    def tcp_established(self, key: FlowKey) -> bool:
+        return self.tcp.established(key)
 
     def tcp_refuse(self, key: FlowKey, now: float, reason: RefuseReason) -> None:
         self.tcp.refuse(key, now, reason)

@@ -78,6 +78,7 @@ _RST = int(TcpFlags.RST)
 _FIN = int(TcpFlags.FIN)
 _CLOSED = TcpState.CLOSED
 _TIME_WAIT = TcpState.TIME_WAIT
+_OPENING = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECEIVED})
 
 
 class RefuseReason(enum.Enum):
@@ -259,6 +260,47 @@ class TcpTable:
         self._connections[key] = entry
         self._service(key, entry, now)
         return True
+
+    def connect(self, key: FlowKey, now: float) -> bool:
+        """Active open toward the guest: a SYN from ``key``'s remote end to its guest end.
+
+        For published ports: the host side accepted a connection, and the
+        guest is asked for one from the gateway (or the host peer's own
+        address) and a port the engine picked. The guest's SYN-ACK, RST or
+        silence then shows in :meth:`status` and :meth:`established`; a RST
+        ends the connection with the error ``"connection refused"``. False
+        if ``key`` is already in use (the engine picks another port).
+        Counted against ``max_connections`` like any connection, so a
+        flood of host clients cannot grow the table past its bound.
+        """
+        if key in self._connections or key in self._pending:
+            return False
+        limit = self._params.max_connections
+        connections = len(self._connections)
+        if connections - len(self._time_wait) + len(self._pending) >= limit:
+            self._drops["limit"] += 1
+            return False
+        if connections + len(self._pending) >= limit:
+            self._retire(next(iter(self._time_wait)))
+        self._gone.pop(key, None)
+        iss = self._isn.isn(key.remote_addr, key.remote_port, key.guest_addr, key.guest_port, now)
+        config = self._config_v4 if key.version == 4 else self._config_v6
+        conn = TcpConnection.connect(
+            key.remote_port, key.guest_port, iss=iss, config=config, now=now
+        )
+        entry = _Entry(key, conn)
+        self._connections[key] = entry
+        self._service(key, entry, now)
+        return True
+
+    def in_use(self, key: FlowKey) -> bool:
+        """A connection (in any state, TIME-WAIT included) or a parked SYN holds ``key``."""
+        return key in self._connections or key in self._pending
+
+    def established(self, key: FlowKey) -> bool:
+        """The handshake of ``key``'s connection has completed (False while opening or gone)."""
+        entry = self._connections.get(key)
+        return entry is not None and entry.conn.state not in _OPENING
 
     def refuse(self, key: FlowKey, now: float, reason: RefuseReason) -> None:
         syn = self._pending.pop(key, None)

@@ -1,0 +1,99 @@
+"""Rate limits at the frame boundary, under Trio's mock clock: no real waiting."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from trionet.engine.backend import FrameBackend
+from trionet.engine.metrics import EngineCounters
+from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
+
+FRAME = b"x" * 1000
+
+
+def _limited(
+    limits: RateLimiterConfig,
+) -> tuple[FrameBackend, EngineCounters, list[tuple[float, object]], list[bytes]]:
+    counters = EngineCounters()
+    ingested: list[bytes] = []
+    backend = FrameBackend(
+        lambda frames, valid: ingested.extend(bytes(f) for f in frames),
+        counters,
+        lambda v4, v6: None,
+    )
+    timers: list[tuple[float, object]] = []
+    backend.limit(limits, lambda deadline, callback: timers.append((deadline, callback)))
+    return backend, counters, timers, ingested
+
+
+def _jump_to(deadline: float) -> None:
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    clock.jump(max(0.0, deadline - trio.current_time()))
+
+
+def _run(test: object) -> None:
+    trio.run(test, clock=trio.testing.MockClock())  # type: ignore[arg-type]
+
+
+def test_ingress_holds_frames_until_the_timer_releases_them_in_order() -> None:
+    async def main() -> None:
+        bucket = TokenBucketConfig(size=3000, refill_time_ms=1000)
+        backend, counters, timers, _ = _limited(
+            RateLimiterConfig(ingress=DirectionLimits(bandwidth=bucket))
+        )
+        frames = [bytes([i]) * 1000 for i in range(6)]
+        backend.deliver(frames)
+        assert backend.receive_batch_nowait(10) == frames[:3]  # the full bucket's worth
+        assert counters.held_bytes["ingress"] == 3000 and counters.held_frames["ingress"] == 3
+        assert counters.rx_bytes == 3000  # held frames are not delivered yet
+        # Later frames queue behind held ones, whatever the bucket says.
+        backend.deliver([b"z" * 10])
+        assert backend.receive_batch_nowait(10) == []
+        assert len(timers) == 1, "one timer entry, however many frames wait"
+        assert timers[0][0] == trio.current_time() + 1 / 3  # 1000 tokens at 3000/s
+        released: list[bytes] = []
+        while timers:
+            assert len(timers) == 1
+            deadline, callback = timers.pop()
+            _jump_to(deadline)
+            callback()  # type: ignore[operator]
+            released += backend.receive_batch_nowait(10)
+        assert released == [*frames[3:], b"z" * 10]
+        # 3010 bytes beyond the first bucket, at 3000 bytes/s.
+        assert abs(trio.current_time() - 3010 / 3000) < 1e-3
+        assert counters.rx_bytes == 6010
+
+    _run(main)
+
+
+def test_egress_holds_guest_frames_and_the_link_waits() -> None:
+    async def main() -> None:
+        ops = TokenBucketConfig(size=2, refill_time_ms=100)
+        backend, counters, timers, ingested = _limited(
+            RateLimiterConfig(egress=DirectionLimits(ops=ops))
+        )
+        backend.send_batch_nowait([FRAME, FRAME, FRAME, FRAME])
+        assert len(ingested) == 2
+        assert counters.held_frames["egress"] == 2
+        waited = []
+
+        async def link() -> None:
+            await backend.wait_accepting()
+            waited.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(link)
+            await trio.testing.wait_all_tasks_blocked()
+            assert waited == []  # the link does not read while frames are held
+            deadline = 0.0
+            while timers:  # a frame's worth of ops every 50 ms: two rounds
+                deadline, callback = timers.pop()
+                _jump_to(deadline)
+                callback()  # type: ignore[operator]
+                await trio.testing.wait_all_tasks_blocked()
+        assert len(ingested) == 4 and waited == [deadline]
+        assert abs(deadline - 0.1) < 1e-3
+
+    _run(main)

@@ -1,0 +1,1 @@
+"""Published ports as data: the ``ports`` configuration section and the ``-p`` syntax (sans-IO)."""

@@ -1,0 +1,1 @@
+"""Token-bucket rate limits for the guest's frames (reference §12), sans-IO."""
