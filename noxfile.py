@@ -21,6 +21,8 @@ nox.options.error_on_missing_interpreters = True
 # Debian packages the real-guest tests drive: (command to look for, package).
 SYSTEM_TOOLS = [
     ("ip", "iproute2"),
+    # The TCP conformance scripts' Linux target sets Reno per namespace.
+    ("sysctl", "procps"),
     ("curl", "curl"),
     ("ping", "iputils-ping"),
     # Independent implementations of the stream and datagram link framings.
@@ -40,6 +42,10 @@ SYSTEM_TOOLS = [
     # configure themselves (tests/dhcp/test_real_guests.py).
     ("dhclient", "isc-dhcp-client"),
     ("rdisc6", "ndisc6"),
+    # DNS interception: the tests' resolvers, and dig in the guests
+    # (tests/test_dns_run.py, benchmarks/bench_dns.py).
+    ("dnsmasq", "dnsmasq-base"),
+    ("dig", "dnsutils"),
 ]
 # What `nox -s bench` compares trionet with (pasta comes with passt, above).
 BENCH_TOOLS = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fuzz.dns_target import dns_seeds
 from fuzz.targets import layers_of
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -15,4 +16,9 @@ def load_corpus(directory: Path = CORPUS) -> list[bytes]:
 
 def seeds_for(layer: str, frames: list[bytes]) -> list[bytes]:
     """The ``layer`` bytes (e.g. "tcp": the TCP segment) of every frame that has one."""
-    return [found[layer] for frame in frames if layer in (found := layers_of(frame))]
+    seeds = [found[layer] for frame in frames if layer in (found := layers_of(frame))]
+    if layer == "dns":
+        # The dns target's input is a length byte, the query, then a resolver's
+        # bytes; the capture has few queries, if any: add well-formed ones.
+        seeds = [bytes([len(q)]) + q for q in seeds + dns_seeds() if len(q) < 256]
+    return seeds

@@ -16,6 +16,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 
+from fuzz.dns_target import fuzz_dns
 from fuzz.stack_target import fuzz_stack
 from fuzz.walk import walk_frame
 from trionet.dhcp.config import DhcpConfig
@@ -256,6 +257,7 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "dhcpv6": (fuzz_dhcpv6, "dhcpv6"),
     "frame": (fuzz_frame, "frame"),
     "stack": (fuzz_stack, "frame"),
+    "dns": (fuzz_dns, "dns"),
 }
 
 
@@ -286,4 +288,6 @@ def layers_of(frame: bytes) -> dict[str, bytes]:
         port = int.from_bytes(l4[2:4], "big")
         if port in (DHCP_SERVER_PORT, DHCPV6_SERVER_PORT):
             found["dhcpv4" if port == DHCP_SERVER_PORT else "dhcpv6"] = bytes(l4[8:])
+        if port == 53 and len(l4) > 8:
+            found["dns"] = bytes(l4[8:])
     return found

@@ -153,9 +153,14 @@ def accepted(config: TcpConfig = PLAIN, **syn_kwargs: object) -> Script:
     return script
 
 
-def established(config: TcpConfig = PLAIN, **syn_kwargs: object) -> Script:
-    """An ESTABLISHED connection (passive side) with its events drained."""
+def established(config: TcpConfig = PLAIN, *, rtt: float = 0.0, **syn_kwargs: object) -> Script:
+    """An ESTABLISHED connection (passive side) with its events drained.
+
+    The handshake ACK arrives ``rtt`` after the SYN-ACK (the clock is left
+    there): it is the connection's first RTT sample.
+    """
     script = accepted(config, **syn_kwargs)
+    script.now = rtt
     script.feed(TcpFlags.ACK)
     assert script.conn.state is TcpState.ESTABLISHED
     script.events()

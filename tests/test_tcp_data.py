@@ -43,8 +43,44 @@ def seqs(segments: list[tuple[object, bytes]]) -> list[tuple[int, int]]:
 # -- receiving --------------------------------------------------------------
 
 
+def interactive(s: Script) -> None:
+    """Make the exchange interactive: the peer's byte is answered within the ACK delay.
+
+    Linux's pingpong mode: from then on ACKs wait to ride on the answers
+    instead of going out at once (quick-ACK).
+    """
+    s.feed(F.ACK | F.PSH, b"?")
+    s.conn.read()
+    s.conn.send(b"!")
+    s.raw()
+    s.feed(F.ACK, ack=(s.ack + 1))
+    s.ack += 1
+    s.events()
+
+
+def test_first_data_is_acked_at_once_quick_ack() -> None:
+    # Linux's tcp_event_data_recv: the first data of a connection (and data
+    # after an idle period) puts the receiver in quick-ACK mode.
+    s = established()
+    s.feed(F.ACK | F.PSH, b"hello")
+    assert s.out() == ["[.] seq 5001 ack 1006 win 65530 len 0"]
+    # 16 segments at most (TCP_MAX_QUICKACKS), then the usual delayed ACK.
+    for _ in range(15):
+        s.feed(F.ACK | F.PSH, b"x")
+        assert len(s.out()) == 1
+    s.feed(F.ACK | F.PSH, b"x")
+    assert s.out() == []
+    s.tick(0.04)
+    assert len(s.out()) == 1
+    # An idle period longer than the RTO (1 s) re-enters it.
+    s.now = 5.0
+    s.feed(F.ACK | F.PSH, b"again")
+    assert s.out() == [f"[.] seq 5001 ack {PEER_ISS + 1 + 5 + 16 + 5} win 65509 len 0"]
+
+
 def test_in_order_data_is_readable_and_delayed_ack_fires_at_40ms() -> None:
     s = established()
+    interactive(s)
     s.feed(F.ACK | F.PSH, b"hello")
     assert s.events() == [Readable()]
     assert s.out() == []  # a single small segment waits for the delayed ACK
@@ -52,17 +88,32 @@ def test_in_order_data_is_readable_and_delayed_ack_fires_at_40ms() -> None:
     s.tick(0.039)
     assert s.out() == []
     s.tick(0.04)
-    assert s.out() == ["[.] seq 5001 ack 1006 win 65530 len 0"]
+    assert s.out() == ["[.] seq 5002 ack 1007 win 65530 len 0"]
     assert s.conn.read() == b"hello"
     assert s.conn.readable_bytes == 0
 
 
+def test_a_read_that_drains_a_short_segment_acks_at_once() -> None:
+    # Linux's tcp_cleanup_rbuf: once the delayed ACK gave up on an answer
+    # (pingpong left), reading a short segment that empties the queue sends
+    # the ACK now rather than at the timer.
+    s = established()
+    interactive(s)
+    s.feed(F.ACK | F.PSH, b"one")
+    s.tick(0.04)
+    s.raw()  # the delayed ACK fired: not interactive any more
+    s.feed(F.ACK | F.PSH, b"two")
+    assert s.conn.read() == b"onetwo"
+    assert s.out() == ["[.] seq 5002 ack 1008 win 65535 len 0"]
+
+
 def test_every_second_full_segment_is_acked_at_once() -> None:
     s = established()
+    interactive(s)
     s.feed(F.ACK, b"a" * MSS)
     assert s.out() == []
     s.feed(F.ACK, b"b" * MSS)
-    assert s.out() == [f"[.] seq 5001 ack {PEER_ISS + 1 + 2 * MSS} win {65535 - 2 * MSS} len 0"]
+    assert s.out() == [f"[.] seq 5002 ack {PEER_ISS + 2 + 2 * MSS} win {65535 - 2 * MSS} len 0"]
     assert s.conn.next_deadline() is None
 
 
@@ -188,19 +239,20 @@ def test_reading_at_the_unscaled_ceiling_sends_no_window_update() -> None:
     # the delayed ACK (or the answer) carries the acknowledgement.
     cfg = dataclasses.replace(PLAIN, window_scaling=True, recv_buffer=256 * 1024)
     s = established(cfg)
+    interactive(s)
     s.feed(F.ACK | F.PSH, b"q")
     assert s.out() == []
     assert s.conn.read() == b"q"
     assert s.out() == []
     s.tick(0.04)
-    assert s.out() == ["[.] seq 5001 ack 1002 win 65535 len 0"]
+    assert s.out() == ["[.] seq 5002 ack 1003 win 65535 len 0"]
     # A window really closed below half the ceiling still reopens at once.
     for _ in range(4):
         s.feed(F.ACK, b"w" * 60_000)
         s.out()
     assert s.conn.readable_bytes == 240_000
     assert s.conn.read() == b"w" * 240_000
-    assert s.out() == ["[.] seq 5001 ack 241002 win 65535 len 0"]
+    assert s.out() == ["[.] seq 5002 ack 241003 win 65535 len 0"]
 
 
 def test_receiver_sws_avoidance_keeps_the_right_edge() -> None:
@@ -364,32 +416,41 @@ def test_syn_ack_retransmission() -> None:
 
 
 def test_rtt_measurement_sets_rto() -> None:
-    s = established()
-    s.conn.send(b"t" * 100)
-    s.raw()
-    s.now = 0.3
-    s.feed(F.ACK, ack=OUR_ISS + 101)
+    # The SYN-ACK's round trip is the first sample (as Linux measures it).
+    s = established(rtt=0.3)
     assert s.conn.srtt == pytest.approx(0.3)
     # RTO = SRTT + 4 * RTTVAR = 0.3 + 4 * 0.15 = 0.9, floored at rto_min = 1 s.
     assert s.conn.rto == pytest.approx(1.0)
-    fast = established(dataclasses.replace(PLAIN, rto_min=0.2))
+    fast = established(dataclasses.replace(PLAIN, rto_min=0.2), rtt=0.1)
+    assert fast.conn.rto == pytest.approx(0.3)
+    # A data sample moves it by RFC 6298's gains.
     fast.conn.send(b"t")
     fast.raw()
-    fast.now = 0.1
+    fast.now = 0.3
     fast.feed(F.ACK, ack=OUR_ISS + 2)
-    assert fast.conn.rto == pytest.approx(0.3)
+    assert fast.conn.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.2)
 
 
 def test_karn_no_rtt_sample_from_retransmitted_segment() -> None:
-    s = established()
+    s = established(dataclasses.replace(PLAIN, sack=True), rtt=0.3, sack=True)
     s.conn.send(b"k")
     s.raw()
-    s.tick(1.0)
-    s.raw()  # retransmission
-    s.now = 1.1
+    s.tick(s.conn.next_deadline() or 0.0)  # the tail loss probe resends it
+    assert len(s.raw()) == 1
+    s.tick(s.conn.next_deadline() or 0.0)  # then the RTO
+    assert len(s.raw()) == 1
+    rto = s.conn.rto
+    s.now += 0.1
     s.feed(F.ACK, ack=OUR_ISS + 2)
-    assert s.conn.srtt is None
-    assert s.conn.rto == pytest.approx(2.0)  # the backed-off value is kept
+    assert s.conn.srtt == pytest.approx(0.3)  # no sample from the resent segment
+    assert s.conn.rto == pytest.approx(rto)  # the backed-off value is kept
+    # No SYN-ACK sample after a resent SYN-ACK either.
+    t = accepted()
+    t.tick(1.0)
+    t.raw()
+    t.now = 1.1
+    t.feed(F.ACK)
+    assert t.conn.srtt is None
 
 
 def test_zero_window_probes_back_off_and_never_give_up_while_answered() -> None:
@@ -446,13 +507,19 @@ def _sack(*blocks: tuple[int, int]) -> TcpOptions:
 
 def test_sack_retransmits_exactly_the_holes() -> None:
     cfg = dataclasses.replace(PLAIN, sack=True)
-    s = _ten_segments(cfg, sack=True)
+    s = _ten_segments(cfg, sack=True, rtt=0.1)
     base = OUR_ISS + 1
-    # Segments 1 and 4 (0-based) are lost; the peer SACKs what arrived.
+    # Segments 1 and 4 (0-based) are lost; the peer SACKs what arrived, one
+    # round trip (100 ms) later.
+    s.now = 0.2
     s.feed(F.ACK, ack=base + MSS)
     s.feed(F.ACK, ack=base + MSS, options=_sack((2, 3)))
     s.feed(F.ACK, ack=base + MSS, options=_sack((2, 4)))
+    # Reordering or loss? RACK waits a quarter of the RTT (RFC 8985 6.2).
     assert s.out() == []
+    assert s.conn.next_deadline() == pytest.approx(0.225)
+    # A third SACKed segment (DupThresh) closes the window: both holes were
+    # sent before a delivered segment, so both are lost; PRR lets one go now.
     s.feed(F.ACK, ack=base + MSS, options=_sack((5, 6), (2, 4)))
     out = s.raw()
     assert seqs(out) == [(base + MSS, MSS)]  # fast retransmit of the first hole
@@ -554,9 +621,11 @@ def test_timestamps_echo_and_rtt() -> None:
     assert hdr.options.timestamp is not None
     tsval, tsecr = hdr.options.timestamp
     assert tsecr == 100  # TS.Recent from the SYN (the handshake ACK carried none)
+    srtt = s.conn.srtt  # the SYN-ACK's (zero) round trip
+    assert srtt is not None
     s.now = 0.25
     s.feed(F.ACK, ack=OUR_ISS + 2, options=TcpOptions(timestamp=(102, tsval)))
-    assert s.conn.srtt == pytest.approx(0.25, abs=0.002)
+    assert s.conn.srtt == pytest.approx(0.875 * srtt + 0.125 * 0.25, abs=0.002)
 
 
 def test_paws_drops_old_duplicates() -> None:
@@ -762,14 +831,17 @@ def _peer_header(s: Script, flags: TcpFlags) -> TcpHeader:
 
 def test_timeout_resend_skips_sacked_data() -> None:
     cfg = dataclasses.replace(PLAIN, sack=True)
-    s = _ten_segments(cfg, sack=True)
+    s = _ten_segments(cfg, sack=True, rtt=0.1)
     base = OUR_ISS + 1
-    # Only two duplicate ACKs come back (not enough for fast retransmit):
-    # segments 0 and 5 are missing, the rest is SACKed.
+    # Segments 0 and 5 are missing, the rest is SACKed: RACK resends both
+    # holes, and those resends are lost too, with nothing sent after them
+    # to reveal it: only the RTO can.
+    s.now = 0.2
     s.feed(F.ACK, ack=base, options=_sack((1, 5)))
     s.feed(F.ACK, ack=base, options=_sack((6, 10), (1, 5)))
-    s.raw()  # limited transmit has nothing new to send
+    assert sorted(seqs(s.raw())) == [(base, MSS), (base + 5 * MSS, MSS)]
     s.tick(s.conn.next_deadline() or 0.0)
+    assert s.conn.stats["rto_retransmit"] == 1
     assert seqs(s.raw()) == [(base, MSS)]  # loss window: one segment
     s.feed(F.ACK, ack=base + 5 * MSS, options=_sack((6, 10)))
     # The go-back-N resend jumps over what the peer holds: only segment 5.

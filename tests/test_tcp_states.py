@@ -35,7 +35,7 @@ from trionet.tcp import (
     TcpStateError,
     reset_for,
 )
-from trionet.wire.tcp import TcpFlags, TcpHeader
+from trionet.wire.tcp import TcpFlags, TcpHeader, TcpOptions
 
 F = TcpFlags
 S = TcpState
@@ -500,7 +500,7 @@ def test_wrong_ports_are_dropped() -> None:
 
 
 def test_syn_received_gives_up_after_syn_retries() -> None:
-    s = accepted(dataclasses.replace(PLAIN, syn_retries=2))
+    s = accepted(dataclasses.replace(PLAIN, syn_ack_retries=2))
     for at in (1.0, 3.0):
         s.tick(at)
         assert s.out() == ["[S.] seq 5000 ack 1001 win 65535 len 0"]
@@ -570,3 +570,104 @@ def test_fin_wait_2_waits_forever_by_default() -> None:
     s.out()
     s.feed(F.ACK, ack=OUR_ISS + 2)
     assert s.conn.next_deadline() is None
+
+
+# -- RFC 9293 3.10.7.4 with RFC 7323 4.3: a rejected segment changes nothing ---
+
+_TS_CFG = dataclasses.replace(PLAIN, timestamps=True)
+_HUGE_TSVAL = 0x7000_0000
+
+
+def _ts_established() -> Script:
+    s = established(_TS_CFG, ts=(1000, 0))
+    s.tsval = 1001
+    return s
+
+
+def _then_normal_data_is_accepted(s: Script) -> None:
+    s.raw()
+    s.tsval = 1002
+    s.feed(F.ACK | F.PSH, b"data")
+    assert s.conn.stats.get("paws_rejected", 0) == 0
+    assert s.conn.read() == b"data"
+    s.tick(1.0)
+    (ack,) = s.raw()
+    assert ack[0].ack == PEER_ISS + 1 + 4
+    assert ack[0].options.timestamp is not None and ack[0].options.timestamp[1] == 1002
+
+
+def test_unacceptable_ack_with_huge_tsval_does_not_move_ts_recent() -> None:
+    s = _ts_established()
+    s.tsval = _HUGE_TSVAL
+    s.feed(F.ACK, ack=OUR_ISS + 1000, advance=False)
+    assert s.conn.stats["ack_of_unsent"] == 1
+    (challenge,) = s.raw()
+    # The challenge ACK still echoes the old TS.Recent.
+    assert challenge[0].options.timestamp is not None
+    assert challenge[0].options.timestamp[1] == 1000
+    _then_normal_data_is_accepted(s)
+
+
+def test_in_window_rst_with_huge_tsval_does_not_move_ts_recent() -> None:
+    s = _ts_established()
+    s.tsval = _HUGE_TSVAL
+    s.feed(F.RST, seq=s.seq + 10, advance=False)
+    assert s.conn.stats["rst_challenged"] == 1
+    assert s.conn.state is S.ESTABLISHED
+    _then_normal_data_is_accepted(s)
+
+
+def test_in_window_syn_with_huge_tsval_does_not_move_ts_recent() -> None:
+    s = _ts_established()
+    s.tsval = _HUGE_TSVAL
+    # At RCV.NXT, so SEG.SEQ <= Last.ACK.sent: the old code took its TSval.
+    s.feed(F.SYN, seq=s.seq, ack=0, advance=False)
+    assert s.conn.stats["syn_challenged"] == 1
+    _then_normal_data_is_accepted(s)
+
+
+def test_too_old_ack_with_huge_tsval_does_not_move_ts_recent() -> None:
+    s = _ts_established()
+    s.tsval = _HUGE_TSVAL
+    s.feed(F.ACK | F.PSH, b"evil", ack=OUR_ISS + 1 - 70_000)
+    assert s.conn.stats["ack_too_old"] == 1
+    s.seq = (s.seq - 4) & 0xFFFF_FFFF
+    _then_normal_data_is_accepted(s)
+
+
+def test_rejected_segments_leave_window_sack_and_timers_alone() -> None:
+    cfg = dataclasses.replace(PLAIN, sack=True, keepalive=100.0)
+    s = established(cfg, sack=True)
+    s.conn.send(b"x" * 3000)
+    s.raw()
+    ka_before = s.conn.next_deadline()
+    s.now = 5.0
+    # ACK beyond SND.NXT, with a zero window, a SACK block and a FIN: all ignored.
+    blocks = ((OUR_ISS + 1 + 1000) & 0xFFFF_FFFF, (OUR_ISS + 1 + 2000) & 0xFFFF_FFFF)
+    s.feed(
+        F.ACK | F.FIN,
+        ack=OUR_ISS + 100_000,
+        window=0,
+        options=TcpOptions(sack_blocks=(blocks,)),
+        advance=False,
+    )
+    assert s.conn.state is S.ESTABLISHED
+    assert not s.conn._sacked.ranges
+    assert s.conn._snd_wnd == 65535
+    assert s.conn._last_ack_time == 0.0
+    assert s.conn.next_deadline() == ka_before
+
+
+def test_syn_received_gives_up_when_linux_does_by_default() -> None:
+    # tcp_synack_retries = 5 from a 1 s RTO: SYN-ACKs at 0, 1, 3, 7, 15, 31 s,
+    # give-up at 63 s. A half-open connection holds a slot and a host
+    # connection; it must not outlive the kernel's (was 255 s).
+    s = accepted()
+    for at in (1.0, 3.0, 7.0, 15.0, 31.0):
+        s.tick(at)
+        assert s.out() == ["[S.] seq 5000 ack 1001 win 65535 len 0"]
+    s.tick(62.9)
+    assert s.conn.state is S.SYN_RECEIVED
+    s.tick(63.0)
+    assert s.conn.state is S.CLOSED
+    assert s.events() == [ConnectionReset(ResetReason.TIMEOUT), Closed()]

@@ -9,6 +9,7 @@ paths with Linux on the other end.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from tests.engine.servers import serve_tcp
 from tests.stack.guest import parse_out
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
@@ -28,7 +30,7 @@ from trionet.tcp import TcpConfig, TcpConnection
 from trionet.tcp.connection import TcpState
 from trionet.wire.frames import build_ipv4_frame
 from trionet.wire.icmpv4 import Icmpv4DestUnreachable
-from trionet.wire.tcp import TcpFlags
+from trionet.wire.tcp import TcpFlags, TcpHeader, TcpOptions
 
 GUEST_MAC = bytes.fromhex("026d73000002")
 GATEWAY_MAC = bytes.fromhex("026d73000001")
@@ -288,3 +290,61 @@ async def test_a_flow_handler_that_raises_resets_its_flow_not_the_engine() -> No
         assert snapshot["dropped"]["flow_handler_error"] == 1  # type: ignore[index]
         assert snapshot["connections"]["host_sockets"] == 0  # type: ignore[index]
     listener.close()
+
+
+async def _echo_until_reset(stream: trio.SocketStream) -> None:
+    """Echo; a connection the engine resets (an evicted half-open one) just ends."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        async with stream:
+            while data := await stream.receive_some(65536):
+                await stream.send_all(data)
+
+
+def _flood_syn(src_port: int, port: int) -> bytes:
+    header = TcpHeader(src_port, port, 7777, 0, TcpFlags.SYN, 64240, options=TcpOptions(mss=1460))
+    return bytes(build_ipv4_frame(GUEST_MAC, GATEWAY_MAC, GUEST, GATEWAY, header))
+
+
+async def test_a_half_open_syn_flood_leaves_room_for_a_real_connection() -> None:
+    # A guest floods SYNs from distinct ports to an open host port and never
+    # completes a handshake: each is dialled and answered, and the table
+    # fills with half-open connections that each hold a host connection.
+    # A real connection made during the flood must still get through (the
+    # oldest half-open entry makes room), and host sockets stay bounded.
+    limit = 32
+    async with trio.open_nursery() as servers:
+        port = await serve_tcp(servers, _echo_until_reset, "127.0.0.1")
+        config = NetworkConfig(max_connections=limit, policy=NetworkPolicy.allow_all())
+        async with open_network(config, 0, routes=ROUTES) as net:
+            backend = net.take_backend()
+            metrics = net.metrics_handle()
+            peak = 0
+
+            def host_sockets() -> int:
+                return metrics.snapshot()["connections"]["host_sockets"]  # type: ignore[index,no-any-return]
+
+            async def flood() -> None:
+                nonlocal peak
+                for batch in range(40):  # 1,000 SYNs in about a second
+                    base = 20000 + 25 * batch
+                    await backend.send_batch([_flood_syn(base + i, port) for i in range(25)])
+                    await trio.sleep(0.025)
+                    peak = max(peak, host_sockets())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                await trio.sleep(0.3)  # the table is full by now
+                guest = ScriptedGuest(backend, port)
+                await guest.open()
+                guest.conn.send(b"through the flood")
+                await guest.push()
+                await guest.until(lambda: guest.received == b"through the flood", "echo")
+            snapshot = metrics.snapshot()
+            dropped = snapshot["dropped"]
+            assert dropped["half_open_evicted"] > 900  # type: ignore[index]
+            assert dropped.get("limit", 0) == 0  # type: ignore[attr-defined]
+            assert 0 < peak <= limit
+            # The evicted entries' host connections are gone; what is left is
+            # at most one table's worth, and those give up within 63 s.
+            assert host_sockets() <= limit
+        servers.cancel_scope.cancel()

@@ -182,23 +182,82 @@ def test_rst_for_no_connection_is_never_answered() -> None:
 
 
 def test_max_connections_resets_and_counts() -> None:
+    # Only real connections make a SYN be refused: half-open ones make room.
     stack = make_stack(max_connections=3)
     for port in (1, 2, 3):
-        stack.receive_frame(v4(syn(port)), NOW)
-    assert len(stack.take_events()) == 3
-    stack.tcp_accept(key_for(4, 1), NOW)  # one established, two still parked
-    stack.take_frames()
+        handshake(stack, port, now=NOW)
     stack.receive_frame(v4(syn(4, seq=99)), NOW)
     rst = only(stack)
     assert rst.tcp is not None
     assert rst.tcp.flags == TcpFlags.RST | TcpFlags.ACK and rst.tcp.ack == 100
     assert stack.drops["limit"] == 1
     assert not stack.take_events()
-    # A refusal frees a slot.
-    stack.tcp_refuse(key_for(4, 2), NOW, RefuseReason.REFUSED)
+    # A connection that ends frees a slot.
+    assert stack.tcp_abort(key_for(4, 2), NOW)
     stack.take_frames()
+    stack.take_events()
     stack.receive_frame(v4(syn(4, seq=99)), NOW)
     assert stack.take_events() == [TcpConnectRequested(key_for(4, 4))]
+
+
+def test_a_full_table_of_half_open_connections_evicts_the_oldest() -> None:
+    # A SYN flood against an open host port: every SYN is dialled and
+    # answered, and the guest never completes a handshake. New SYNs, the
+    # flood's and a real client's, take the oldest half-open slot.
+    stack = make_stack(max_connections=3)
+    for port in (1, 2, 3):
+        stack.receive_frame(v4(syn(port)), NOW)
+        stack.take_events()
+        assert stack.tcp_accept(key_for(4, port), NOW)
+    stack.take_frames()
+    stack.receive_frame(v4(syn(4)), NOW + 1)
+    assert stack.take_events() == [
+        TcpConnectionGone(key_for(4, 1), "half-open connection evicted"),
+        TcpConnectRequested(key_for(4, 4)),
+    ]
+    assert not stack.take_frames()  # silently, as Linux drops a request socket
+    assert stack.drops["half_open_evicted"] == 1 and stack.drops["limit"] == 0
+    assert stack.tcp_status(key_for(4, 1)).error == "half-open connection evicted"
+    assert len(stack.tcp) + stack.tcp.pending_count == 3
+    # The evicted guest's late ACK finds no connection.
+    stack.receive_frame(v4(TcpHeader(1, 80, 1001, 7, TcpFlags.ACK, 65535)), NOW + 1)
+    rst = only(stack).tcp
+    assert rst is not None and rst.flags & TcpFlags.RST
+    # A completed handshake is no longer half-open; parked SYNs (their
+    # dials in flight) are never evicted, so dials stay bounded too.
+    assert stack.tcp_accept(key_for(4, 4), NOW + 1)
+    synack = only(stack).tcp
+    assert synack is not None
+    stack.receive_frame(v4(TcpHeader(4, 80, 1001, synack.seq + 1, TcpFlags.ACK, 65535)), NOW + 1)
+    stack.take_events()
+    for port in (5, 6, 7):
+        stack.receive_frame(v4(syn(port)), NOW + 2)
+    assert stack.take_events() == [
+        TcpConnectionGone(key_for(4, 2), "half-open connection evicted"),
+        TcpConnectRequested(key_for(4, 5)),
+        TcpConnectionGone(key_for(4, 3), "half-open connection evicted"),
+        TcpConnectRequested(key_for(4, 6)),
+    ]
+    assert stack.drops["limit"] == 1  # port 7: one real connection, two dials
+    assert stack.tcp_status(key_for(4, 4)).error is None
+
+
+def test_half_open_connections_give_up_when_the_kernel_does() -> None:
+    # 5 SYN-ACK retransmissions from a 1 s RTO (tcp_synack_retries): 63 s.
+    stack = make_stack()
+    stack.receive_frame(v4(syn(1)), 0.0)
+    stack.take_events()
+    assert stack.tcp_accept(key_for(4, 1), 0.0)
+    synacks = len(take_parsed(stack))
+    while (deadline := stack.next_deadline()) is not None and deadline < 63.0:
+        stack.poll(deadline)
+        synacks += len(take_parsed(stack))
+    assert synacks == 6
+    assert len(stack.tcp) == 1 and not stack.take_events()
+    assert stack.next_deadline() == pytest.approx(63.0)
+    stack.poll(63.0)
+    assert len(stack.tcp) == 0
+    assert stack.take_events() == [TcpConnectionGone(key_for(4, 1), "timed out")]
 
 
 def test_syn_to_the_gateway_keeps_the_gateway_as_remote() -> None:
@@ -285,8 +344,11 @@ def test_time_wait_does_not_count_against_max_connections() -> None:
     assert stack.drops["limit"] == 0
     # The table itself stays bounded: the oldest TIME-WAIT entry made room.
     assert len(stack.tcp) + stack.tcp.pending_count <= 2
-    # Live connections still count.
+    # Live connections still count (a half-open one would be evicted).
     stack.tcp_accept(key_for(4, 3), 1.0)
+    synack = only(stack).tcp
+    assert synack is not None
+    stack.receive_frame(v4(TcpHeader(3, 80, 1001, synack.seq + 1, TcpFlags.ACK, 65535)), 1.0)
     stack.receive_frame(v4(syn(4)), 1.0)
     stack.receive_frame(v4(syn(5)), 1.0)
     assert stack.drops["limit"] == 1
@@ -365,26 +427,40 @@ def test_gone_connections_never_released_are_bounded() -> None:
 
 
 def test_request_and_answer_cost_one_frame() -> None:
-    # The guest's byte is acknowledged by the answer itself: reading it owes
-    # no window update (the unscaled window is already at its 65535 ceiling).
+    # The first data of a connection is acknowledged at once (quick-ACK at
+    # connection start, as Linux). From then on an answer within the
+    # delayed-ACK time makes the exchange interactive (Linux's pingpong):
+    # the guest's next request is acknowledged by the answer itself, and
+    # reading it owes no window update (the unscaled window is at its
+    # 65535 ceiling).
     stack = make_stack()
     hs = handshake(stack, now=NOW)
     push = TcpFlags.ACK | TcpFlags.PSH
     stack.receive_frame(
         v4(TcpHeader(40000, 80, hs.guest_seq, hs.stack_seq, push, 65535), b"q"), NOW
     )
-    assert stack.take_frames() == []
+    quick = only(stack).tcp
+    assert quick is not None and quick.ack == hs.guest_seq + 1
     assert stack.tcp_read(hs.key, 100, NOW) == b"q"
+    assert stack.tcp_send(hs.key, memoryview(b"a"), NOW + 0.001) == 1
+    assert only(stack).payload == b"a"
+    stack.receive_frame(
+        v4(TcpHeader(40000, 80, hs.guest_seq + 1, hs.stack_seq + 1, push, 65535), b"r"),
+        NOW + 0.002,
+    )
     assert stack.take_frames() == []
-    assert stack.tcp_send(hs.key, memoryview(b"a"), NOW) == 1
+    assert stack.tcp_read(hs.key, 100, NOW + 0.002) == b"r"
+    assert stack.take_frames() == []
+    assert stack.tcp_send(hs.key, memoryview(b"b"), NOW + 0.003) == 1
     answer = only(stack)
-    assert answer.tcp is not None and answer.payload == b"a"
-    assert answer.tcp.ack == hs.guest_seq + 1
+    assert answer.tcp is not None and answer.payload == b"b"
+    assert answer.tcp.ack == hs.guest_seq + 2
 
 
 def test_first_read_after_a_scaled_handshake_owes_no_window_update() -> None:
     # The SYN-ACK advertises at most 65535 unscaled; the first data then
-    # finds the window already at the full buffer, so a read owes no ACK.
+    # finds the window already at the full buffer, so a read owes no ACK
+    # beyond the quick ACK of the first data.
     stack = make_stack()
     key = FlowKey(4, GUEST4, 40000, REMOTE4, 80)
     options = TcpOptions(mss=1460, window_scale=7)
@@ -398,7 +474,8 @@ def test_first_read_after_a_scaled_handshake_owes_no_window_update() -> None:
     assert stack.take_frames() == []
     push = TcpFlags.ACK | TcpFlags.PSH
     stack.receive_frame(v4(TcpHeader(40000, 80, 1001, ours, push, 512), b"x"), NOW)
-    assert stack.take_frames() == []
+    quick = only(stack).tcp
+    assert quick is not None and quick.ack == 1002
     assert stack.tcp_read(key, 100, NOW) == b"x"
     assert stack.take_frames() == []
 

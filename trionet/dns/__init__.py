@@ -1,5 +1,8 @@
 """DNS interception (reference §7): the sans-IO side.
 
 :mod:`trionet.dns.config` holds the ``dns`` section of the configuration;
-the interceptor's answering logic lives beside it.
+:mod:`trionet.dns.intercept` the answering logic for one query,
+:mod:`trionet.dns.framing` DNS-over-TCP's length prefix and
+:mod:`trionet.dns.resolvconf` the host's resolvers. The Trio side that moves
+the bytes is :mod:`trionet.engine.dns_service`.
 """

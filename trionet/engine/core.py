@@ -320,7 +320,7 @@ class EngineCore:
             return False
         return True
 
-    def audit_decision(  # noqa: PLR0917 -- the record's own fields, in its order
+    def audit_decision(
         self,
         decision: Decision,
         kind: str,

@@ -20,9 +20,11 @@ import trio
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import NetworkConfig
+from trionet.dns.intercept import DnsInterceptor
 from trionet.engine.audit import DEFAULT_BUFFER, AuditCallback, AuditLog
 from trionet.engine.backend import FrameBackend
 from trionet.engine.core import EngineCore
+from trionet.engine.dns_service import DnsService, resolve_nameservers
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
@@ -212,6 +214,37 @@ def multi_tenant_config(config: NetworkConfig) -> tuple[NetworkConfig, list[str]
     return dataclasses.replace(config, **changes), sorted(changes)  # type: ignore[arg-type]
 
 
+async def _intercept_dns(
+    config: NetworkConfig,
+    addressing: GuestAddressing,
+    core: EngineCore,
+) -> DnsService:
+    """Put DNS interception in front of the relays (reference §7)."""
+    dns = config.dns
+    udp_next, tcp_next = core.on_udp, core.on_tcp_connect
+    assert udp_next is not None and tcp_next is not None, "install the relays first"
+    interceptor = DnsInterceptor(
+        core.policy_evaluator,
+        core.pins,
+        gateway_ipv4=None if addressing.ipv4 is None else addressing.ipv4.gateway,
+        gateway_ipv6=None if addressing.ipv6 is None else addressing.ipv6.gateway,
+        gateway_addresses=[] if addressing.ipv6 is None else [addressing.ipv6.gateway_link_local],
+        host_alias=addressing.host_alias,
+        upstreams=await resolve_nameservers(dns.nameservers),
+        rebind_protection=dns.rebind_protection,
+    )
+    return DnsService(
+        core,
+        interceptor,
+        audit=core.audit.emit,
+        query_timeout=dns.query_timeout_ms / 1000,
+        # Whatever handled UDP and TCP SYNs until now handles what DNS does
+        # not take: installed last, DNS interception sees them first.
+        udp_next=udp_next,
+        tcp_next=tcp_next,
+    )
+
+
 @asynccontextmanager
 async def open_network(
     config: NetworkConfig,
@@ -264,6 +297,7 @@ async def open_network(
     tcp = TcpRelay(core, handler=flow_handler, **relay_options)
     udp = UdpRelay(core)
     IcmpRelay(core)
+    dns = await _intercept_dns(config, addressing, core)
     ports = (
         PortPublisher(core)
         if connect_timeout is None
@@ -298,5 +332,6 @@ async def open_network(
             ports.close()
             tcp.close()
             udp.close()
+            dns.close()
             core.shutdown()
             core.backend.close()

@@ -1,4 +1,4 @@
-"""Deciding flows, DNS queries and DNS answers against a policy (reference §10.3-10.5, 7.4, 10.7).
+"""Deciding flows, DNS queries and DNS answers against a policy (§10.3-10.5, §7.4, §10.7).
 
 :class:`PolicyEvaluator` holds a tenant policy, the sandbox's gateways, the
 pin set and, for multi-tenant deployments, a platform policy that every
@@ -234,7 +234,7 @@ class PolicyEvaluator:
             sni_name,
         )
 
-    def _walk(  # noqa: PLR0917 -- the hot path of every decision: positional, no dict
+    def _walk(
         self,
         rules: tuple[tuple[Any, ...], ...],
         default: Action,

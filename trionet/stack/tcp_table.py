@@ -11,6 +11,18 @@ against ``max_connections`` (the oldest is evicted when the table is full)
 nor blocks the guest from reusing its port: a SYN beyond the old
 connection's sequence space reopens it (RFC 6191, as Linux does).
 
+Half-open connections: trionet dials the host before its SYN-ACK, so a guest
+that never completes the handshake (a SYN flood, a scanner, a guest that died)
+holds a slot *and* a host connection. They give up after 5 SYN-ACK
+retransmissions (63 s, Linux's tcp_synack_retries), and when the table is
+full a new SYN evicts the oldest half-open connection instead of being
+refused, so real connections keep getting through a flood. Parked SYNs are
+not evicted: each has a host dial in flight, and evicting them would let a
+flood start dials without bound (they end within the connect timeout and
+then become evictable or refused). An evicted entry goes silently, as
+Linux drops a request socket: a real guest's late ACK draws the RST of a
+segment without a connection.
+
 Timers: each connection has at most one deadline; a heap of (deadline, key)
 with lazy deletion finds the earliest without scanning every connection, so
 10,000 idle connections cost nothing per frame. A stale entry lingers until
@@ -78,6 +90,7 @@ _RST = int(TcpFlags.RST)
 _FIN = int(TcpFlags.FIN)
 _CLOSED = TcpState.CLOSED
 _TIME_WAIT = TcpState.TIME_WAIT
+_SYN_RECEIVED = TcpState.SYN_RECEIVED
 _OPENING = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECEIVED})
 
 
@@ -118,7 +131,7 @@ class TcpStatus:
 
 
 class _Entry:
-    __slots__ = ("activity", "conn", "deadline", "error", "orphan", "peer_end")
+    __slots__ = ("activity", "conn", "deadline", "error", "half_open", "orphan", "peer_end")
 
     def __init__(self, key: FlowKey, conn: TcpConnection) -> None:
         self.conn = conn
@@ -131,6 +144,8 @@ class _Entry:
         self.orphan = False
         #: in TIME-WAIT, the end of the guest's sequence space (past its FIN)
         self.peer_end: int | None = None
+        #: still in SYN-RECEIVED: listed in TcpTable._half_open
+        self.half_open = False
 
 
 class TcpTable:
@@ -154,6 +169,9 @@ class TcpTable:
         self._dirty: dict[FlowKey, _Entry] = {}
         #: released connections in TIME-WAIT, oldest first: they yield their slot
         self._time_wait: dict[FlowKey, None] = {}
+        #: accepted connections still in SYN-RECEIVED, oldest first: evicted
+        #: before a new SYN is refused
+        self._half_open: dict[FlowKey, None] = {}
         self._isn = IsnGenerator(params.isn_secret)
         # The guest link is a local virtual wire: Linux's 200 ms RTO floor
         # suits it better than RFC 6298's conservative 1 s (a SHOULD). A guest
@@ -212,12 +230,14 @@ class TcpTable:
             if key in self._pending:
                 return  # a retransmitted SYN while we dial
             limit = self._params.max_connections
-            connections = len(self._connections)
-            if connections - len(self._time_wait) + len(self._pending) >= limit:
+            if (
+                len(self._connections) - len(self._time_wait) + len(self._pending) >= limit
+                and not self._evict_half_open()
+            ):
                 self._drops["limit"] += 1
                 self._reset_for(key, header, len(payload))
                 return
-            if connections + len(self._pending) >= limit:
+            if len(self._connections) + len(self._pending) >= limit:
                 self._retire(next(iter(self._time_wait)))
             self._gone.pop(key, None)
             self._pending[key] = header
@@ -242,6 +262,29 @@ class TcpTable:
             return False
         return seq_diff(header.seq, entry.peer_end) > 0
 
+    def _evict_half_open(self) -> bool:
+        """Make room for a new SYN at the expense of the oldest SYN-RECEIVED connection.
+
+        Its host connection goes too: the stream resets it on the
+        TcpConnectionGone. False if there is none to evict.
+        """
+        half_open = self._half_open
+        while half_open:
+            key = next(iter(half_open))
+            entry = self._connections[key]
+            if entry.conn.state is not _SYN_RECEIVED:
+                # Established in this batch, not yet serviced: not half-open.
+                entry.half_open = False
+                del half_open[key]
+                continue
+            reason = "half-open connection evicted"
+            self._drops["half_open_evicted"] += 1
+            self._remember_gone(key, (False, reason))
+            self._forget(key)
+            self._events.append(TcpConnectionGone(key, reason))
+            return True
+        return False
+
     def _retire(self, key: FlowKey) -> None:
         """Drop a released TIME-WAIT connection early, to make room or reuse its key."""
         self._forget(key)
@@ -258,6 +301,8 @@ class TcpTable:
         config = self._config_v4 if key.version == 4 else self._config_v6
         entry = _Entry(key, TcpConnection.accept(syn, iss=iss, config=config, now=now))
         self._connections[key] = entry
+        entry.half_open = True
+        self._half_open[key] = None
         self._service(key, entry, now)
         return True
 
@@ -276,11 +321,13 @@ class TcpTable:
         if key in self._connections or key in self._pending:
             return False
         limit = self._params.max_connections
-        connections = len(self._connections)
-        if connections - len(self._time_wait) + len(self._pending) >= limit:
+        if (
+            len(self._connections) - len(self._time_wait) + len(self._pending) >= limit
+            and not self._evict_half_open()  # a guest SYN flood must not block published ports
+        ):
             self._drops["limit"] += 1
             return False
-        if connections + len(self._pending) >= limit:
+        if len(self._connections) + len(self._pending) >= limit:
             self._retire(next(iter(self._time_wait)))
         self._gone.pop(key, None)
         iss = self._isn.isn(key.remote_addr, key.remote_port, key.guest_addr, key.guest_port, now)
@@ -410,6 +457,13 @@ class TcpTable:
     def _service(self, key: FlowKey, entry: _Entry, now: float) -> None:
         """Emit what the connection wants to send, surface its events, re-arm its timer."""
         conn = entry.conn
+        orphan_data = entry.orphan and conn.readable_bytes and conn.state is not _CLOSED
+        if orphan_data:
+            # Data for a socket its owner closed: reset, as a kernel does
+            # (RFC 9293 3.10.7.4 leaves it to the implementation; RFC 1122
+            # 4.2.2.13 recommends it), so the sender learns it went nowhere.
+            # Before any output: the RST answers the data, no ACK first.
+            conn.abort()
         segments = conn.segments_to_send(now)
         if segments:
             mss = conn.send_mss
@@ -424,16 +478,12 @@ class TcpTable:
                     closed_reason = (False, event.reason.value)
                 elif isinstance(event, Closed) and closed_reason is None:
                     closed_reason = (True, "connection closed")
-        state = conn.state
-        if entry.orphan and conn.readable_bytes and state is not _CLOSED:
-            # Data for a socket its owner closed: reset, as a kernel does
-            # (RFC 9293 3.10.7.4 leaves it to the implementation; RFC 1122
-            # 4.2.2.13 recommends it), so the sender learns it went nowhere.
-            conn.abort()
-            for header, payload in conn.segments_to_send(now):
-                self._emit(key, header, payload, conn.send_mss)
+        if orphan_data:
             closed_reason = (False, "reset: data after close")
-            state = conn.state
+        state = conn.state
+        if entry.half_open and state is not _SYN_RECEIVED:
+            entry.half_open = False
+            del self._half_open[key]
         if closed_reason is not None or state is _CLOSED:
             if not entry.orphan:
                 self._remember_gone(key, closed_reason or (True, "connection closed"))
@@ -478,6 +528,7 @@ class TcpTable:
 
     def _forget(self, key: FlowKey) -> None:
         self._time_wait.pop(key, None)
+        self._half_open.pop(key, None)
         entry = self._connections.pop(key, None)
         if entry is not None:
             entry.deadline = None

@@ -61,6 +61,11 @@ class TcpConfig:
     #: SYN / SYN-ACK retransmissions before giving up; 7 makes the SYN give-up
     #: time 255 s with the default timer, above the 3 minutes of MUST-23.
     syn_retries: int = 7
+    #: SYN-ACK retransmissions of a passive open before giving up: 5, as
+    #: Linux's tcp_synack_retries, gives up 63 s after the first SYN-ACK.
+    #: A half-open connection holds a slot and (in trionet) a host
+    #: connection, so it must not outlive the kernel's.
+    syn_ack_retries: int = 5
     #: Initial congestion window, in segments (RFC 6928).
     initial_cwnd_segments: int = 10
     #: TIME-WAIT length (2*MSL); 60 s as Linux, i.e. an MSL of 30 s.
@@ -96,7 +101,8 @@ class TcpConfig:
             raise ValueError("delayed_ack must be below 0.5 s (RFC 9293 MUST-40)")
         if not 0.0 < self.rto_min <= self.rto_initial <= self.rto_max:
             raise ValueError("need 0 < rto_min <= rto_initial <= rto_max")
-        if self.max_retries < 1 or self.syn_retries < 1 or self.keepalive_probes < 1:
+        retries = (self.max_retries, self.syn_retries, self.syn_ack_retries)
+        if min(retries) < 1 or self.keepalive_probes < 1:
             raise ValueError("retry counts must be at least 1")
         if self.keepalive is not None and self.keepalive <= 0:
             raise ValueError("keepalive must be positive")

@@ -41,6 +41,7 @@ from trionet.tcp.events import (
     UrgentData,
 )
 from trionet.tcp.reassembly import Reassembly
+from trionet.tcp.recovery import Recovery
 from trionet.tcp.scoreboard import Scoreboard
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
 from trionet.wire.tcp import (
@@ -176,6 +177,7 @@ class TcpConnection:
         "_cwnd",
         "_cwnd_acc",
         "_delack_deadline",
+        "_dsack",
         "_dupacks",
         "_events",
         "_fin_queued",
@@ -183,13 +185,13 @@ class TcpConnection:
         "_fin_wait_2_timeout",
         "_finwait2_deadline",
         "_from_listen",
-        "_in_recovery",
         "_irs",
         "_iss",
         "_ka_probes",
         "_keepalive_deadline",
         "_last_ack_sent",
         "_last_ack_time",
+        "_last_data_time",
         "_max_snd_wnd",
         "_ooo",
         "_ooo_fin",
@@ -197,7 +199,10 @@ class TcpConnection:
         "_peer_mss",
         "_persist_backoff",
         "_persist_deadline",
+        "_pingpong",
         "_probes",
+        "_pushed",
+        "_quick",
         "_rcv_adv",
         "_rcv_mss",
         "_rcv_nxt",
@@ -205,21 +210,19 @@ class TcpConnection:
         "_rcv_up",
         "_rcv_wscale",
         "_rcvbuf",
-        "_recover",
+        "_rec",
         "_retries",
-        "_rexmit_limit",
-        "_rexmit_ptr",
         "_rto",
         "_rto_deadline",
         "_rtt_seq",
         "_rtt_time",
         "_rttvar",
-        "_rtx_first",
         "_sack_ok",
         "_sacked",
         "_seg_cap",
         "_send_blocked",
         "_send_mss",
+        "_send_one",
         "_snd_buf_seq",
         "_snd_max",
         "_snd_nxt",
@@ -303,18 +306,29 @@ class TcpConnection:
             cfg.ooo_max_blocks,
         )
         self._ooo_fin: int | None = None
+        #: a duplicate received since the last ACK: reported first (RFC 2883 D-SACK)
+        self._dsack: tuple[int, int] | None = None
         self._peer_finished = False
         self._ack_now = False
         self._delack_deadline: float | None = None
+        # Quick-ACK mode, modelled on Linux (see docs/tcp.md "When we ACK").
+        #: segments still to be ACKed at once (tcp_incr_quickack's icsk_ack.quick)
+        self._quick = 0
+        #: interactive: we answered within the delayed-ACK time, so ACKs wait
+        #: to ride on the answer (Linux's pingpong mode)
+        self._pingpong = False
+        #: the last segment received was short (Linux's ICSK_ACK_PUSHED)
+        self._pushed = False
+        #: when in-order data last arrived; None before the first
+        self._last_data_time: float | None = None
         self._cwnd = cfg.initial_cwnd_segments * self._send_mss
         self._ssthresh = 1 << 30
         self._cwnd_acc = 0
         self._dupacks = 0
-        self._in_recovery = False
-        self._recover = iss
-        self._rexmit_ptr = iss
-        self._rexmit_limit = iss
-        self._rtx_first = False
+        #: loss detection and recovery (RACK-TLP, PRR): the sender's collaborator
+        self._rec = Recovery(iss)
+        #: the next segment goes out whatever the window (fast retransmit, probe)
+        self._send_one = False
         self._sacked = Scoreboard()
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -550,6 +564,9 @@ class TcpConnection:
         if d is not None and (best is None or d < best):
             best = d
         d = self._finwait2_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._rec.timer
         if d is not None and (best is None or d < best):
             best = d
         return best
@@ -844,18 +861,15 @@ class TcpConnection:
                 self._count("rst_out_of_window")
                 return
             self._count("out_of_window")
+            if plen and seq < rcv_nxt and self._sack_ok:
+                # Already received: report the duplicate (RFC 2883 D-SACK),
+                # which tells the sender its resend was spurious.
+                end = seq + plen
+                self._dsack = (seq, end if end < rcv_nxt else rcv_nxt)
             if st is _TIME_WAIT and flags & _I_FIN:
                 self._timewait_deadline = now + self.config.time_wait
             self._ack_now = True
             return
-
-        if (
-            ts is not None
-            and seq <= self._last_ack_sent
-            and (self._ts_recent is None or seq_diff(ts[0], self._ts_recent) >= 0)
-        ):
-            self._ts_recent = ts[0]
-            self._ts_recent_time = now
 
         if flags & _I_RST:
             if seq == rcv_nxt:
@@ -879,13 +893,11 @@ class TcpConnection:
         if not flags & _I_ACK:
             self._count("no_ack")
             return
-        self._ka_probes = 0
-        self._last_ack_time = now
-        if self._keepalive_deadline is not None:
-            self._keepalive_deadline = now + (self.config.keepalive or 0.0)
-        if self._finwait2_deadline is not None:
-            self._finwait2_deadline = now + (self._fin_wait_2_timeout or 0.0)
 
+        # Nothing above this line changed the connection beyond owing an ACK:
+        # a segment dropped for its ACK field below must not either (RFC 9293
+        # 3.10.7.4; RFC 7323 4.3 takes TS.Recent only from a segment that is
+        # accepted, as Linux's tcp_ack does after its SND.NXT check).
         una = self._snd_una
         d = (header.ack - una) & SEQ_MASK
         ack = una + d - (0x1_0000_0000 if d >= 0x8000_0000 else 0)
@@ -899,6 +911,12 @@ class TcpConnection:
                 self._rto_deadline = None
                 self._retries = 0
                 self._rto = self.config.rto_initial
+                if self._rtt_seq is not None:
+                    # The SYN-ACK's round trip (Linux's tcp_synack_rtt_meas):
+                    # without it a passive open's first flight has no SRTT,
+                    # so no tail loss probe and a 1 s RTO.
+                    self._rtt_sample(now - self._rtt_time)
+                    self._rtt_seq = None
                 self._become_established()
                 st = self._state
             else:
@@ -915,6 +933,22 @@ class TcpConnection:
             self._count("ack_too_old")
             self._challenge_ack(now)
             return
+
+        # The segment is acceptable: only now may it move TS.Recent and the
+        # idle timers.
+        if (
+            ts is not None
+            and seq <= self._last_ack_sent
+            and (self._ts_recent is None or seq_diff(ts[0], self._ts_recent) >= 0)
+        ):
+            self._ts_recent = ts[0]
+            self._ts_recent_time = now
+        self._ka_probes = 0
+        self._last_ack_time = now
+        if self._keepalive_deadline is not None:
+            self._keepalive_deadline = now + (self.config.keepalive or 0.0)
+        if self._finwait2_deadline is not None:
+            self._finwait2_deadline = now + (self._fin_wait_2_timeout or 0.0)
 
         self._process_ack(header, seq, ack, plen, now)
         if self._state is _CLOSED:
@@ -988,13 +1022,23 @@ class TcpConnection:
     # -- acknowledgements and congestion control ------------------------------
 
     def _process_ack(self, header: TcpHeader, seq: int, ack: int, plen: int, now: float) -> None:
+        """An acceptable ACK: SND.UNA, the SACK record, loss detection, the windows.
+
+        The order is RFC 8985's: record what was delivered (cumulative ACK
+        and SACK), then look for losses, then let PRR (RFC 6937) set what
+        recovery may send; the congestion window grows only outside recovery.
+        """
         opts = header.options
         una = self._snd_una
         mss = self._send_mss
+        rec = self._rec
+        sacked_before = self._sacked.sacked
+        dsack = False
         if self._sack_ok and opts.sack_blocks:
-            self._update_scoreboard(opts.sack_blocks)
+            dsack = self._update_scoreboard(opts.sack_blocks, ack, now)
         window = header.window << self._snd_wscale
         self._probes = 0
+        acked = 0
 
         if ack > una:
             data_end = self._snd_buf_seq + len(self._sndbuf)
@@ -1008,6 +1052,15 @@ class TcpConnection:
                 self._snd_nxt = ack
             if self._sacked.ranges:
                 self._sacked.prune(ack)
+            segs = rec.segs
+            if segs:
+                if segs[-1].end <= ack and not self._sacked.ranges and not rec.lost_bytes:
+                    # All delivered, nothing SACKed: RACK learns nothing here
+                    # that a later SACK (of later sends) would not teach it.
+                    rec.spare = segs[-1]
+                    segs.clear()
+                else:
+                    rec.acked(ack, now)
             # RTT sample (RFC 7323 section 4 with timestamps, else Karn's timed segment).
             ts = opts.timestamp
             if self._ts_ok and ts is not None and ts[1] != 0:
@@ -1019,25 +1072,17 @@ class TcpConnection:
                 self._rtt_seq = None
             self._retries = 0
             self._dupacks = 0
-            if self._in_recovery:
-                if ack >= self._recover:
-                    # RFC 6582 full acknowledgement: leave recovery.
-                    self._in_recovery = False
-                    flight = self._snd_max - ack
-                    self._cwnd = min(self._ssthresh, max(flight, mss) + mss)
-                else:
-                    # Partial acknowledgement: the next hole is lost too.
-                    if self._sack_ok:
-                        self._rexmit_ptr = max(self._rexmit_ptr, ack)
-                        high = self._sacked.high
-                        self._rexmit_limit = max(
-                            self._rexmit_limit, ack + mss if high is None else high
-                        )
-                    else:
-                        self._rexmit_ptr = ack
-                        self._rexmit_limit = ack + mss
-                        self._cwnd = max(self._cwnd - acked + mss, mss)
-                    self._rtx_first = True
+            if rec.tlp_end is not None and ack >= rec.tlp_end:
+                self._end_probe_episode(dsack)
+            if rec.in_recovery:
+                if ack >= rec.recover:
+                    # RFC 6937: recovery ends with cwnd at ssthresh.
+                    rec.end_recovery()
+                    self._cwnd = self._ssthresh
+                    self._send_one = False
+                elif not self._sack_ok:
+                    # RFC 6582 partial acknowledgement: the next hole is lost too.
+                    rec.mark_first_lost(mss)
             elif self._cwnd < self._ssthresh:
                 self._cwnd += acked if acked < 64 * mss else 64 * mss
             else:
@@ -1075,17 +1120,36 @@ class TcpConnection:
             and (window == self._snd_wnd or opts.sack_blocks)
         ):
             self._dupacks += 1
-            if self._in_recovery:
-                if not self._sack_ok:
-                    self._cwnd += mss
-                elif (high := self._sacked.high) is not None:
-                    self._rexmit_limit = max(self._rexmit_limit, high)
-            elif (
-                self._dupacks >= 3 or (self._sack_ok and self._sacked.sacked > 2 * mss)
-            ) and una >= self._recover:
-                self._enter_recovery()
+            if not self._sack_ok:
+                # RFC 6937: without SACK each duplicate ACK stands for one
+                # delivered segment; three start NewReno's fast retransmit.
+                acked = mss
+                if self._dupacks >= 3 and not rec.in_recovery and una >= rec.recover:
+                    rec.mark_first_lost(mss)
+        elif not rec.lost_bytes and not opts.sack_blocks:
+            # Neither new nor duplicate: data riding on an old ACK (the
+            # receive path). Loss detection has nothing new to go on.
+            if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+                self._update_window(window, seq, ack)
+            return
+
+        if rec.lost_bytes or rec.in_recovery or self._sacked.ranges:
+            # Something is (or may be) missing: RACK, then PRR. Skipped on
+            # the loss-free path, which is every ACK of a clean transfer.
+            lost_before = rec.lost_bytes
+            if self._sack_ok:
+                self._detect_losses(now)
+            if rec.in_recovery or rec.lost_bytes:
+                if not rec.in_recovery:
+                    self._enter_recovery()
+                delivered = acked + self._sacked.sacked - sacked_before
+                safe = ack > una and rec.lost_bytes <= lost_before
+                self._cwnd = rec.prr_cwnd(
+                    delivered, self._pipe(), self._ssthresh, mss, safe_ack=safe
+                )
 
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+            # _update_window inlined: once per ACK.
             self._snd_wnd = window
             self._snd_wl1 = seq
             self._snd_wl2 = ack
@@ -1093,46 +1157,88 @@ class TcpConnection:
             if window:
                 self._persist_deadline = None
 
+    def _update_window(self, window: int, seq: int, ack: int) -> None:
+        """RFC 9293 3.10.7.4: SND.WND from a segment newer than the last update."""
+        self._snd_wnd = window
+        self._snd_wl1 = seq
+        self._snd_wl2 = ack
+        self._max_snd_wnd = max(self._max_snd_wnd, window)
+        if window:
+            self._persist_deadline = None
+
+    def _detect_losses(self, now: float) -> None:
+        """RACK (RFC 8985 section 6.2), except while a timeout's go-back-N resend runs."""
+        if self._snd_nxt < self._snd_max:
+            return  # after an RTO everything unSACKed is being resent anyway
+        self._rec.detect_losses(now, self._srtt, self._sacked.sacked // self._send_mss)
+
     def _enter_recovery(self) -> None:
-        """Fast retransmit (RFC 5681 3.2) and NewReno / SACK-based recovery."""
+        """Losses were found: halve ssthresh (Reno) and let PRR pace the repair (RFC 6937)."""
         mss = self._send_mss
         una = self._snd_una
         flight = self._snd_max - una
-        self._ssthresh = max(flight // 2, 2 * mss)
-        self._in_recovery = True
-        self._recover = self._snd_max
-        self._rexmit_ptr = una
-        self._rtx_first = True
-        self._count("fast_retransmit")
-        if self._sack_ok:
-            self._cwnd = self._ssthresh
-            high = self._sacked.high
-            self._rexmit_limit = max(una if high is None else high, una + mss)
+        rec = self._rec
+        if una >= rec.recover:
+            self._ssthresh = max(flight // 2, 2 * mss)
+            self._count("fast_retransmit")
         else:
-            self._cwnd = self._ssthresh + 3 * mss
-            self._rexmit_limit = una + mss
+            # Losses of data sent before the last reduction ended (a lost
+            # retransmission, say): repair them without halving again, at
+            # most one reduction per window (RFC 6675 section 5, RFC 5681).
+            self._ssthresh = max(self._ssthresh, self._cwnd)
+        rec.start_recovery(flight, self._snd_max)
+        # RFC 6937 / Linux: the first retransmission goes out even when PRR
+        # would send nothing yet (the fast retransmit).
+        self._send_one = True
 
-    def _update_scoreboard(self, blocks: tuple[tuple[int, int], ...]) -> None:
+    def _end_probe_episode(self, dsack: bool) -> None:
+        """RFC 8985 section 7.4: the ACK covers the tail loss probe.
+
+        If the probe was a retransmission and no D-SACK says the original
+        arrived too, the probe repaired a loss: respond as a fast recovery
+        would (unless recovery already did).
+        """
+        rec = self._rec
+        if rec.tlp_retransmitted and not dsack and not rec.in_recovery:
+            self._count("tlp_recovery")
+            self._ssthresh = max((self._snd_max - self._snd_una) // 2, self._cwnd // 2)
+            self._ssthresh = max(self._ssthresh, 2 * self._send_mss)
+            self._cwnd = self._ssthresh
+        rec.tlp_end = None
+
+    def _update_scoreboard(
+        self, blocks: tuple[tuple[int, int], ...], ack: int, now: float
+    ) -> bool:
+        """Record SACK blocks; True if one was a D-SACK (RFC 2883: below the segment's ACK)."""
         una = self._snd_una
         high = self._snd_max
+        rec = self._rec
+        dsack = False
         for left_w, right_w in blocks:
             left = unwrap(left_w, una)
             right = unwrap(right_w, una)
-            if right <= una:
-                # A D-SACK (RFC 2883) for data already acknowledged: Linux sends
-                # these for duplicates; they carry nothing for the scoreboard.
+            if right <= ack:
+                # A D-SACK for data already acknowledged: a resend was
+                # spurious, which RACK answers with a wider reordering window.
                 self._count("dsack_block")
+                dsack = True
+                rec.dsack(una, high)
                 continue
             left = max(left, una)
             if right > high or right <= left:
                 self._count("sack_block_invalid")
                 continue
             self._sacked.add(left, right)
+            rec.sacked(left, right, now)
+        return dsack
 
     def _rtt_sample(self, r: float) -> None:
         """RFC 6298 section 2 estimator; a fresh sample also clears the backoff."""
         if r < 0:
             return
+        rec = self._rec
+        if r < rec.min_rtt:  # noqa: PLR1730 (min() costs a call per ACK)
+            rec.min_rtt = r
         if self._srtt is None:
             self._srtt = r
             self._rttvar = r / 2
@@ -1174,10 +1280,13 @@ class TcpConnection:
                     fin = False
                 if plen:
                     self._count("duplicate_data")
+                    self._dsack = (seq, end)
                 payload = _EMPTY
                 self._ack_now = True
                 seq = end
             else:
+                self._dsack = (seq, rcv_nxt)
+                self._ack_now = True
                 payload = memoryview(payload)[rcv_nxt - seq :]
                 seq = rcv_nxt
         edge = self._rcv_adv
@@ -1191,6 +1300,17 @@ class TcpConnection:
         if seq == rcv_nxt:
             n = len(payload)
             if n:
+                if not self._rcv_unacked:
+                    # The first segment our last ACK did not cover (checked
+                    # once per ACK, not per segment of a burst).
+                    last = self._last_data_time
+                    if last is None or now - last > self._rto:
+                        # The first data, or data after an idle period longer
+                        # than the RTO: ACK the next segments at once, as
+                        # Linux's tcp_event_data_recv does (tcp_incr_quickack).
+                        self._enter_quickack()
+                    self._last_data_time = now
+                self._pushed = n < self._rcv_mss
                 was_empty = not self._rcvbuf
                 self._rcvbuf += payload
                 self._rcv_nxt = end
@@ -1202,7 +1322,11 @@ class TcpConnection:
                 if was_empty:
                     self._events.append(_READABLE)
                 self._rcv_unacked += n
-                if self._rcv_unacked >= 2 * self._rcv_mss or self.config.delayed_ack <= 0:
+                if (
+                    self._rcv_unacked >= 2 * self._rcv_mss
+                    or (self._quick and not self._pingpong)
+                    or self.config.delayed_ack <= 0
+                ):
                     self._ack_now = True
                 elif self._delack_deadline is None:
                     self._delack_deadline = now + self.config.delayed_ack
@@ -1218,6 +1342,12 @@ class TcpConnection:
             if fin:
                 self._ooo_fin = end
             self._ack_now = True
+
+    def _enter_quickack(self) -> None:
+        """Linux's tcp_incr_quickack: half the window's worth of segments, 2..16."""
+        quick = self.config.recv_buffer // (2 * self._rcv_mss)
+        quick = 2 if quick < 2 else 16 if quick > 16 else quick
+        self._quick = max(self._quick, quick)
 
     def _on_fin(self, now: float) -> None:
         self._ooo_fin = None
@@ -1278,6 +1408,15 @@ class TcpConnection:
         threshold = min(cfg.recv_buffer // 2, cfg.mss)
         if advertised < ceiling // 2 and free - advertised >= threshold:
             self._ack_now = True
+        elif self._delack_deadline is not None and (
+            self._rcv_unacked > self._rcv_mss
+            or (self._pushed and not self._pingpong and not self._rcvbuf)
+        ):
+            # Linux's tcp_cleanup_rbuf: a read that leaves more than a full
+            # segment unacknowledged, or that drains the queue after a short
+            # segment of non-interactive traffic, ACKs at once rather than
+            # leave the peer waiting out the delayed-ACK timer.
+            self._ack_now = True
 
     # -- timers -------------------------------------------------------------------
 
@@ -1290,6 +1429,17 @@ class TcpConnection:
         if self._delack_deadline is not None and self._delack_deadline <= now:
             self._delack_deadline = None
             self._ack_now = True
+            # The ACK waited in vain for an answer to ride on (Linux's
+            # tcp_delack_timer_handler leaves pingpong mode).
+            self._pingpong = False
+        rec = self._rec
+        if rec.timer is not None and rec.timer <= now:
+            # Before the RTO: a probe due with it goes out in its place.
+            rec.timer = None
+            if rec.timer_is_probe:
+                self._on_probe_timer(now)
+            else:
+                self._on_reorder_timer(now)
         if self._rto_deadline is not None and self._rto_deadline <= now:
             self._on_rto(now)
             if self._state is _CLOSED:
@@ -1311,7 +1461,8 @@ class TcpConnection:
         self._retries += 1
         st = self._state
         if st in (_SYN_SENT, _SYN_RECEIVED):
-            if self._retries > cfg.syn_retries:
+            limit = cfg.syn_retries if st is _SYN_SENT else cfg.syn_ack_retries
+            if self._retries > limit:
                 self._time_out()
                 return
             self._syn_pending = True
@@ -1329,8 +1480,9 @@ class TcpConnection:
                 self._ssthresh = max((self._snd_max - self._snd_una) // 2, 2 * mss)
             self._cwnd = mss
             self._cwnd_acc = 0
-            self._in_recovery = False
-            self._recover = self._snd_max
+            self._rec.abandon()
+            self._rec.recover = self._snd_max
+            self._send_one = False
             self._dupacks = 0
             # Keep what the peer SACKed so the go-back-N resend skips it (as
             # Linux does); should it have reneged (RFC 2018 section 8), that
@@ -1341,6 +1493,50 @@ class TcpConnection:
             self._rtt_seq = None
             self._count("rto_retransmit")
         self._rto = min(self._rto * 2, cfg.rto_max)
+        self._rto_deadline = now + self._rto
+
+    def _on_reorder_timer(self, now: float) -> None:
+        """RFC 8985 section 6.3: the reordering window of an overtaken segment passed."""
+        rec = self._rec
+        if self._state not in _SENDING:
+            return
+        self._detect_losses(now)
+        if rec.lost_bytes:
+            if not rec.in_recovery:
+                self._enter_recovery()
+            self._cwnd = rec.prr_cwnd(
+                0, self._pipe(), self._ssthresh, self._send_mss, safe_ack=False
+            )
+
+    def _on_probe_timer(self, now: float) -> None:
+        """RFC 8985 section 7.3: send a tail loss probe.
+
+        New data if the peer's window takes it, else the last segment again;
+        either way one segment goes out whatever cwnd says, and only one
+        probe is outstanding at a time. The RTO restarts from the probe.
+        """
+        rec = self._rec
+        if self._state not in _SENDING or self._snd_max == self._snd_una or rec.in_recovery:
+            return
+        rto_at = self._rto_deadline
+        one = self._snd_max - self._snd_una <= self._send_mss
+        if not rec.probe_due(now, self._srtt, one, now + self._rto if rto_at is None else rto_at):
+            return  # sends or ACKs since it was armed moved it later
+        data_end = self._snd_buf_seq + len(self._sndbuf)
+        nxt = self._snd_nxt
+        if nxt < data_end and nxt < self._snd_una + self._snd_wnd:
+            rec.tlp_retransmitted = False
+        elif rec.segs:
+            last = rec.segs[-1]
+            if last.end - last.start > self._send_mss:
+                rec.split(last, last.end - self._send_mss)
+                last = rec.segs[-1]
+            rec.mark_lost(last)
+            rec.tlp_retransmitted = True
+        else:
+            return
+        self._count("tlp_probe")
+        self._send_one = True  # _emit_data sends it and records TLP.end_seq
         self._rto_deadline = now + self._rto
 
     def _on_persist(self, now: float) -> None:
@@ -1404,6 +1600,7 @@ class TcpConnection:
         self._syn_pending = False
         self._ooo.clear()
         self._sacked.clear()
+        self._rec.clear()
         self._events.append(_CLOSED_EVENT)
 
     # -- output -------------------------------------------------------------------
@@ -1419,18 +1616,18 @@ class TcpConnection:
         urgent: int = 0,
     ) -> TcpHeader:
         """A non-SYN header; ``window`` is the field from ``_window_field()``."""
-        with_sack = sack and self._sack_ok and self._ooo
+        with_sack = sack and self._sack_ok and (self._ooo.blocks or self._dsack is not None)
         if self._ts_ok:
             stamp = (self._ts_now(now), self._ts_recent or 0)
             if with_sack:
-                opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(3), timestamp=stamp)
+                opts = TcpOptions(sack_blocks=self._sack_blocks(3), timestamp=stamp)
             else:
                 # Segments of one burst share a timestamp: reuse its options.
                 opts = self._ts_opts
                 if opts.timestamp != stamp:
                     opts = self._ts_opts = make_tcp_options(None, None, False, (), stamp)
         elif with_sack:
-            opts = TcpOptions(sack_blocks=self._ooo.sack_blocks(4))
+            opts = TcpOptions(sack_blocks=self._sack_blocks(4))
         else:
             opts = NO_OPTIONS
         return make_tcp_header(
@@ -1443,6 +1640,13 @@ class TcpConnection:
             urgent,
             opts,
         )
+
+    def _sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
+        """The SACK option: a D-SACK block first if a duplicate arrived, then the queue's."""
+        dsack = self._dsack
+        if dsack is None:
+            return self._ooo.sack_blocks(limit)
+        return ((dsack[0] & SEQ_MASK, dsack[1] & SEQ_MASK), *self._ooo.sack_blocks(limit - 1))
 
     def _syn_segment(self, now: float) -> Segment:
         # Built with the positional constructors (see trionet.wire._construct):
@@ -1486,7 +1690,7 @@ class TcpConnection:
                 out.append(self._syn_segment(now))
                 if self._rto_deadline is None:
                     self._rto_deadline = now + self._rto
-                if st is _SYN_SENT and self._retries == 0 and self._rtt_seq is None:
+                if self._retries == 0 and self._rtt_seq is None:
                     self._rtt_seq = self._iss + 1
                     self._rtt_time = now
                 elif self._retries:
@@ -1504,16 +1708,43 @@ class TcpConnection:
             out.append((self._header(self._snd_max, _ACK, now, window, sack=True), _EMPTY))
             sent = True
         if sent:
+            self._dsack = None
+            if self._quick and self._rcv_nxt > self._last_ack_sent:
+                self._quick -= 1
             self._ack_now = False
             self._delack_deadline = None
             self._rcv_unacked = 0
             self._last_ack_sent = self._rcv_nxt
+        rec = self._rec
+        if (
+            rec.timer is None
+            and self._snd_max > self._snd_una
+            and self._sack_ok
+            and rec.tlp_end is None
+            and not rec.in_recovery
+            and self._snd_una >= rec.recover  # nor after an RTO (Linux's CA_Loss)
+            and not rec.lost_bytes
+            and self._snd_nxt == self._snd_max
+            and self._state in _SENDING
+        ):
+            # RFC 8985 7.2: a tail loss probe 2 SRTT after the last send or
+            # ACK, so a lost tail costs about two round trips, not an RTO.
+            rto_at = self._rto_deadline
+            rec.arm_probe(
+                now,
+                self._srtt,
+                self._snd_max - self._snd_una <= self._send_mss,
+                now + self._rto if rto_at is None else rto_at,
+            )
         # The persist timer: armed while queued data waits on a closed window
         # with nothing in flight to draw the ACK that would reopen it.
         if (
             self._state in _SENDING
             and self._snd_max == self._snd_una
-            and self._snd_buf_seq + len(self._sndbuf) > self._snd_nxt
+            and (
+                self._snd_buf_seq + len(self._sndbuf) > self._snd_nxt
+                or (self._fin_queued and self._fin_seq is None)
+            )
             and self._snd_una + self._snd_wnd <= self._snd_nxt
         ):
             if self._persist_deadline is None:
@@ -1525,55 +1756,56 @@ class TcpConnection:
         return out
 
     def _pipe(self) -> int:
-        """RFC 6675 estimate of bytes in the network."""
+        """RFC 6675 estimate of bytes in the network: sent, not SACKed, not deemed lost."""
         if self._snd_nxt < self._snd_max and self._sacked:
             # Resending after a timeout: only what lies below SND.NXT is out.
             pipe = self._sacked.unsacked_between(self._snd_una, self._snd_nxt)
         else:
-            pipe = self._snd_nxt - self._snd_una - self._sacked.sacked
-        if self._in_recovery and self._sack_ok:
-            pipe -= self._sacked.unsacked_between(self._rexmit_ptr, self._rexmit_limit)
+            pipe = self._snd_nxt - self._snd_una - self._sacked.sacked - self._rec.lost_bytes
         return pipe if pipe > 0 else 0
 
     def _emit_data(self, now: float, out: list[Segment], window: int) -> bool:
         sent = False
+        rec = self._rec
         data_end = self._snd_buf_seq + len(self._sndbuf)
         nxt = self._snd_nxt
-        if not self._in_recovery and (
-            nxt > data_end or (nxt == data_end and not self._fin_queued)
-        ):
+        if not rec.lost_queue and (nxt > data_end or (nxt == data_end and not self._fin_queued)):
             return False  # everything queued is out, FIN included: the usual case
         cap = self._seg_cap
         mss = self._send_mss
         while True:
-            if self._in_recovery or self._sacked.ranges:
+            if rec.in_recovery or self._sacked.ranges or rec.lost_bytes:
                 room = self._cwnd - self._pipe()
             else:
                 room = self._cwnd - (self._snd_nxt - self._snd_una)
-            if 0 < self._dupacks < 3 and not self._in_recovery:
+            if 0 < self._dupacks < 3 and not rec.in_recovery:
                 # Limited transmit (RFC 3042): up to two new segments beyond
                 # cwnd on the first duplicate ACKs, so a small window can still
                 # collect the three duplicates that trigger fast retransmit.
                 room += self._dupacks * mss
-            if self._in_recovery and self._rexmit_ptr < self._rexmit_limit:
-                hole = self._sacked.next_hole(
-                    max(self._rexmit_ptr, self._snd_una), min(self._rexmit_limit, self._snd_max)
+            if rec.lost_queue and (lost := rec.first_lost()) is not None:
+                # What RACK (or NewReno, or a tail probe) deemed lost goes first.
+                size = lost.end - lost.start
+                if room <= 0 and not self._send_one:
+                    break
+                # PRR counts bytes; a segment goes once it allows any (Linux
+                # counts whole segments, rounding the same way).
+                room = room if room > mss else mss
+                if size > cap or (size > room > 0 and not self._send_one):
+                    # Send what fits (in whole segments) and keep the rest lost.
+                    part = cap if size > cap else max(room - room % mss, mss)
+                    if part < size:
+                        rec.split(lost, lost.start + part)
+                self._count("segment_retransmitted")
+                self._transmit(
+                    lost.start, lost.end, data_end, now, out, window=window, retransmit=True
                 )
-                if hole is not None:
-                    if room < mss and not self._rtx_first:
-                        break
-                    start, end = hole
-                    if end - start > cap:
-                        end = start + cap
-                    self._rtx_first = False
-                    self._count("segment_retransmitted")
-                    end = self._transmit(
-                        start, end, data_end, now, out, window=window, retransmit=True
-                    )
-                    self._rexmit_ptr = end
-                    sent = True
-                    continue
-                self._rexmit_ptr = self._rexmit_limit
+                sent = True
+                if self._send_one:
+                    self._send_one = False
+                    if not rec.in_recovery:
+                        self._probe_sent(now)
+                continue
             nxt = self._snd_nxt
             stop = data_end
             if nxt < self._snd_max and self._sacked.ranges:
@@ -1582,6 +1814,8 @@ class TcpConnection:
             if nxt < data_end:
                 retransmit = nxt < self._snd_max
                 wnd_room = self._snd_una + self._snd_wnd - nxt
+                if self._send_one and not rec.in_recovery:
+                    room = mss  # a tail loss probe of new data
                 n = min(stop - nxt, cap, wnd_room, room)
                 if n <= 0:
                     if not (retransmit and nxt == self._snd_una and wnd_room <= 0):
@@ -1595,13 +1829,14 @@ class TcpConnection:
                     n < mss
                     and n < data_end - nxt
                     and not retransmit
+                    and not self._send_one
                     and nxt > self._snd_una
                     and (self.config.nagle or n < self._max_snd_wnd // 2)
                 ):
                     # Sender SWS avoidance (RFC 9293 3.8.6.2.1): with data in
                     # flight, wait for a full segment or half the largest window.
                     break
-                if self.config.nagle and n < mss and nxt > self._snd_una:
+                if self.config.nagle and n < mss and nxt > self._snd_una and not self._send_one:
                     break
                 if retransmit:
                     self._count("segment_retransmitted")
@@ -1609,10 +1844,21 @@ class TcpConnection:
                     nxt, nxt + n, data_end, now, out, window=window, retransmit=retransmit
                 )
                 sent = True
-                if self._snd_nxt >= data_end and not self._fin_queued and not self._in_recovery:
+                if self._send_one:
+                    self._send_one = False
+                    if not rec.in_recovery:
+                        self._probe_sent(now)
+                        break
+                if self._snd_nxt >= data_end and not self._fin_queued and not rec.in_recovery:
                     break  # all queued data is out: the next pass would find just that
                 continue
-            if self._fin_queued and nxt == data_end:
+            if (
+                self._fin_queued
+                and nxt == data_end
+                and (nxt < self._snd_una + self._snd_wnd or self._fin_seq is not None)
+            ):
+                # A first FIN takes sequence space: like data, it waits for
+                # the peer's window (the persist timer probes meanwhile).
                 self._transmit(
                     nxt,
                     nxt,
@@ -1624,7 +1870,20 @@ class TcpConnection:
                 )
                 sent = True
             break
+        if self._snd_max > rec.high:
+            rec.on_transmit(rec.high, self._snd_max, now)
+            last = self._last_data_time
+            if last is not None and now - last < self.config.delayed_ack:
+                # An answer within the delayed-ACK time: interactive traffic,
+                # whose ACKs should wait to ride on the answers (Linux's
+                # tcp_event_data_sent enters pingpong mode).
+                self._pingpong = True
         return sent
+
+    def _probe_sent(self, now: float) -> None:
+        """A tail loss probe is out: one at a time, and the RTO restarts from it (RFC 8985 7.3)."""
+        self._rec.tlp_end = self._snd_max
+        self._rto_deadline = now + self._rto
 
     def _transmit(
         self,
@@ -1663,8 +1922,16 @@ class TcpConnection:
             urgent = min(self._snd_up - start, 0xFFFF)
         out.append((self._header(start, flags, now, window, sack=False, urgent=urgent), payload))
         seq_end = end + 1 if fin else end
-        if seq_end > self._snd_nxt and not (self._in_recovery and retransmit):
+        if start == self._snd_nxt:
+            # New data, or the go-back-N resend after a timeout; a repair of
+            # a lost segment below SND.NXT leaves SND.NXT alone.
             self._snd_nxt = seq_end
+        rec = self._rec
+        if retransmit:
+            rec.on_transmit(start, seq_end, now)
+        # (New data is recorded once per burst, at the end of _emit_data.)
+        if rec.in_recovery:
+            rec.prr_out += seq_end - start
         if seq_end > self._snd_max:
             if self._rtt_seq is None and not retransmit:
                 self._rtt_seq = seq_end

@@ -1,0 +1,168 @@
+"""DnsService inside a real engine: a real guest kernel, the resolver a Trio task here.
+
+The resolver runs in this process so a test can see exactly what reached
+it, make it slow or silent, and read the engine's counters and audit
+records afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import dns.message
+import dns.rrset
+import pytest
+import trio
+
+from tests.engine.test_real_guest import DUAL, GW4, GW6
+from tests.support.fixtures import GuestLinkFactory
+from tests.support.leaks import assert_nothing_left, snapshot
+from tests.support.netns import in_netns
+from trionet.config import NetworkConfig
+from trionet.dns.config import DnsConfig, Nameserver
+from trionet.engine.network import open_network
+from trionet.policy import AuditRecord, NetworkPolicy
+
+pytestmark = pytest.mark.root
+
+
+class Resolver:
+    """Answers every A query with 11.0.0.1 unless told to keep quiet."""
+
+    def __init__(self) -> None:
+        self.silent = False
+        self.seen: list[str] = []
+
+    async def serve(self, sock: trio.socket.SocketType) -> None:
+        while True:
+            data, peer = await sock.recvfrom(65535)
+            query = dns.message.from_wire(data)
+            self.seen.append(query.question[0].name.to_text())
+            if self.silent:
+                continue
+            response = dns.message.make_response(query)
+            response.answer.append(
+                dns.rrset.from_text(query.question[0].name, 30, "IN", "A", "11.0.0.1")
+            )
+            await sock.sendto(response.to_wire(), peer)
+
+
+_GUEST = """
+import json, socket, sys
+import dns.message
+gw, gw6 = sys.argv[1], sys.argv[2]
+out = {}
+def ask(data, host=gw, port=53, wait=2.0):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(wait)
+    s.sendto(data, (host, port))
+    try:
+        reply, peer = s.recvfrom(65535)
+    except socket.timeout:
+        return None
+    assert peer[0] == host and peer[1] == port, peer
+    return reply
+q = dns.message.make_query("one.test", "A"); q.id = 4321
+r = dns.message.from_wire(ask(q.to_wire()))
+out["answer"] = [r.id, [x.to_text() for rr in r.answer for x in rr]]
+r = dns.message.from_wire(ask(q.to_wire(), gw6))
+out["answer6"] = [x.to_text() for rr in r.answer for x in rr]
+out["garbage"] = ask(b"\\x12\\x34 not dns at all", wait=0.5)
+out["mdns"] = ask(q.to_wire(), port=5353, wait=0.5)
+q2 = dns.message.make_query("host.trionet.internal", "AAAA")
+r = dns.message.from_wire(ask(q2.to_wire()))
+out["alias"] = [x.to_text() for rr in r.answer for x in rr]
+print(json.dumps(out))
+"""
+
+_FLOOD = """
+import socket, sys, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+q = bytes.fromhex("000001000001000000000000") + b"\\x05flood\\x04test\\x00\\x00\\x01\\x00\\x01"
+for i in range(int(sys.argv[2])):
+    s.sendto(struct.pack("!H", i) + q[2:], (sys.argv[1], 53))
+print("sent")
+"""
+
+
+def _config(port: int, timeout_ms: int = 2000) -> NetworkConfig:
+    return NetworkConfig(
+        policy=NetworkPolicy.from_profiles(["public"]),
+        dns=DnsConfig(nameservers=(Nameserver("127.0.0.1", port),), query_timeout_ms=timeout_ms),
+    )
+
+
+def test_answers_drops_and_records(guest_link_factory: GuestLinkFactory) -> None:
+    link = guest_link_factory()
+    resolver = Resolver()
+    records: list[AuditRecord] = []
+    out: dict[str, object] = {}
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+                await sock.bind(("127.0.0.1", 0))
+                servers.start_soon(resolver.serve, sock)
+                async with open_network(_config(sock.getsockname()[1]), 0, routes=DUAL) as net:
+                    net.on_audit(records.append)
+                    await net.attach_tap(link.tap)
+                    result = await link.guest.arun([sys.executable, "-c", _GUEST, GW4, GW6])
+                    out.update(json.loads(result.stdout))
+                    out["snapshot"] = net.metrics_handle().snapshot()
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    assert out["answer"] == [4321, ["11.0.0.1"]]
+    assert out["answer6"] == ["11.0.0.1"]
+    assert out["garbage"] is None and out["mdns"] is None
+    assert out["alias"] == [GW6]
+    # The resolver saw the two forwarded queries, nothing else.
+    assert resolver.seen == ["one.test.", "one.test."]
+    dropped = out["snapshot"]["dropped"]  # type: ignore[index]
+    assert dropped["dns_unparseable"] == 1
+    assert dropped["udp_alternative_resolver"] == 1
+    dns_records = [
+        (r.name, r.verdict, r.reason, r.destination) for r in records if r.kind == "dns"
+    ]
+    assert dns_records == [
+        ("one.test", "allow", None, GW4),
+        ("one.test", "allow", None, GW6),
+        ("host.trionet.internal", "allow", "host-alias", GW4),
+    ]
+
+
+def test_a_flood_to_a_silent_resolver_is_bounded_and_cleaned_up(
+    guest_link_factory: GuestLinkFactory,
+) -> None:
+    link = guest_link_factory()
+    resolver = Resolver()
+    resolver.silent = True
+    out: dict[str, object] = {}
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+                await sock.bind(("127.0.0.1", 0))
+                servers.start_soon(resolver.serve, sock)
+                before = snapshot()
+                async with open_network(
+                    _config(sock.getsockname()[1], timeout_ms=500), 0, routes=DUAL
+                ) as net:
+                    await net.attach_tap(link.tap)
+                    await link.guest.arun(["python3", "-c", _FLOOD, GW4, "800"])
+                    await trio.sleep(1.5)  # every attempt timed out by now
+                    out["snapshot"] = net.metrics_handle().snapshot()
+                assert_nothing_left(before)
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    dropped = out["snapshot"]["dropped"]  # type: ignore[index]
+    # At most 512 in flight: of 800 queries at once, the rest were dropped.
+    assert dropped["dns_overload"] >= 800 - 512
+    assert dropped["dns_upstream_failed"] == 800 - dropped["dns_overload"]
+    # (the resolver's own socket buffer may drop some of what was sent to it)
+    assert 0 < len(resolver.seen) <= 800 - dropped["dns_overload"]
