@@ -42,6 +42,8 @@ SYSTEM_TOOLS = [
     # configure themselves (tests/dhcp/test_real_guests.py).
     ("dhclient", "isc-dhcp-client"),
     ("rdisc6", "ndisc6"),
+    # The TLS interception tests' guests: openssl s_client (tests/services/).
+    ("openssl", "openssl"),
     # DNS interception: the tests' resolvers, and dig in the guests
     # (tests/test_dns_run.py, benchmarks/bench_dns.py).
     ("dnsmasq", "dnsmasq-base"),
@@ -52,6 +54,9 @@ BENCH_TOOLS = [
     ("slirp4netns", "slirp4netns"),
     ("taskset", "util-linux"),
     ("ss", "iproute2"),
+    # bench_tls's client loop computes its rates with bc; mitmdump itself
+    # goes in a venv of its own (see benchmarks/bench_tls.py).
+    ("bc", "bc"),
 ]
 # Where the test VM's kernel is unpacked when /boot has none; kept in step with
 # tests/support/qemu_guest.py. Unpacked, not installed: installing a kernel

@@ -8,6 +8,10 @@ from fuzz.dns_target import dns_seeds
 from fuzz.targets import layers_of
 
 CORPUS = Path(__file__).parent / "corpus"
+#: Seeds of the application-layer targets (ClientHello peek, HTTP/1 rewriter):
+#: files named ``<layer>-*.bin``, since no frame of the capture holds them whole.
+APP_CORPUS = Path(__file__).parent / "corpus-app"
+APP_LAYERS = ("clienthello", "http1", "http2")
 
 
 def load_corpus(directory: Path = CORPUS) -> list[bytes]:
@@ -16,6 +20,8 @@ def load_corpus(directory: Path = CORPUS) -> list[bytes]:
 
 def seeds_for(layer: str, frames: list[bytes]) -> list[bytes]:
     """The ``layer`` bytes (e.g. "tcp": the TCP segment) of every frame that has one."""
+    if layer in APP_LAYERS:
+        return [path.read_bytes() for path in sorted(APP_CORPUS.glob(f"{layer}-*.bin"))]
     seeds = [found[layer] for frame in frames if layer in (found := layers_of(frame))]
     if layer == "dns":
         # The dns target's input is a length byte, the query, then a resolver's

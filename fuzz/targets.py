@@ -22,6 +22,12 @@ from fuzz.walk import walk_frame
 from trionet.dhcp.config import DhcpConfig
 from trionet.dhcp.v4 import Dhcpv4Server
 from trionet.dhcp.v6 import Dhcpv6Server
+from trionet.http.h1 import H1RequestRewriter, HttpRefusedError
+from trionet.http.h2 import PREFACE as H2_PREFACE
+from trionet.http.h2 import H2RequestRewriter
+from trionet.secrets.config import SecretsConfig
+from trionet.secrets.plan import SecretViolationError, build_plan
+from trionet.tls.clienthello import PeekStatus, peek_client_hello
 from trionet.wire import ParseError
 from trionet.wire.arp import parse_arp
 from trionet.wire.checksum import internet_checksum, pseudo_header_v4, pseudo_header_v6
@@ -244,6 +250,75 @@ def fuzz_frame(data: bytes) -> None:
 
 
 #: Target name -> (function, layer of a corpus frame to seed it with).
+_H1_CONFIG = SecretsConfig.from_dict(
+    {
+        "secrets": [
+            {
+                "env_var": "KEY",
+                "value": "real-key",
+                "allowed_hosts": ["api.example.com"],
+                "injection": {"query_params": True, "body": True},
+            },
+            {"env_var": "OTHER", "value": "real-other", "allowed_hosts": ["other.example"]},
+        ]
+    }
+)
+
+
+def fuzz_clienthello(data: bytes) -> None:
+    """Any bytes: a verdict, never an exception; a parsed hello lies within the input."""
+    result = peek_client_hello(data)
+    if result.status is PeekStatus.COMPLETE:
+        assert result.hello is not None and result.hello.length <= len(data)
+        # A complete hello stays complete, unchanged, whatever follows it.
+        assert peek_client_hello(data + b"\x17\x03\x03") == result
+
+
+def _h1_outcome(data: bytes, segment: int) -> tuple[str, bytes]:
+    plan = build_plan(_H1_CONFIG, "api.example.com", tls_intercepted=True, identity=lambda _: True)
+    rewriter = H1RequestRewriter(plan, "api.example.com")
+    out = b""
+    try:
+        for start in range(0, len(data), segment):
+            out += rewriter.receive(data[start : start + segment])
+        out += rewriter.receive_eof()
+    except (HttpRefusedError, SecretViolationError) as exc:
+        return type(exc).__name__, b""
+    return "ok", out
+
+
+def _h2_outcome(data: bytes, segment: int) -> tuple[str, bytes]:
+    plan = build_plan(_H1_CONFIG, "api.example.com", tls_intercepted=True, identity=lambda _: True)
+    rewriter = H2RequestRewriter(plan, "api.example.com")
+    out = b""
+    try:
+        for start in range(0, len(data), segment):
+            out += rewriter.receive(data[start : start + segment])
+    except (HttpRefusedError, SecretViolationError) as exc:
+        return type(exc).__name__, b""
+    return "ok", out
+
+
+def fuzz_http2(data: bytes) -> None:
+    """The HTTP/2 rewriter, fed after the preface: own refusals only, cut-independent."""
+    data = H2_PREFACE + data
+    segment = 1 + (data[-1] % 29 if len(data) > len(H2_PREFACE) else 0)
+    whole = _h2_outcome(data, len(data))
+    assert whole == _h2_outcome(data, segment)
+    if whole[0] == "ok":
+        assert b"real-other" not in whole[1]
+
+
+def fuzz_http1(data: bytes) -> None:
+    """The HTTP/1 rewriter: only its own refusals, and how reads are cut changes nothing."""
+    segment = 1 + (data[0] % 13 if data else 0)
+    whole = _h1_outcome(data, max(len(data), 1))
+    cut = _h1_outcome(data, segment)
+    assert whole == cut, (whole, cut)
+    if whole[0] == "ok":
+        assert b"real-other" not in whole[1]
+
+
 TARGETS: dict[str, tuple[Target, str]] = {
     "ethernet": (fuzz_ethernet, "frame"),
     "arp": (fuzz_arp, "arp"),
@@ -257,6 +332,9 @@ TARGETS: dict[str, tuple[Target, str]] = {
     "dhcpv6": (fuzz_dhcpv6, "dhcpv6"),
     "frame": (fuzz_frame, "frame"),
     "stack": (fuzz_stack, "frame"),
+    "clienthello": (fuzz_clienthello, "clienthello"),
+    "http1": (fuzz_http1, "http1"),
+    "http2": (fuzz_http2, "http2"),
     "dns": (fuzz_dns, "dns"),
 }
 

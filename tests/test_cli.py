@@ -53,6 +53,20 @@ def test_env_with_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "MSB_NET_IPV4=addr=10.9.0.2/30,gw=10.9.0.1,dns=10.9.0.1\n" in out
 
 
+def test_env_prints_secret_placeholders_never_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "net.toml"
+    config.write_text(
+        '[[secrets.secrets]]\nenv_var = "API_KEY"\nvalue = "real-value"\n'
+        'allowed_hosts = ["api.example.com"]\n'
+    )
+    assert main(["env", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("API_KEY=$MSB_API_KEY\n")
+    assert "real-value" not in out
+
+
 def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
     config = tmp_path / "net.toml"
     config.write_text("[interface]\nmtu = 70000\n")

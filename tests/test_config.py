@@ -15,6 +15,8 @@ from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkC
 from trionet.dhcp.config import DhcpConfig
 from trionet.dns.config import DnsConfig, Nameserver
 from trionet.policy import NetworkPolicy
+from trionet.secrets.config import SecretsConfig
+from trionet.tls.config import TlsConfig
 
 from .policy.strategies import policies
 
@@ -55,6 +57,9 @@ def test_dict_form_uses_text_for_addresses() -> None:
         "ports": [],
         "policy": NetworkPolicy.public().to_dict(),
         "dns": {"rebind_protection": True, "nameservers": [], "query_timeout_ms": 5000},
+        "tls": TlsConfig().to_dict(),
+        "secrets": {"secrets": [], "on_violation": "block-and-log"},
+        "trust_host_cas": False,
         "dhcp": DhcpConfig().to_dict(),
     }
 
@@ -100,6 +105,18 @@ configs = st.builds(
         ).map(tuple),
         query_timeout_ms=st.integers(1, 3_600_000),
     ),
+    tls=st.sampled_from(
+        [TlsConfig(), TlsConfig.from_dict({"enabled": True, "bypass": ["*.pinned.example"]})]
+    ),
+    secrets=st.sampled_from(
+        [
+            SecretsConfig(),
+            SecretsConfig.from_dict(
+                {"secrets": [{"env_var": "K", "value": "v", "allowed_hosts": ["a.example"]}]}
+            ),
+        ]
+    ),
+    trust_host_cas=st.booleans(),
     dhcp=dhcp_configs,
 )
 

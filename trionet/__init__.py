@@ -53,6 +53,18 @@ from trionet.policy import (
 )
 from trionet.ports.config import PortMapping
 from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
+from trionet.secrets.config import (
+    Injection,
+    SecretEntry,
+    SecretsConfig,
+    SecretValue,
+    ViolationAction,
+    ViolationKind,
+)
+from trionet.secrets.handle import SecretsHandle
+from trionet.tls.certs import CaError, CertificateAuthority
+from trionet.tls.config import InterceptCa, LeafCacheConfig, ScopedCa, ScopedVerify, TlsConfig
+from trionet.tls.patterns import HostPattern
 
 __version__ = "0.1.0"
 
@@ -63,6 +75,8 @@ __all__ = [
     "AnyDestination",
     "AuditCallback",
     "AuditRecord",
+    "CaError",
+    "CertificateAuthority",
     "Cidr",
     "ConfigError",
     "Decision",
@@ -83,8 +97,12 @@ __all__ = [
     "GuestAddressing",
     "GuestNetConfig",
     "GuestTcpStream",
+    "HostPattern",
     "HostRoutes",
+    "Injection",
+    "InterceptCa",
     "InterfaceOverrides",
+    "LeafCacheConfig",
     "MacAddress",
     "MetricsHandle",
     "Nameserver",
@@ -99,9 +117,18 @@ __all__ = [
     "PortRange",
     "RateLimiterConfig",
     "Rule",
+    "ScopedCa",
+    "ScopedVerify",
+    "SecretEntry",
+    "SecretValue",
+    "SecretsConfig",
+    "SecretsHandle",
     "TerminationHandle",
+    "TlsConfig",
     "TokenBucketConfig",
     "Verdict",
+    "ViolationAction",
+    "ViolationKind",
     "__version__",
     "allow_all",
     "canonical_domain",

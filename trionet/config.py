@@ -32,6 +32,8 @@ from trionet.dns.config import DnsConfig
 from trionet.policy.model import NetworkPolicy
 from trionet.ports.config import PortMapping, ports_from_dict, ports_to_dict
 from trionet.ratelimit.config import RateLimiterConfig
+from trionet.secrets.config import SecretsConfig
+from trionet.tls.config import TlsConfig
 
 __all__ = [
     "MAX_CONNECTIONS_LIMIT",
@@ -137,6 +139,10 @@ class NetworkConfig:
     #: key absent: the public profile (the secure default); ``{}``: deny everything
     policy: NetworkPolicy = field(default_factory=NetworkPolicy.public)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    #: give the guest the host's trust roots (``Network.host_cas_cert_pem``)
+    trust_host_cas: bool = False
     dhcp: DhcpConfig = field(default_factory=DhcpConfig)
 
     def __post_init__(self) -> None:
@@ -161,6 +167,9 @@ class NetworkConfig:
         rate_limiter_data = reader.take("rate_limiter", Mapping, None)
         policy_data = reader.take("policy", Mapping, None)
         dns_data = reader.take("dns", Mapping, None)
+        tls_data = reader.take("tls", Mapping, None)
+        secrets_data = reader.take("secrets", Mapping, None)
+        trust_host_cas = reader.take("trust_host_cas", bool, False)
         dhcp_data = reader.take("dhcp", Mapping, {})
         reader.finish()
         rate_limiter = (
@@ -182,6 +191,11 @@ class NetworkConfig:
             if policy_data is None
             else NetworkPolicy.from_dict(policy_data, "policy."),
             dns=DnsConfig() if dns_data is None else DnsConfig.from_dict(dns_data, "dns."),
+            tls=TlsConfig() if tls_data is None else TlsConfig.from_dict(tls_data, "tls."),
+            secrets=SecretsConfig()
+            if secrets_data is None
+            else SecretsConfig.from_dict(secrets_data, "secrets."),
+            trust_host_cas=trust_host_cas,
             dhcp=DhcpConfig.from_dict(dhcp_data, "dhcp."),
         )
 
@@ -203,6 +217,9 @@ class NetworkConfig:
             "ports": ports_to_dict(self.ports),
             "policy": self.policy.to_dict(),
             "dns": self.dns.to_dict(),
+            "tls": self.tls.to_dict(),
+            "secrets": self.secrets.to_dict(),
+            "trust_host_cas": self.trust_host_cas,
             "dhcp": self.dhcp.to_dict(),
         }
         if self.rate_limiter is not None:

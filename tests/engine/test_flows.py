@@ -255,3 +255,48 @@ def test_udp_segmentation_offload_from_the_guest(guest_link_factory: GuestLinkFa
         )
 
     run_with_engine(link, body)
+
+
+_ECHO_ONCE = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
+    s.sendall(b"across families")
+    print(s.recv(100).decode())
+"""
+
+
+@pytest.mark.parametrize(("gateway", "bound"), [(GW6, "127.0.0.1"), (GW4, "::1")])
+def test_the_host_alias_reaches_a_server_on_the_other_loopback(
+    guest_link_factory: GuestLinkFactory, gateway: str, bound: str
+) -> None:
+    """§4.3: a refused dial to one loopback tries the other family's.
+
+    A guest that resolves the host alias to its IPv6 gateway (as getaddrinfo
+    prefers) must still reach a host server bound only to 127.0.0.1.
+    """
+    link = guest_link_factory()
+
+    async def body(net: Network, servers: trio.Nursery) -> None:
+        port = await serve_tcp(servers, echo_handler, bound)
+        result = await link.guest.arun(
+            ["python3", "-c", _ECHO_ONCE, gateway, str(port)], timeout=20
+        )
+        assert result.stdout.strip() == b"across families"
+
+    run_with_engine(link, body)
+
+
+def test_a_port_closed_on_both_loopbacks_is_refused(guest_link_factory: GuestLinkFactory) -> None:
+    link = guest_link_factory()
+
+    async def body(net: Network, servers: trio.Nursery) -> None:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # a port nothing listens on, on either family
+        result = await link.guest.arun(
+            ["python3", "-c", _ECHO_ONCE, GW6, str(port)], timeout=20, check=False
+        )
+        assert b"ConnectionRefusedError" in result.stderr
+
+    run_with_engine(link, body)

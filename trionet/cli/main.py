@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_env(args: argparse.Namespace) -> int:
     config = NetworkConfig() if args.config is None else NetworkConfig.load(args.config)
     addressing = derive_addressing(config, args.slot)
-    for key, value in guest_env_vars(addressing):
+    # The secrets' placeholders too (never their values), as Network.guest_env_vars().
+    for key, value in guest_env_vars(addressing) + config.secrets.env_vars():
         print(f"{key}={value}")
     return 0
 

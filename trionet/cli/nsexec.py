@@ -17,10 +17,11 @@ SPEC (``error <text>`` on failure, then exit 125):
 2. Mount propagation private, so the bind mounts below never leak out.
 3. Create the TAP ``eth0`` inside the new namespace, and configure it with
    ``ip -batch`` exactly as a guest init would.
-4. Bind-mount the generated resolv.conf and hosts over /etc's. They are
-   written to a tmpfs mounted for the purpose in this mount namespace and
-   detached at once (the bind mounts keep it alive), never to a shared
-   directory: a SIGKILL at any moment leaves no file behind.
+4. Bind-mount the generated resolv.conf and hosts over /etc's, and with TLS
+   interception the CA bundle over the system one. They are written to a
+   tmpfs mounted for the purpose in this mount namespace and detached at once
+   (the bind mounts keep it alive), never to a shared directory: a SIGKILL at
+   any moment leaves no file behind.
 5. Send the TAP fd to the parent (SCM_RIGHTS) and wait for ``go``: the engine
    is attached before CMD sends its first packet.
 6. exec CMD. The socket is close-on-exec, so the parent sees EOF when the
@@ -133,22 +134,33 @@ def _configure(commands: list[str]) -> None:
         raise SetupError(f"configuring eth0 with ip: {detail}")
 
 
-def _bind_files(files: dict[str, str]) -> None:
+def _bind_files(files: dict[str, str], copies: dict[str, str]) -> None:
+    """Mount the given texts, and copies of the given files, over their targets."""
+    contents = {target: text.encode() for target, text in files.items()}
+    for target, source_path in copies.items():
+        # Too big for the spec's argv (the CA bundle): the parent wrote it to a
+        # file, read here before the scratch tmpfs below may cover its directory.
+        try:
+            with open(source_path, "rb") as f:
+                contents[target] = f.read()
+        except OSError as exc:
+            raise SetupError(f"reading {source_path}: {exc.strerror}") from exc
     # A dangling /etc/resolv.conf symlink has nothing to mount over.
-    targets = [(target, text) for target, text in files.items() if os.path.exists(target)]
+    targets = [(target, data) for target, data in contents.items() if os.path.exists(target)]
     if not targets:
         return
     # Any directory will do: the tmpfs covers it only in this mount namespace,
     # and only until the detach below.
     scratch = SCRATCH.encode()
     _check(
-        _libc.mount(b"trionet", scratch, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=1m"),
+        _libc.mount(b"trionet", scratch, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=64m"),
         "mounting a scratch tmpfs",
     )
     try:
-        for index, (target, text) in enumerate(targets):
+        for index, (target, data) in enumerate(targets):
             source = f"{SCRATCH}/{index}"
-            _write_file(source, text)
+            with open(source, "wb") as f:
+                f.write(data)
             os.chmod(source, 0o644)
             _check(
                 _libc.mount(source.encode(), target.encode(), None, MS_BIND, None),
@@ -182,7 +194,7 @@ def main(argv: list[str]) -> int:
         _die_with_parent()  # again: a credential change may clear it (prctl(2))
         tap = _create_tap(spec["vnet"])
         _configure(spec["ip"])
-        _bind_files(spec["files"])
+        _bind_files(spec["files"], spec.get("copies", {}))
         socket.send_fds(sock, [b"tap"], [tap])
         os.close(tap)
     except SetupError as exc:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -33,7 +34,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -49,14 +52,25 @@ from trionet.cli.options import NetworkChoice
 from trionet.cli.signals import SignalFd, block
 from trionet.engine.network import open_network
 from trionet.engine.ports import PublishError
+from trionet.engine.tls_files import SYSTEM_BUNDLES, host_trust_ders, load_or_create_ca
 from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
 from trionet.links.tap import TapDevice, TapError
 from trionet.links.tap_link import run_tap_link
+from trionet.tls.certs import CaError, CertificateAuthority, dedupe_pem_bundle
 
 __all__ = ["RunError", "RunOptions", "run"]
 
 EXIT_SETUP_FAILED: Final = 125
+#: CMD was killed because the engine terminated the sandbox (a secret violation).
+EXIT_TERMINATED: Final = 128 + signal.SIGKILL
+#: What CMD's TLS libraries are pointed at; the bundle is bind-mounted over it.
+CA_BUNDLE_ENV: Final = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+)
 FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The child needs a Python start-up, an unshare and one ip process: well under a second.
 SETUP_TIMEOUT: Final = 20.0
@@ -71,6 +85,27 @@ class RunError(Exception):
     def __init__(self, message: str, status: int = EXIT_SETUP_FAILED) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class GuestTrust:
+    """What CMD gets so that it trusts trionet's interception CA without extra steps."""
+
+    ca: CertificateAuthority
+    #: the system bundle path in CMD's mount namespace, and what is mounted over it
+    bundle_path: str | None
+    bundle: str
+
+    @classmethod
+    def build(cls, ca: CertificateAuthority) -> GuestTrust:
+        host_roots = dedupe_pem_bundle(host_trust_ders()) or b""
+        path = next((p for p in SYSTEM_BUNDLES if os.path.isfile(p)), None)
+        return cls(ca, path, (host_roots + ca.cert_pem).decode("ascii"))
+
+    def env(self) -> dict[str, str]:
+        if self.bundle_path is None:
+            return {}
+        return dict.fromkeys(CA_BUNDLE_ENV, self.bundle_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +165,14 @@ def run(options: RunOptions) -> int:
             pcap = PcapWriter.create(options.pcap)
         except OSError as exc:
             raise RunError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
+    trust = None
+    if choice.config.tls.enabled:
+        try:
+            trust = GuestTrust.build(load_or_create_ca(choice.config.tls))
+        except CaError as exc:
+            if pcap is not None:
+                pcap.close()
+            raise RunError(f"the TLS interception CA: {exc}", 2) from exc
     audit = None
     if choice.audit is not None:
         try:
@@ -143,7 +186,9 @@ def run(options: RunOptions) -> int:
     # exits) must not kill trionet and replace CMD's status with its own.
     block(FORWARDED)
     try:
-        return trio.run(_run, options, addressing, userns, pcap, audit)
+        return trio.run(
+            functools.partial(_run, trust=trust), options, addressing, userns, pcap, audit
+        )
     except BaseExceptionGroup as group:
         error = first_leaf(group, RunError)
         if error is None:
@@ -157,8 +202,25 @@ def run(options: RunOptions) -> int:
 
 
 def _spawn(
-    child_sock: socket.socket, addressing: GuestAddressing, options: RunOptions, userns: bool
+    child_sock: socket.socket,
+    addressing: GuestAddressing,
+    options: RunOptions,
+    userns: bool,
+    *,
+    trust: GuestTrust | None,
+    bundle_file: str | None,
 ) -> subprocess.Popen[bytes]:
+    files = {
+        "/etc/resolv.conf": resolv_conf(addressing),
+        "/etc/hosts": hosts_file(addressing),
+    }
+    copies = {}
+    env = dict(os.environ)
+    if trust is not None and trust.bundle_path is not None and bundle_file is not None:
+        copies[trust.bundle_path] = bundle_file
+        env.update(trust.env())
+    # The placeholders, never the values: CMD is the guest.
+    env.update(options.network.config.secrets.env_vars())
     spec = {
         "sock": child_sock.fileno(),
         "userns": userns,
@@ -166,14 +228,12 @@ def _spawn(
         "gid": os.getgid(),
         "vnet": options.offload,
         "ip": ip_commands(addressing),
-        "files": {
-            "/etc/resolv.conf": resolv_conf(addressing),
-            "/etc/hosts": hosts_file(addressing),
-        },
+        "files": files,
+        "copies": copies,
         "ppid": os.getpid(),
     }
     argv = [sys.executable, "-I", "-S", str(_HELPER), json.dumps(spec), "--", *options.command]
-    return subprocess.Popen(argv, pass_fds=(child_sock.fileno(),))
+    return subprocess.Popen(argv, pass_fds=(child_sock.fileno(),), env=env)
 
 
 async def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
@@ -233,8 +293,10 @@ class _Supervisor:
         options: RunOptions,
         pcap: PcapWriter | None,
         audit: AuditWriter | None,
+        trust: GuestTrust | None,
     ) -> None:
         self.child = child
+        self.trust = trust
         self.options = options
         self.pcap = pcap
         self.audit = audit
@@ -320,7 +382,13 @@ class _Supervisor:
         addressing: GuestAddressing,
         choice: NetworkChoice,
     ) -> int:
-        async with open_network(choice.config, choice.slot, routes=choice.routes) as net:
+        terminated: list[str] = []
+        status: int | None = None
+        ca = None if self.trust is None else self.trust.ca
+        async with open_network(choice.config, choice.slot, routes=choice.routes, ca=ca) as net:
+            # A block-and-terminate violation cancels the network's scope,
+            # this block included; CMD is killed below, with the namespace.
+            net.termination_handle().set_hook(terminated.append)
             if self.audit is not None:
                 net.on_audit(self.audit)
             backend = net.take_backend()
@@ -361,6 +429,11 @@ class _Supervisor:
                 tap_malformed_in=tap.counters.malformed_in,
                 tap_drops_out=tap.counters.drops_out,
             )
+        if terminated:
+            # CMD and everything in its namespace are killed by _run's clean-up.
+            log_event(logger, logging.ERROR, "run.terminated", reason=terminated[0])
+            raise RunError(f"the sandbox was terminated: {terminated[0]}", EXIT_TERMINATED)
+        assert status is not None
         return status
 
 
@@ -386,16 +459,20 @@ async def _run(
     userns: bool,
     pcap: PcapWriter | None,
     audit: AuditWriter | None,
+    *,
+    trust: GuestTrust | None,
 ) -> int:
-    with SignalFd(FORWARDED) as sigfd:
+    with SignalFd(FORWARDED) as sigfd, _bundle_file(trust) as bundle_file:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with parent_sock:
             parent_sock.setblocking(False)
             try:
-                child = _spawn(child_sock, addressing, options, userns)
+                child = _spawn(
+                    child_sock, addressing, options, userns, trust=trust, bundle_file=bundle_file
+                )
             finally:
                 child_sock.close()
-            supervisor = _Supervisor(child, options, pcap, audit)
+            supervisor = _Supervisor(child, options, pcap, audit, trust)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(supervisor.watch_signals, sigfd, nursery.cancel_scope)
@@ -415,6 +492,22 @@ async def _run(
                     )
             assert supervisor.status is not None  # set by CMD's exit or by an aborting signal
             return supervisor.status
+
+
+@contextlib.contextmanager
+def _bundle_file(trust: GuestTrust | None) -> Iterator[str | None]:
+    """The CA bundle in a private temporary file, for the helper to copy; removed after."""
+    if trust is None or trust.bundle_path is None:
+        yield None
+        return
+    fd, path = tempfile.mkstemp(prefix="trionet-ca-bundle-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(trust.bundle)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _reap(child: subprocess.Popen[bytes], netns: tuple[int, int] | None) -> None:

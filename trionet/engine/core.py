@@ -78,6 +78,11 @@ class EngineCore:
         self.policy = policy
         #: the configured policy (and the multi-tenant floor); see trionet.policy
         self.policy_evaluator = evaluator
+        #: TCP ports whose flows a service decides again with a peeked
+        #: hostname (TLS interception's ports): a DEFER there admits the SYN.
+        self.peeked_ports: frozenset[int] = frozenset()
+        #: UDP ports new flows to which are denied (QUIC to intercepted ports)
+        self.blocked_udp_ports: frozenset[int] = frozenset()
         #: names the guest resolved through trionet, for domain rules (engine clock)
         self.pins: PinSet = evaluator.pins
         self.audit = audit
@@ -284,10 +289,28 @@ class EngineCore:
         decision = evaluator.egress(
             flow.destination, port, protocol, now, deferred=protocol == "tcp"
         )
-        if decision.verdict is PolicyVerdict.DEFER:
-            decision = evaluator.egress(flow.destination, port, protocol, now)
         reason = None
+        if decision.verdict is PolicyVerdict.DEFER:
+            if protocol == "tcp" and port in self.peeked_ports:
+                # A service peeks this flow's hostname and decides again
+                # with it (TLS interception: the SNI); let the SYN through.
+                decision = Decision(
+                    PolicyVerdict.ALLOW,
+                    decision.rule_index,
+                    decision.rule_text,
+                    decision.matched_name,
+                )
+                reason = "deferred-to-sni"
+            else:
+                decision = evaluator.egress(flow.destination, port, protocol, now)
         drop = "policy"
+        if decision.verdict is PolicyVerdict.ALLOW and (
+            protocol == "udp" and port in self.blocked_udp_ports
+        ):
+            # QUIC to a port whose TCP is intercepted: dropped so the client
+            # falls back to TCP, where interception happens (§5.1).
+            reason, drop = "quic-blocked", "quic_blocked"
+            decision = Decision(PolicyVerdict.DENY, None, "tls.block_quic_on_intercept")
         if decision.verdict is PolicyVerdict.ALLOW:
             try:
                 verdict = self.policy(flow)
@@ -402,9 +425,14 @@ class EngineCore:
             return _LOOPBACK4 if flow.destination.version == 4 else _LOOPBACK6
         return flow.destination
 
-    def open_host_socket(self, flow: NewFlow, kind: socket.SocketKind) -> socket.socket | None:
-        """A non-blocking host socket for ``flow``; None (counted) if the host has none to give."""
-        family = socket.AF_INET if flow.destination.version == 4 else socket.AF_INET6
+    @staticmethod
+    def other_loopback(address: IPAddress) -> IPAddress:
+        """The host's loopback of the other family, where a refused host dial tries next."""
+        return _LOOPBACK6 if address.version == 4 else _LOOPBACK4
+
+    def open_host_socket(self, target: IPAddress, kind: socket.SocketKind) -> socket.socket | None:
+        """A non-blocking host socket to reach ``target``; None (counted) if the host has none."""
+        family = socket.AF_INET if target.version == 4 else socket.AF_INET6
         try:
             return socket.socket(family, kind | socket.SOCK_NONBLOCK)
         except OSError:

@@ -24,7 +24,7 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import trio
@@ -52,6 +52,8 @@ __all__ = ["DROPPED_UDP_PORTS", "DnsService", "resolve_nameservers"]
 _log = logging.getLogger("trionet.dns")
 
 DNS_PORT = 53
+#: DNS over TLS (§7.7): served here when TLS interception gives a way to terminate it.
+DOT_PORT = 853
 #: mDNS, LLMNR, NetBIOS name service, DNS over QUIC: dropped so stub
 #: resolvers give up on them and use plain DNS, which trionet answers (§7.1).
 DROPPED_UDP_PORTS = frozenset({5353, 5355, 137, 853})
@@ -123,6 +125,9 @@ class DnsService:
         self._sockets: set[_UpstreamSocket] = set()
         self._idle: dict[Upstream, list[_UpstreamSocket]] = {}
         self.counts = core.counters.dropped
+        #: With TLS interception: terminates a DNS-over-TLS connection (§7.7)
+        #: and returns the decrypted stream, or None when the handshake failed.
+        self.dot: Callable[[GuestTcpStream], Awaitable[trio.abc.Stream | None]] | None = None
         core.on_udp = self.on_datagram
         core.on_tcp_connect = self.on_tcp_connect
 
@@ -141,7 +146,8 @@ class DnsService:
             self._udp_next(event)
 
     def on_tcp_connect(self, key: FlowKey) -> None:
-        if key.remote_port != DNS_PORT:
+        dot = key.remote_port == DOT_PORT and self.dot is not None
+        if key.remote_port != DNS_PORT and not dot:
             self._tcp_next(key)
             return
         # Always accepted, whatever the destination: DNS policy applies per
@@ -154,7 +160,7 @@ class DnsService:
         if not core.tcp_accept(key):
             return
         self._tcp_connections += 1
-        core.start_flow_task(self._serve_tcp, key)
+        core.start_flow_task(self._serve_tcp, key, dot)
 
     # -- UDP ------------------------------------------------------------------------------
 
@@ -314,18 +320,27 @@ class DnsService:
 
     # -- TCP (§7.6) ---------------------------------------------------------------------
 
-    async def _serve_tcp(self, key: FlowKey) -> None:
+    async def _serve_tcp(self, key: FlowKey, dot: bool = False) -> None:
         guest = GuestTcpStream(self._core, key)
+        stream: trio.abc.Stream = guest
+        if dot:
+            assert self.dot is not None
+            tls = await self.dot(guest)
+            if tls is None:
+                guest.abort()
+                self._tcp_connections -= 1
+                return
+            stream = tls
         framer = TcpFramer()
         send_lock = trio.Lock()
         slots = trio.Semaphore(MAX_PIPELINED)
 
         async def one(query: bytes) -> None:
             try:
-                response = await self._answer(query, key)
+                response = await self._answer(query, key, dot=dot)
                 if response is not None:
                     async with send_lock:
-                        await guest.send_all(frame(response))
+                        await stream.send_all(frame(response))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the guest went away; its other answers go nowhere either
             finally:
@@ -337,7 +352,7 @@ class DnsService:
                 while True:
                     data: bytes | bytearray | None = None
                     with trio.move_on_after(TCP_IDLE_TIMEOUT):
-                        data = await guest.receive_some()
+                        data = await stream.receive_some()
                     if data is None:
                         self.counts["dns_tcp_idle"] += 1
                         break
@@ -350,8 +365,8 @@ class DnsService:
                         await slots.acquire()
                         self._in_flight += 1
                         queries.start_soon(one, query)
-            # Every answer is written: now our FIN.
-            await guest.aclose()
+            # Every answer is written: now our FIN (after close_notify for DoT).
+            await stream.aclose()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -360,23 +375,28 @@ class DnsService:
 
     # -- one query over TCP ----------------------------------------------------------------------
 
-    async def _answer(self, query: bytes, key: FlowKey) -> bytes | None:
+    async def _answer(self, query: bytes, key: FlowKey, *, dot: bool = False) -> bytes | None:
         """The guest's response to ``query`` (None: none), never raising.
 
         A bug here must cost one query, not the sandbox's whole network (this
         runs in the engine's flow nursery).
         """
         try:
-            return await self._answer_unguarded(query, key)
+            return await self._answer_unguarded(query, key, dot=dot)
         except Exception:
             _log.exception("DNS interception failed on a query from %s", key)
             self.counts["dns_error"] += 1
             return None
 
-    async def _answer_unguarded(self, query: bytes, key: FlowKey) -> bytes | None:
+    async def _answer_unguarded(
+        self, query: bytes, key: FlowKey, *, dot: bool = False
+    ) -> bytes | None:
         exchange = self.interceptor.receive_query(
             query,
-            destination=ipaddress.ip_address(key.remote_addr),
+            # DoT is answered from the configured upstreams whatever address
+            # the guest dialled (a plain-text query to a guest-chosen
+            # resolver would undo the encryption the guest asked for).
+            destination=None if dot else ipaddress.ip_address(key.remote_addr),
             transport=Transport.TCP,
             now=trio.current_time(),
             upstream_id=secrets.randbits(16),

@@ -29,8 +29,11 @@ from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
 from trionet.engine.ports import PortPublisher
+from trionet.engine.secret_sources import resolve_sources
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
+from trionet.engine.tls_files import host_trust_ders, load_or_create_ca
+from trionet.engine.tls_intercept import TlsInterceptor
 from trionet.engine.udp_relay import UdpRelay
 from trionet.guest_env import guest_env_vars
 from trionet.links.tap import TapDevice
@@ -40,7 +43,9 @@ from trionet.policy.evaluate import PolicyEvaluator
 from trionet.policy.model import NetworkPolicy
 from trionet.policy.pins import PinSet
 from trionet.ports.config import PortMapping
+from trionet.secrets.handle import SecretsHandle
 from trionet.stack.interface import Stack, StackParams
+from trionet.tls.certs import CertificateAuthority, dedupe_pem_bundle
 
 __all__ = ["MULTI_TENANT", "Network", "multi_tenant_config", "open_network"]
 
@@ -62,6 +67,8 @@ class Network:
         nursery: trio.Nursery,
         *,
         host_sockets: Callable[[], int],
+        secrets: SecretsHandle,
+        tls: TlsInterceptor | None,
         ports: PortPublisher,
     ) -> None:
         self.config = config
@@ -74,6 +81,8 @@ class Network:
         self._metrics = MetricsHandle(
             core.counters, lambda: core.stack.drops, host_sockets, core.audit.snapshot
         )
+        self._secrets = secrets
+        self._tls = tls
 
     def take_backend(self) -> FrameBackend:
         """The guest's frame endpoint, for a VMM or a link. One-shot."""
@@ -83,16 +92,33 @@ class Network:
         return self._core.backend
 
     def guest_env_vars(self) -> list[tuple[str, str]]:
-        """The ``MSB_NET*`` variables the guest's init configures itself from."""
-        return guest_env_vars(self.addressing)
+        """The ``MSB_NET*`` variables, then one ``ENV=placeholder`` per secret (§1.3).
+
+        The placeholders are all the guest ever learns of the secrets.
+        """
+        return guest_env_vars(self.addressing) + self._secrets.snapshot().env_vars()
 
     def ca_cert_pem(self) -> bytes | None:
-        """The TLS interception CA, once TLS interception exists (None until then)."""
-        return None
+        """The TLS interception CA's certificate, byte for byte as loaded; None without TLS."""
+        return None if self._tls is None else self._tls.ca.cert_pem
 
     def host_cas_cert_pem(self) -> bytes | None:
-        """The host's trust roots for the guest, once TLS interception exists."""
-        return None
+        """The host's trust roots as one de-duplicated PEM bundle, when ``trust_host_cas``.
+
+        Read afresh on each call; None when off or when the host has none.
+        """
+        if not self.config.trust_host_cas:
+            return None
+        return dedupe_pem_bundle(host_trust_ders())
+
+    @property
+    def pins(self) -> PinSet:
+        """The DNS pin set: which names this sandbox resolved to which addresses (§7.5)."""
+        return self._core.pins
+
+    def secrets_handle(self) -> SecretsHandle:
+        """Rotate, remove or re-scope secrets at run time (new connections see the change)."""
+        return self._secrets
 
     def audit_records(self) -> AsyncIterator[AuditRecord]:
         """Every policy decision from now on, as :class:`~trionet.AuditRecord` objects.
@@ -178,9 +204,9 @@ def _stack_params(config: NetworkConfig, addressing: GuestAddressing) -> StackPa
         guest_ipv6=None if addressing.ipv6 is None else addressing.ipv6.guest.packed,
         max_connections=config.max_connections,
         isn_secret=os.urandom(16),
-        gateway_echo_events=True,  # so the policy decides gateway pings too
         dhcp=config.dhcp,
         ipv4_prefix_len=30 if addressing.ipv4 is None else addressing.ipv4.prefix_len,
+        gateway_echo_events=True,  # so the policy decides gateway pings too
     )
 
 
@@ -256,6 +282,7 @@ async def open_network(
     connect_timeout: float | None = None,
     profile: str | None = None,
     audit_buffer: int = DEFAULT_BUFFER,
+    ca: CertificateAuthority | None = None,
 ) -> AsyncIterator[Network]:
     """Create a network engine for ``slot`` and run it for the block's duration.
 
@@ -268,7 +295,9 @@ async def open_network(
     floor every flow must pass as well. ``routes`` overrides the host route
     probe (tests use it); ``flow_handler`` replaces the plain relay between an
     accepted guest connection and its host connection; ``audit_buffer`` is
-    each :meth:`Network.audit_records` iterator's buffer.
+    each :meth:`Network.audit_records` iterator's buffer; ``ca`` is the TLS
+    interception CA when the caller loaded it already (``trionet run`` does,
+    to give CMD the same CA); otherwise it is loaded or created here.
     """
     platform: NetworkPolicy | None = None
     if profile == MULTI_TENANT:
@@ -282,6 +311,7 @@ async def open_network(
         _log.warning("policy: %s", warning)
     addressing = derive_addressing(config, slot, routes)
     counters = EngineCounters()
+    secrets = SecretsHandle(resolve_sources(config.secrets))
     evaluator = PolicyEvaluator(
         config.policy, EngineCore.gateways_of(addressing), PinSet(), platform
     )
@@ -293,11 +323,29 @@ async def open_network(
         evaluator=evaluator,
         audit=AuditLog(audit_buffer),
     )
+    tls: TlsInterceptor | None = None
+    if config.tls.enabled:
+        tls = TlsInterceptor(
+            core,
+            config.tls,
+            ca=ca if ca is not None else load_or_create_ca(config.tls),
+            secrets=secrets,
+        )
+        core.peeked_ports = frozenset(config.tls.intercepted_ports)
+        if config.tls.block_quic_on_intercept:
+            core.blocked_udp_ports = core.peeked_ports
     relay_options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-    tcp = TcpRelay(core, handler=flow_handler, **relay_options)
+    tcp = TcpRelay(
+        core,
+        handler=flow_handler,
+        choose_handler=None if tls is None else tls.choose,
+        **relay_options,
+    )
     udp = UdpRelay(core)
     IcmpRelay(core)
     dns = await _intercept_dns(config, addressing, core)
+    if tls is not None:
+        dns.dot = tls.terminate_dot  # DNS over TLS answered by trionet's DNS (§7.7)
     ports = (
         PortPublisher(core)
         if connect_timeout is None
@@ -315,6 +363,8 @@ async def open_network(
     core.backend.limit(config.rate_limiter, core.call_at)
     async with trio.open_nursery() as nursery:
         termination = TerminationHandle(nursery.cancel_scope)
+        if tls is not None:
+            tls.termination = termination
         await nursery.start(core.run)
         network = Network(
             config,
@@ -323,6 +373,8 @@ async def open_network(
             termination,
             nursery,
             host_sockets=lambda: tcp.held + ports.relays,
+            secrets=secrets,
+            tls=tls,
             ports=ports,
         )
         try:

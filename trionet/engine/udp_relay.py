@@ -98,7 +98,7 @@ class UdpRelay:
                 self._denied.popitem(last=False)
             return None
         target = core.host_target(flow_desc)
-        sock = core.open_host_socket(flow_desc, socket.SOCK_DGRAM)
+        sock = core.open_host_socket(target, socket.SOCK_DGRAM)
         if sock is None:
             return None
         try:

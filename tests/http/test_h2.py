@@ -1,0 +1,159 @@
+"""The HTTP/2 rewriter as transcripts: frames from h2's client, parsed by h2's server."""
+
+from __future__ import annotations
+
+import base64
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.http.test_h1 import CONFIG, HOST
+from trionet.http.h1 import HttpRefusedError
+from trionet.http.h2 import H2RequestRewriter
+from trionet.secrets.plan import SecretViolationError, build_plan
+
+Headers = list[tuple[str, str]]
+
+
+def request(path: str = "/", extra: Headers | None = None, authority: str = HOST) -> Headers:
+    return [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", authority),
+        (":path", path),
+        *(extra or []),
+    ]
+
+
+def client(requests: list[tuple[Headers, bytes]]) -> bytes:
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
+    )
+    conn.initiate_connection()
+    for headers, body in requests:
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, headers, end_stream=not body)
+        if body:
+            conn.send_data(stream, body, end_stream=True)
+    return conn.data_to_send()
+
+
+def server(data: bytes) -> list[tuple[Headers, bytes]]:
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+    )
+    conn.initiate_connection()
+    got: dict[int, tuple[Headers, bytearray]] = {}
+    for event in conn.receive_data(data):
+        if isinstance(event, h2.events.RequestReceived):
+            got[event.stream_id] = ([(str(n), str(v)) for n, v in event.headers], bytearray())
+        elif isinstance(event, h2.events.DataReceived):
+            got[event.stream_id][1].extend(event.data)
+    return [(h, bytes(b)) for h, b in got.values()]
+
+
+def rewrite(data: bytes, segment: int | None = None, host: str = HOST) -> bytes:
+    plan = build_plan(CONFIG, host, tls_intercepted=True, identity=lambda _p: True)
+    rewriter = H2RequestRewriter(plan, host)
+    step = segment or len(data)
+    return b"".join(rewriter.receive(data[i : i + step]) for i in range(0, len(data), step))
+
+
+def test_many_streams_substituted_in_headers_basic_and_query() -> None:
+    basic = base64.b64encode(b"u:$MSB_KEY").decode()
+    reqs = [
+        (request("/a?k=$MSB_KEY", [("authorization", f"Basic {basic}")]), b""),
+        (request("/b", [("x-token", "$MSB_TOKEN")]), b"plain body"),
+        *[(request(f"/n{i}", [("x-i", str(i))]), b"") for i in range(20)],
+    ]
+    got = server(rewrite(client(reqs), segment=7))
+    assert len(got) == 22
+    (h0, _), (h1, b1) = got[0], got[1]
+    assert (":path", "/a?k=REAL-key-1") in h0
+    assert ("authorization", "Basic " + base64.b64encode(b"u:REAL-key-1").decode()) in h0
+    assert ("x-token", "REAL-token") in h1 and b1 == b"plain body"
+    assert [dict(h)[":path"] for h, _ in got[2:]] == [f"/n{i}" for i in range(20)]
+
+
+def test_authority_must_equal_the_sni() -> None:
+    with pytest.raises(HttpRefusedError) as info:
+        rewrite(client([(request(authority="evil.example"), b"")]))
+    assert info.value.reason == "host-mismatch"
+    with pytest.raises(HttpRefusedError):
+        rewrite(client([(request(extra=[("host", "evil.example")]), b"")]))
+
+
+def test_forbidden_placeholder_in_headers_or_data_is_a_violation() -> None:
+    with pytest.raises(SecretViolationError):
+        rewrite(client([(request(extra=[("x-a", "$MSB_OTHER")]), b"")]))
+    data = client([(request(), b"x" * 30 + b"$MSB_OTHER" + b"y" * 30)])
+    for segment in (1, 5, 17, len(data)):
+        with pytest.raises(SecretViolationError):
+            rewrite(data, segment)
+
+
+def test_eligible_body_placeholder_is_refused_not_leaked() -> None:
+    """KEY has the body scope, which HTTP/2 cannot honour: refused, never sent as is."""
+    with pytest.raises(HttpRefusedError) as info:
+        rewrite(client([(request(), b"key=$MSB_KEY")]))
+    assert info.value.reason == "h2-body-secret"
+
+
+def test_not_a_preface_is_refused() -> None:
+    with pytest.raises(HttpRefusedError):
+        rewrite(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def test_huge_header_block_split_into_continuations() -> None:
+    big = "v" * 40000
+    got = server(rewrite(client([(request(extra=[("x-big", big), ("x-k", "$MSB_TOKEN")]), b"")])))
+    headers = dict(got[0][0])
+    assert headers["x-big"] == big and headers["x-k"] == "REAL-token"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    reqs=st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(
+                    st.from_regex(r"\Ax-[a-z]{1,8}\Z"),
+                    st.sampled_from(["v", "$MSB_TOKEN", "a $MSB_TOKEN b", "plain"]),
+                ),
+                max_size=4,
+            ),
+            st.binary(max_size=200).map(lambda b: b.replace(b"$", b"")),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    segment=st.integers(1, 300),
+)
+def test_random_chunking_changes_only_placeholders(
+    reqs: list[tuple[Headers, bytes]], segment: int
+) -> None:
+    sent = [(request("/p", extra), body) for extra, body in reqs]
+    got = server(rewrite(client(sent), segment))
+    expected = [
+        ([(n, v.replace("$MSB_TOKEN", "REAL-token")) for n, v in headers], body)
+        for headers, body in sent
+    ]
+    assert got == expected
+
+
+def test_prior_knowledge_is_recognised_by_the_preface() -> None:
+    from trionet.http.rewriter import rewriter_for
+
+    plan = build_plan(CONFIG, HOST, tls_intercepted=True, identity=lambda _p: True)
+    data = client([(request(extra=[("x-k", "$MSB_TOKEN")]), b"")])
+    auto = rewriter_for(plan, HOST, None)
+    out = b"".join(auto.receive(data[i : i + 5]) for i in range(0, len(data), 5))
+    assert dict(server(out)[0][0])["x-k"] == "REAL-token"
+    h1 = rewriter_for(plan, HOST, None)
+    head = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nX-K: $MSB_TOKEN\r\n\r\n".encode()
+    assert h1.receive(head[:3]) == b""
+    assert h1.receive(head[3:]) == head.replace(b"$MSB_TOKEN", b"REAL-token")

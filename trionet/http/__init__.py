@@ -1,0 +1,1 @@
+"""Sans-IO HTTP layers for intercepted connections: identity checks and secret substitution."""

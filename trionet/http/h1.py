@@ -1,0 +1,279 @@
+"""HTTP/1.1 requests from the guest to an intercepted server: check, scan, substitute (§11.4).
+
+:class:`H1RequestRewriter` sits on the guest->server plaintext of one
+connection. Bytes in (any cut: the TCP and TLS reads decide), bytes out that
+go to the server. ``h11`` parses (as the server side of the guest's
+connection); the rewriter emits each request again with the placeholders of
+eligible secrets replaced and nothing else changed: request line, header
+order and name case, chunk sizes (one emitted chunk per received chunk) and
+trailers are kept, so a server sees what the guest wrote, up to h11's
+normalization of optional whitespace.
+
+Every request must name the TLS server name in its one ``Host`` header (and
+in an absolute-form or CONNECT target): a request fronted to another host
+over an allowed connection is refused, with or without secrets. A
+placeholder of a secret that may not go to this host is a violation.
+
+h11 is a one-request-at-a-time machine; pipelining is supported by
+answering each finished request on the parser's side with a dummy response
+(never sent anywhere) and starting its next cycle. After a request that asks
+to switch protocols (``Upgrade``, ``CONNECT``) the rest of the stream is
+relayed as opaque bytes, still scanned for forbidden placeholders; HTTP
+sent after it (the server refused to switch) is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import h11
+
+from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
+
+__all__ = ["MAX_BODY", "MAX_HEAD", "H1RequestRewriter", "HttpRefusedError", "host_part"]
+
+MAX_HEAD = 65536
+MAX_BODY = 16 * 1024 * 1024
+#: A chunk bigger than this is forwarded in pieces instead of held whole.
+MAX_HELD_CHUNK = 65536
+
+
+class HttpRefusedError(Exception):
+    """The request breaks a rule of the interceptor; ``reason`` is the audit reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def host_part(authority: bytes) -> str:
+    """The host of a ``Host`` value or authority: port and trailing dot removed, lower-case."""
+    try:
+        text = authority.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise HttpRefusedError("host-mismatch", "the Host header is not ASCII") from None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise HttpRefusedError("host-mismatch", "unterminated IPv6 literal in the Host header")
+        host = text[1:end]
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            host = text
+    return host.removesuffix(".").lower()
+
+
+class H1RequestRewriter:
+    """The guest->server direction of one intercepted HTTP/1.x connection."""
+
+    def __init__(
+        self, plan: SubstitutionPlan, authority: str | None, *, max_body: int = MAX_BODY
+    ) -> None:
+        self._plan = plan
+        self._authority = authority
+        self._max_body = max_body
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._scanner = ViolationScanner(plan)
+        self.upgraded = False
+        self._raw_started = False
+        self.requests = 0
+        self._chunked = False
+        self._chunk = bytearray()
+        # A request whose body a secret's body scope may change is held whole.
+        self._held: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
+        self._body = bytearray()
+
+    def receive(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Guest bytes in; bytes for the server out. Raises on a refusal or violation."""
+        if self.upgraded:
+            self._check_raw_start(data)
+            self._scanner.feed(data, "upgraded stream")
+            return bytes(data)
+        if not data:
+            return b""
+        self._conn.receive_data(bytes(data))
+        out = bytearray()
+        self._pump(out)
+        return bytes(out)
+
+    def receive_eof(self) -> bytes:
+        if self.upgraded:
+            return b""
+        self._conn.receive_data(b"")
+        out = bytearray()
+        self._pump(out)
+        return bytes(out)
+
+    # -- the event loop ----------------------------------------------------------
+
+    def _pump(self, out: bytearray) -> None:
+        while True:
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise HttpRefusedError(
+                    "malformed-http", f"not a valid HTTP/1.1 request: {exc}"
+                ) from None
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                if self._conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
+                    self._switch(out)
+                return
+            if isinstance(event, h11.Request):
+                self._on_request(event, out)
+            elif isinstance(event, h11.Data):
+                self._on_data(event, out)
+            elif isinstance(event, h11.EndOfMessage):
+                self._on_end(event, out)
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+
+    def _switch(self, out: bytearray) -> None:
+        self.upgraded = True
+        rest, _closed = self._conn.trailing_data
+        self._scanner.reset()
+        if rest:
+            self._check_raw_start(rest)
+            self._scanner.feed(rest, "upgraded stream")
+            out += rest
+
+    def _check_raw_start(self, data: bytes | bytearray | memoryview) -> None:
+        """After an upgrade request, the guest's next bytes must not be HTTP again.
+
+        Whether the server switched is in its response, which this direction
+        does not see; but a WebSocket frame (the upgrade clients make) never
+        starts with an ASCII capital, and an HTTP request always does. A
+        request after a refused upgrade would otherwise pass unchecked, with
+        any Host (domain fronting on an allowed connection).
+        """
+        if self._raw_started or not data:
+            return
+        self._raw_started = True
+        if 0x41 <= memoryview(data)[0] <= 0x5A:
+            raise HttpRefusedError(
+                "upgrade-not-taken", "HTTP/1 after an upgrade request: the server did not switch"
+            )
+
+    # -- requests ----------------------------------------------------------------
+
+    def _check_authority(self, request: h11.Request) -> None:
+        expected = self._authority
+        if expected is None:
+            return
+        hosts = [value for name, value in request.headers if name == b"host"]
+        if len(hosts) != 1:
+            raise HttpRefusedError(
+                "host-mismatch", f"a request must carry exactly one Host header, not {len(hosts)}"
+            )
+        host = host_part(hosts[0])
+        if host != expected:
+            raise HttpRefusedError(
+                "host-mismatch", f"Host {host!r} does not match the TLS server name {expected!r}"
+            )
+        target = request.target
+        authority: bytes | None = None
+        if request.method == b"CONNECT":
+            authority = target
+        elif not target.startswith(b"/") and b"://" in target:
+            authority = target.split(b"://", 1)[1].split(b"/", 1)[0].split(b"?", 1)[0]
+            if b"@" in authority:
+                raise HttpRefusedError("host-mismatch", "userinfo in an absolute request target")
+        if authority is not None and host_part(authority) != expected:
+            raise HttpRefusedError(
+                "host-mismatch", "the request target names another host than the TLS server name"
+            )
+
+    def _on_request(self, request: h11.Request, out: bytearray) -> None:
+        self._check_authority(request)
+        self.requests += 1
+        plan = self._plan
+        self._scanner.reset()
+        target = plan.target(request.target)
+        headers = [
+            (raw_name, plan.header_value(raw_name, value))
+            for raw_name, value in request.headers.raw_items()
+        ]
+        self._chunked = any(name == b"transfer-encoding" for name, _ in request.headers)
+        length = next(
+            (int(value) for name, value in request.headers if name == b"content-length"), 0
+        )
+        encoded = any(
+            name == b"content-encoding" and value.lower() != b"identity"
+            for name, value in request.headers
+        )
+        line = request.method + b" " + target + b" HTTP/" + request.http_version + b"\r\n"
+        if plan.wants_body and not encoded and (self._chunked or length > 0):
+            if length > self._max_body:
+                raise HttpRefusedError("too-large", "a request body too large to rewrite")
+            self._held = (line, headers)
+            self._body.clear()
+            return
+        out += line
+        _emit_headers(out, headers)
+
+    def _on_data(self, event: h11.Data, out: bytearray) -> None:
+        self._scanner.feed(event.data, "body")
+        if self._held is not None:
+            self._body += event.data
+            if len(self._body) > self._max_body:
+                raise HttpRefusedError("too-large", "a request body too large to rewrite")
+        elif self._chunked:
+            self._chunk += event.data
+            if event.chunk_end or len(self._chunk) >= MAX_HELD_CHUNK:
+                _emit_chunk(out, self._chunk)
+                self._chunk.clear()
+        else:
+            out += event.data
+
+    def _on_end(self, event: h11.EndOfMessage, out: bytearray) -> None:
+        plan = self._plan
+        trailers = [
+            (name, plan.header_value(name, value)) for name, value in event.headers.raw_items()
+        ]
+        if self._held is not None:
+            line, headers = self._held
+            self._held = None
+            body = plan.body(bytes(self._body))
+            self._body.clear()
+            if not self._chunked:
+                headers = [
+                    (name, str(len(body)).encode() if name.lower() == b"content-length" else value)
+                    for name, value in headers
+                ]
+            out += line
+            _emit_headers(out, headers)
+            if self._chunked:
+                if body:
+                    _emit_chunk(out, body)
+                out += b"0\r\n"
+                _emit_headers(out, trailers)
+            else:
+                out += body
+        elif self._chunked:
+            if self._chunk:
+                _emit_chunk(out, self._chunk)
+                self._chunk.clear()
+            out += b"0\r\n"
+            _emit_headers(out, trailers)
+        self._chunked = False
+        conn = self._conn
+        if conn.their_state is h11.DONE and conn.our_state is h11.SEND_RESPONSE:
+            # The parser's side of the cycle, so it reads the next pipelined request.
+            conn.send(h11.Response(status_code=200, headers=[(b"content-length", b"0")]))
+            conn.send(h11.EndOfMessage())
+            if conn.states[h11.SERVER] is h11.DONE:
+                conn.start_next_cycle()
+
+
+def _emit_headers(out: bytearray, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    for name, value in headers:
+        out += name + b": " + value + b"\r\n"
+    out += b"\r\n"
+
+
+def _emit_chunk(out: bytearray, data: bytes | bytearray) -> None:
+    out += b"%x\r\n" % len(data)
+    out += data
+    out += b"\r\n"
