@@ -44,7 +44,7 @@ import trio
 from tests.stack.guest import parse_out
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
-from trionet.engine.network import open_network
+from trionet.network import open_network
 from trionet.stack.flows import OutFrame
 from trionet.tcp import TcpConfig, TcpConnection
 from trionet.tcp.connection import TcpState

@@ -30,9 +30,9 @@ import trio
 from tests.support.netns import Netns, configure_guest, move_link
 from trionet.addressing import HostRoutes, derive_addressing
 from trionet.config import InterfaceOverrides, NetworkConfig
-from trionet.engine.network import open_network
 from trionet.guest_env import guest_env_vars, parse_guest_env
 from trionet.links.tap import TapDevice
+from trionet.network import open_network
 from trionet.ports.config import parse_publish
 
 # IPv4 only: every workload uses it, and the host namespace routes nothing.

@@ -24,11 +24,11 @@ from trionet.engine.audit import AuditCallback
 from trionet.engine.backend import FrameBackend, FrameSink
 from trionet.engine.guest_stream import GuestTcpStream
 from trionet.engine.metrics import MetricsHandle
-from trionet.engine.network import Network, open_network
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict, allow_all
 from trionet.engine.tcp_relay import FlowHandler
 from trionet.engine.termination import TerminationHandle
 from trionet.guest_env import GuestNetConfig, guest_env_vars, parse_guest_env
+from trionet.network import Network, open_network
 from trionet.policy import (
     ANY,
     Action,

@@ -17,7 +17,7 @@ from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.dhcp.config import DhcpConfig
 from trionet.engine.backend import FrameBackend
-from trionet.engine.network import open_network
+from trionet.network import open_network
 from trionet.wire.dhcpv4 import MessageType, Option, parse_dhcpv4
 from trionet.wire.ethernet import ETHERTYPE_IPV4, parse_ethernet
 from trionet.wire.frames import build_ipv4_frame, build_ipv6_frame

@@ -20,6 +20,7 @@ from tests.stack.guest import (
     v6,
 )
 from trionet.dhcp.config import DhcpConfig
+from trionet.dhcp.v6 import MAX_IAS
 from trionet.stack.flows import FlowKey, TcpConnectRequested, UdpReceived
 from trionet.wire.dhcpv6 import (
     Dhcpv6Message,
@@ -319,3 +320,17 @@ def test_dhcpv6_off_drops_as_before() -> None:
     stack.receive_frame(dhcpv6_frame(solicit(IA), src=GUEST6_LL), 0.0)
     assert not [f for f in take_parsed(stack) if f.udp is not None]
     assert stack.drops["bad_source"] == 1  # a link-local source to a multicast group
+
+
+def test_a_request_full_of_identity_associations_gets_a_reply_that_fits_the_link() -> None:
+    # Each answered IA carries a status text: several times the 8 bytes of
+    # a bare IA_TA in the request. Answering all of a full-MTU request's
+    # IAs made a reply far over the MTU.
+    stack = dhcp_stack()
+    many = [(Option.IA_TA, i.to_bytes(4, "big")) for i in range(150)]
+    stack.receive_frame(dhcpv6_frame(solicit(IA, *many), src=GUEST6_LL), 0.0)
+    _, advertise = dhcpv6_reply(stack)
+    assert len(advertise.to_bytes()) + 48 <= 1500
+    assert ia_address(advertise).address == GUEST6
+    assert len(advertise.all(Option.IA_TA)) == MAX_IAS - 1
+    assert stack.drops["dhcpv6_too_many_ias"] == 1

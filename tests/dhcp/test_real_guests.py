@@ -29,8 +29,8 @@ from tests.support.real import missing
 from trionet.addressing import HostRoutes
 from trionet.config import InterfaceOverrides, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
-from trionet.engine.network import Network, open_network
 from trionet.engine.policy import NewFlow, Verdict
+from trionet.network import Network, open_network
 from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root

@@ -9,7 +9,7 @@ from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
-from trionet.engine.network import open_network
+from trionet.network import open_network
 from trionet.policy import NetworkPolicy
 from trionet.wire.arp import ArpOperation, ArpPacket, parse_arp
 from trionet.wire.ethernet import ETHERTYPE_ARP, parse_ethernet

@@ -14,7 +14,7 @@ from tests.engine.servers import HttpServer, pattern_sha256, serve_tcp, sha256_s
 from tests.engine.test_real_guest import GW4, run_with_engine
 from tests.support.fixtures import GuestLinkFactory, default_guest_env
 from trionet.config import InterfaceOverrides, NetworkConfig
-from trionet.engine.network import Network
+from trionet.network import Network
 from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root

@@ -21,7 +21,7 @@ from tests.support.leaks import assert_nothing_left, snapshot
 from tests.support.netns import in_netns
 from trionet.config import NetworkConfig
 from trionet.dns.config import DnsConfig, Nameserver
-from trionet.engine.network import open_network
+from trionet.network import open_network
 from trionet.policy import AuditRecord, NetworkPolicy
 
 pytestmark = pytest.mark.root

@@ -15,7 +15,7 @@ from tests.support.leaks import assert_nothing_left, snapshot
 from tests.support.netns import in_netns
 from trionet.config import NetworkConfig
 from trionet.engine.guest_stream import GuestTcpStream
-from trionet.engine.network import Network, open_network
+from trionet.network import Network, open_network
 from trionet.policy import NetworkPolicy
 
 pytestmark = pytest.mark.root
@@ -300,3 +300,35 @@ def test_a_port_closed_on_both_loopbacks_is_refused(guest_link_factory: GuestLin
         assert b"ConnectionRefusedError" in result.stderr
 
     run_with_engine(link, body)
+
+
+@pytest.mark.parametrize(
+    ("profiles", "reached"), [(["public"], False), (["public", "host"], True)]
+)
+def test_the_host_under_another_of_its_addresses_is_the_host(
+    guest_link_factory: GuestLinkFactory, profiles: list[str], reached: bool
+) -> None:
+    """A host's own public address reaches its 0.0.0.0 services like the gateway.
+
+    So it is judged as the gateway: the default profile (public, no host)
+    must not reach the host that way, and a profile with ``host`` may.
+    """
+    link = guest_link_factory()
+    link.host.run(["ip", "address", "add", "203.0.113.77/32", "dev", "lo"])
+    link.host.run(["ip", "address", "add", "2001:db8::77/128", "dev", "lo"])
+    config = NetworkConfig(policy=NetworkPolicy.from_profiles(profiles))
+
+    async def body(net: Network, servers: trio.Nursery) -> None:
+        for address, wildcard in (("203.0.113.77", "0.0.0.0"), ("2001:db8::77", "::")):
+            port = await serve_tcp(servers, echo_handler, wildcard)
+            result = await link.guest.arun(
+                ["python3", "-c", _ECHO_ONCE, address, str(port)], timeout=20, check=False
+            )
+            if reached:
+                assert result.stdout.strip() == b"across families", result.stderr
+            else:
+                assert b"ConnectionRefusedError" in result.stderr, result
+
+    net = run_with_engine(link, body, config=config)
+    records = net.metrics_handle().snapshot()["audit"]
+    assert records["deny" if not reached else "allow"] >= 2  # type: ignore[index]

@@ -7,8 +7,11 @@ are in tests/test_cli_policy.py.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import socket
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -17,9 +20,11 @@ import trio.testing
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.audit import AuditLog
-from trionet.engine.network import Network, multi_tenant_config, open_network
 from trionet.engine.policy import NewFlow, Verdict
+from trionet.network import Network, multi_tenant_config, open_network
 from trionet.policy import AuditRecord, NetworkPolicy
+from trionet.ports.config import PortMapping
+from trionet.services import ports
 from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
 from trionet.wire.icmpv4 import Icmpv4Echo, parse_icmpv4
@@ -297,3 +302,91 @@ async def test_a_denied_udp_flood_is_one_record_per_second() -> None:
         with trio.fail_after(5):
             while len(records) < 2:
                 await trio.sleep(0.01)
+
+
+async def test_a_denied_published_udp_peer_flood_is_one_record_per_second() -> None:
+    # The peers of a published UDP port are whoever can reach its host
+    # socket (anyone, on a wildcard bind): a denied one sending fast must not
+    # put each datagram on record, or an --audit file grows at its rate.
+    policy = NetworkPolicy.from_dict({"default_ingress": "deny"})
+    async with open_network(NetworkConfig(policy=policy), 0, routes=ROUTES) as net:
+        got: list[AuditRecord] = []
+        net.on_audit(got.append)
+        mapping = await net.publish(PortMapping(0, 7001, "udp"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            for _ in range(50):
+                peer.sendto(b"x", ("127.0.0.1", mapping.host_port))
+            dropped = net.metrics_handle().snapshot()["dropped"]
+            with trio.fail_after(5):
+                while dropped.get("published_denied", 0) < 50:  # type: ignore[union-attr]
+                    await trio.sleep(0.01)
+                    dropped = net.metrics_handle().snapshot()["dropped"]
+            assert [(r.kind, r.verdict) for r in got] == [("ingress", "deny")]
+            await trio.sleep(1.0)
+            peer.sendto(b"x", ("127.0.0.1", mapping.host_port))
+            with trio.fail_after(5):
+                while len(got) < 2:
+                    await trio.sleep(0.01)
+
+
+async def test_published_udp_peers_past_the_port_range_are_dropped_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each host peer takes a gateway port toward the guest. With all of them
+    # taken, a new peer must be dropped without walking the whole range: a
+    # sender cycling source ports would otherwise cost a 16384-port scan per
+    # datagram, stalling the engine for every guest flow.
+    monkeypatch.setattr(ports, "EPHEMERAL_LAST", ports.EPHEMERAL_FIRST + 3)
+    async with open_network(NetworkConfig(), 0, routes=ROUTES) as net:
+        mapping = await net.publish(PortMapping(0, 7001, "udp"))
+        publisher = net._ports  # type: ignore[attr-defined]
+        scans = 0
+        scan = publisher._ephemeral
+
+        def counted(free: Callable[[int], bool]) -> int | None:
+            nonlocal scans
+            scans += 1
+            return scan(free)  # type: ignore[no-any-return]
+
+        publisher._ephemeral = counted
+        peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(6)]
+        try:
+            for peer in peers:
+                peer.sendto(b"x", ("127.0.0.1", mapping.host_port))
+                await trio.sleep(0.05)
+        finally:
+            for peer in peers:
+                peer.close()
+        dropped = net.metrics_handle().snapshot()["dropped"]
+        assert dropped["published_no_port"] == 2  # type: ignore[index]
+        assert scans == 4
+
+
+async def test_a_failing_accept_rests_the_listener_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Out of file descriptors, accept() fails while the client stays in the
+    # backlog, so the level-triggered loop reports the listener again at
+    # once: without a pause the engine spins on it until an fd frees up.
+    async with open_network(NetworkConfig(), 0, routes=ROUTES) as net:
+        mapping = await net.publish(PortMapping(0, 7001))
+        calls = 0
+        accept = socket.socket.accept
+
+        def failing(sock: socket.socket) -> tuple[socket.socket, object]:
+            nonlocal calls
+            if sock.getsockname()[1] == mapping.host_port:
+                calls += 1
+                raise OSError(errno.EMFILE, "Too many open files")
+            return accept(sock)
+
+        monkeypatch.setattr(socket.socket, "accept", failing)
+        client = socket.socket()
+        client.setblocking(False)
+        try:
+            client.connect_ex(("127.0.0.1", mapping.host_port))
+            await trio.sleep(0.55)
+        finally:
+            client.close()
+        assert 1 <= calls <= 10
+        monkeypatch.undo()

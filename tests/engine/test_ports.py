@@ -22,8 +22,8 @@ from tests.support.fixtures import GuestLink, GuestLinkFactory, NetnsFactory
 from tests.support.netns import in_netns
 from trionet import PortMapping
 from trionet.config import NetworkConfig
-from trionet.engine.network import Network, open_network
-from trionet.engine.ports import PublishError
+from trionet.network import Network, open_network
+from trionet.services.ports import PublishError
 
 pytestmark = pytest.mark.root
 

@@ -23,8 +23,8 @@ from tests.stack.guest import parse_out
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.engine.backend import FrameBackend
-from trionet.engine.network import Network, open_network
 from trionet.engine.tcp_relay import relay_streams
+from trionet.network import Network, open_network
 from trionet.policy import NetworkPolicy
 from trionet.tcp import TcpConfig, TcpConnection
 from trionet.tcp.connection import TcpState

@@ -5,8 +5,10 @@ from __future__ import annotations
 import trio
 import trio.testing
 
+from trionet.engine import throttle
 from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
+from trionet.ratelimit.bucket import FrameLimiter
 from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
 
 FRAME = b"x" * 1000
@@ -95,5 +97,46 @@ def test_egress_holds_guest_frames_and_the_link_waits() -> None:
                 await trio.testing.wait_all_tasks_blocked()
         assert len(ingested) == 4 and waited == [deadline]
         assert abs(deadline - 0.1) < 1e-3
+
+    _run(main)
+
+
+def test_held_frames_are_bounded_in_bytes_too() -> None:
+    # TSO super-segments are up to 64 KiB each: bounded by count alone, one
+    # direction could hold 4096 of them, 256 MiB, for a guest that keeps many
+    # connections downloading under an ingress limit.
+    async def main() -> None:
+        bucket = TokenBucketConfig(size=1000, refill_time_ms=1000)
+        backend, counters, _, _ = _limited(
+            RateLimiterConfig(ingress=DirectionLimits(bandwidth=bucket))
+        )
+        big = b"x" * 65000
+        backend.deliver([big] * 1000)
+        held = counters.held_bytes["ingress"]
+        assert 0 < held <= throttle.MAX_HELD_BYTES
+        assert counters.dropped["rate_limit_ingress_overflow"] == 1000 - held // 65000 - 1
+
+    _run(main)
+
+
+def test_a_frame_larger_than_the_byte_bound_is_still_held_alone() -> None:
+    async def main() -> None:
+        counters = EngineCounters()
+        released: list[bytes] = []
+        limiter = FrameLimiter(
+            DirectionLimits(bandwidth=TokenBucketConfig(size=10, refill_time_ms=1000)), 0.0
+        )
+        t = throttle.Throttle(
+            limiter,
+            lambda deadline, callback: None,
+            released.extend,
+            counters=counters,
+            direction="ingress",
+            size=len,
+            max_held_bytes=100,
+        )
+        assert t.admit([b"a" * 10, b"b" * 500, b"c"]) == [b"a" * 10]
+        assert t.holding and counters.held_bytes["ingress"] == 500
+        assert counters.dropped["rate_limit_ingress_overflow"] == 1
 
     _run(main)

@@ -10,8 +10,8 @@ import trio.testing
 
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
-from trionet.engine.network import open_network
 from trionet.engine.udp_relay import UdpRelay
+from trionet.network import open_network
 from trionet.policy import NetworkPolicy
 from trionet.wire.checksum import pseudo_header_v4
 from trionet.wire.ethernet import parse_ethernet
@@ -110,6 +110,21 @@ async def test_a_policy_that_raises_denies_instead_of_crashing() -> None:
         routes=HostRoutes(True, False),
         policy=broken_policy,  # type: ignore[arg-type]
     ) as net:
+        backend = net.take_backend()
+        await backend.send(_datagram(9, b"x"))
+        assert net.metrics_handle().snapshot()["dropped"] == {"policy_error": 1}
+        assert net.core.counters.udp_flows_opened == 0
+
+
+async def test_a_policy_evaluator_that_raises_denies_instead_of_crashing() -> None:
+    async with open_network(
+        NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=HostRoutes(True, False)
+    ) as net:
+
+        def broken_egress(*args: object, **kwargs: object) -> object:
+            raise RecursionError("a bug in the policy core")
+
+        net.core.policy_evaluator.egress = broken_egress  # type: ignore[method-assign]
         backend = net.take_backend()
         await backend.send(_datagram(9, b"x"))
         assert net.metrics_handle().snapshot()["dropped"] == {"policy_error": 1}

@@ -51,6 +51,7 @@ addresses = st.one_of(
     ipv6s,
     special_v4,
     special_v4.map(lambda a: ipaddress.IPv6Address("::ffff:" + str(a))),
+    special_v4.map(lambda a: ipaddress.IPv6Address("64:ff9b::" + str(a))),
     st.sampled_from(["::", "::1", "fd42::1", "fe80::1", "fc00::5", "ff02::1", "2001:db8::1"]).map(
         ipaddress.IPv6Address
     ),

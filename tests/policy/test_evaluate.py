@@ -321,3 +321,17 @@ def test_admission_reads_cidr_rules() -> None:
     ev = evaluator(NetworkPolicy(rules=(Rule.allow(Cidr("10.1.0.0/16")),)))
     assert ev.admits_private_answer(ip("10.1.9.9"), 0)
     assert not ev.admits_private_answer(ip("10.2.0.1"), 0)
+
+
+def test_deferred_walk_over_a_long_blocklist() -> None:
+    # A blocklist of thousands of domains is an ordinary policy; deciding a
+    # SYN against it must not cost a stack frame per deny rule (it used to
+    # raise RecursionError past ~1000 of them, inside the engine's flush).
+    names = [f"blocked{i}.example" for i in range(3000)]
+    ev = evaluator(NetworkPolicy.public().deny_domains(*names))
+    decision = ev.egress(ip("93.184.215.14"), 443, "tcp", 0, deferred=True)
+    assert (decision.verdict, decision.rule_index) == (DEFER, 0)
+    assert ev.egress(ip("10.0.0.1"), 443, "tcp", 0, deferred=True).verdict is DENY
+    only_denies = evaluator(NetworkPolicy(rules=tuple(Rule.deny(Domain(n)) for n in names)))
+    decision = only_denies.egress(ip("93.184.215.14"), 443, "tcp", 0, deferred=True)
+    assert (decision.verdict, decision.rule_index) == (DENY, None)

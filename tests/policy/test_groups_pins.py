@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 
 import pytest
 from hypothesis import given
@@ -46,6 +47,15 @@ ip = ipaddress.ip_address
         ("172.32.0.1", Group.PUBLIC),
         ("255.255.255.255", Group.PUBLIC),
         ("fec0::1", Group.PUBLIC),
+        # NAT64 (RFC 6052): a translator on the host's path makes these IPv4.
+        ("64:ff9b::10.0.0.1", Group.PRIVATE),
+        ("64:ff9b::169.254.169.254", Group.METADATA),
+        ("64:ff9b::127.0.0.1", Group.LOOPBACK),
+        ("64:ff9b::172.16.0.1", Group.HOST),
+        ("64:ff9b::8.8.8.8", Group.PUBLIC),
+        ("64:ff9b::", None),
+        ("64:ff9b:1::8.8.8.8", Group.PRIVATE),
+        ("64:ff9c::10.0.0.1", Group.PUBLIC),
     ],
 )
 def test_classify(address: str, group: Group | None) -> None:
@@ -68,6 +78,10 @@ def _reference_group(address: IPAddress) -> Group | None:
     """§10.2 written the slow, obvious way."""
     if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
         address = address.ipv4_mapped  # type: ignore[union-attr]
+    if address in ipaddress.ip_network("64:ff9b::/96"):
+        address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    elif address in ipaddress.ip_network("64:ff9b:1::/48"):
+        return Group.PRIVATE
     if address.is_unspecified:
         return None
     if address in (GATEWAYS.ipv4, *GATEWAYS.ipv6):
@@ -82,7 +96,8 @@ def _reference_group(address: IPAddress) -> Group | None:
 def test_classifier_matches_the_reference_order(address: IPAddress) -> None:
     group = classify(address, GATEWAYS)
     assert group == _reference_group(address)
-    assert (group is None) == (int(address) in (0, 0xFFFF_0000_0000))
+    nat64_unspecified = int(ipaddress.IPv6Address("64:ff9b::"))
+    assert (group is None) == (int(address) in (0, 0xFFFF_0000_0000, nat64_unspecified))
 
 
 @given(ipv4s)
@@ -122,7 +137,11 @@ def test_mapped_classifies_as_embedded(address: ipaddress.IPv4Address) -> None:
         ("3fff::1", True),
         ("::ffff:10.0.0.1", True),
         ("2606:4700::1111", False),
-        ("64:ff9b::1", False),
+        # NAT64 (DNS64 answers): judged by the IPv4 they carry.
+        ("64:ff9b::8.8.8.8", False),
+        ("64:ff9b::10.0.0.5", True),
+        ("64:ff9b::169.254.169.254", True),
+        ("64:ff9b::1", True),  # 0.0.0.1
     ],
 )
 def test_rebind_private(address: str, private: bool) -> None:
@@ -222,3 +241,79 @@ def test_pin_set_agrees_with_a_dict(ops: list[tuple[str, int, int]]) -> None:
         for probe in ("10.0.0.0", "10.0.0.1", "fd00::", "fd00::3"):
             expected = {k[0] for k, (a, exp) in model.items() if probe in a and exp > now + 0.5}
             assert pins.names_for(ip(probe), now + 0.5) == expected
+
+
+def test_pin_set_is_bounded_in_addresses_not_only_entries() -> None:
+    # One answer over TCP can carry some 4000 A records: 65536 entries of
+    # those would be ~2.6e8 addresses. The addresses all entries hold are
+    # bounded too; the entries closest to expiry go first.
+    pins = PinSet(max_entries=100, max_addresses=10)
+    first = [ip(f"203.0.113.{i}") for i in range(6)]
+    second = [ip(f"198.51.100.{i}") for i in range(6)]
+    pins.record("first.example", 4, first, 30, 0)
+    pins.record("second.example", 4, second, 60, 0)
+    assert pins.names_for(first[0], 1) == frozenset()
+    assert pins.names_for(second[0], 1) == {"second.example"}
+    assert pins.evicted == 1
+    huge = [ipaddress.IPv4Address(0x0A000000 + i) for i in range(50)]
+    pins.record("huge.example", 4, huge, 60, 0)
+    assert sum(bool(pins.names_for(a, 1)) for a in huge) == 10
+    assert pins.names_for(second[0], 1) == frozenset()
+    pins.forget("huge.example", 4)
+    pins.record("again.example", 4, first, 60, 0)  # the count went back down
+    assert pins.names_for(first[5], 1) == {"again.example"} and len(pins) == 1
+
+
+def test_a_long_cname_chain_listed_backwards_costs_one_pass() -> None:
+    # A resolver the guest picked (dig @X) can answer with thousands of
+    # CNAMEs in 64 KiB. Iterating the records to a fixed point took one pass
+    # per link: seconds of the engine's time for one query.
+    n = 6000
+    records = [AnswerRecord(f"c{i + 1}.example", "CNAME", 60, f"c{i}.example") for i in range(n)]
+    records.append(AnswerRecord("c0.example", "A", 30, "192.0.2.7"))
+    started = time.perf_counter()
+    assert answer_pins(f"C{n}.example.", 4, records) == (frozenset({ip("192.0.2.7")}), 30)
+    assert time.perf_counter() - started < 0.5
+
+
+def _fixed_point_pins(name: str, family: int, records: list[AnswerRecord]) -> object:
+    """§7.5 written the slow, obvious way: iterate until no CNAME adds a name."""
+    eligible = {name.rstrip(".").lower()}
+    ttls: list[float] = []
+    used: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for i, r in enumerate(records):
+            if r.kind == "CNAME" and i not in used and r.owner.lower() in eligible:
+                used.add(i)
+                ttls.append(max(r.ttl, 1.0))
+                if r.data.lower() not in eligible:
+                    eligible.add(r.data.lower())
+                    changed = True
+    wanted = "A" if family == 4 else "AAAA"
+    found = {ip(r.data) for r in records if r.kind == wanted and r.owner.lower() in eligible}
+    ttls += [max(r.ttl, 1.0) for r in records if r.kind == wanted and r.owner.lower() in eligible]
+    return (frozenset(found), min(ttls)) if found else (frozenset(), 1.0)
+
+
+_owners = st.sampled_from(["a.example", "B.example", "c.example", "d.example"])
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(AnswerRecord, _owners, st.just("CNAME"), st.integers(0, 99), _owners),
+            st.builds(
+                AnswerRecord,
+                _owners,
+                st.just("A"),
+                st.integers(0, 99),
+                st.sampled_from(["192.0.2.1", "192.0.2.2", "198.51.100.3"]),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_answer_pins_is_the_fixed_point(records: list[AnswerRecord]) -> None:
+    assert answer_pins("a.example", 4, records) == _fixed_point_pins("a.example", 4, records)

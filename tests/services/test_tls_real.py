@@ -28,7 +28,7 @@ from tests.support.fixtures import GuestLink, GuestLinkFactory
 from tests.support.netns import in_netns
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
-from trionet.engine.network import Network, open_network
+from trionet.network import Network, open_network
 from trionet.policy.audit import AuditRecord
 from trionet.tls.certs import generate_ca
 

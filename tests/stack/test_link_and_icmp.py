@@ -692,3 +692,24 @@ def test_hop_limit_expiry_of_ipv6_fragments() -> None:
     assert bytes(body[:4]) == udp_start[:4]
     assert stack.drops == {"ttl_expired": 2}
     assert len(stack._reassembly) == 0
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        v6(_SYN, dst=bytes(16)),
+        v6(UdpHeader(1, 53), b"q", dst=bytes(16)),
+        v6(Icmpv6Echo(True, 1, 1), dst=bytes(16)),
+        v4(Icmpv4Echo(True, 1, 1), dst=bytes(4)),
+    ],
+    ids=["tcp-::", "udp-::", "ping-::", "ping-0.0.0.0"],
+)
+def test_the_unspecified_destination_is_not_relayed(frame: bytes) -> None:
+    # Linux takes a send to "::" or 0.0.0.0 as one to its own loopback: a
+    # ping relayed there would answer from the host whatever the flow was
+    # described as. Pings used to slip through on IPv6.
+    stack = make_stack()
+    stack.receive_frame(frame, NOW)
+    assert not stack.take_events() and not stack.take_frames()
+    assert sum(stack.drops.values()) == 1
+    assert set(stack.drops) <= {"unsupported_destination", "martian_destination"}

@@ -9,8 +9,8 @@ import trio
 
 from trionet import NetworkConfig, SecretsConfig, SecretsHandle
 from trionet.addressing import HostRoutes
-from trionet.engine.network import open_network
-from trionet.engine.tls_files import load_or_create_ca
+from trionet.network import open_network
+from trionet.services.tls_files import load_or_create_ca
 from trionet.tls.certs import CaError, generate_ca
 from trionet.tls.config import TlsConfig
 
@@ -90,7 +90,7 @@ def test_network_tls_surface(tmp_path: Path) -> None:
 
 def test_secret_values_from_host_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from trionet.config_fields import ConfigError
-    from trionet.engine.secret_sources import resolve_sources
+    from trionet.services.secret_sources import resolve_sources
 
     secret_file = tmp_path / "token"
     secret_file.write_text("from-a-file\n")

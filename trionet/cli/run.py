@@ -50,13 +50,13 @@ from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.cli.signals import SignalFd, block
-from trionet.engine.network import open_network
-from trionet.engine.ports import PublishError
-from trionet.engine.tls_files import SYSTEM_BUNDLES, host_trust_ders, load_or_create_ca
 from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
 from trionet.links.tap import TapDevice, TapError
 from trionet.links.tap_link import run_tap_link
+from trionet.network import open_network
+from trionet.services.ports import PublishError
+from trionet.services.tls_files import SYSTEM_BUNDLES, host_trust_ders, load_or_create_ca
 from trionet.tls.certs import CaError, CertificateAuthority, dedupe_pem_bundle
 
 __all__ = ["RunError", "RunOptions", "run"]

@@ -29,8 +29,6 @@ from trionet.cli.errors import first_leaf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.engine.backend import FrameBackend
-from trionet.engine.network import Network, open_network
-from trionet.engine.ports import PublishError
 from trionet.links.dgram import DgramLink
 from trionet.links.endpoint import FrameEndpoint
 from trionet.links.pcap import PcapEndpoint, PcapWriter
@@ -39,6 +37,8 @@ from trionet.links.tap import TapDevice
 from trionet.links.tap_link import run_tap_link
 from trionet.links.unixpath import remove_stale_socket
 from trionet.links.vmm_link import FrameLink, discard_queued, run_vmm_link
+from trionet.network import Network, open_network
+from trionet.services.ports import PublishError
 
 __all__ = ["ServeError", "ServeOptions", "serve"]
 

@@ -43,6 +43,10 @@ _WITH_SERVER_ID = frozenset(
     (MessageType.REQUEST, MessageType.RENEW, MessageType.RELEASE, MessageType.DECLINE)
 )
 _WITHOUT_SERVER_ID = frozenset((MessageType.SOLICIT, MessageType.REBIND, MessageType.CONFIRM))
+#: Identity associations answered per message. Each answer is several times
+#: the size of the request's IA (a status text rides along): answering every
+#: one would turn a full-MTU request into a reply the link cannot carry.
+MAX_IAS = 8
 
 
 class Dhcpv6Server:
@@ -148,7 +152,14 @@ class Dhcpv6Server:
         lease = self._lease()
         out: list[tuple[int, bytes]] = []
         given = False
+        answered = 0
         for code, value in message.options:
+            if code not in (Option.IA_NA, Option.IA_TA, Option.IA_PD):
+                continue
+            if answered == MAX_IAS:
+                self.drops["dhcpv6_too_many_ias"] += 1
+                break
+            answered += 1
             if code == Option.IA_NA:
                 try:
                     ia = parse_ia_na(value)
@@ -163,7 +174,7 @@ class Dhcpv6Server:
                 address = IaAddress(self.address, lease, lease).to_bytes()
                 ia_out = IaNa(ia.iaid, lease // 2, lease * 4 // 5, ((Option.IAADDR, address),))
                 out.append((Option.IA_NA, ia_out.to_bytes()))
-            elif code in (Option.IA_TA, Option.IA_PD):
+            else:
                 if len(value) < 4:
                     self.drops["dhcpv6_option_malformed"] += 1
                     continue

@@ -4,5 +4,5 @@
 :mod:`trionet.dns.intercept` the answering logic for one query,
 :mod:`trionet.dns.framing` DNS-over-TCP's length prefix and
 :mod:`trionet.dns.resolvconf` the host's resolvers. The Trio side that moves
-the bytes is :mod:`trionet.engine.dns_service`.
+the bytes is :mod:`trionet.services.dns_service`.
 """

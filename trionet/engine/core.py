@@ -24,6 +24,7 @@ import trio
 from trionet.addressing import GuestAddressing
 from trionet.engine.audit import AuditLog
 from trionet.engine.backend import FrameBackend
+from trionet.engine.host_addresses import HostAddresses
 from trionet.engine.metrics import EngineCounters
 from trionet.engine.policy import FlowPolicy, NewFlow, Verdict
 from trionet.engine.readiness import ReadinessLoop
@@ -81,6 +82,8 @@ class EngineCore:
         #: TCP ports whose flows a service decides again with a peeked
         #: hostname (TLS interception's ports): a DEFER there admits the SYN.
         self.peeked_ports: frozenset[int] = frozenset()
+        #: the host's own addresses other than the gateway (see host_addresses.py)
+        self.host_addresses = HostAddresses()
         #: UDP ports new flows to which are denied (QUIC to intercepted ports)
         self.blocked_udp_ports: frozenset[int] = frozenset()
         #: names the guest resolved through trionet, for domain rules (engine clock)
@@ -98,7 +101,7 @@ class EngineCore:
         self._flushing = False
         #: host sockets served without a task per socket (see readiness.py)
         self.readiness = ReadinessLoop(self.batch)
-        # Set by the relays at start-up; see trionet.engine.network. They run
+        # Set by the relays at start-up; see trionet.network. They run
         # inside flush() and must not block.
         self.on_tcp_connect: Callable[[FlowKey], None] | None = None
         self.on_tcp_activity: Callable[[FlowKey], None] | None = None
@@ -268,15 +271,31 @@ class EngineCore:
         )
 
     def allows(self, flow: NewFlow) -> bool:
+        """Decide a new guest flow (see :meth:`_decide`), failing closed.
+
+        A decision runs inside the engine's flush: a bug in it must cost the
+        one flow it was deciding, not the whole network.
+        """
+        try:
+            return self._decide(flow)
+        except Exception:
+            _log.exception("deciding %s raised; denying it", flow)
+            self.counters.dropped["policy_error"] += 1
+            return False
+
+    def _decide(self, flow: NewFlow) -> bool:
         """Decide a new guest flow: the configured policy, then the embedder's hook.
 
         Both must allow. Each decision goes on record (one audit record per
         flow, with the rule that decided it). A TCP SYN is evaluated
         *deferred* (§10.3): a domain rule that cannot be settled without the
-        hostname says DEFER. No hostname peek exists yet, so a deferred flow
-        is then decided on the pin set alone -- what this sandbox resolved
-        through trionet -- which is also what a plain-TCP peek without SNI
-        would fall back to.
+        hostname says DEFER. On a port whose hostname a service peeks (TLS
+        interception's SNI) the SYN then goes through and the service decides
+        again; elsewhere the flow is decided on the pin set alone -- what this
+        sandbox resolved through trionet.
+
+        A destination that is one of the host's own addresses (not the
+        gateway) is judged as the gateway, since that is what it reaches.
         """
         now = trio.current_time()
         protocol = flow.protocol
@@ -286,10 +305,12 @@ class EngineCore:
         else:
             port = flow.destination_port
         evaluator = self.policy_evaluator
-        decision = evaluator.egress(
-            flow.destination, port, protocol, now, deferred=protocol == "tcp"
-        )
-        reason = None
+        destination, reason = flow.destination, None
+        if not flow.to_host and self.host_addresses.is_local(destination, now):
+            # The host under another of its addresses: judged as the gateway
+            # (the ``host`` group), which is what the guest would reach.
+            destination, reason = self.gateway_for(destination), "host-address"
+        decision = evaluator.egress(destination, port, protocol, now, deferred=protocol == "tcp")
         if decision.verdict is PolicyVerdict.DEFER:
             if protocol == "tcp" and port in self.peeked_ports:
                 # A service peeks this flow's hostname and decides again
@@ -302,7 +323,7 @@ class EngineCore:
                 )
                 reason = "deferred-to-sni"
             else:
-                decision = evaluator.egress(flow.destination, port, protocol, now)
+                decision = evaluator.egress(destination, port, protocol, now)
         drop = "policy"
         if decision.verdict is PolicyVerdict.ALLOW and (
             protocol == "udp" and port in self.blocked_udp_ports
@@ -411,6 +432,13 @@ class EngineCore:
             if addressing.ipv6 is None
             else (addressing.ipv6.gateway, addressing.ipv6.gateway_link_local),
         )
+
+    def gateway_for(self, address: IPAddress) -> IPAddress:
+        """The gateway of ``address``'s family (``address`` itself if that family is off)."""
+        a = self.addressing
+        if address.version == 4:
+            return address if a.ipv4 is None else a.ipv4.gateway
+        return address if a.ipv6 is None else a.ipv6.gateway
 
     def is_gateway(self, address: IPAddress) -> bool:
         a = self.addressing

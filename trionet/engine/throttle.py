@@ -7,10 +7,12 @@ one engine timer entry (:meth:`~trionet.engine.core.EngineCore.call_at`)
 releases them when the bucket has refilled enough. So a limited guest costs
 one timer wake-up per refill, never a polling loop.
 
-Held frames are bounded: TCP's windows stop the senders once their data
-waits here (no ACK comes back until it is delivered), so only datagram
-floods reach the bound, and what is beyond it is dropped and counted like a
-full NIC ring. Bytes held back are counted in the metrics.
+Held frames are bounded in number and in bytes: TCP's windows stop the
+senders once their data waits here (no ACK comes back until it is
+delivered), so only datagram floods and retransmissions reach the bound,
+and what is beyond it is dropped and counted like a full NIC ring. The
+byte bound matters for TSO super-segments: 4096 of them would be 256 MiB.
+Bytes held back are counted in the metrics.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ F = TypeVar("F")
 CallAt = Callable[[float, Callable[[], None]], None]
 #: Frames held back per direction before more are dropped.
 MAX_HELD_FRAMES = 4096
+#: Bytes held back per direction before more are dropped (past the first frame).
+MAX_HELD_BYTES = 8 << 20
 
 
 class Throttle(Generic[F]):
@@ -45,6 +49,7 @@ class Throttle(Generic[F]):
         direction: str,
         size: Callable[[F], int],
         max_held: int = MAX_HELD_FRAMES,
+        max_held_bytes: int = MAX_HELD_BYTES,
     ) -> None:
         self._limiter = limiter
         self._call_at = call_at
@@ -53,7 +58,10 @@ class Throttle(Generic[F]):
         self._direction = direction
         self._size = size
         self._max_held = max_held
+        self._max_held_bytes = max_held_bytes
         self._held: deque[F] = deque()
+        #: bytes in ``_held`` now
+        self._held_bytes = 0
         self._scheduled = False
         self._drained = trio.Event()
         self._drained.set()
@@ -90,11 +98,15 @@ class Throttle(Generic[F]):
         if not held:
             self._drained = trio.Event()
         for frame in frames[start:]:
-            if len(held) >= self._max_held:
+            size = self._size(frame)
+            if len(held) >= self._max_held or (
+                held and self._held_bytes + size > self._max_held_bytes
+            ):
                 counters.dropped[f"rate_limit_{self._direction}_overflow"] += 1
                 continue
             held.append(frame)
-            counters.held_bytes[self._direction] += self._size(frame)
+            self._held_bytes += size
+            counters.held_bytes[self._direction] += size
             counters.held_frames[self._direction] += 1
 
     def _schedule(self, deadline: float) -> None:
@@ -113,7 +125,9 @@ class Throttle(Generic[F]):
             if delay:
                 self._schedule(now + delay)
                 break
-            out.append(held.popleft())
+            frame = held.popleft()
+            self._held_bytes -= self._size(frame)
+            out.append(frame)
         if out:
             self._release(out)
         if not held:
@@ -121,4 +135,5 @@ class Throttle(Generic[F]):
 
     def clear(self) -> None:
         self._held.clear()
+        self._held_bytes = 0
         self._drained.set()

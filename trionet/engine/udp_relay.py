@@ -18,6 +18,7 @@ from collections import OrderedDict
 import trio
 
 from trionet.engine.core import EngineCore
+from trionet.engine.denials import RecentDenials
 from trionet.engine.readiness import IN
 from trionet.stack.flows import FlowKey, UdpReceived
 
@@ -28,11 +29,6 @@ DEFAULT_MAX_FLOWS = 1024
 MAX_DATAGRAM = 65535
 #: Host replies passed on per readiness wake-up before other sockets get a turn.
 REPLIES_PER_WAKEUP = 64
-#: A denied flow's later datagrams within this many seconds are dropped on the
-#: same decision: one audit record per denied flow and second, not per
-#: datagram, however fast a guest sends.
-DENIED_MEMO_SECONDS = 1.0
-DENIED_MEMO_SIZE = 1024
 
 
 class _UdpFlow:
@@ -56,8 +52,8 @@ class UdpRelay:
         self._idle_timeout = idle_timeout
         self._max_flows = max_flows
         self._flows: OrderedDict[FlowKey, _UdpFlow] = OrderedDict()
-        #: recently denied flows -> until when the denial stands
-        self._denied: OrderedDict[FlowKey, float] = OrderedDict()
+        #: a denied flow's later datagrams within a second are dropped on the same decision
+        self._denied = RecentDenials()
         core.on_udp = self.on_datagram
 
     @property
@@ -69,12 +65,9 @@ class UdpRelay:
         key = event.key
         flow = self._flows.get(key)
         if flow is None:
-            until = self._denied.get(key)
-            if until is not None:
-                if trio.current_time() < until:
-                    core.counters.dropped["policy"] += 1
-                    return
-                del self._denied[key]
+            if self._denied.denied(key, trio.current_time()):
+                core.counters.dropped["policy"] += 1
+                return
             flow = self._open(key)
             if flow is None:
                 return
@@ -92,10 +85,7 @@ class UdpRelay:
         core = self._core
         flow_desc = core.describe(key, "udp")
         if not core.allows(flow_desc):
-            self._denied[key] = trio.current_time() + DENIED_MEMO_SECONDS
-            self._denied.move_to_end(key)
-            if len(self._denied) > DENIED_MEMO_SIZE:
-                self._denied.popitem(last=False)
+            self._denied.add(key, trio.current_time())
             return None
         target = core.host_target(flow_desc)
         sock = core.open_host_socket(target, socket.SOCK_DGRAM)

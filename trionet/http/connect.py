@@ -1,7 +1,7 @@
 """The small parsers of flow inspection: CONNECT requests (§4.4), Host headers, status lines.
 
 Sans-IO: bytes in, values out; the Trio side is
-:mod:`trionet.engine.tls_intercept`.
+:mod:`trionet.services.tls_intercept`.
 """
 
 from __future__ import annotations

@@ -198,25 +198,11 @@ class PolicyEvaluator:
         set alone, and must allow too.
         """
         flow = _Flow(self, ip, now)
-        if self._platform_egress is not None:
-            assert self.platform is not None
-            floor = self._walk(
-                _rules_for(self._platform_egress, self._platform_rules, protocol),
-                self.platform.default_egress,
-                0,
-                flow,
-                port,
-                _CACHE_ONLY,
-                None,
+        floor = self._floor(flow, port, protocol)
+        if floor is not None and floor.verdict is PolicyVerdict.DENY:
+            return Decision(
+                floor.verdict, floor.rule_index, floor.rule_text, floor.matched_name, "platform"
             )
-            if floor.verdict is PolicyVerdict.DENY:
-                return Decision(
-                    floor.verdict,
-                    floor.rule_index,
-                    floor.rule_text,
-                    floor.matched_name,
-                    "platform",
-                )
         mode = _SNI if sni is not None else _DEFERRED if deferred else _CACHE_ONLY
         sni_name: str | None = None
         if sni is not None:
@@ -227,68 +213,85 @@ class PolicyEvaluator:
         return self._walk(
             _rules_for(self._egress, self._rules, protocol),
             self.policy.default_egress,
-            0,
             flow,
-            port,
-            mode,
-            sni_name,
+            port=port,
+            mode=mode,
+            sni=sni_name,
+        )
+
+    def _floor(self, flow: _Flow, port: int | None, protocol: str) -> Decision | None:
+        """The platform policy's word on an egress flow (on the pin set alone); None if none."""
+        if self._platform_egress is None:
+            return None
+        assert self.platform is not None
+        return self._walk(
+            _rules_for(self._platform_egress, self._platform_rules, protocol),
+            self.platform.default_egress,
+            flow,
+            port=port,
+            mode=_CACHE_ONLY,
+            sni=None,
         )
 
     def _walk(
         self,
         rules: tuple[tuple[Any, ...], ...],
         default: Action,
-        start: int,
         flow: _Flow,
+        *,
         port: int | None,
         mode: int,
         sni: str | None,
     ) -> Decision:
-        """First match among egress ``rules`` already filtered for the flow's protocol."""
+        """First match among egress ``rules`` already filtered for the flow's protocol.
+
+        In deferred mode a deny domain rule cannot be settled yet: the walk
+        carries on to see whether anything after it could still allow the
+        flow. If what decides it then is a deny (a later rule or the
+        default), the flow is denied now whatever its hostname; otherwise the
+        first such deny rule defers it. One pass, no recursion: a blocklist
+        of thousands of domains costs a loop, not a stack frame per rule.
+        """
         value, version = flow.value, flow.version
-        for position in range(start, len(rules)):
-            index, text, allow, _egress, _ingress, _protocols, ports, kind, a, b, c = rules[
-                position
-            ]
+        deferred: Decision | None = None
+        for rule in rules:
+            index, text, allow, _egress, _ingress, _protocols, ports, kind, a, b, c = rule
             if ports is not None and not _port_ok(ports, port):
                 continue
+            decision: Decision | None = None
             if kind == _CIDR:
                 if a == version and value & c == b:
-                    return _decision(allow, index, text, None)
-                continue
-            if kind == _GROUP:
+                    decision = _decision(allow, index, text, None)
+            elif kind == _GROUP:
                 if flow.group is a:
-                    return _decision(allow, index, text, None)
-                continue
-            if kind == _ANY:
-                return _decision(allow, index, text, None)
+                    decision = _decision(allow, index, text, None)
+            elif kind == _ANY:
+                decision = _decision(allow, index, text, None)
             # A domain rule: how it matches depends on what we know of the hostname.
-            if mode == _CACHE_ONLY:
+            elif mode == _CACHE_ONLY:
                 bound = flow.bound_name(kind, a)
                 if bound is not None:
-                    return _decision(allow, index, text, bound)
+                    decision = _decision(allow, index, text, bound)
             elif mode == _SNI:
                 if sni is None or not _name_matches(kind, a, sni):
                     continue
                 if not allow:
                     # Deny on the SNI alone: dialling the IP directly must
                     # not dodge a domain block.
-                    return _decision(False, index, text, sni)
+                    decision = _decision(False, index, text, sni)
                 # Allow only if this sandbox resolved that name to this IP:
                 # a spoofed SNI on an unrelated IP gets nothing.
-                if flow.bound_name(kind, a) is not None:
-                    return _decision(True, index, text, sni)
+                elif flow.bound_name(kind, a) is not None:
+                    decision = _decision(True, index, text, sni)
             elif allow:
                 bound = flow.bound_name(kind, a)
                 if bound is not None:
-                    return Decision(PolicyVerdict.DEFER, index, text, bound)
-            else:
-                rest = self._walk(rules, default, position + 1, flow, port, mode, sni)
-                if rest.verdict is PolicyVerdict.DENY:
-                    # Whatever the hostname turns out to be, this flow is denied.
-                    return rest
-                return Decision(PolicyVerdict.DEFER, index, text, None)
-        return _default(default)
+                    decision = Decision(PolicyVerdict.DEFER, index, text, bound)
+            elif deferred is None:
+                deferred = Decision(PolicyVerdict.DEFER, index, text, None)
+            if decision is not None:
+                return _settle(deferred, decision)
+        return _settle(deferred, _default(default))
 
     # -- DNS queries (§10.4) ------------------------------------------------------
 
@@ -354,19 +357,9 @@ class PolicyEvaluator:
         """
         flow = _Flow(self, ip, now)
         for protocol in ("tcp", "udp"):
-            if self._platform_egress is not None:
-                assert self.platform is not None
-                floor = self._walk(
-                    _rules_for(self._platform_egress, self._platform_rules, protocol),
-                    self.platform.default_egress,
-                    0,
-                    flow,
-                    None,
-                    _CACHE_ONLY,
-                    None,
-                )
-                if floor.verdict is not PolicyVerdict.ALLOW:
-                    continue
+            floor = self._floor(flow, None, protocol)
+            if floor is not None and floor.verdict is not PolicyVerdict.ALLOW:
+                continue
             for _i, _t, allow, egress, _in, protocols, ports, kind, a, b, c in self._rules:
                 if not egress or ports is not None or kind not in (_CIDR, _GROUP):
                     continue
@@ -395,6 +388,13 @@ def _rules_for(table: dict[str, _Compiled], rules: _Compiled | None, protocol: s
         return found
     assert rules is not None
     return tuple(r for r in rules if r[3] and (r[5] is None or protocol in r[5]))
+
+
+def _settle(deferred: Decision | None, decision: Decision) -> Decision:
+    """What a deferred walk returns: a deny stands; anything else waits on the hostname."""
+    if deferred is None or decision.verdict is PolicyVerdict.DENY:
+        return decision
+    return deferred
 
 
 def _decision(allow: bool, index: int, text: str, name: str | None) -> Decision:

@@ -3,7 +3,10 @@
 Classification runs once per new flow, so it works on integers rather than
 ``ip in network`` (which builds objects on every test). IPv4-mapped IPv6
 addresses (``::ffff:10.0.0.1``) are classified as the IPv4 address they
-carry: a guest must not reach 10.0.0.1 by spelling it in IPv6.
+carry: a guest must not reach 10.0.0.1 by spelling it in IPv6. So are
+addresses in NAT64's well-known prefix (``64:ff9b::10.0.0.1``), which a
+translator on the host's path turns into that IPv4 address; the local-use
+NAT64 prefix 64:ff9b:1::/48 is private.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ _V6_PRIVATE = _blocks("fc00::/7")
 _V6_LINK_LOCAL = _blocks("fe80::/10")
 _V6_MULTICAST = _blocks("ff00::/8")
 _V6_LOOPBACK = 1
+#: NAT64's well-known prefix 64:ff9b::/96 (RFC 6052), as the top 96 bits, and
+#: the local-use 64:ff9b:1::/48 (RFC 8215).
+_NAT64_WKP = int(ipaddress.IPv6Address("64:ff9b::")) >> 32
+_NAT64_LOCAL = _blocks("64:ff9b:1::/48")
 
 
 def classify(ip: IPAddress, gateways: Gateways) -> Group | None:
@@ -85,6 +92,13 @@ def classify(ip: IPAddress, gateways: Gateways) -> Group | None:
         return Group.PUBLIC
     if value == _V6_LOOPBACK:
         return Group.LOOPBACK
+    if value >> 32 == _NAT64_WKP:
+        # A NAT64 on the host's path delivers 64:ff9b::a.b.c.d to a.b.c.d
+        # (AWS's NAT gateway does, into the VPC's private ranges): it is
+        # that IPv4 address, spelled so as to slip past its group.
+        return classify(ipaddress.IPv4Address(value & 0xFFFFFFFF), gateways)
+    if _in(value, _NAT64_LOCAL):
+        return Group.PRIVATE  # a site's own translator: nothing public about it
     if _in(value, _V6_PRIVATE):
         return Group.PRIVATE
     if _in(value, _V6_LINK_LOCAL):
@@ -129,6 +143,14 @@ _REBIND_V6 = _blocks(
 
 
 def is_rebind_private(ip: IPAddress) -> bool:
-    """True when a DNS answer holding ``ip`` is a rebinding risk (§7.4)."""
+    """True when a DNS answer holding ``ip`` is a rebinding risk (§7.4).
+
+    A NAT64 address (``64:ff9b::10.0.0.5``, as DNS64 synthesises) is judged
+    by the IPv4 it carries, as :func:`classify` does: otherwise a name
+    allowed by a domain rule could rebind to a private IPv4 through it.
+    """
     ip = normalize(ip)
-    return _in(int(ip), _REBIND_V4 if ip.version == 4 else _REBIND_V6)
+    value = int(ip)
+    if ip.version == 6 and value >> 32 == _NAT64_WKP:
+        return _in(value & 0xFFFFFFFF, _REBIND_V4)
+    return _in(value, _REBIND_V4 if ip.version == 4 else _REBIND_V6)

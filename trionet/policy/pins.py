@@ -9,9 +9,11 @@ and got that IP back, and only for the answer's TTL. A guest cannot make
 Keys are (canonical name, family) with family 4 or 6; A and AAAA entries are
 independent. Each record replaces the entry for its key. Time is passed in
 (seconds on the engine's clock); expired entries are ignored on lookup and
-evicted lazily. The set is bounded (``max_entries``): past it the entries
-closest to expiry are evicted first, and counted, so a guest resolving
-endlessly many names cannot grow the engine's memory without bound.
+evicted lazily. The set is bounded in entries (``max_entries``) and in the
+addresses they hold together (``max_addresses``: one answer can carry
+thousands): past either the entries closest to expiry are evicted first,
+and counted, so a guest resolving endlessly many (or endlessly large)
+names cannot grow the engine's memory without bound.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ __all__ = ["MIN_TTL", "AnswerRecord", "PinSet", "answer_pins"]
 #: lets the connection that asked for it through.
 MIN_TTL = 1.0
 DEFAULT_MAX_ENTRIES = 65536
+#: Addresses all entries hold together. A 64 KiB answer over TCP holds some
+#: 4000 A records: entries alone would bound memory only at ~10^8 addresses.
+DEFAULT_MAX_ADDRESSES = 262144
 
 _Key = tuple[str, int]
 
@@ -36,8 +41,13 @@ _Key = tuple[str, int]
 class PinSet:
     """(name, family) -> addresses until an expiry; plus the reverse index by IP."""
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(
+        self, max_entries: int = DEFAULT_MAX_ENTRIES, max_addresses: int = DEFAULT_MAX_ADDRESSES
+    ) -> None:
         self.max_entries = max_entries
+        self.max_addresses = max_addresses
+        #: addresses held by all entries together
+        self._addresses = 0
         self._entries: dict[_Key, tuple[frozenset[IPAddress], float]] = {}
         self._by_ip: dict[IPAddress, set[_Key]] = {}
         #: (expiry, key) pairs, possibly stale; the lazy eviction order
@@ -61,11 +71,17 @@ class PinSet:
         ips = frozenset(normalize(ip) for ip in addresses)
         if not ips:
             return
+        if len(ips) > self.max_addresses:
+            ips = frozenset(sorted(ips, key=_address_order)[: self.max_addresses])
         self.expire(now)
         expiry = now + max(ttl, MIN_TTL)
-        while len(self._entries) >= self.max_entries:
+        while self._entries and (
+            len(self._entries) >= self.max_entries
+            or self._addresses + len(ips) > self.max_addresses
+        ):
             self._evict_soonest()
         self._entries[key] = (ips, expiry)
+        self._addresses += len(ips)
         for ip in ips:
             self._by_ip.setdefault(ip, set()).add(key)
         heapq.heappush(self._expiries, (expiry, key))
@@ -109,12 +125,17 @@ class PinSet:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
+        self._addresses -= len(entry[0])
         for ip in entry[0]:
             keys = self._by_ip.get(ip)
             if keys is not None:
                 keys.discard(key)
                 if not keys:
                     del self._by_ip[ip]
+
+
+def _address_order(ip: IPAddress) -> tuple[int, int]:
+    return ip.version, int(ip)
 
 
 def _key_name(name: str) -> str:
@@ -149,20 +170,24 @@ def answer_pins(
     the caller forgets the entry.
     """
     recs = [AnswerRecord(_key_name(r.owner), r.kind.upper(), r.ttl, r.data) for r in records]
-    eligible = {_key_name(name)}
+    # The fixed point, walked as a graph (owner -> CNAME records) so a long
+    # chain listed backwards costs one pass, not one pass per link: a hostile
+    # resolver's 64 KiB answer holds thousands of CNAMEs.
+    cnames: dict[str, list[AnswerRecord]] = {}
+    for r in recs:
+        if r.kind == "CNAME":
+            cnames.setdefault(r.owner, []).append(r)
+    start = _key_name(name)
+    eligible = {start}
     used_ttls: list[float] = []
-    used_cnames: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for i, r in enumerate(recs):
-            if r.kind == "CNAME" and i not in used_cnames and r.owner in eligible:
-                used_cnames.add(i)
-                used_ttls.append(max(r.ttl, MIN_TTL))
-                target = _key_name(r.data)
-                if target not in eligible:
-                    eligible.add(target)
-                    changed = True
+    pending = [start]
+    while pending:
+        for r in cnames.pop(pending.pop(), ()):
+            used_ttls.append(max(r.ttl, MIN_TTL))
+            target = _key_name(r.data)
+            if target not in eligible:
+                eligible.add(target)
+                pending.append(target)
     wanted = "A" if family == 4 else "AAAA"
     addresses: set[IPAddress] = set()
     for r in recs:

@@ -519,7 +519,9 @@ class Stack:
                     )
                 else:
                     self._out.ipv6(ip.dst, ip.src, message.reply(), data)
-            elif ip.dst[0] == 0xFF:
+            elif ip.dst[0] == 0xFF or ip.dst == _UNSPECIFIED_V6:
+                # As for TCP and UDP: "::" is no one's address, and a host
+                # socket sent to it reaches the host's own loopback.
                 self.drops["unsupported_destination"] += 1
             elif self._martian_v6(ip.dst):
                 self.drops["martian_destination"] += 1

@@ -1,7 +1,7 @@
 """The interception CA and the per-host leaf certificates it signs (sans-IO).
 
 The CA is built or parsed here; reading and writing its files is the shell's
-job (:mod:`trionet.engine.tls_files`). The current time is an argument
+job (:mod:`trionet.services.tls_files`). The current time is an argument
 (seconds since the epoch), so leaves are deterministic under a fake clock.
 
 Leaf validity starts :data:`LEAF_BACKDATE` before "now": a guest whose clock

@@ -24,16 +24,11 @@ from trionet.dns.intercept import DnsInterceptor
 from trionet.engine.audit import DEFAULT_BUFFER, AuditCallback, AuditLog
 from trionet.engine.backend import FrameBackend
 from trionet.engine.core import EngineCore
-from trionet.engine.dns_service import DnsService, resolve_nameservers
 from trionet.engine.icmp_relay import IcmpRelay
 from trionet.engine.metrics import EngineCounters, MetricsHandle
 from trionet.engine.policy import FlowPolicy, allow_all
-from trionet.engine.ports import PortPublisher
-from trionet.engine.secret_sources import resolve_sources
 from trionet.engine.tcp_relay import FlowHandler, TcpRelay
 from trionet.engine.termination import TerminationHandle
-from trionet.engine.tls_files import host_trust_ders, load_or_create_ca
-from trionet.engine.tls_intercept import TlsInterceptor
 from trionet.engine.udp_relay import UdpRelay
 from trionet.guest_env import guest_env_vars
 from trionet.links.tap import TapDevice
@@ -44,6 +39,11 @@ from trionet.policy.model import NetworkPolicy
 from trionet.policy.pins import PinSet
 from trionet.ports.config import PortMapping
 from trionet.secrets.handle import SecretsHandle
+from trionet.services.dns_service import DnsService, resolve_nameservers
+from trionet.services.ports import PortPublisher
+from trionet.services.secret_sources import resolve_sources
+from trionet.services.tls_files import host_trust_ders, load_or_create_ca
+from trionet.services.tls_intercept import TlsInterceptor
 from trionet.stack.interface import Stack, StackParams
 from trionet.tls.certs import CertificateAuthority, dedupe_pem_bundle
 
@@ -149,7 +149,7 @@ class Network:
 
         The result is the mapping as bound: ``host_port=0`` becomes the port
         the kernel picked. A taken port (or an address the host does not
-        have) raises :class:`~trionet.engine.ports.PublishError`, an
+        have) raises :class:`~trionet.services.ports.PublishError`, an
         ``OSError``, and leaves nothing behind.
         """
         await trio.lowlevel.checkpoint()

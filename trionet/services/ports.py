@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from trionet.engine.core import EngineCore
+from trionet.engine.denials import RecentDenials
 from trionet.engine.readiness import IN
 from trionet.engine.tcp_splice import TcpSplice, close_with_reset
 from trionet.ports.config import PortMapping
@@ -54,6 +55,8 @@ DEFAULT_UDP_IDLE = 60.0
 PER_WAKEUP = 64
 MAX_DATAGRAM = 65535
 _LISTEN_BACKLOG = 128
+#: After a failed accept (out of file descriptors), the listener rests this long.
+ACCEPT_PAUSE = 0.1
 
 
 class PublishError(OSError):
@@ -111,6 +114,9 @@ class PortPublisher:
         self._splices: dict[FlowKey, TcpSplice] = {}
         #: guest-visible UDP peer keys -> the published socket and peer they stand for
         self._udp_keys: dict[FlowKey, tuple[_UdpSocket, _UdpPeer]] = {}
+        #: UDP peers the ingress policy refused lately: their next datagrams
+        #: are dropped on that decision (a remote flood is not an audit flood)
+        self._denied_peers = RecentDenials()
         self._next_port = EPHEMERAL_FIRST
 
     # -- the mappings ----------------------------------------------------------------------
@@ -270,13 +276,26 @@ class PortPublisher:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # EMFILE and friends: the client waits in the backlog; the
-                # loop reports the listener again, so count and stop.
+                # EMFILE and friends: the client waits in the backlog. The
+                # loop is level-triggered and would report the listener again
+                # at once, spinning until a descriptor frees up: rest it a while.
                 self._core.counters.dropped["published_accept_error"] += 1
                 _log.warning("accept on %s failed: %s", listener.mapping, exc)
+                self._pause(listener)
                 return
             sock.setblocking(False)
             self._admit(listener, sock, address)
+
+    def _pause(self, listener: _TcpListener) -> None:
+        readiness = self._core.readiness
+        fd = listener.sock.fileno()
+        readiness.want(fd, 0)
+
+        def resume() -> None:
+            if self._listeners.get(listener.mapping) is listener:
+                readiness.want(fd, IN)
+
+        self._core.call_at(trio.current_time() + ACCEPT_PAUSE, resume)
 
     def _admit(
         self, listener: _TcpListener, sock: socket.socket, address: tuple[object, ...]
@@ -403,9 +422,14 @@ class PortPublisher:
     def _udp_peer(self, udp: _UdpSocket, address: tuple[str, int]) -> _UdpPeer | None:
         core = self._core
         mapping = udp.mapping
+        now = trio.current_time()
+        if self._denied_peers.denied((mapping, address), now):
+            core.counters.dropped["published_denied"] += 1
+            return None
         if not core.ingress_decision(
             _unmapped(ipaddress.ip_address(address[0])), mapping.guest_port, "udp"
         ):
+            self._denied_peers.add((mapping, address), now)
             core.counters.dropped["published_denied"] += 1
             return None
         guest = self._guest_target()
@@ -416,7 +440,19 @@ class PortPublisher:
         def key_for(port: int) -> FlowKey:
             return FlowKey(guest.version, guest.packed, mapping.guest_port, gateway.packed, port)
 
-        port = self._ephemeral(lambda p: key_for(p) not in self._udp_keys)
+        # Every peer toward this guest port takes a gateway port of its own:
+        # when all are taken, say so at once. Scanning all 16384 for each new
+        # peer would let a remote sender cycling source ports stall the engine.
+        taken = sum(
+            len(entry.peers)
+            for entry in self._listeners.values()
+            if isinstance(entry, _UdpSocket) and entry.mapping.guest_port == mapping.guest_port
+        )
+        port = (
+            None
+            if taken >= EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
+            else self._ephemeral(lambda p: key_for(p) not in self._udp_keys)
+        )
         if port is None:
             core.counters.dropped["published_no_port"] += 1
             return None

@@ -48,7 +48,6 @@ from trionet.engine.policy import NewFlow
 from trionet.engine.tcp_relay import SPLICE, FlowHandler
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
-from trionet.engine.tls_files import UpstreamConnectors, server_context
 from trionet.http.connect import (
     host_header,
     ip_or_none,
@@ -65,6 +64,7 @@ from trionet.policy.evaluate import Decision, PolicyVerdict
 from trionet.secrets.config import ViolationKind
 from trionet.secrets.handle import SecretsHandle
 from trionet.secrets.plan import SecretViolationError, build_plan, metadata_plan
+from trionet.services.tls_files import UpstreamConnectors, server_context
 from trionet.tls.certs import CertificateAuthority, LeafCache
 from trionet.tls.clienthello import MAX_HELLO_BYTES, ClientHello, PeekStatus, peek_client_hello
 from trionet.tls.config import TlsConfig
