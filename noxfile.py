@@ -2,7 +2,8 @@
 
 Sessions install the project into their own virtualenvs, so a fresh machine
 needs nothing but Python and nox. Tests that need system tools (iproute2,
-curl, iperf3, ...) install them with apt when run as root and missing.
+curl, iperf3, ...) install them with apt when run as root and missing; in CI
+(TRIONET_REQUIRE_REAL=1) a test whose tool is still missing fails.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ SYSTEM_TOOLS = [
     ("cpio", "cpio"),
     # Reads trionet run --pcap captures back (tests/test_cli_run.py).
     ("tcpdump", "tcpdump"),
+    # The rootless trionet run test: a user nobody, a private mount namespace.
+    ("setpriv", "util-linux"),
+    ("unshare", "util-linux"),
     # Server and client through published ports (tests/test_cli_ports.py).
     ("iperf3", "iperf3"),
     # Stock DHCP clients and an independent RA parser for the guests that

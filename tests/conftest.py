@@ -1,9 +1,11 @@
-"""Shared fixtures.
+"""Shared fixtures and session checks.
 
 Real-guest tests need root and /dev/net/tun. Elsewhere they skip with the
-reason; in CI (``CI=true``) a missing requirement is a failure, because CI
-runs as root and a silently skipped real-guest test would make green mean
-nothing.
+reason; in CI (``TRIONET_REQUIRE_REAL=1`` or ``CI=true``, see
+tests/support/real.py) a missing requirement is a failure, because CI runs as
+root and a silently skipped real-guest test would make green mean nothing.
+tests/support/session_checks.py fails the run if the suite changed the
+machine, or if CI skipped a test that is not on its allow-list.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 
 import pytest
 import trio
+
+from tests.support.real import missing
 
 
 def _root_unavailable_reason() -> str | None:
@@ -27,11 +31,8 @@ def _root_unavailable_reason() -> str | None:
 def require_root() -> None:
     """Skip the calling test without root, or fail it in CI."""
     reason = _root_unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run real-guest tests, but: {reason}")
-    pytest.skip(reason)
+    if reason is not None:
+        missing(reason)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -39,8 +40,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_root()
 
 
-# Namespace and real-guest fixtures (netns_factory, guest_link_factory).
-pytest_plugins = ["tests.support.fixtures"]
+# Namespace and real-guest fixtures (netns_factory, guest_link_factory), and the
+# checks at the session's end (machine left as found, no unexplained skip in CI).
+pytest_plugins = ["tests.support.fixtures", "tests.support.session_checks"]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -160,6 +160,16 @@ def test_a_failing_setup_step_is_one_line_and_status_125() -> None:
     assert result.stderr.startswith("trionet run: configuring eth0 with ip: ")
 
 
+def test_first_leaf_finds_the_error_in_nested_groups() -> None:
+    from trionet.cli.errors import first_leaf
+    from trionet.cli.run import RunError
+
+    error = RunError("the reason")
+    nested = BaseExceptionGroup("outer", [ValueError("x"), ExceptionGroup("inner", [error])])
+    assert first_leaf(nested, RunError) is error
+    assert first_leaf(ExceptionGroup("other", [ValueError("y")]), RunError) is None
+
+
 def test_publish_options_add_to_the_config_ports_on_run_and_serve(tmp_path: Path) -> None:
     import ipaddress
 

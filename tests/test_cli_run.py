@@ -7,6 +7,8 @@ servers on 127.0.0.1 through the gateway, exactly as a user's would.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pty
 import re
@@ -16,13 +18,18 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.host_http import BODY, http_port
-from tests.support.leaks import assert_nothing_left, snapshot
+from tests.support.leaks import assert_nothing_left, processes_in, snapshot
+from tests.support.real import missing, need_tool
+from tests.support.session_checks import own_temp_prefix
 
 pytestmark = pytest.mark.root
 __all__ = ["http_port"]  # a fixture
@@ -31,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TRIONET = [sys.executable, "-m", "trionet.cli.main"]
 GW4 = "172.16.0.1"
 ALIAS = "host.trionet.internal"
+#: What /proc/PID/exe shows for a sleep process.
+SLEEP = os.path.realpath(shutil.which("sleep") or "/bin/sleep")
 
 
 def trionet(*args: str, timeout: float = 30, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -43,18 +52,6 @@ def trionet(*args: str, timeout: float = 30, **kwargs: object) -> subprocess.Com
         check=False,
         **kwargs,
     )
-
-
-def _processes_in_netns(netns: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/net") == netns:
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
 
 
 def test_curl_reaches_host_loopback_via_gateway_and_alias(http_port: int) -> None:
@@ -142,30 +139,49 @@ def test_no_command_is_a_usage_error() -> None:
 def test_sigint_ends_command_and_engine_leaving_nothing(http_port: int) -> None:
     before = snapshot()
     process = subprocess.Popen(
-        [*TRIONET, "run", "--", "sh", "-c", "readlink /proc/self/ns/net; exec sleep 60"],
+        [*TRIONET, "run", "-v", "--", "sh", "-c", "echo $$; exec sleep 60"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,  # -v: run.start, run.abort or run.end, run.teardown
         text=True,
     )
     assert process.stdout is not None
-    netns = process.stdout.readline().strip()
-    assert netns.startswith("net:[")
-    deadline = time.monotonic() + 5
-    while len(_processes_in_netns(netns)) != 1:  # readlink may still be exiting
-        assert time.monotonic() < deadline, _processes_in_netns(netns)
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=10) == 128 + signal.SIGINT
-    process.stdout.close()
-    assert _processes_in_netns(netns) == []  # so the namespace (and its TAP) is gone
+    cmd = int(process.stdout.readline())
+    netns = os.open(f"/proc/{cmd}/ns/net", os.O_RDONLY)  # held: see leaks.processes_in
+    try:
+        deadline = time.monotonic() + 5
+        while _readlink(f"/proc/{cmd}/exe") != SLEEP:  # sh exec'd sleep
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert processes_in(netns) == [cmd]
+        process.send_signal(signal.SIGINT)
+        try:
+            _, log = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, log = process.communicate()
+            pytest.fail(f"still running 10 s after SIGINT; its log:\n{log}")
+        assert process.returncode == 128 + signal.SIGINT, log
+        assert processes_in(netns) == []  # so the namespace (and its TAP) is gone
+    finally:
+        os.close(netns)
     assert_nothing_left(before)
 
 
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def test_daemons_left_in_the_namespace_are_killed() -> None:
-    script = "readlink /proc/self/ns/net; setsid sleep 60 </dev/null >/dev/null 2>&1 & exit 3"
+    script = "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!; exit 3"
     result = trionet("run", "--", "sh", "-c", script)
     assert result.returncode == 3
-    assert _processes_in_netns(result.stdout.strip()) == []
+    daemon = int(result.stdout)
+    # Gone, or (rarely) its pid already reused by a process that is not a sleep.
+    assert _readlink(f"/proc/{daemon}/exe") != SLEEP
 
 
 def test_ctrl_c_from_a_terminal_reaches_command_once() -> None:
@@ -211,8 +227,8 @@ def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
     return data
 
 
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
 def test_pcap_opens_in_tcpdump_and_shows_the_handshake(http_port: int, tmp_path: Path) -> None:
+    need_tool("tcpdump", "tcpdump")
     capture = tmp_path / "run.pcap"
     url = f"http://{GW4}:{http_port}/"
     for offload in ([], ["--no-offload"]):
@@ -242,59 +258,101 @@ def test_pcap_opens_in_tcpdump_and_shows_the_handshake(http_port: int, tmp_path:
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-def _interpreter_for_nobody() -> list[str] | None:
-    """A Python that user nobody may run, with trio and this checkout importable.
+@contextlib.contextmanager
+def _tree_for_nobody() -> Iterator[Path]:
+    """A directory user nobody may read, holding this checkout's trionet and its imports.
 
-    The test venv's interpreter may live under root's home (unreadable to
-    others); the system python3 of the same version then does, given the
-    venv's site-packages on PYTHONPATH.
+    The test's own packages may live where nobody cannot read (a venv under
+    root's home, say), so what ``trionet run`` imports is copied into a fresh
+    directory in /tmp, named so the session check would find it left behind.
     """
-    import trio
+    probe = (
+        "import json, sys, trionet.cli.main, trionet.cli.run\n"
+        "tops = {m.__name__.split('.')[0]: m.__file__ for m in list(sys.modules.values())\n"
+        "        if getattr(m, '__file__', None) and '.' not in m.__name__}\n"
+        "print(json.dumps(tops))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    tree = Path(tempfile.mkdtemp(prefix=own_temp_prefix(), dir="/tmp"))
+    try:
+        tree.chmod(0o755)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for name, file in json.loads(found).items():
+            source = Path(file).resolve()
+            if stdlib in source.parents or name in sys.stdlib_module_names:
+                continue
+            if source.name == "__init__.py":
+                shutil.copytree(source.parent, tree / name, ignore=ignore)
+            elif source.suffix == ".py" and not name.startswith("_"):  # .pth helpers skipped
+                shutil.copy(source, tree)
+        yield tree
+    finally:
+        shutil.rmtree(tree)
 
-    site = str(Path(trio.__file__).resolve().parent.parent)
-    env = ["env", f"PYTHONPATH={ROOT}:{site}"]
+
+def _interpreter_for_nobody(tree: Path) -> list[str] | None:
+    """A Python of this version that user nobody may run, importing from ``tree``."""
+    env = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"PYTHONPATH={tree}"]
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, f"/usr/bin/python{version}", "/usr/bin/python3"):
-        probe = [
-            *NOBODY,
-            *env,
-            python,
-            "-c",
-            f"import sys, trio; assert sys.version[:4] == {version!r}",
-        ]
+        check = f"import sys, trionet.cli.run; assert sys.version[:4] == {version!r}"
+        probe = [*NOBODY, *env, python, "-c", check]
         if subprocess.run(probe, capture_output=True, cwd="/", check=False).returncode == 0:
             return [*env, python]
     return None
 
 
+def _with_tun_mode(mode: int, argv: list[str]) -> list[str]:
+    """``argv`` in a private mount namespace whose /dev/net/tun has ``mode``.
+
+    This is how a test grants user nobody the TUN device (or takes it away)
+    for its own duration without changing the machine's: the node is a fresh
+    one (same device numbers) on a tmpfs mounted over /dev/net in a mount
+    namespace that ends with the command. The real /dev/net/tun keeps its
+    mode even if the test is killed, and concurrent runs see nothing of it.
+    """
+    tun = os.stat("/dev/net/tun").st_rdev
+    script = (
+        "mount -t tmpfs -o mode=0755,size=64k trionet-tun /dev/net"
+        f" && mknod -m {mode:04o} /dev/net/tun c {os.major(tun)} {os.minor(tun)}"
+        ' && exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
+def _run_as_nobody(
+    tun_mode: int, command: list[str], options: list[str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """``trionet run -- COMMAND`` as user nobody, with /dev/net/tun at ``tun_mode`` for it."""
+    need_tool("setpriv", "util-linux")
+    need_tool("unshare", "util-linux")
+    machine_tun = os.stat("/dev/net/tun").st_mode
+    with _tree_for_nobody() as tree:
+        python = _interpreter_for_nobody(tree)
+        if python is None:
+            version = f"{sys.version_info.major}.{sys.version_info.minor}"
+            missing(f"no Python {version} that user nobody may run (apt-get install python3)")
+        trionet_run = [*python, "-m", "trionet.cli.main", "run", *(options or [])]
+        argv = [*NOBODY, *trionet_run, "--", *command]
+        result = subprocess.run(
+            _with_tun_mode(tun_mode, argv),
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    assert os.stat("/dev/net/tun").st_mode == machine_tun  # changed only in the test's namespace
+    return result
+
+
 def test_unprivileged_user_uses_a_user_namespace(http_port: int) -> None:
     """As nobody: a user namespace where the machine allows one, else a one-line reason."""
-    if shutil.which("setpriv") is None:
-        pytest.skip("needs setpriv (util-linux)")
-    python = _interpreter_for_nobody()
-    if python is None:
-        pytest.skip("no Python interpreter that user nobody may run")
     script = f"id -u; curl -sS --max-time 10 http://{GW4}:{http_port}/"
-    result = subprocess.run(
-        [
-            *NOBODY,
-            *python,
-            "-m",
-            "trionet.cli.main",
-            "run",
-            "--net",
-            "host",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = _run_as_nobody(0o666, ["sh", "-c", script], options=["--net", "host"])
     allowed = subprocess.run([*NOBODY, "unshare", "-rn", "true"], capture_output=True, check=False)
     if allowed.returncode == 0:
         assert result.returncode == 0, result.stderr
@@ -304,17 +362,28 @@ def test_unprivileged_user_uses_a_user_namespace(http_port: int) -> None:
         assert result.stderr.count("\n") == 1 and "run as root" in result.stderr
 
 
+def test_unprivileged_user_without_the_tun_device_is_told_how_to_get_it() -> None:
+    """A stock machine's /dev/net/tun (0600): nobody gets the one-line reason and the fix."""
+    result = _run_as_nobody(0o600, ["true"])
+    assert result.returncode == 125
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "/dev/net/tun is not readable and writable by uid 65534" in result.stderr
+    assert "chmod 0666 /dev/net/tun" in result.stderr
+
+
 def test_readme_main_command_prints_what_readme_says() -> None:
-    """The README's first command, minus the install, on a free port: output as documented."""
+    """The README's first command, minus the venv set-up, on a free port: output as documented."""
     readme = (ROOT / "README.md").read_text()
     command = next(line.strip() for line in readme.splitlines() if "trionet run --" in line)
     expected = re.search(r"``(# .*?)``", readme)
-    assert command.startswith("python3 -m pip install -q . && ") and expected is not None
+    setup, install, main = command.partition(" && .venv/bin/pip install -q . && ")
+    assert setup.endswith("python3 -m venv .venv") and install and expected is not None
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    script = command.removeprefix("python3 -m pip install -q . && ").replace("8000", port)
-    script = script.replace("trionet run", f"{sys.executable} -m trionet.cli.main run")
+    script = main.replace("8000", port)
+    script = script.replace(".venv/bin/trionet run", f"{sys.executable} -m trionet.cli.main run")
+    assert ".venv" not in script
     result = subprocess.run(
         ["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
     )

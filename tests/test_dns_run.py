@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import real
 from tests.support.netns import Netns, create_netns, delete_netns
 
 pytestmark = pytest.mark.root
@@ -44,9 +45,7 @@ BIG_TXT = [f"chunk{i:02d}-" + "x" * 200 for i in range(8)]  # ~1.7 KB: over 1232
 def _require(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the DNS tests, but {missing} are missing")
-        pytest.skip(f"needs {missing} (apt-get install dnsmasq-base dnsutils)")
+        real.missing(f"needs {missing} (apt-get install dnsmasq-base dnsutils)")
 
 
 def _free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:

@@ -11,13 +11,11 @@ no ``-S``.)
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import pytest
 import trio
 
+from tests.support.real import need_tool
 from trionet.links.dgram import DgramLink
 from trionet.links.stream import StreamLink, open_unix_stream_listener
 
@@ -25,12 +23,7 @@ QEMU = "qemu-system-x86_64"
 
 
 def _require_qemu() -> str:
-    path = shutil.which(QEMU)
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the QEMU interop test, but {QEMU} is not installed")
-        pytest.skip(f"needs {QEMU} (apt-get install --no-install-recommends qemu-system-x86)")
-    return path
+    return need_tool(QEMU, "qemu-system-x86")
 
 
 def _frame(size: int, fill: int) -> bytes:

@@ -8,7 +8,6 @@ connect as the VM would and trade real protocol frames with it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from tests.support.fixtures import NetnsFactory
 from tests.support.netns import Netns
+from tests.support.real import need_tool
 from trionet.links.stream import StreamLink
 
 pytestmark = pytest.mark.root
@@ -30,12 +30,7 @@ VM_MAC = "02:00:00:00:00:05"
 
 
 def _require_passt() -> str:
-    path = shutil.which("passt")
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI must run the passt interop test, but passt is not installed")
-        pytest.skip("needs passt (apt-get install passt)")
-    return path
+    return need_tool("passt", "passt")
 
 
 @pytest.fixture

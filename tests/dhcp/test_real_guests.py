@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import shutil
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ import trio
 from tests.engine.servers import HttpServer, serve_tcp
 from tests.support.fixtures import GuestLink, GuestLinkFactory
 from tests.support.netns import Netns, in_netns
+from tests.support.real import missing
 from trionet.addressing import HostRoutes
 from trionet.config import InterfaceOverrides, NetworkConfig
 from trionet.dhcp.config import DhcpConfig
@@ -51,9 +51,7 @@ HOST_ALLOWED = NetworkPolicy.from_profiles(["public", "host"])
 def _need(tool: str) -> None:
     """Skip without ``tool``; in CI, where noxfile's SYSTEM_TOOLS installs it, fail."""
     if shutil.which(tool) is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run this guest, but {tool} is not installed")
-        pytest.skip(f"{tool} is not installed (noxfile SYSTEM_TOOLS installs it)")
+        missing(f"{tool} is not installed (noxfile SYSTEM_TOOLS installs it)")
 
 
 def run_engine(

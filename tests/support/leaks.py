@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Snapshot", "assert_nothing_left", "snapshot"]
+__all__ = ["Snapshot", "assert_nothing_left", "processes_in", "snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,21 +40,21 @@ def assert_nothing_left(before: Snapshot) -> None:
     after = snapshot()
     left = {
         "fds": dict(sorted(after.fds - before.fds)),
-        "netns": sorted(name for name in after.netns - before.netns if not _others(name)),
+        "netns": sorted(name for name in after.netns - before.netns if _ours(name)),
         "tun_devices": sorted(after.tun_devices - before.tun_devices),
         "children": sorted(after.children - before.children),
     }
     assert not any(left.values()), f"left behind: {left}"
 
 
-def _others(netns: str) -> bool:
-    """A test namespace of another process (tests/support/netns.py names carry the pid).
+def _ours(netns: str) -> bool:
+    """A test namespace of this process (tests/support/netns.py names carry the pid).
 
-    Several test runs may share a machine; their namespaces come and go in
-    /run/netns, and are not this process's leaks.
+    Several test runs (of this branch or others, named their own way) may
+    share a machine; their namespaces come and go in /run/netns, and are not
+    this process's leaks.
     """
-    match = re.match(r"^tnt-(\d+)-", netns)
-    return match is not None and int(match.group(1)) != os.getpid()
+    return netns.startswith(f"tnt-{os.getpid()}-")
 
 
 def _open_fds() -> list[tuple[int, str]]:
@@ -95,3 +94,23 @@ def _children() -> list[int]:
         if fields[1] == me:
             pids.append(int(stat.parent.name))
     return pids
+
+
+def processes_in(netns_fd: int) -> list[int]:
+    """The processes in the network namespace ``netns_fd`` holds open.
+
+    By a held fd, never by the ``net:[inode]`` name: a freed namespace's inode
+    number is reused at once by the next namespace made anywhere on the
+    machine (other test runs make them all the time).
+    """
+    held = os.fstat(netns_fd)
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                found.append(int(entry))
+    return found

@@ -188,8 +188,8 @@ def qemu_argv(
 
     ``netdev`` is a ``-netdev`` value whose id must be ``n0``. TCG by default:
     on this project's machines /dev/kvm exists but nested KVM hangs at boot,
-    while TCG boots to the script in about 8 s. ``TRIONET_QEMU_ACCEL=kvm``
-    overrides.
+    while TCG boots to the script's end in about 5 s (idle 2-core machine).
+    ``TRIONET_QEMU_ACCEL=kvm`` overrides.
     """
     accel = os.environ.get("TRIONET_QEMU_ACCEL", "tcg")
     append: Sequence[str] = [

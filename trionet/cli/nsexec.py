@@ -18,12 +18,19 @@ SPEC (``error <text>`` on failure, then exit 125):
 3. Create the TAP ``eth0`` inside the new namespace, and configure it with
    ``ip -batch`` exactly as a guest init would.
 4. Bind-mount the generated resolv.conf and hosts over /etc's, and with TLS
-   interception the CA bundle over the system one (written to temporary
-   files that are unlinked at once: the mounts keep them alive).
+   interception the CA bundle over the system one. They are written to a
+   tmpfs mounted for the purpose in this mount namespace and detached at once
+   (the bind mounts keep it alive), never to a shared directory: a SIGKILL at
+   any moment leaves no file behind.
 5. Send the TAP fd to the parent (SCM_RIGHTS) and wait for ``go``: the engine
    is attached before CMD sends its first packet.
 6. exec CMD. The socket is close-on-exec, so the parent sees EOF when the
    exec worked, or ``exec <errno> <text>`` when it did not.
+
+The parent may SIGKILL this process at any step (a signal aborting the
+set-up). Everything made here lives in the new namespaces, which die with
+their last process; the one other process, ``ip``, dies with this one
+(parent-death signal), so nothing outlives an abort.
 """
 
 from __future__ import annotations
@@ -38,20 +45,24 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 EXIT_SETUP_FAILED = 125
+SCRATCH = "/tmp"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -99,6 +110,11 @@ def _create_tap(vnet: bool) -> int:
     return fd
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this process when the process that started it dies."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+
+
 def _configure(commands: list[str]) -> None:
     try:
         result = subprocess.run(
@@ -108,6 +124,8 @@ def _configure(commands: list[str]) -> None:
             text=True,
             timeout=10,
             check=False,
+            # A SIGKILLed helper takes ip with it (single-threaded here, so safe).
+            preexec_fn=_die_with_parent,
         )
     except FileNotFoundError as exc:
         raise SetupError("the ip command (iproute2) is not installed") from exc
@@ -120,26 +138,36 @@ def _bind_files(files: dict[str, str], copies: dict[str, str]) -> None:
     """Mount the given texts, and copies of the given files, over their targets."""
     contents = {target: text.encode() for target, text in files.items()}
     for target, source_path in copies.items():
-        # Too big for the spec's argv (the CA bundle): the parent wrote it to a file.
+        # Too big for the spec's argv (the CA bundle): the parent wrote it to a
+        # file, read here before the scratch tmpfs below may cover its directory.
         try:
             with open(source_path, "rb") as f:
                 contents[target] = f.read()
         except OSError as exc:
             raise SetupError(f"reading {source_path}: {exc.strerror}") from exc
-    for target, data in contents.items():
-        if not os.path.exists(target):
-            continue  # a dangling /etc/resolv.conf symlink: nothing to mount over
-        fd, source = tempfile.mkstemp(prefix="trionet-")
-        try:
-            os.fchmod(fd, 0o644)
-            os.write(fd, data)
+    # A dangling /etc/resolv.conf symlink has nothing to mount over.
+    targets = [(target, data) for target, data in contents.items() if os.path.exists(target)]
+    if not targets:
+        return
+    # Any directory will do: the tmpfs covers it only in this mount namespace,
+    # and only until the detach below.
+    scratch = SCRATCH.encode()
+    _check(
+        _libc.mount(b"trionet", scratch, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=64m"),
+        "mounting a scratch tmpfs",
+    )
+    try:
+        for index, (target, data) in enumerate(targets):
+            source = f"{SCRATCH}/{index}"
+            with open(source, "wb") as f:
+                f.write(data)
+            os.chmod(source, 0o644)
             _check(
                 _libc.mount(source.encode(), target.encode(), None, MS_BIND, None),
                 f"bind-mounting {target}",
             )
-        finally:
-            os.close(fd)
-            os.unlink(source)
+    finally:
+        _libc.umount2(scratch, MNT_DETACH)
 
 
 def _receive_go(sock: socket.socket) -> None:
@@ -157,14 +185,16 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=spec["sock"])
     os.set_inheritable(sock.fileno(), False)
     try:
+        # First: if trionet dies, nobody relays this namespace's traffic (nor
+        # tears it down). Then check it did not die before the line above.
+        _die_with_parent()
+        if os.getppid() != spec["ppid"]:
+            return EXIT_SETUP_FAILED
         _enter_namespaces(spec["userns"], spec["uid"], spec["gid"])
+        _die_with_parent()  # again: a credential change may clear it (prctl(2))
         tap = _create_tap(spec["vnet"])
         _configure(spec["ip"])
         _bind_files(spec["files"], spec.get("copies", {}))
-        # If trionet dies, nobody relays this namespace's traffic any more.
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
-        if os.getppid() != spec["ppid"]:
-            return EXIT_SETUP_FAILED
         socket.send_fds(sock, [b"tap"], [tap])
         os.close(tap)
     except SetupError as exc:

@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ import trio
 
 from trionet.addressing import GuestAddressing, derive_addressing
 from trionet.cli.audit_file import AuditWriter
+from trionet.cli.errors import first_leaf
 from trionet.cli.guest_setup import hosts_file, ip_commands, resolv_conf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
@@ -148,7 +150,11 @@ def preflight(userns: bool) -> None:
 
 
 def run(options: RunOptions) -> int:
-    """Run CMD to completion; return its exit status (128+N if a signal N ended it)."""
+    """Run CMD to completion; return its exit status (128+N if a signal N ended it).
+
+    For the ``trionet run`` process only: it leaves SIGINT, SIGTERM and SIGHUP
+    blocked, since the process is about to exit with the returned status.
+    """
     userns = os.geteuid() != 0
     preflight(userns)
     choice = options.network
@@ -175,20 +181,20 @@ def run(options: RunOptions) -> int:
             if pcap is not None:
                 pcap.close()
             raise RunError(f"cannot write {choice.audit}: {exc.strerror}", 2) from exc
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    # Blocked until this process exits, deliberately never unblocked: a signal
+    # that arrives after CMD's end (while trionet tears down, or while Python
+    # exits) must not kill trionet and replace CMD's status with its own.
     block(FORWARDED)
     try:
         return trio.run(
             functools.partial(_run, trust=trust), options, addressing, userns, pcap, audit
         )
-    except* RunError as group:
-        # Nurseries wrap what their bodies raise; the user gets the one-line reason.
-        raise _first_leaf(group) from None
+    except BaseExceptionGroup as group:
+        error = first_leaf(group, RunError)
+        if error is None:
+            raise
+        raise error from None
     finally:
-        # Swallow signals that arrived after the signalfd closed, then restore.
-        while signal.sigtimedwait(FORWARDED, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         if pcap is not None:
             pcap.close()
         if audit is not None:
@@ -300,6 +306,10 @@ class _Supervisor:
         #: Held open so the namespace's identity cannot be reused (and its
         #: processes mistaken) until the last leftover check is done.
         self.netns_fd: int | None = None
+        #: When the end began (CMD exited, or a signal aborted the set-up), and
+        #: how long closing the TAP took: a slow end shows where its time went.
+        self.ending_since: float | None = None
+        self.tap_close_seconds = 0.0
 
     async def watch_signals(self, sigfd: SignalFd, setup_scope: trio.CancelScope) -> None:
         while True:
@@ -307,6 +317,7 @@ class _Supervisor:
             name = signal.Signals(info.signo).name
             if not self.execed:
                 log_event(logger, logging.INFO, "run.abort", signal=name)
+                self.ending_since = time.monotonic()
                 self.status = 128 + info.signo
                 setup_scope.cancel()
                 return
@@ -343,7 +354,12 @@ class _Supervisor:
         try:
             return await self._run_engine(sock, tap, self.pcap, addressing)
         finally:
+            # The kernel unregisters the TAP here, under its global network
+            # lock: on a machine busy making and deleting namespaces this is
+            # the one step of the end that can wait (logged in run.teardown).
+            started = time.monotonic()
             tap.close()
+            self.tap_close_seconds = time.monotonic() - started
 
     async def _run_engine(
         self,
@@ -398,6 +414,7 @@ class _Supervisor:
                     ipv6=addressing.ipv6 is not None,
                 )
                 status = await _wait_exit(self.child)
+                self.ending_since = time.monotonic()
                 nursery.cancel_scope.cancel()
             if self.netns is not None:
                 killed = _kill_namespace(self.netns)
@@ -418,11 +435,6 @@ class _Supervisor:
             raise RunError(f"the sandbox was terminated: {terminated[0]}", EXIT_TERMINATED)
         assert status is not None
         return status
-
-
-def _first_leaf(group: BaseExceptionGroup[RunError]) -> RunError:
-    first = group.exceptions[0]
-    return first if isinstance(first, RunError) else _first_leaf(first)
 
 
 def _exec_error(message: bytes, command: str) -> RunError:
@@ -470,6 +482,14 @@ async def _run(
                 _reap(child, supervisor.netns)
                 if supervisor.netns_fd is not None:
                     os.close(supervisor.netns_fd)
+                if supervisor.ending_since is not None:
+                    log_event(
+                        logger,
+                        logging.INFO,
+                        "run.teardown",
+                        ms=round((time.monotonic() - supervisor.ending_since) * 1000),
+                        tap_close_ms=round(supervisor.tap_close_seconds * 1000),
+                    )
             assert supervisor.status is not None  # set by CMD's exit or by an aborting signal
             return supervisor.status
 
@@ -491,10 +511,30 @@ def _bundle_file(trust: GuestTrust | None) -> Iterator[str | None]:
 
 
 def _reap(child: subprocess.Popen[bytes], netns: tuple[int, int] | None) -> None:
-    """Make sure the helper or CMD is gone and waited for, whatever happened."""
-    if child.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            child.kill()
-        child.wait()
-    if netns is not None:
-        _kill_namespace(netns)
+    """Make sure the helper or CMD is gone and waited for, whatever happened.
+
+    A signal may abort the set-up after the helper made its namespace but
+    before it reported it: the namespace is then opened from the helper
+    itself (before it is killed) and held open until the scan is done, so
+    that whatever the helper started there dies too, and the namespace's
+    identity cannot pass to another one meanwhile (the kernel reuses a freed
+    namespace's inode number at once).
+    """
+    held: int | None = None
+    if netns is None and child.poll() is None:
+        with contextlib.suppress(OSError):
+            held = os.open(f"/proc/{child.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        if held is not None:
+            st = os.fstat(held)
+            if (st.st_dev, st.st_ino) != _netns_id(os.getpid()):
+                netns = (st.st_dev, st.st_ino)
+    try:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            child.wait()
+        if netns is not None:
+            _kill_namespace(netns)
+    finally:
+        if held is not None:
+            os.close(held)

@@ -25,6 +25,7 @@ from typing import Final
 import trio
 
 from trionet.cli.audit_file import AuditWriter
+from trionet.cli.errors import first_leaf
 from trionet.cli.logs import log_event
 from trionet.cli.options import NetworkChoice
 from trionet.engine.backend import FrameBackend
@@ -72,11 +73,11 @@ def serve(options: ServeOptions) -> int:
     """Serve until SIGINT/SIGTERM (exit 0), or until the VMM leaves without --reconnect."""
     try:
         return trio.run(_serve, options)
-    except* ServeError as group:
-        first = group.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+    except BaseExceptionGroup as group:
+        error = first_leaf(group, ServeError)
+        if error is None:
+            raise
+        raise error from None
 
 
 async def _serve(options: ServeOptions) -> int:
