@@ -58,6 +58,8 @@ class Setup:
     test_ca: UpstreamCa
     proxy: ConnectProxy
     plain: PlainHttpEcho
+    #: the namespace the servers' addresses live in (tests/support/world.py)
+    world: Netns
     audit: list[AuditRecord] = field(default_factory=list)
 
     @property
@@ -152,7 +154,7 @@ def run_tls(
                     await _start_dnsmasq(nursery, link, dns_port, addresses)
                 async with open_network(config, 0, routes=DUAL, ca=ENGINE_CA) as net:
                     await net.attach_tap(link.tap)
-                    setup = Setup(link, tmp, net, servers, test_ca, proxy, plain)
+                    setup = Setup(link, tmp, net, servers, test_ca, proxy, plain, elsewhere)
                     net.on_audit(setup.audit.append)
                     for name, ip in (pins or {}).items():
                         net.pins.record(
@@ -412,7 +414,8 @@ def test_quic_to_an_intercepted_port_is_dropped(
     got: list[bytes] = []
 
     async def body(s: Setup) -> None:
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with in_netns(s.world):  # where API_IP is; the socket stays there
+            sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         await sock.bind((API_IP, 443))
 
         async def receive() -> None:
