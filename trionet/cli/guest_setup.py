@@ -35,8 +35,8 @@ def ip_commands(addressing: GuestAddressing, dev: str = "eth0") -> list[str]:
 
 def resolv_conf(addressing: GuestAddressing) -> str:
     lines = [
-        "# Written by trionet run. The gateway relays DNS queries to the host's",
-        "# loopback port 53 (127.0.0.1 / ::1) until DNS interception exists.",
+        "# Written by trionet run. trionet answers DNS queries on the gateway",
+        "# (docs/dns.md).",
     ]
     for family in (addressing.ipv4, addressing.ipv6):
         if family is not None:
