@@ -45,6 +45,7 @@ from tests.stack.guest import parse_out
 from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.network import open_network
+from trionet.policy import NetworkPolicy
 from trionet.stack.flows import OutFrame
 from trionet.tcp import TcpConfig, TcpConnection
 from trionet.tcp.connection import TcpState
@@ -90,7 +91,9 @@ async def _measure() -> dict[str, float]:
     listener.listen(1024)
     port = listener.getsockname()[1]
     routes = HostRoutes(ipv4=True, ipv6=False)
-    async with open_network(NetworkConfig(), 0, routes=routes) as net:
+    # The exchange goes to the host's loopback through the gateway.
+    config = NetworkConfig(policy=NetworkPolicy.allow_all())
+    async with open_network(config, 0, routes=routes) as net:
         backend = net.take_backend()
         out: list[OutFrame] = []
         backend.attach_sink(out.extend)

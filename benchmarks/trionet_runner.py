@@ -33,6 +33,7 @@ from trionet.config import InterfaceOverrides, NetworkConfig
 from trionet.guest_env import guest_env_vars, parse_guest_env
 from trionet.links.tap import TapDevice
 from trionet.network import open_network
+from trionet.policy import NetworkPolicy
 from trionet.ports.config import parse_publish
 
 # IPv4 only: every workload uses it, and the host namespace routes nothing.
@@ -101,7 +102,11 @@ def main() -> None:
     args = parser.parse_args()
     _raise_fd_limit()
     interface = InterfaceOverrides(mtu=args.mtu)
-    config = NetworkConfig(interface=interface, ports=tuple(args.publish))
+    # The workloads reach servers on the host's loopback through the gateway,
+    # as they reach slirp4netns's and pasta's: the policy must let them.
+    config = NetworkConfig(
+        interface=interface, ports=tuple(args.publish), policy=NetworkPolicy.allow_all()
+    )
     if args.max_connections is not None:
         config = dataclasses.replace(config, max_connections=args.max_connections)
     tap = TapDevice.open(args.tap_name, offload=not args.no_offload, uso=False)
