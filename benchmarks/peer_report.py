@@ -122,7 +122,7 @@ def verdicts(cases: Cases, memory: Mapping[str, Any]) -> list[dict[str, Any]]:
     idle = median(cases, "trionet", 1500, True, "idle_rss_mib")
     results.append(
         {
-            "target": f"idle trionet engine RSS < {IDLE_RSS_MIB:g} MiB (MTU 1500, pinned)",
+            "target": f"engine RSS with no traffic < {IDLE_RSS_MIB:g} MiB (MTU 1500, pinned)",
             "value": idle,
             "unit": "MiB",
             "met": idle is not None and idle < IDLE_RSS_MIB,
