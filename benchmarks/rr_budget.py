@@ -12,10 +12,18 @@ stack's process, so that the observers never disturb each other:
   context switches per round trip / connection;
 - ``strace -c -f`` -> syscalls per round trip / connection (strace slows the
   process; only its counts are used, never its times);
-- ``py-spy record`` -> an SVG flame graph in benchmarks/results/flame_*.svg.
+- ``py-spy record`` -> an SVG flame graph in benchmarks/results/flame_*.svg,
+  then again as raw stacks (budget_raw_*.txt) for the split by layer.
+
+The split of the stack's user time by layer (:func:`layer_split`) counts
+py-spy's samples of Python frames, each given to the innermost trionet or
+Trio frame's layer. Samples whose innermost frame is a syscall line are left
+out: py-spy counts a thread that is runnable but waiting for the shared CPU
+as busy, so those lines would carry the other processes' time.
 
 Writes benchmarks/results/rr_budget.json. docs/performance.md's budget is
-built from it.
+built from it. ``python -m benchmarks.rr_budget --split RAW USER_US``
+re-splits a saved raw profile.
 """
 
 from __future__ import annotations
@@ -33,6 +41,28 @@ from benchmarks.peer_lab import PROBE, Case, Lab, open_lab, spawn
 from benchmarks.peer_profile import find_py_spy
 
 RESULTS = Path(__file__).parent / "results"
+#: Lines whose samples are a syscall in progress (or a wait for the CPU after it).
+SYSCALL_LINES = (
+    "trio/_core/_io_epoll.py:243",  # epoll_wait
+    "trionet/engine/readiness.py:76",  # epoll.poll(0)
+    "trionet/links/tap.py:244",  # read
+    "trionet/links/tap.py:280",  # writev
+    "trionet/engine/tcp_splice.py:121",  # send
+    "trionet/engine/tcp_splice.py:168",  # recv
+    "trionet/engine/tcp_relay.py:149",  # connect
+)
+LAYERS = (
+    ("trio/", "Trio scheduler + I/O manager"),
+    ("trionet/wire/", "stack: wire codecs"),
+    ("trionet/tcp/", "stack: TCP machine"),
+    ("trionet/stack/", "stack: IP dispatch, TCP table"),
+    ("trionet/engine/tcp_splice", "splice + readiness"),
+    ("trionet/engine/readiness", "splice + readiness"),
+    ("trionet/links/", "link: TAP glue"),
+    ("trionet/engine/", "engine glue"),
+    ("trionet/network", "engine glue"),
+    ("trionet/", "policy, services, other trionet"),
+)
 LIMITS = {"rr": 2_000_000, "crr": 500_000}
 
 
@@ -120,6 +150,30 @@ def _strace_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def layer_split(raw: str, user_us: float) -> dict[str, float]:
+    """Spread ``user_us`` over the layers in proportion to py-spy's raw samples."""
+    counts: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        places = [f.rsplit("(", 1)[1].rstrip(")") for f in stack.split(";") if "(" in f]
+        if not places or places[-1] in SYSCALL_LINES or places[-1].startswith("socket.py"):
+            continue
+        layer = "stdlib, no trionet caller"
+        for place in reversed(places):
+            found = next((name for prefix, name in LAYERS if place.startswith(prefix)), None)
+            if found is not None:
+                layer = found
+                break
+        counts[layer] = counts.get(layer, 0) + int(count)
+    total = sum(counts.values())
+    if not total:
+        return {}
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    return {name: user_us * count / total for name, count in ranked} | {"samples": total}
+
+
 def measure(stack: str, seconds: float) -> dict[str, Any]:
     result: dict[str, Any] = {}
     py_spy = find_py_spy()
@@ -175,11 +229,27 @@ def measure(stack: str, seconds: float) -> dict[str, Any]:
                     ],
                 )
                 entry["flame"] = {"svg": svg.name, "probe": flame["probe"]}
+                raw = RESULTS / f"budget_raw_{workload}.txt"
+                raw_argv = [py_spy, "record", "--pid", pid, "--rate", "250", "--format", "raw"]
+                _observed(
+                    lab,
+                    workload,
+                    seconds,
+                    [*raw_argv, "--output", str(raw), "--nonblocking"],
+                )
+                if raw.exists():
+                    entry["user_split_us"] = layer_split(
+                        raw.read_text(), entry["per_op"]["user_us"]
+                    )
             result[workload] = entry
     return result
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--split"]:
+        split = layer_split(Path(sys.argv[2]).read_text(), float(sys.argv[3]))
+        print("\n".join(f"{value:8.1f}  {name}" for name, value in split.items()))
+        return
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
     report = {stack: measure(stack, seconds) for stack in ("slirp4netns", "trionet")}
     RESULTS.mkdir(exist_ok=True)
@@ -195,6 +265,8 @@ def main() -> None:
                 f" cs/op={per_op['context_switches']:.2f} mig/op={per_op['cpu_migrations']:.3f}"
             )
             print("     syscalls/op:", ", ".join(f"{k}={v:.2f}" for k, v in top))
+            split = entry.get("user_split_us", {})
+            print("     user µs/op:", ", ".join(f"{k}={v:.1f}" for k, v in split.items()))
 
 
 if __name__ == "__main__":
