@@ -57,6 +57,9 @@ BENCH_TOOLS = [
     # bench_tls's client loop computes its rates with bc; mitmdump itself
     # goes in a venv of its own (see benchmarks/bench_tls.py).
     ("bc", "bc"),
+    # benchmarks/rr_budget.py: the per-round-trip budget's counters and syscall counts.
+    ("perf", "linux-perf"),
+    ("strace", "strace"),
 ]
 # Where the test VM's kernel is unpacked when /boot has none; kept in step with
 # tests/support/qemu_guest.py. Unpacked, not installed: installing a kernel

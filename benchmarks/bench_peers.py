@@ -40,7 +40,7 @@ from benchmarks import peer_report
 from benchmarks.peer_lab import Case, open_lab
 from benchmarks.peer_memory import idle_connections
 from benchmarks.peer_profile import profile_bulk
-from benchmarks.peer_workloads import connection_rate, iperf3, rr_latency
+from benchmarks.peer_workloads import connection_rate, iperf3, memory, rr_latency
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -49,6 +49,7 @@ REPEATS = 3
 PINNED_S = float(os.environ.get("TRIONET_BENCH_PINNED_S", "5"))
 UNPINNED_S = float(os.environ.get("TRIONET_BENCH_UNPINNED_S", "2"))
 PROBE_S = 1.0  # each RR and connection-rate run
+IDLE_SETTLE_S = 1.0  # after start-up, before the idle memory is read
 # 12 minutes leaves room in nox's 15 for the venv, bench_wire and the skipped-case slack.
 BUDGET_S = float(os.environ.get("TRIONET_BENCH_BUDGET_S", str(12 * 60)))
 TOOLS = ["ip", "taskset", "iperf3", "slirp4netns", "pasta", "ss", "sysctl"]
@@ -81,9 +82,18 @@ def run_case(case: Case, seconds: float, *, bulk: bool = True) -> dict[str, Any]
     start = time.monotonic()
     try:
         with open_lab(case) as lab:
+            if lab.stack_pid is not None:
+                # One sandbox, no traffic yet: what an idle engine costs.
+                time.sleep(IDLE_SETTLE_S)
+                idle = memory(lab.stack_pid)
+                for key, value in idle.items():
+                    record[f"idle_{key}"] = {"median": value, "min": value, "max": value}
             if bulk:
                 record["g2h"] = iperf3(lab, reverse=False, seconds=seconds, repeats=REPEATS)
                 record["h2g"] = iperf3(lab, reverse=True, seconds=seconds, repeats=REPEATS)
+                for key in ("g2h", "h2g"):
+                    if "cpu_s_per_gb" in record[key]:
+                        record[f"{key}_cpu"] = record[key]["cpu_s_per_gb"]
             record["rr"] = rr_latency(lab, seconds=PROBE_S, repeats=REPEATS)
             record["crr"] = connection_rate(lab, seconds=PROBE_S, repeats=REPEATS)
         if lab.stats_path is not None:
@@ -256,7 +266,7 @@ def _write(report: dict[str, Any]) -> None:
         f"Run {report['date']} on {report['machine']}\n"
         f"iperf3 {PINNED_S:g} s pinned / {UNPINNED_S:g} s unpinned, x{REPEATS};"
         f" RR and connection rate {PROBE_S:g} s x{REPEATS}; median (min..max).\n\n"
-        f"{table}\n\nTargets (issue 7, pinned, MTU 1500):\n{verdicts}\n"
+        f"{table}\n\nTargets (issues 7 and 17, pinned, MTU 1500):\n{verdicts}\n"
         f"\nRelays in plain Python over a veth (no stack), pinned, MTU 1500:\n\n{floor}\n"
         + (f"\n{skipped}\n" if skipped else "")
         + f"\nIdle connections: 1000: {_memory_line(report['memory'].get('1000', {}))};"

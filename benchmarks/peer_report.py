@@ -17,6 +17,11 @@ WORKLOADS = [
     ("h2g", "host->guest Gbit/s"),
     ("rr", "1-byte RR µs"),
     ("crr", "connect+echo+close /s"),
+    ("g2h_cpu", "stack CPU s per GB guest->host"),
+    ("h2g_cpu", "stack CPU s per GB host->guest"),
+    ("idle_rss_mib", "idle stack RSS MiB"),
+    ("idle_pss_mib", "idle stack PSS MiB"),
+    ("idle_uss_mib", "idle stack USS MiB"),
 ]
 RATIOS = [
     ("trionet", "slirp4netns"),
@@ -25,13 +30,17 @@ RATIOS = [
 ]
 SHORT = {"trionet": "t", "trionet-nooffload": "t-plain", "slirp4netns": "slirp", "pasta": "pasta"}
 
-# (workload, MTU, comparison, bound, "min" for >= or "max" for <=): issue 7, pinned.
+# (workload, MTU, comparison, bound, "min" for >= or "max" for <=): issues 7 and 17, pinned.
 TARGETS = [
     ("g2h", 1500, ">=", 3.0),
     ("h2g", 1500, ">=", 2.0),
     ("rr", 1500, "<=", 1.5),
     ("crr", 1500, ">=", 1.0),
+    ("g2h_cpu", 1500, "<=", 1.0),
+    ("h2g_cpu", 1500, "<=", 1.0),
 ]
+#: Issue 17: an idle engine (one sandbox, no traffic) under 20 MiB RSS, absolute.
+IDLE_RSS_MIB = 20.0
 
 Cases = Sequence[Mapping[str, Any]]
 
@@ -59,7 +68,7 @@ def _cell(result: Mapping[str, Any] | None, workload: str) -> str:
         return "skipped"
     if "median" not in data:
         return "failed"
-    digits = 2 if workload in ("g2h", "h2g") else 0
+    digits = 0 if workload in ("rr", "crr") else (1 if workload.startswith("idle") else 2)
     text = f"{data['median']:.{digits}f} ({data['min']:.{digits}f}..{data['max']:.{digits}f})"
     if data.get("errors"):
         text += f" [{len(data['errors'])} failed]"
@@ -110,6 +119,15 @@ def verdicts(cases: Cases, memory: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "met": met,
             }
         )
+    idle = median(cases, "trionet", 1500, True, "idle_rss_mib")
+    results.append(
+        {
+            "target": f"engine RSS with no traffic < {IDLE_RSS_MIB:g} MiB (MTU 1500, pinned)",
+            "value": idle,
+            "unit": "MiB",
+            "met": idle is not None and idle < IDLE_RSS_MIB,
+        }
+    )
     big = memory.get("10000", {})
     per_conn = big.get("bytes_per_connection")
     held_all = big.get("held") == big.get("requested")
@@ -130,6 +148,8 @@ def verdict_lines(results: Sequence[Mapping[str, Any]]) -> str:
         value = result["value"]
         if value is None:
             shown = "n/a"
+        elif result.get("unit") == "MiB":
+            shown = f"{value:.1f} MiB"
         elif result.get("unit") == "bytes":
             shown = f"{value / 1024:,.1f} KiB"
         else:
@@ -151,7 +171,7 @@ def chart(cases: Cases, mtus: Sequence[int], path: Path) -> str | None:
         return "matplotlib not installed (the optional `bench` extra)"
     figure, axes = plt.subplots(2, 2, figsize=(12, 8))
     width = 0.8 / len(STACKS)
-    for axis, (workload, title) in zip(axes.flat, WORKLOADS, strict=True):
+    for axis, (workload, title) in zip(axes.flat, WORKLOADS[:4], strict=True):
         for index, label in enumerate(STACKS):
             values = [median(cases, label, mtu, True, workload) or 0.0 for mtu in mtus]
             positions = [m + (index - len(STACKS) / 2 + 0.5) * width for m in range(len(mtus))]

@@ -8,9 +8,11 @@ connection): a failed row is reported, never dropped or retried silently.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 from benchmarks.peer_lab import PROBE, Lab
 
@@ -27,12 +29,42 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory(pid: int) -> dict[str, float]:
+    """RSS, PSS and USS of ``pid`` in MiB, from /proc/PID/smaps_rollup.
+
+    RSS counts every resident page the process maps, shared library pages
+    (libpython, libssl, libcrypto) included, which hundreds of engines on one
+    host share; PSS divides each shared page among its sharers; USS is what
+    the process alone holds, what one more engine costs.
+    """
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            values[parts[0].rstrip(":")] = int(parts[1])
+    return {
+        "rss_mib": values["Rss"] / 1024,
+        "pss_mib": values["Pss"] / 1024,
+        "uss_mib": (values["Private_Clean"] + values["Private_Dirty"]) / 1024,
+    }
+
+
 def iperf3(lab: Lab, *, reverse: bool, seconds: float, repeats: int) -> dict[str, object]:
     """Bulk TCP, client->server (server->client with ``reverse``); Gbit/s at the receiver.
 
-    The client is the guest, or the host in published-port mode.
+    The client is the guest, or the host in published-port mode. With a
+    userspace stack, also its CPU seconds per GB (10^9 bytes) received
+    (``cpu_s_per_gb``): the stack's CPU time over the run, whole, divided by
+    the bytes iperf3 moved.
     """
     samples: list[float] = []
+    cpu_per_gb: list[float] = []
     errors: list[str] = []
     argv = lab.client_argv(
         [
@@ -50,6 +82,7 @@ def iperf3(lab: Lab, *, reverse: bool, seconds: float, repeats: int) -> dict[str
         + (["-R"] if reverse else [])
     )
     for _ in range(repeats):
+        cpu_before = None if lab.stack_pid is None else cpu_seconds(lab.stack_pid)
         try:
             result = _run(argv, timeout=seconds + 20)
         except subprocess.TimeoutExpired:
@@ -61,11 +94,17 @@ def iperf3(lab: Lab, *, reverse: bool, seconds: float, repeats: int) -> dict[str
                 errors.append(str(report["error"]))
                 continue
             bits = report["end"]["sum_received"]["bits_per_second"]
+            moved = report["end"]["sum_received"]["bytes"]
         except (ValueError, KeyError) as exc:
             errors.append(f"unreadable iperf3 output ({exc!r}): {result.stderr[-200:]}")
             continue
         samples.append(bits / 1e9)
-    return _result(samples, errors, "gbit_per_s")
+        if cpu_before is not None and lab.stack_pid is not None and moved:
+            cpu_per_gb.append((cpu_seconds(lab.stack_pid) - cpu_before) / (moved / 1e9))
+    record = _result(samples, errors, "gbit_per_s")
+    if cpu_per_gb:
+        record["cpu_s_per_gb"] = summarize(cpu_per_gb)
+    return record
 
 
 def rr_latency(lab: Lab, *, seconds: float, repeats: int) -> dict[str, object]:

@@ -62,3 +62,20 @@ def test_top_functions_counts_self_and_inclusive_samples() -> None:
     assert result["self"][0] == ("send (trio/_socket.py)", 0.75)
     assert ("pump (trionet/engine/tcp_relay.py)", 1.0) in result["total"]
     assert all(not name.startswith("<module>") for name, _ in result["total"])
+
+
+def test_cpu_per_gb_and_quiet_engine_rss_verdicts() -> None:
+    cases = [
+        _case("slirp4netns", g2h_cpu=5.0, h2g_cpu=1.0, idle_rss_mib=3.0),
+        _case("trionet", g2h_cpu=2.0, h2g_cpu=1.5, idle_rss_mib=25.0),
+    ]
+    results = {v["target"].split(":")[0]: v for v in verdicts(cases, BIG)}
+    assert results["g2h_cpu MTU 1500"]["met"]  # 0.4 <= 1.0
+    assert not results["h2g_cpu MTU 1500"]["met"]  # 1.5 > 1.0
+    rss = next(v for v in verdicts(cases, BIG) if v["target"].startswith("engine RSS"))
+    assert rss["value"] == 25.0 and not rss["met"]  # absolute bound, not a ratio
+    cases[1]["idle_rss_mib"]["median"] = 19.0
+    rss = next(v for v in verdicts(cases, BIG) if v["target"].startswith("engine RSS"))
+    assert rss["met"]
+    row = next(line for line in table(cases, [1500]).splitlines() if "idle stack RSS" in line)
+    assert "19.0 (22.5..27.5)" in row  # median (min..max), one decimal

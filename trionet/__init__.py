@@ -7,14 +7,20 @@ are described in ``docs/architecture.md``. A typical embedder::
         backend = net.take_backend()  # frames to and from the guest's NIC
         env = net.guest_env_vars()  # MSB_NET* variables for the guest's init
 
-The imports are plain (not lazy): ``import trionet`` costs about 0.15 s, most
-of it Trio, which any use of the engine loads anyway, and plain imports keep
-mypy and IDEs seeing every name.
+The imports are plain except one: the TLS interception CA's types
+(:class:`CertificateAuthority`, :class:`CaError`) load ``cryptography``, about
+9 MiB resident per process, which an engine without TLS never needs and a host
+running hundreds of engines would pay hundreds of times. They resolve on first
+use through the module's ``__getattr__``; mypy and IDEs see them through the
+``TYPE_CHECKING`` import.
 
 Each feature adds its imports and one ``__all__`` line per name; keeping both
 sorted (ruff enforces it) lets branches that add features merge without
 touching each other's lines.
 """
+
+import importlib
+from typing import TYPE_CHECKING
 
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
@@ -62,11 +68,26 @@ from trionet.secrets.config import (
     ViolationKind,
 )
 from trionet.secrets.handle import SecretsHandle
-from trionet.tls.certs import CaError, CertificateAuthority
 from trionet.tls.config import InterceptCa, LeafCacheConfig, ScopedCa, ScopedVerify, TlsConfig
 from trionet.tls.patterns import HostPattern
 
+if TYPE_CHECKING:
+    from trionet.tls.certs import CaError, CertificateAuthority
+
 __version__ = "0.1.0"
+
+#: Public names whose module loads only when one of them is first used.
+_LAZY = {"CaError": "trionet.tls.certs", "CertificateAuthority": "trionet.tls.certs"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trionet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
 
 # One name a line, sorted (ruff RUF022): features add lines without touching others'.
 __all__ = [

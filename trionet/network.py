@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -42,10 +43,14 @@ from trionet.secrets.handle import SecretsHandle
 from trionet.services.dns_service import DnsService, resolve_nameservers
 from trionet.services.ports import PortPublisher
 from trionet.services.secret_sources import resolve_sources
-from trionet.services.tls_files import host_trust_ders, load_or_create_ca
-from trionet.services.tls_intercept import TlsInterceptor
 from trionet.stack.interface import Stack, StackParams
-from trionet.tls.certs import CertificateAuthority, dedupe_pem_bundle
+
+if TYPE_CHECKING:
+    # The TLS machinery (cryptography, h11, h2: about 10 MiB resident) loads
+    # only when a configuration enables TLS or asks for the host's CAs; an
+    # engine without TLS never pays for it.
+    from trionet.services.tls_intercept import TlsInterceptor
+    from trionet.tls.certs import CertificateAuthority
 
 __all__ = ["MULTI_TENANT", "Network", "multi_tenant_config", "open_network"]
 
@@ -109,6 +114,9 @@ class Network:
         """
         if not self.config.trust_host_cas:
             return None
+        from trionet.services.tls_files import host_trust_ders
+        from trionet.tls.certs import dedupe_pem_bundle
+
         return dedupe_pem_bundle(host_trust_ders())
 
     @property
@@ -325,6 +333,9 @@ async def open_network(
     )
     tls: TlsInterceptor | None = None
     if config.tls.enabled:
+        from trionet.services.tls_files import load_or_create_ca
+        from trionet.services.tls_intercept import TlsInterceptor
+
         tls = TlsInterceptor(
             core,
             config.tls,

@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -56,8 +56,10 @@ from trionet.links.tap import TapDevice, TapError
 from trionet.links.tap_link import run_tap_link
 from trionet.network import open_network
 from trionet.services.ports import PublishError
-from trionet.services.tls_files import SYSTEM_BUNDLES, host_trust_ders, load_or_create_ca
-from trionet.tls.certs import CaError, CertificateAuthority, dedupe_pem_bundle
+
+if TYPE_CHECKING:
+    # cryptography loads only for a run with TLS interception (see trionet/__init__.py).
+    from trionet.tls.certs import CertificateAuthority
 
 __all__ = ["RunError", "RunOptions", "run"]
 
@@ -98,6 +100,9 @@ class GuestTrust:
 
     @classmethod
     def build(cls, ca: CertificateAuthority) -> GuestTrust:
+        from trionet.services.tls_files import SYSTEM_BUNDLES, host_trust_ders
+        from trionet.tls.certs import dedupe_pem_bundle
+
         host_roots = dedupe_pem_bundle(host_trust_ders()) or b""
         path = next((p for p in SYSTEM_BUNDLES if os.path.isfile(p)), None)
         return cls(ca, path, (host_roots + ca.cert_pem).decode("ascii"))
@@ -167,6 +172,9 @@ def run(options: RunOptions) -> int:
             raise RunError(f"cannot write {options.pcap}: {exc.strerror}", 2) from exc
     trust = None
     if choice.config.tls.enabled:
+        from trionet.services.tls_files import load_or_create_ca
+        from trionet.tls.certs import CaError
+
         try:
             trust = GuestTrust.build(load_or_create_ca(choice.config.tls))
         except CaError as exc:

@@ -24,6 +24,8 @@ ACK, and none at all on the slow-start path of a loss-free transfer.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
     "ALPHA_CUBIC",
     "BETA_CUBIC",
@@ -51,7 +53,7 @@ class NewReno:
 
     __slots__ = ("acc", "mss")
 
-    name = "reno"
+    name: ClassVar[str] = "reno"
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
@@ -105,7 +107,7 @@ class Cubic:
         "w_max",
     )
 
-    name = "cubic"
+    name: ClassVar[str] = "cubic"
 
     def __init__(self, mss: int, *, fast_convergence: bool = True) -> None:
         self.mss = mss

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.errors import ParseError
@@ -32,7 +33,7 @@ class ArpPacket:
     target_mac: bytes
     target_ip: bytes
 
-    header_len = ARP_LEN
+    header_len: ClassVar[int] = ARP_LEN
 
     def emit_into(self, buf: WritableBuffer, offset: int = 0) -> int:
         """Write the packet at ``offset``; return the offset just past it."""

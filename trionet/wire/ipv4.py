@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
@@ -58,7 +59,7 @@ class Ipv4Header:
     #: The former TOS byte: DSCP in the top six bits, ECN in the bottom two.
     dscp_ecn: int = 0
 
-    header_len = IPV4_HEADER_LEN
+    header_len: ClassVar[int] = IPV4_HEADER_LEN
 
     @property
     def is_fragment(self) -> bool:

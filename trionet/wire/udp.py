@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
@@ -30,7 +31,7 @@ class UdpHeader:
     src_port: int
     dst_port: int
 
-    header_len = UDP_HEADER_LEN
+    header_len: ClassVar[int] = UDP_HEADER_LEN
 
     def emit_into(
         self,
