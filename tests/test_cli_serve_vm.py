@@ -8,21 +8,23 @@ with ``--print-env`` and runs busybox wget against the gateway.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.host_http import BODY, http_port
-from tests.support.qemu_guest import EXIT_MARKER, build_initramfs, find_guest_kernel, qemu_argv
+from tests.support.qemu_guest import (
+    EXIT_MARKER,
+    build_initramfs,
+    find_guest_kernel,
+    qemu_argv,
+    start_serve_for_qemu,
+)
 from tests.test_links_qemu_vm import _require_vm_tools
 
 pytestmark = pytest.mark.root
-ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["http_port"]  # a fixture
 
@@ -32,32 +34,8 @@ def test_vm_fetches_a_host_page_through_serve(http_port: int, tmp_path: Path) ->
     kernel = find_guest_kernel()
     assert kernel is not None
     sock, env_file = tmp_path / "trionet.sock", tmp_path / "env.json"
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trionet.cli.main",
-            "serve",
-            "--net",
-            "public,host",  # the page is on the host
-            "--qemu-stream",
-            str(sock),
-            "--ipv4",
-            "--ipv6",
-            "--print-env",
-            str(env_file),
-        ],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    serve, env = start_serve_for_qemu(sock, env_file)
     try:
-        deadline = time.monotonic() + 15
-        while not env_file.exists():
-            assert serve.poll() is None, serve.communicate()[1]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        env = json.loads(env_file.read_text())
         gateway = env["MSB_NET_IPV4"].split("gw=")[1].split(",")[0]
         mac = env["MSB_NET"].split("mac=")[1].split(",")[0]
         script = f"wget -q -O - http://{gateway}:{http_port}/page || exit 5\n"

@@ -10,13 +10,10 @@ the host's 127.0.0.1 and ::1, over IPv4 and IPv6.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -24,11 +21,16 @@ from pathlib import Path
 import pytest
 
 from tests.support.host_http import BODY, _Handler, http_port
-from tests.support.qemu_guest import EXIT_MARKER, build_initramfs, find_guest_kernel, qemu_argv
+from tests.support.qemu_guest import (
+    EXIT_MARKER,
+    build_initramfs,
+    find_guest_kernel,
+    qemu_argv,
+    start_serve_for_qemu,
+)
 from tests.test_links_qemu_vm import _require_vm_tools
 
 pytestmark = pytest.mark.root
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 __all__ = ["http_port"]  # a fixture
 
@@ -55,33 +57,10 @@ def test_stock_vm_configures_itself_and_fetches_over_both_families(
     kernel = find_guest_kernel()
     assert kernel is not None
     sock, env_file = tmp_path / "trionet.sock", tmp_path / "env.json"
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trionet.cli.main",
-            "serve",
-            "--net",
-            "public,host",  # the pages are on the host
-            "--qemu-stream",
-            str(sock),
-            "--ipv4",
-            "--ipv6",
-            "--print-env",
-            str(env_file),
-        ],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    serve, env = start_serve_for_qemu(sock, env_file)
     try:
-        deadline = time.monotonic() + 15
-        while not env_file.exists():
-            assert serve.poll() is None, serve.communicate()[1]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
         # Only the NIC's MAC is taken from trionet: that is the VMM's setting.
-        mac = json.loads(env_file.read_text())["MSB_NET"].split("mac=")[1].split(",")[0]
+        mac = env["MSB_NET"].split("mac=")[1].split(",")[0]
         # The host alias, through the nameserver DHCP named (trionet answers
         # it itself, so nothing leaves the machine).
         alias = (

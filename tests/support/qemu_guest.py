@@ -14,9 +14,12 @@ The VM's network is whatever ``-netdev`` the caller gives (``stream`` to a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ __all__ = [
     "build_initramfs",
     "find_guest_kernel",
     "qemu_argv",
+    "start_serve_for_qemu",
 ]
 
 #: Where ``nox -s tests`` unpacks Debian's kernel package when /boot has none
@@ -221,3 +225,40 @@ def qemu_argv(
         "-device",
         f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
     ]
+
+
+def start_serve_for_qemu(
+    sock: Path, env_file: Path
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``trionet serve --qemu-stream SOCK`` (both families, host reachable), once it is ready.
+
+    Returns the process and the guest variables it printed. The caller ends
+    the process (QEMU quitting ends the session, and serve then exits).
+    """
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trionet.cli.main",
+            "serve",
+            "--net",
+            "public,host",  # the tests' pages are on the host
+            "--qemu-stream",
+            str(sock),
+            "--ipv4",
+            "--ipv6",
+            "--print-env",
+            str(env_file),
+        ],
+        cwd=Path(__file__).resolve().parent.parent.parent,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 15
+    while not env_file.exists():
+        if serve.poll() is not None or time.monotonic() > deadline:
+            serve.kill()
+            raise AssertionError(f"trionet serve did not start: {serve.communicate()[1]}")
+        time.sleep(0.02)
+    env: dict[str, str] = json.loads(env_file.read_text())
+    return serve, env
