@@ -11,18 +11,16 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.engine.test_real_guest import DUAL
+from tests.engine.test_real_guest import run_with_engine
 from tests.support.fixtures import GuestLink, GuestLinkFactory, NetnsFactory
-from tests.support.netns import in_netns
 from trionet import PortMapping
 from trionet.config import NetworkConfig
-from trionet.network import Network, open_network
+from trionet.network import Network
 from trionet.services.ports import PublishError
 
 pytestmark = pytest.mark.root
@@ -97,32 +95,6 @@ async def _expect_reset(address: tuple[str, int]) -> None:
         raise AssertionError(f"read {data!r} instead of a reset")
 
 
-def _run(
-    link: GuestLink,
-    body: Callable[[Network, trio.Nursery], Awaitable[None]],
-    *,
-    connect_timeout: float | None = None,
-    config: NetworkConfig | None = None,
-    timeout: float = 60.0,
-) -> Network:
-    """As run_with_engine, with the engine's connect timeout as a knob."""
-    result: list[Network] = []
-
-    async def main() -> None:
-        with in_netns(link.host), trio.fail_after(timeout):
-            async with trio.open_nursery() as servers:
-                async with open_network(
-                    config or NetworkConfig(), 0, routes=DUAL, connect_timeout=connect_timeout
-                ) as net:
-                    await net.attach_tap(link.tap)
-                    result.append(net)
-                    await body(net, servers)
-                servers.cancel_scope.cancel()
-
-    trio.run(main)
-    return result[0]
-
-
 def test_publish_unpublish_while_running(guest_link_factory: GuestLinkFactory) -> None:
     link = guest_link_factory()
 
@@ -178,7 +150,7 @@ def test_publish_unpublish_while_running(guest_link_factory: GuestLinkFactory) -
         await _expect_reset(("127.0.0.1", capped.host_port))
         first.close()
 
-    net = _run(link, body)
+    net = run_with_engine(link, body, config=NetworkConfig())
     assert net.metrics_handle().snapshot()["connections"]["host_sockets"] == 0  # type: ignore[index]
 
 
@@ -227,7 +199,7 @@ def test_guest_half_close_reaches_the_client_which_still_sends(
                 await trio.sleep(0.05)
         assert count.read_text() == "100000"
 
-    _run(link, body)
+    run_with_engine(link, body, config=NetworkConfig())
 
 
 def test_closed_guest_port_and_silent_guest_reset_the_client(
@@ -242,7 +214,7 @@ def test_closed_guest_port_and_silent_guest_reset_the_client(
         link.guest.ip("addr", "flush", "dev", "eth0")
         await _expect_reset(("127.0.0.1", closed.host_port))
 
-    net = _run(link, body, connect_timeout=1.0)
+    net = run_with_engine(link, body, config=NetworkConfig(), connect_timeout=1.0)
     snapshot = net.metrics_handle().snapshot()
     assert snapshot["connections"]["refused"] == 1  # type: ignore[index]
     assert snapshot["dropped"]["published_guest_timeout"] == 1  # type: ignore[index]
@@ -277,7 +249,7 @@ def test_ingress_policy_deny_resets(guest_link_factory: GuestLinkFactory) -> Non
         # The peer is what the policy judges: ::1 is not denied.
         assert (await _client(("::1", v6.host_port), b"ok")).endswith(b"\nok")
 
-    net = _run(link, body, config=config)
+    net = run_with_engine(link, body, config=config)
     assert net.metrics_handle().snapshot()["dropped"]["published_denied"] == 1  # type: ignore[index]
 
 
@@ -316,7 +288,7 @@ def test_real_source_for_a_peer_off_loopback(
         reply = await _client(("127.0.0.1", real.host_port))
         assert reply.startswith(f"from {GW4} ".encode())
 
-    _run(link, body)
+    run_with_engine(link, body, config=NetworkConfig())
 
 
 def test_udp_peers_are_mapped_and_answered(guest_link_factory: GuestLinkFactory) -> None:
@@ -356,4 +328,4 @@ def test_udp_peers_are_mapped_and_answered(guest_link_factory: GuestLinkFactory)
                     seen.append(int((await sock.recv(100)).split()[1]))
         assert seen[0] == seen[1] != seen[2]
 
-    _run(link, body)
+    run_with_engine(link, body, config=NetworkConfig())

@@ -33,15 +33,23 @@ def run_with_engine(
     *,
     config: NetworkConfig | None = None,
     timeout: float = 60.0,
+    connect_timeout: float | None = None,
 ) -> Network:
-    """Run ``body`` with an engine attached to ``link``, inside the host namespace."""
+    """Run ``body`` with an engine attached to ``link``, inside the host namespace.
+
+    ``config`` defaults to one that allows everything; ``connect_timeout`` is
+    the engine's dial (and published-port connect) timeout.
+    """
     result: list[Network] = []
 
     async def main() -> None:
         with in_netns(link.host), trio.fail_after(timeout):
             async with trio.open_nursery() as servers:
                 async with open_network(
-                    config or NetworkConfig(policy=NetworkPolicy.allow_all()), 0, routes=DUAL
+                    config or NetworkConfig(policy=NetworkPolicy.allow_all()),
+                    0,
+                    routes=DUAL,
+                    connect_timeout=connect_timeout,
                 ) as net:
                     await net.attach_tap(link.tap)
                     result.append(net)
