@@ -15,9 +15,10 @@ early, pinned names, IPv6 and IPv4-mapped addresses.
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable
+from functools import partial
 
+from benchmarks.timing import best_rate
 from trionet.policy import (
     Action,
     Domain,
@@ -81,15 +82,8 @@ def flows() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, st
     return out
 
 
-def _rate(step: Callable[[], object], iterations: int, repeats: int = 5) -> float:
-    """Best calls per second over ``repeats`` loops (other load only slows a loop down)."""
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            step()
-        rates.append(iterations / (time.perf_counter() - start))
-    return max(rates)
+#: five loops of each: the policy cases are many and each loop is long
+_rate = partial(best_rate, repeats=5)
 
 
 def run() -> dict[str, float]:

@@ -13,9 +13,7 @@ codec cost stays per frame, not per byte.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
+from benchmarks.timing import best_rate
 from trionet.wire.checksum import internet_checksum, pseudo_header_v4
 from trionet.wire.ethernet import parse_ethernet
 from trionet.wire.frames import build_ipv4_frame
@@ -69,22 +67,6 @@ def _emit(header: TcpHeader, payload: memoryview, partial: bool) -> bytearray:
     )
 
 
-def _rate(step: Callable[[], object], iterations: int, repeats: int = 7) -> float:
-    """Best operations per second over ``repeats`` timed loops.
-
-    The best, not the median: on a shared 2-CPU machine other processes only
-    ever slow a loop down, so the fastest loop is the closest to the code's
-    own cost.
-    """
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            step()
-        rates.append(iterations / (time.perf_counter() - start))
-    return max(rates)
-
-
 def run() -> dict[str, float]:
     def parse_full() -> object:
         return _parse(FRAME, True)
@@ -117,15 +99,15 @@ def run() -> dict[str, float]:
 
     n = 10000
     metrics = {
-        "tcp4_parse_emit_full_frames_per_s": _rate(both_full, n),
-        "tcp4_parse_emit_offload_frames_per_s": _rate(both_offload, n),
-        "tcp4_parse_full_frames_per_s": _rate(parse_full, n),
-        "tcp4_parse_offload_frames_per_s": _rate(parse_offload, n),
-        "tcp4_emit_full_frames_per_s": _rate(emit_full, n),
-        "tcp4_emit_offload_frames_per_s": _rate(emit_offload, n),
-        "tcp4_gso64k_parse_emit_offload_frames_per_s": _rate(gso_offload, n),
-        "checksum_1500B_us": 1e6 / _rate(lambda: internet_checksum(small), 50000),
-        "checksum_64KiB_us": 1e6 / _rate(lambda: internet_checksum(large), 2000),
+        "tcp4_parse_emit_full_frames_per_s": best_rate(both_full, n),
+        "tcp4_parse_emit_offload_frames_per_s": best_rate(both_offload, n),
+        "tcp4_parse_full_frames_per_s": best_rate(parse_full, n),
+        "tcp4_parse_offload_frames_per_s": best_rate(parse_offload, n),
+        "tcp4_emit_full_frames_per_s": best_rate(emit_full, n),
+        "tcp4_emit_offload_frames_per_s": best_rate(emit_offload, n),
+        "tcp4_gso64k_parse_emit_offload_frames_per_s": best_rate(gso_offload, n),
+        "checksum_1500B_us": 1e6 / best_rate(lambda: internet_checksum(small), 50000),
+        "checksum_64KiB_us": 1e6 / best_rate(lambda: internet_checksum(large), 2000),
     }
     # What the offload path implies for payload throughput, codec cost only.
     metrics["tcp4_gso64k_offload_codec_gbit_per_s"] = (
