@@ -108,7 +108,12 @@ def _port_ok(ports: tuple[tuple[int, int], ...] | None, port: int | None) -> boo
         return True
     if port is None:
         return False
-    return any(start <= port <= end for start, end in ports)
+    # A plain loop, not any() over a generator: this runs per rule of every
+    # decision, and the generator costs three times as much.
+    for start, end in ports:  # noqa: SIM110
+        if start <= port <= end:
+            return True
+    return False
 
 
 class _Flow:
