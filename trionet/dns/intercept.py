@@ -261,7 +261,7 @@ class DnsExchange:
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision)
         family = _family(self._qtype)
         if (family == 4 and ic.gateway_ipv4 is None) or (family == 6 and ic.gateway_ipv6 is None):
-            ic.pins.forget(self._pin_name(), family)
+            ic.pins.forget(self._name, family)
             return self._finish(self._status(dns.rcode.NOERROR), decision, "inactive-family")
         if family and self._qname == ic.host_alias:
             return self._finish(self._host_alias(family), decision, "host-alias")
@@ -352,7 +352,7 @@ class DnsExchange:
         rcode, records = reply
         if ic.rebind_protection and self._rebinds(records):
             if family:
-                ic.pins.forget(self._pin_name(), family)
+                ic.pins.forget(self._name, family)
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision, "rebind")
         if family:
             self._update_pins(rcode, records, family)
@@ -373,7 +373,7 @@ class DnsExchange:
     def _update_pins(self, rcode: int, records: list[_Record], family: int) -> None:
         """Bind the queried name to the addresses its CNAME chain reaches (§7.5)."""
         pins = self._ic.pins
-        name = self._pin_name()
+        name = self._name
         if rcode != dns.rcode.NOERROR:
             pins.forget(name, family)
             return
@@ -457,9 +457,6 @@ class DnsExchange:
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA | dns.flags.TC
         return response.to_wire()
-
-    def _pin_name(self) -> str:
-        return self._name.lower().rstrip(".")
 
 
 _PIN_KINDS: dict[int, str] = {
