@@ -380,11 +380,13 @@ class PolicyEvaluator:
 _Compiled = tuple[tuple[Any, ...], ...]
 
 
+def _egress_for(rules: _Compiled, protocol: str) -> _Compiled:
+    """The egress rules (r[3]) whose protocol filter (r[5]) admits ``protocol``."""
+    return tuple(r for r in rules if r[3] and (r[5] is None or protocol in r[5]))
+
+
 def _by_protocol(rules: _Compiled) -> dict[str, _Compiled]:
-    return {
-        protocol: tuple(r for r in rules if r[3] and (r[5] is None or protocol in r[5]))
-        for protocol in PROTOCOLS
-    }
+    return {protocol: _egress_for(rules, protocol) for protocol in PROTOCOLS}
 
 
 def _rules_for(table: dict[str, _Compiled], rules: _Compiled | None, protocol: str) -> _Compiled:
@@ -392,7 +394,7 @@ def _rules_for(table: dict[str, _Compiled], rules: _Compiled | None, protocol: s
     if found is not None:
         return found
     assert rules is not None
-    return tuple(r for r in rules if r[3] and (r[5] is None or protocol in r[5]))
+    return _egress_for(rules, protocol)
 
 
 def _settle(deferred: Decision | None, decision: Decision) -> Decision:
