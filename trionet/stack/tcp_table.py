@@ -229,16 +229,9 @@ class TcpTable:
         if flags & _SYN and not flags & _ACK:
             if key in self._pending:
                 return  # a retransmitted SYN while we dial
-            limit = self._params.max_connections
-            if (
-                len(self._connections) - len(self._time_wait) + len(self._pending) >= limit
-                and not self._evict_half_open()
-            ):
-                self._drops["limit"] += 1
+            if not self._make_room():
                 self._reset_for(key, header, len(payload))
                 return
-            if len(self._connections) + len(self._pending) >= limit:
-                self._retire(next(iter(self._time_wait)))
             self._gone.pop(key, None)
             self._pending[key] = header
             self._events.append(TcpConnectRequested(key))
@@ -261,6 +254,26 @@ class TcpTable:
         if not flags & _SYN or flags & (_ACK | _RST) or entry.peer_end is None:
             return False
         return seq_diff(header.seq, entry.peer_end) > 0
+
+    def _make_room(self) -> bool:
+        """Room in the table for one more connection; False (counted) if there is none.
+
+        Live connections and parked SYNs count against ``max_connections``;
+        when they fill it the oldest half-open connection goes (so a guest
+        SYN flood blocks neither real guest connections nor published
+        ports). Released TIME-WAIT connections only hold a slot until it
+        is wanted.
+        """
+        limit = self._params.max_connections
+        if (
+            len(self._connections) - len(self._time_wait) + len(self._pending) >= limit
+            and not self._evict_half_open()
+        ):
+            self._drops["limit"] += 1
+            return False
+        if len(self._connections) + len(self._pending) >= limit:
+            self._retire(next(iter(self._time_wait)))
+        return True
 
     def _evict_half_open(self) -> bool:
         """Make room for a new SYN at the expense of the oldest SYN-RECEIVED connection.
@@ -320,15 +333,8 @@ class TcpTable:
         """
         if key in self._connections or key in self._pending:
             return False
-        limit = self._params.max_connections
-        if (
-            len(self._connections) - len(self._time_wait) + len(self._pending) >= limit
-            and not self._evict_half_open()  # a guest SYN flood must not block published ports
-        ):
-            self._drops["limit"] += 1
+        if not self._make_room():
             return False
-        if len(self._connections) + len(self._pending) >= limit:
-            self._retire(next(iter(self._time_wait)))
         self._gone.pop(key, None)
         iss = self._isn.isn(key.remote_addr, key.remote_port, key.guest_addr, key.guest_port, now)
         config = self._config_v4 if key.version == 4 else self._config_v6
