@@ -112,8 +112,8 @@ class PortPublisher:
         self._listeners: dict[PortMapping, _TcpListener | _UdpSocket] = {}
         self._openings: dict[FlowKey, _Opening] = {}
         self._splices: dict[FlowKey, TcpSplice] = {}
-        #: guest-visible UDP peer keys -> the published socket and peer they stand for
-        self._udp_keys: dict[FlowKey, tuple[_UdpSocket, _UdpPeer]] = {}
+        #: guest-visible UDP peer keys in use (each peer's gateway port)
+        self._udp_keys: set[FlowKey] = set()
         #: UDP peers the ingress policy refused lately: their next datagrams
         #: are dropped on that decision (a remote flood is not an audit flood)
         self._denied_peers = RecentDenials()
@@ -188,7 +188,7 @@ class PortPublisher:
         entry.sock.close()
         if isinstance(entry, _UdpSocket):
             for peer in entry.peers.values():
-                self._udp_keys.pop(peer.key, None)
+                self._udp_keys.discard(peer.key)
                 self._core.udp_watchers.pop(peer.key, None)
             entry.peers.clear()
         elif reset:
@@ -458,14 +458,14 @@ class PortPublisher:
             return None
         peer = _UdpPeer(key_for(port), address, trio.current_time() + self._udp_idle)
         udp.peers[address] = peer
-        self._udp_keys[peer.key] = (udp, peer)
+        self._udp_keys.add(peer.key)
         core.udp_watchers[peer.key] = lambda payload: self._udp_reply(udp, peer, payload)
         core.call_at(peer.deadline, lambda: self._udp_expire(udp, peer))
         return peer
 
     def _udp_reply(self, udp: _UdpSocket, peer: _UdpPeer, payload: bytes) -> None:
         """The guest answered a mapped peer: send it from the published socket."""
-        if self._udp_keys.get(peer.key) is None:
+        if peer.key not in self._udp_keys:
             return
         try:
             udp.sock.sendto(payload, peer.peer)
@@ -479,7 +479,7 @@ class PortPublisher:
             self._core.call_at(peer.deadline, lambda: self._udp_expire(udp, peer))
             return
         del udp.peers[peer.peer]
-        self._udp_keys.pop(peer.key, None)
+        self._udp_keys.discard(peer.key)
         self._core.udp_watchers.pop(peer.key, None)
 
 
