@@ -35,6 +35,7 @@ from trionet.engine.core import EngineCore
 from trionet.engine.denials import RecentDenials
 from trionet.engine.readiness import IN
 from trionet.engine.tcp_splice import TcpSplice, close_with_reset
+from trionet.policy.groups import normalize
 from trionet.ports.config import PortMapping
 from trionet.stack.flows import FlowKey
 
@@ -303,7 +304,7 @@ class PortPublisher:
         core = self._core
         counters = core.counters
         mapping = listener.mapping
-        peer = _unmapped(ipaddress.ip_address(str(address[0])))
+        peer = normalize(ipaddress.ip_address(str(address[0])))
         peer_port = int(address[1])  # type: ignore[call-overload]
         if not core.ingress_decision(peer, mapping.guest_port, "tcp"):
             counters.dropped["published_denied"] += 1
@@ -427,7 +428,7 @@ class PortPublisher:
             core.counters.dropped["published_denied"] += 1
             return None
         if not core.ingress_decision(
-            _unmapped(ipaddress.ip_address(address[0])), mapping.guest_port, "udp"
+            normalize(ipaddress.ip_address(address[0])), mapping.guest_port, "udp"
         ):
             self._denied_peers.add((mapping, address), now)
             core.counters.dropped["published_denied"] += 1
@@ -481,10 +482,3 @@ class PortPublisher:
         del udp.peers[peer.peer]
         self._udp_keys.discard(peer.key)
         self._core.udp_watchers.pop(peer.key, None)
-
-
-def _unmapped(address: IPAddress) -> IPAddress:
-    """An IPv4-mapped IPv6 peer is the IPv4 peer it stands for."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
