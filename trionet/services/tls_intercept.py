@@ -93,6 +93,15 @@ class _RefusedError(Exception):
         self.decision = decision
 
 
+async def _guest_handshake(tls: trio.SSLStream[_Prefixed]) -> None:
+    """The guest side's handshake within §8.5's limit; any failure refuses the connection."""
+    try:
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            await tls.do_handshake()
+    except (trio.BrokenResourceError, trio.TooSlowError):
+        raise _RefusedError("guest-handshake") from None
+
+
 class _Prefixed(trio.abc.Stream):
     """A stream that first replays bytes already read from it (the peeked hello)."""
 
@@ -285,11 +294,7 @@ class TlsInterceptor:
         guest_tls = trio.SSLStream(
             _Prefixed(guest, buffered), guest_ctx, server_side=True, https_compatible=True
         )
-        try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                await guest_tls.do_handshake()
-        except (trio.BrokenResourceError, trio.TooSlowError):
-            raise _RefusedError("guest-handshake") from None
+        await _guest_handshake(guest_tls)
         self._record(conn, "allow", None, decision)
         plan = build_plan(
             self._secrets.snapshot(),
@@ -331,11 +336,7 @@ class TlsInterceptor:
             tls = trio.SSLStream(
                 _Prefixed(guest, buffered), ctx, server_side=True, https_compatible=True
             )
-            try:
-                with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    await tls.do_handshake()
-            except (trio.BrokenResourceError, trio.TooSlowError):
-                raise _RefusedError("guest-handshake") from None
+            await _guest_handshake(tls)
         except _RefusedError as refusal:
             self._refuse(conn, refusal.reason, refusal.decision)
             return None
