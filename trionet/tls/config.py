@@ -163,28 +163,27 @@ def _pattern(path: str, value: Any) -> HostPattern:
     return parse_field(path, HostPattern.parse, _str(path, value))
 
 
-def _scoped_ca(prefix: str, data: Any) -> ScopedCa:
+def _scoped(prefix: str, data: Any, key: str, kind: type) -> tuple[HostPattern, Any]:
+    """A ``{pattern, <key>}`` table, the shape both scoped upstream lists share."""
     if not isinstance(data, Mapping):
         raise ConfigError(prefix.rstrip("."), f"{data!r} is not a table")
     r = ConfigReader(data, prefix)
     pattern = r.take("pattern", str, None)
-    path = r.take("path", str, None)
+    value = r.take(key, kind, None)
     r.finish()
-    if pattern is None or path is None:
-        raise ConfigError(prefix.rstrip("."), "needs both pattern and path")
-    return ScopedCa(_pattern(prefix + "pattern", pattern), _str(prefix + "path", path))
+    if pattern is None or value is None:
+        raise ConfigError(prefix.rstrip("."), f"needs both pattern and {key}")
+    return _pattern(prefix + "pattern", pattern), value
+
+
+def _scoped_ca(prefix: str, data: Any) -> ScopedCa:
+    pattern, path = _scoped(prefix, data, "path", str)
+    return ScopedCa(pattern, _str(prefix + "path", path))
 
 
 def _scoped_verify(prefix: str, data: Any) -> ScopedVerify:
-    if not isinstance(data, Mapping):
-        raise ConfigError(prefix.rstrip("."), f"{data!r} is not a table")
-    r = ConfigReader(data, prefix)
-    pattern = r.take("pattern", str, None)
-    verify = r.take("verify", bool, None)
-    r.finish()
-    if pattern is None or verify is None:
-        raise ConfigError(prefix.rstrip("."), "needs both pattern and verify")
-    return ScopedVerify(_pattern(prefix + "pattern", pattern), verify)
+    pattern, verify = _scoped(prefix, data, "verify", bool)
+    return ScopedVerify(pattern, verify)
 
 
 def _intercept_ca(prefix: str, data: Mapping[str, Any]) -> InterceptCa:
