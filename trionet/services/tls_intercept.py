@@ -228,23 +228,15 @@ class TlsInterceptor:
         return None
 
     async def _peek(self, guest: GuestTcpStream, seed: bytes) -> tuple[bytes, ClientHello]:
+        """The guest's whole ClientHello, starting from ``seed`` (bytes already read).
+
+        The peek comes before each read, so a seed that already holds the
+        hello (or already is not one) is decided without waiting; an empty
+        buffer peeks as NEED_MORE.
+        """
         buffer = bytearray(seed)
-        if seed:
-            result = peek_client_hello(buffer)
-            if result.status is PeekStatus.COMPLETE:
-                assert result.hello is not None
-                return bytes(buffer), result.hello
-            if result.status is not PeekStatus.NEED_MORE:
-                raise _RefusedError(result.status.value.replace("malformed", "malformed-hello"))
         with trio.move_on_after(SNI_TIMEOUT):
             while True:
-                try:
-                    data = await guest.receive_some(MAX_HELLO_BYTES + 5 - len(buffer))
-                except trio.BrokenResourceError:
-                    raise _RefusedError("guest-reset") from None
-                if not data:
-                    raise _RefusedError("guest-eof")
-                buffer += data
                 result = peek_client_hello(buffer)
                 if result.status is PeekStatus.COMPLETE:
                     assert result.hello is not None
@@ -253,6 +245,13 @@ class TlsInterceptor:
                     raise _RefusedError("not-tls")
                 if result.status is PeekStatus.MALFORMED:
                     raise _RefusedError("malformed-hello")
+                try:
+                    data = await guest.receive_some(MAX_HELLO_BYTES + 5 - len(buffer))
+                except trio.BrokenResourceError:
+                    raise _RefusedError("guest-reset") from None
+                if not data:
+                    raise _RefusedError("guest-eof")
+                buffer += data
         raise _RefusedError("sni-timeout")
 
     async def _intercept(
