@@ -10,6 +10,7 @@ import ipaddress
 import re
 
 from trionet.http.h1 import HttpRefusedError, host_part
+from trionet.tls.clienthello import canonical_sni
 
 __all__ = [
     "host_header",
@@ -67,7 +68,7 @@ def parse_connect(block: bytes) -> tuple[str, int] | None:
             return None
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         return None
-    host = host.strip().removesuffix(".").lower()
+    host = canonical_sni(host.strip())
     return (host, int(port)) if host else None
 
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import h11
 
 from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
+from trionet.tls.clienthello import canonical_sni
 
 __all__ = ["MAX_BODY", "MAX_HEAD", "H1RequestRewriter", "HttpRefusedError", "host_part"]
 
@@ -61,7 +62,7 @@ def host_part(authority: bytes) -> str:
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit():
             host = text
-    return host.removesuffix(".").lower()
+    return canonical_sni(host)
 
 
 class H1RequestRewriter:

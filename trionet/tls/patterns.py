@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from trionet.tls.clienthello import canonical_sni
+
 __all__ = ["HostPattern", "PatternKind"]
 
 
@@ -33,10 +35,10 @@ class HostPattern:
         if text in ("*", "any"):
             return cls(PatternKind.ANY)
         if text.startswith("*."):
-            name = _normalize(text[2:])
+            name = canonical_sni(text[2:])
             kind = PatternKind.WILDCARD
         else:
-            name = _normalize(text)
+            name = canonical_sni(text)
             kind = PatternKind.EXACT
         if not name or "*" in name or any(c.isspace() for c in name) or not name.isascii():
             raise ValueError(f"{text!r} is not a host pattern (name, *.suffix or any)")
@@ -45,7 +47,7 @@ class HostPattern:
     def matches(self, host: str) -> bool:
         if self.kind is PatternKind.ANY:
             return True
-        host = _normalize(host)
+        host = canonical_sni(host)
         if self.kind is PatternKind.EXACT:
             return host == self.name
         return host == self.name or host.endswith("." + self.name)
@@ -64,7 +66,3 @@ class HostPattern:
 
     def __str__(self) -> str:
         return self.text()
-
-
-def _normalize(name: str) -> str:
-    return name.removesuffix(".").lower()
