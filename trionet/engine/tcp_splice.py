@@ -25,14 +25,14 @@ from collections.abc import Callable
 import trio
 
 from trionet.engine.core import EngineCore
-from trionet.engine.readiness import IN, OUT
+from trionet.engine.readiness import IN, OUT, SCRATCH_BYTES
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import TcpStatus
 
 __all__ = ["TcpSplice", "close_with_reset"]
 
 #: The most moved per call in either direction.
-CHUNK = 256 * 1024
+CHUNK = SCRATCH_BYTES
 
 
 class TcpSplice:
@@ -100,6 +100,15 @@ class TcpSplice:
             if self.closed:
                 return
             self._guest_full = self._to_guest is not None
+        elif self._guest_full and status.send_space > 0 and not self._host_eof:
+            # The guest's ACKs just made room that the host side was waiting
+            # for: read now, in this wake-up. Waiting for the readiness loop
+            # to report the socket would cost a scheduler pass and two
+            # epoll_ctl calls per window of bulk host->guest data.
+            self._guest_full = False
+            self._host_to_guest()
+            if self.closed:
+                return
         else:
             self._guest_full = status.send_space <= 0
         self._update_interest()
@@ -164,21 +173,25 @@ class TcpSplice:
                 self._guest_full = True  # parked until guest_activity
                 return
             want = min(space, CHUNK)
+            scratch = self._loop.scratch
             try:
-                data = self._sock.recv(want)
+                got = self._sock.recv_into(scratch, want)
             except BlockingIOError:
                 return
             except OSError:
                 self._reset()
                 return
-            if not data:
+            if not got:
                 self._host_eof = True
                 stack.tcp_shutdown(key, trio.current_time())
                 self._maybe_finish()
                 return
-            self._to_guest = memoryview(data)
-            self._push_to_guest(status)
-            if self.closed or self._to_guest is not None or len(data) < want:
+            taken = stack.tcp_send(key, scratch[:got], trio.current_time())
+            if taken < got:
+                # The scratch is reused by the next read: keep our own copy.
+                self._to_guest = memoryview(bytes(scratch[taken:got]))
+                return
+            if got < want:
                 return  # short read: most likely drained; the loop says if not
 
     def _push_to_guest(self, status: TcpStatus) -> None:
