@@ -21,6 +21,8 @@ from tests.stack.guest import (
 )
 from trionet.stack.flows import FlowKey, TcpConnectionGone, TcpConnectRequested
 from trionet.stack.interface import RefuseReason, Stack
+from trionet.stack.tcp_table import LARGE_BUFFER, LARGE_BUFFER_CONNECTIONS
+from trionet.tcp import TcpConfig
 from trionet.wire.icmpv4 import Icmpv4DestUnreachable
 from trionet.wire.icmpv6 import Icmpv6DestUnreachable
 from trionet.wire.ipv4 import PROTO_TCP, Ipv4Header, parse_ipv4
@@ -533,3 +535,20 @@ def test_a_half_closed_guest_may_stay_silent_until_the_relay_lets_go() -> None:
     assert len(stack.tcp) == 1
     stack.poll(661.0)
     assert len(stack.tcp) == 0, "a released connection stuck in FIN-WAIT-2 is given up on"
+
+
+def test_the_first_connections_get_large_buffers_and_later_ones_the_default() -> None:
+    # Large buffers make bulk transfers cheaper per byte; only a bounded
+    # number of connections get them, so a guest that stops reading on every
+    # connection cannot make the engine hold LARGE_BUFFER per connection.
+    stack = make_stack(max_connections=64)
+    keys = [handshake(stack, 40000 + i).key for i in range(LARGE_BUFFER_CONNECTIONS + 2)]
+    spaces = [stack.tcp_status(key).send_space for key in keys]  # type: ignore[arg-type]
+    assert spaces[:LARGE_BUFFER_CONNECTIONS] == [LARGE_BUFFER] * LARGE_BUFFER_CONNECTIONS
+    assert spaces[LARGE_BUFFER_CONNECTIONS:] == [TcpConfig().send_buffer] * 2
+    assert TcpConfig().send_buffer < LARGE_BUFFER
+    # The receive side too: unread guest data is taken up to the buffer.
+    first, last = keys[0], keys[-1]
+    for key, expected in ((first, LARGE_BUFFER), (last, TcpConfig().recv_buffer)):
+        conn = stack.tcp._connections[key].conn  # type: ignore[index]
+        assert conn.config.recv_buffer == expected

@@ -26,8 +26,8 @@ class TrionetTarget:
         self.stack = make_stack()
         # The script's congestion control (the stack's own default is CUBIC).
         table = self.stack.tcp
-        table._config_v4 = replace(table._config_v4, congestion_control=congestion)
-        table._config_v6 = replace(table._config_v6, congestion_control=congestion)
+        for name in ("_config_v4", "_config_v6", "_large_v4", "_large_v6"):
+            setattr(table, name, replace(getattr(table, name), congestion_control=congestion))
         self.now = 0.0
 
     def _drain(self, out: list[Sent]) -> None:

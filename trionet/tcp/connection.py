@@ -44,6 +44,7 @@ from trionet.tcp.events import (
 from trionet.tcp.reassembly import Reassembly
 from trionet.tcp.recovery import Recovery
 from trionet.tcp.scoreboard import Scoreboard
+from trionet.tcp.send_buffer import SendBuffer
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
 from trionet.wire.tcp import (
     NO_OPTIONS,
@@ -278,7 +279,7 @@ class TcpConnection:
         self._snd_wl1 = 0
         self._snd_wl2 = iss
         self._max_snd_wnd = 0
-        self._sndbuf = bytearray()
+        self._sndbuf = SendBuffer(cfg.send_buffer)
         self._snd_buf_seq = iss + 1
         self._fin_queued = False
         self._fin_seq: int | None = None
@@ -620,7 +621,7 @@ class TcpConnection:
             n = max(room, 0)
             self._send_blocked = True
         if n:
-            self._sndbuf += data[:n] if n < len(data) else data
+            self._sndbuf.append(data[:n] if n < len(data) else data)
             if urgent:
                 self._snd_up = self._snd_buf_seq + len(self._sndbuf)
         return n
@@ -1053,7 +1054,7 @@ class TcpConnection:
             data_end = self._snd_buf_seq + len(self._sndbuf)
             cut = (ack if ack < data_end else data_end) - self._snd_buf_seq
             if cut > 0:
-                del self._sndbuf[:cut]
+                self._sndbuf.drop(cut)
                 self._snd_buf_seq += cut
             acked = ack - una
             self._snd_una = ack
@@ -1915,10 +1916,7 @@ class TcpConnection:
             end = data_end
             fin = self._fin_queued
         base = self._snd_buf_seq
-        # One copy, straight out of the buffer (slicing the bytearray would copy twice).
-        payload = (
-            bytes(memoryview(self._sndbuf)[start - base : end - base]) if end > start else _EMPTY
-        )
+        payload = self._sndbuf.copy(start - base, end - base)
         if fin:
             flags = _FIN_PSH_ACK if end > start else _FIN_ACK
             self._fin_seq = data_end

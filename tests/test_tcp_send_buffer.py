@@ -1,0 +1,59 @@
+"""SendBuffer against the plain bytearray it replaces, as a model."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trionet.tcp.send_buffer import INITIAL_CAPACITY, SendBuffer
+
+LIMIT = 5 * INITIAL_CAPACITY + 123  # not a power of two: the last growth is capped
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["append", "append_view", "drop", "copy", "clear"]),
+        st.integers(0, LIMIT),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_ops, st.data())
+def test_behaves_like_a_bytearray(ops: list[tuple[str, int]], data: st.DataObject) -> None:
+    buf = SendBuffer(LIMIT)
+    model = bytearray()
+    counter = 0
+    for op, size in ops:
+        if op in ("append", "append_view"):
+            size = min(size, LIMIT - len(model))  # send() never queues past the limit
+            chunk = bytes((counter + i) % 251 for i in range(size))
+            counter += size
+            buf.append(memoryview(bytearray(chunk)) if op == "append_view" else chunk)
+            model += chunk
+        elif op == "drop":
+            n = min(size, len(model))
+            buf.drop(n)
+            del model[:n]
+        elif op == "clear":
+            buf.clear()
+            model.clear()
+        else:
+            start = data.draw(st.integers(0, len(model)))
+            end = data.draw(st.integers(start, len(model)))
+            assert buf.copy(start, end) == model[start:end]
+        assert len(buf) == len(model)
+        assert len(model) <= buf.capacity <= LIMIT or not model
+
+
+def test_the_ring_starts_small_and_grows_only_as_far_as_the_limit() -> None:
+    buf = SendBuffer(1 << 20)
+    buf.append(b"x" * 10)
+    assert buf.capacity == INITIAL_CAPACITY
+    for _ in range(40):  # a steady stream through a small window: no growth
+        buf.append(b"y" * 1000)
+        buf.drop(1000)
+    assert buf.capacity == INITIAL_CAPACITY
+    buf.append(b"z" * 600_000)
+    assert buf.capacity == 1 << 20
+    buf.clear()
+    assert buf.capacity == 0
