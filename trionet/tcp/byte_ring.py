@@ -1,7 +1,9 @@
-"""The bytes a connection has queued but the peer has not acknowledged yet.
+"""A byte queue for a connection's send and receive buffers.
 
-A ``bytearray`` extended at the back on every send and trimmed at the front
-on every ACK looks free but is not: CPython cannot move the live bytes back
+The send buffer holds what the peer has not acknowledged yet, the receive
+buffer what the application has not read. A ``bytearray`` extended at the
+back and trimmed at the front (on every ACK, on every read) looks free but
+is not: CPython cannot move the live bytes back
 to the start of the block, so trimming more than half, or growing after a
 trim, allocates a new block and copies everything still queued. In a bulk
 transfer that is a block of up to the whole buffer per cycle, and glibc
@@ -10,24 +12,29 @@ on free: one run of a published-port transfer made 1,327 ``brk`` calls in
 2 s, each paying for fresh zeroed pages.
 
 So the queue is a ring in one ``bytearray`` that never changes size once
-grown: sends copy in, ACKs move an index, segments copy out. It starts
-small and doubles up to the connection's send buffer, so a connection that
-only ever sent a little holds a little, and one that moved bulk data keeps
-what it grew to (no more than its send buffer, the bound it already had).
+grown: data is copied in, consumption moves an index, reads and segments
+copy out. It starts small and doubles up to its limit (the connection's
+buffer size), so a connection that only ever moved a little holds a little,
+and one that moved bulk data keeps what it grew to (no more than its
+buffer, the bound it already had).
 """
 
 from __future__ import annotations
 
-__all__ = ["SendBuffer"]
+__all__ = ["ByteRing"]
 
-#: The first ring's size; doubled as needed up to the send buffer.
+#: The first ring's size; doubled as needed up to the limit.
 INITIAL_CAPACITY = 4096
 
 _EMPTY = b""
 
 
-class SendBuffer:
-    """A FIFO of at most ``limit`` bytes: append at the back, drop from the front, copy out."""
+class ByteRing:
+    """A FIFO of bytes: append at the back, drop from the front, copy out anywhere.
+
+    It holds ``limit`` bytes without growing past it; more (which its users
+    never queue) still fits, in a ring sized to what is held.
+    """
 
     __slots__ = ("_head", "_len", "_limit", "_ring")
 
@@ -40,13 +47,16 @@ class SendBuffer:
     def __len__(self) -> int:
         return self._len
 
+    def __bool__(self) -> bool:
+        return self._len > 0
+
     @property
     def capacity(self) -> int:
         """Bytes the ring holds room for now (memory it keeps)."""
         return len(self._ring)
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue ``data``; the caller keeps the total within ``limit``."""
+        """Queue a copy of ``data``."""
         n = len(data)
         if not n:
             return
@@ -81,7 +91,7 @@ class SendBuffer:
         return ring
 
     def drop(self, n: int) -> None:
-        """Forget the first ``n`` bytes (acknowledged); ``n`` must not exceed the length."""
+        """Forget the first ``n`` bytes; ``n`` must not exceed the length."""
         self._len -= n
         if not self._len:
             self._head = 0
@@ -91,13 +101,13 @@ class SendBuffer:
         self._head = head - capacity if head >= capacity else head
 
     def clear(self) -> None:
-        """Empty the queue and give back its memory (the connection is done sending)."""
+        """Empty the queue and give back its memory."""
         self._ring = bytearray()
         self._head = 0
         self._len = 0
 
     def copy(self, start: int, end: int) -> bytes:
-        """A copy of bytes ``start:end`` of the queue (0 = the oldest unacknowledged byte)."""
+        """A copy of bytes ``start:end`` of the queue (0 = the oldest byte)."""
         if end <= start:
             return _EMPTY
         capacity = len(self._ring)
