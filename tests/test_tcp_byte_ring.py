@@ -41,6 +41,7 @@ def test_behaves_like_a_bytearray(ops: list[tuple[str, int]], data: st.DataObjec
             start = data.draw(st.integers(0, len(model)))
             end = data.draw(st.integers(start, len(model)))
             assert buf.copy(start, end) == model[start:end]
+            assert bytes(buf.view(start, end)) == model[start:end]
         peak = max(peak, len(model))
         assert len(buf) == len(model)
         assert len(model) <= buf.capacity
@@ -60,3 +61,14 @@ def test_the_ring_starts_small_and_grows_only_as_far_as_the_limit() -> None:
     assert buf.capacity == 1 << 20
     buf.clear()
     assert buf.capacity == 0
+
+
+def test_a_view_is_the_ring_itself_and_a_copy_is_not() -> None:
+    buf = ByteRing(1 << 16)
+    buf.append(b"a" * 3000)
+    view, copy = buf.view(0, 1000), buf.copy(0, 1000)
+    assert isinstance(view, memoryview) and isinstance(copy, bytes)
+    buf.drop(3000)  # acknowledged: the space is reused by newer bytes
+    buf.append(b"b" * 4096)
+    assert bytes(view) == b"b" * 1000  # why a view must be written out first
+    assert copy == b"a" * 1000

@@ -36,12 +36,17 @@ class ByteRing:
     never queue) still fits, in a ring sized to what is held.
     """
 
-    __slots__ = ("_head", "_len", "_limit", "_ring")
+    __slots__ = ("_head", "_len", "_limit", "_view")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._ring = bytearray()
-        self._head = 0  # index in _ring of the oldest byte
+        # The ring is a bytearray used only through this view: assigning a
+        # bytes or memoryview to a bytearray slice first copies it into a
+        # temporary bytearray (CPython copies directly only from another
+        # bytearray), one more allocation and copy per append than a view's
+        # slice assignment.
+        self._view = memoryview(bytearray())
+        self._head = 0  # index in the ring of the oldest byte
         self._len = 0
 
     def __len__(self) -> int:
@@ -53,7 +58,7 @@ class ByteRing:
     @property
     def capacity(self) -> int:
         """Bytes the ring holds room for now (memory it keeps)."""
-        return len(self._ring)
+        return len(self._view)
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
         """Queue a copy of ``data``."""
@@ -61,7 +66,7 @@ class ByteRing:
         if not n:
             return
         size = self._len + n
-        ring = self._ring
+        ring = self._view
         capacity = len(ring)
         if size > capacity:
             ring = self._grow(size)
@@ -78,17 +83,17 @@ class ByteRing:
             ring[: n - first] = view[first:]
         self._len = size
 
-    def _grow(self, size: int) -> bytearray:
-        capacity = max(len(self._ring), INITIAL_CAPACITY)
+    def _grow(self, size: int) -> memoryview:
+        capacity = max(len(self._view), INITIAL_CAPACITY)
         while capacity < size:
             capacity *= 2
         capacity = max(min(capacity, self._limit), size)
-        ring = bytearray(capacity)
+        view = memoryview(bytearray(capacity))
         if self._len:
-            ring[: self._len] = self.copy(0, self._len)
-        self._ring = ring
+            view[: self._len] = self.copy(0, self._len)
+        self._view = view
         self._head = 0
-        return ring
+        return view
 
     def drop(self, n: int) -> None:
         """Forget the first ``n`` bytes; ``n`` must not exceed the length."""
@@ -97,12 +102,12 @@ class ByteRing:
             self._head = 0
             return
         head = self._head + n
-        capacity = len(self._ring)
+        capacity = len(self._view)
         self._head = head - capacity if head >= capacity else head
 
     def clear(self) -> None:
         """Empty the queue and give back its memory."""
-        self._ring = bytearray()
+        self._view = memoryview(bytearray())
         self._head = 0
         self._len = 0
 
@@ -110,12 +115,32 @@ class ByteRing:
         """A copy of bytes ``start:end`` of the queue (0 = the oldest byte)."""
         if end <= start:
             return _EMPTY
-        capacity = len(self._ring)
+        capacity = len(self._view)
         a = self._head + start
         if a >= capacity:
             a -= capacity
         b = a + (end - start)
+        view = self._view
         if b <= capacity:
-            return bytes(memoryview(self._ring)[a:b])
-        view = memoryview(self._ring)
+            return bytes(view[a:b])
+        return _EMPTY.join((view[a:], view[: b - capacity]))
+
+    def view(self, start: int, end: int) -> bytes | memoryview:
+        """Bytes ``start:end`` without a copy where they are contiguous in the ring.
+
+        The view shows the ring itself: it stays right only until those
+        bytes are dropped and the space is written again, so the caller must
+        be done with it before it drops and appends (see
+        ``TcpConfig.segment_views``). Bytes that wrap around are copied.
+        """
+        if end <= start:
+            return _EMPTY
+        capacity = len(self._view)
+        a = self._head + start
+        if a >= capacity:
+            a -= capacity
+        b = a + (end - start)
+        view = self._view
+        if b <= capacity:
+            return view[a:b]
         return _EMPTY.join((view[a:], view[: b - capacity]))

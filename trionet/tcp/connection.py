@@ -58,7 +58,7 @@ from trionet.wire.tcp import (
 __all__ = ["Segment", "TcpConnection", "TcpState", "TcpStateError", "reset_for"]
 
 #: A segment to transmit: the header and its payload (possibly empty).
-Segment = tuple[TcpHeader, bytes]
+Segment = tuple[TcpHeader, bytes | memoryview]
 
 _ACK = TcpFlags.ACK
 _SYN = TcpFlags.SYN
@@ -1911,7 +1911,12 @@ class TcpConnection:
             end = data_end
             fin = self._fin_queued
         base = self._snd_buf_seq
-        payload = self._sndbuf.copy(start - base, end - base)
+        sndbuf = self._sndbuf
+        payload = (
+            sndbuf.view(start - base, end - base)
+            if self.config.segment_views
+            else sndbuf.copy(start - base, end - base)
+        )
         if fin:
             flags = _FIN_PSH_ACK if end > start else _FIN_ACK
             self._fin_seq = data_end
