@@ -10,6 +10,7 @@ from trionet.engine.backend import FrameBackend
 from trionet.engine.metrics import EngineCounters
 from trionet.ratelimit.bucket import FrameLimiter
 from trionet.ratelimit.config import DirectionLimits, RateLimiterConfig, TokenBucketConfig
+from trionet.stack.flows import OffloadFrame
 
 FRAME = b"x" * 1000
 
@@ -138,5 +139,31 @@ def test_a_frame_larger_than_the_byte_bound_is_still_held_alone() -> None:
         assert t.admit([b"a" * 10, b"b" * 500, b"c"]) == [b"a" * 10]
         assert t.holding and counters.held_bytes["ingress"] == 500
         assert counters.dropped["rate_limit_ingress_overflow"] == 1
+
+    _run(main)
+
+
+def test_a_held_frame_keeps_its_own_payload_not_a_view_of_a_send_buffer() -> None:
+    # The stack's super-segments may carry views of a connection's send
+    # buffer, right only while they are delivered; a frame the limiter holds
+    # must not see that buffer reused meanwhile.
+    async def main() -> None:
+        bucket = TokenBucketConfig(size=1000, refill_time_ms=1000)
+        backend, _, timers, _ = _limited(
+            RateLimiterConfig(ingress=DirectionLimits(bandwidth=bucket))
+        )
+        ring = bytearray(b"a" * 2000)
+        frames = [
+            OffloadFrame(b"\0" * 10, b"h" * 10, memoryview(ring)[:990]),
+            OffloadFrame(b"\0" * 10, b"h" * 10, memoryview(ring)[1000:1990]),
+        ]
+        backend.deliver(frames)  # the first passes, the second is held
+        ring[:] = b"b" * 2000  # the buffer is reused for newer data
+        while timers:
+            deadline, callback = timers.pop()
+            _jump_to(deadline)
+            callback()  # type: ignore[operator]
+        out = backend.receive_batch_nowait(10)
+        assert out[1] == b"h" * 10 + b"a" * 990
 
     _run(main)

@@ -23,7 +23,7 @@ from trionet.engine.metrics import EngineCounters
 from trionet.engine.throttle import CallAt, Throttle
 from trionet.ratelimit.bucket import FrameLimiter
 from trionet.ratelimit.config import RateLimiterConfig
-from trionet.stack.flows import OffloadFrame, OutFrame
+from trionet.stack.flows import OffloadFrame, OutFrame, detached
 
 __all__ = ["FrameBackend", "FrameSink"]
 
@@ -90,6 +90,7 @@ class FrameBackend:
                 counters=counters,
                 direction="ingress",
                 size=len,
+                keep=detached,
             )
 
     async def wait_accepting(self) -> None:

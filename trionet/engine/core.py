@@ -199,9 +199,9 @@ class EngineCore:
         Event handlers run synchronously and often call into the stack (a
         relay reading what the guest sent, refusing a SYN), which makes more
         events and frames; a flush from inside a handler returns at once and
-        the outer one takes them, so handlers never nest and the frames of
-        one wake-up leave in one batch. Rounds repeat until the handlers
-        cause no more events.
+        the outer one takes them, so handlers never nest. Each round hands
+        over the frames made so far, then runs the handlers; rounds repeat
+        until the handlers cause no more events.
         """
         if self._flushing:
             return
@@ -209,17 +209,23 @@ class EngineCore:
         stack = self.stack
         try:
             for _round in range(_MAX_FLUSH_ROUNDS):
-                events = stack.take_events()
-                for event in events:
-                    self._dispatch(event)
+                # Frames first: their payloads may be views of send buffers
+                # (TcpConfig.segment_views) that a handler's send could
+                # overwrite once the guest's ACKs, taken since, freed them.
                 frames = stack.take_frames()
                 if frames:
                     self.backend.deliver(frames)
+                events = stack.take_events()
                 if not events:
                     break
+                for event in events:
+                    self._dispatch(event)
             else:
                 # Handlers kept making events: finish from the timer task
                 # right away rather than leave them for an unrelated wake-up.
+                frames = stack.take_frames()
+                if frames:
+                    self.backend.deliver(frames)
                 self.call_at(trio.current_time(), _nothing)
         finally:
             self._flushing = False

@@ -48,6 +48,7 @@ class Throttle(Generic[F]):
         counters: EngineCounters,
         direction: str,
         size: Callable[[F], int],
+        keep: Callable[[F], F] = lambda frame: frame,
         max_held: int = MAX_HELD_FRAMES,
         max_held_bytes: int = MAX_HELD_BYTES,
     ) -> None:
@@ -57,6 +58,8 @@ class Throttle(Generic[F]):
         self._counters = counters
         self._direction = direction
         self._size = size
+        #: what a frame becomes when held (it may outlive what it points into)
+        self._keep = keep
         self._max_held = max_held
         self._max_held_bytes = max_held_bytes
         self._held: deque[F] = deque()
@@ -104,7 +107,7 @@ class Throttle(Generic[F]):
             ):
                 counters.dropped[f"rate_limit_{self._direction}_overflow"] += 1
                 continue
-            held.append(frame)
+            held.append(self._keep(frame))
             self._held_bytes += size
             counters.held_bytes[self._direction] += size
             counters.held_frames[self._direction] += 1

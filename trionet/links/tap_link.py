@@ -76,7 +76,9 @@ async def run_tap_link(
             else:
                 parts = (frame,)
             if not write(parts):
-                refused.append(parts)
+                # Kept past this call: a payload view of a send buffer would
+                # not stay right (see OffloadFrame).
+                refused.append([bytes(part) for part in parts])
 
     endpoint.attach_sink(write_frames)
     offloads = tap.offloads

@@ -47,6 +47,10 @@ class OffloadFrame:
     ``vnet`` is the 10-byte virtio-net header (partial checksum, and for a
     TCP super-segment the GSO type and size); ``head`` holds the Ethernet, IP
     and transport headers; ``payload`` is never copied into ``head``.
+
+    ``payload`` may be a view of a connection's send buffer, right only
+    while the frame is being delivered: whoever keeps a frame for later
+    keeps :meth:`detached` instead.
     """
 
     vnet: bytes
@@ -56,6 +60,17 @@ class OffloadFrame:
     def __len__(self) -> int:
         """The Ethernet frame's length, as counted at the backend."""
         return len(self.head) + len(self.payload)
+
+    def detached(self) -> OffloadFrame:
+        """This frame with a payload of its own, for keeping past its delivery."""
+        if isinstance(self.payload, bytes):
+            return self
+        return OffloadFrame(self.vnet, self.head, bytes(self.payload))
+
+
+def detached(frame: OutFrame) -> OutFrame:
+    """``frame`` safe to keep past its delivery (see :class:`OffloadFrame`)."""
+    return frame.detached() if isinstance(frame, OffloadFrame) else frame
 
 
 #: What the stack hands the link: a whole frame, or one in offload parts.

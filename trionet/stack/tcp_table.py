@@ -188,8 +188,15 @@ class TcpTable:
         # suits it better than RFC 6298's conservative 1 s (a SHOULD). A guest
         # that never finishes a half-closed connection is given up on once
         # the relay let go of it (release), not before.
-        self._config_v4 = TcpConfig(mss=params.mtu - 40, default_peer_mss=536, rto_min=0.2)
-        self._config_v6 = TcpConfig(mss=params.mtu - 60, default_peer_mss=1220, rto_min=0.2)
+        # Segments may be views of the send buffers: the stack's frames are
+        # taken (and the engine writes them) before any ACK-then-send can
+        # reuse the space; see TcpConfig.segment_views and EngineCore.flush.
+        self._config_v4 = TcpConfig(
+            mss=params.mtu - 40, default_peer_mss=536, rto_min=0.2, segment_views=True
+        )
+        self._config_v6 = TcpConfig(
+            mss=params.mtu - 60, default_peer_mss=1220, rto_min=0.2, segment_views=True
+        )
         self._large_v4 = _with_large_buffers(self._config_v4)
         self._large_v6 = _with_large_buffers(self._config_v6)
         self._tso = {4: False, 6: False}

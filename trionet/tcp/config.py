@@ -33,6 +33,14 @@ class TcpConfig:
     #: every segment fits the peer's MSS. The link re-segments with
     #: ``gso_size = connection.send_mss``.
     max_segment_payload: int | None = None
+    #: Data segments from ``segments_to_send`` carry views of the send buffer
+    #: instead of copies. A view stays right only until its bytes are
+    #: acknowledged and the buffer reuses the space, so an owner that turns
+    #: this on must write every segment out before it feeds the connection
+    #: ACKs and then more data (trionet's engine does: each flush delivers
+    #: the stack's frames before it lets anyone send). Saves a copy and an
+    #: allocation per segment, a 64 KiB one for a super-segment.
+    segment_views: bool = False
     send_buffer: int = 256 * 1024
     recv_buffer: int = 256 * 1024
     #: Out-of-order data held for reassembly, in bytes (``None``: as much as

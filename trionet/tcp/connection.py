@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 
+from trionet.tcp.byte_ring import ByteRing
 from trionet.tcp.config import TcpConfig
 from trionet.tcp.congestion import new_controller
 from trionet.tcp.events import (
@@ -44,7 +45,6 @@ from trionet.tcp.events import (
 from trionet.tcp.reassembly import Reassembly
 from trionet.tcp.recovery import Recovery
 from trionet.tcp.scoreboard import Scoreboard
-from trionet.tcp.send_buffer import SendBuffer
 from trionet.tcp.seq import SEQ_MASK, seq_diff, unwrap
 from trionet.wire.tcp import (
     NO_OPTIONS,
@@ -58,7 +58,7 @@ from trionet.wire.tcp import (
 __all__ = ["Segment", "TcpConnection", "TcpState", "TcpStateError", "reset_for"]
 
 #: A segment to transmit: the header and its payload (possibly empty).
-Segment = tuple[TcpHeader, bytes]
+Segment = tuple[TcpHeader, bytes | memoryview]
 
 _ACK = TcpFlags.ACK
 _SYN = TcpFlags.SYN
@@ -279,7 +279,7 @@ class TcpConnection:
         self._snd_wl1 = 0
         self._snd_wl2 = iss
         self._max_snd_wnd = 0
-        self._sndbuf = SendBuffer(cfg.send_buffer)
+        self._sndbuf = ByteRing(cfg.send_buffer)
         self._snd_buf_seq = iss + 1
         self._fin_queued = False
         self._fin_seq: int | None = None
@@ -298,7 +298,7 @@ class TcpConnection:
         self._last_ack_sent = 0
         self._rcv_nxt = 0
         self._rcv_adv = 0
-        self._rcvbuf = bytearray()
+        self._rcvbuf = ByteRing(cfg.recv_buffer)
         self._rcv_unacked = 0
         self._rcv_up = 0
         self._snd_up = 0
@@ -631,12 +631,9 @@ class TcpConnection:
         buf = self._rcvbuf
         if not buf:
             return _EMPTY
-        if max_bytes < 0 or max_bytes >= len(buf):
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:max_bytes])
-            del buf[:max_bytes]
+        n = len(buf) if max_bytes < 0 or max_bytes >= len(buf) else max_bytes
+        data = buf.copy(0, n)
+        buf.drop(n)
         if self._state in _RECEIVING:
             self._maybe_window_update()
         return data
@@ -649,15 +646,13 @@ class TcpConnection:
         receive window closed, which is the back-pressure the peer should see.
         """
         buf = self._rcvbuf
-        if max_bytes < 0 or max_bytes >= len(buf):
-            return bytes(buf)
-        return bytes(memoryview(buf)[:max_bytes])
+        return buf.copy(0, len(buf) if max_bytes < 0 or max_bytes >= len(buf) else max_bytes)
 
     def consume(self, n: int) -> None:
         """Drop the first ``n`` received bytes (after :meth:`peek`); may reopen the window."""
         if n <= 0:
             return
-        del self._rcvbuf[:n]
+        self._rcvbuf.drop(n)
         if self._state in _RECEIVING:
             self._maybe_window_update()
 
@@ -1324,7 +1319,7 @@ class TcpConnection:
                     self._last_data_time = now
                 self._pushed = n < self._rcv_mss
                 was_empty = not self._rcvbuf
-                self._rcvbuf += payload
+                self._rcvbuf.append(payload)
                 self._rcv_nxt = end
                 if n > self._rcv_mss:
                     self._rcv_mss = min(n, self.config.mss)
@@ -1916,7 +1911,12 @@ class TcpConnection:
             end = data_end
             fin = self._fin_queued
         base = self._snd_buf_seq
-        payload = self._sndbuf.copy(start - base, end - base)
+        sndbuf = self._sndbuf
+        payload = (
+            sndbuf.view(start - base, end - base)
+            if self.config.segment_views
+            else sndbuf.copy(start - base, end - base)
+        )
         if fin:
             flags = _FIN_PSH_ACK if end > start else _FIN_ACK
             self._fin_seq = data_end

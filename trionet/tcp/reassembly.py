@@ -8,6 +8,7 @@ why it refused something instead of counting it itself.
 
 from __future__ import annotations
 
+from trionet.tcp.byte_ring import ByteRing
 from trionet.tcp.seq import SEQ_MASK
 
 __all__ = ["Reassembly"]
@@ -87,7 +88,7 @@ class Reassembly:
         self.size += added
         return None
 
-    def drain_into(self, buffer: bytearray, rcv_nxt: int) -> int:
+    def drain_into(self, buffer: ByteRing, rcv_nxt: int) -> int:
         """Append what now continues the stream at ``rcv_nxt``; return the new RCV.NXT."""
         blocks = self.blocks
         while blocks and blocks[0][0] <= rcv_nxt:
@@ -95,7 +96,7 @@ class Reassembly:
             self.size -= len(data)
             end = start + len(data)
             if end > rcv_nxt:
-                buffer += memoryview(data)[rcv_nxt - start :]
+                buffer.append(memoryview(data)[rcv_nxt - start :])
                 rcv_nxt = end
         return rcv_nxt
 

@@ -1,11 +1,11 @@
-"""SendBuffer against the plain bytearray it replaces, as a model."""
+"""ByteRing against the plain bytearray it replaces, as a model."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trionet.tcp.send_buffer import INITIAL_CAPACITY, SendBuffer
+from trionet.tcp.byte_ring import INITIAL_CAPACITY, ByteRing
 
 LIMIT = 5 * INITIAL_CAPACITY + 123  # not a power of two: the last growth is capped
 _ops = st.lists(
@@ -20,12 +20,12 @@ _ops = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(_ops, st.data())
 def test_behaves_like_a_bytearray(ops: list[tuple[str, int]], data: st.DataObject) -> None:
-    buf = SendBuffer(LIMIT)
+    buf = ByteRing(LIMIT)
     model = bytearray()
     counter = 0
+    peak = 0  # the ring grows past LIMIT only to hold what it was given
     for op, size in ops:
         if op in ("append", "append_view"):
-            size = min(size, LIMIT - len(model))  # send() never queues past the limit
             chunk = bytes((counter + i) % 251 for i in range(size))
             counter += size
             buf.append(memoryview(bytearray(chunk)) if op == "append_view" else chunk)
@@ -41,12 +41,16 @@ def test_behaves_like_a_bytearray(ops: list[tuple[str, int]], data: st.DataObjec
             start = data.draw(st.integers(0, len(model)))
             end = data.draw(st.integers(start, len(model)))
             assert buf.copy(start, end) == model[start:end]
+            assert bytes(buf.view(start, end)) == model[start:end]
+        peak = max(peak, len(model))
         assert len(buf) == len(model)
-        assert len(model) <= buf.capacity <= LIMIT or not model
+        assert len(model) <= buf.capacity
+        assert buf.capacity <= max(LIMIT, peak)
+        assert bool(buf) == bool(model)
 
 
 def test_the_ring_starts_small_and_grows_only_as_far_as_the_limit() -> None:
-    buf = SendBuffer(1 << 20)
+    buf = ByteRing(1 << 20)
     buf.append(b"x" * 10)
     assert buf.capacity == INITIAL_CAPACITY
     for _ in range(40):  # a steady stream through a small window: no growth
@@ -57,3 +61,14 @@ def test_the_ring_starts_small_and_grows_only_as_far_as_the_limit() -> None:
     assert buf.capacity == 1 << 20
     buf.clear()
     assert buf.capacity == 0
+
+
+def test_a_view_is_the_ring_itself_and_a_copy_is_not() -> None:
+    buf = ByteRing(1 << 16)
+    buf.append(b"a" * 3000)
+    view, copy = buf.view(0, 1000), buf.copy(0, 1000)
+    assert isinstance(view, memoryview) and isinstance(copy, bytes)
+    buf.drop(3000)  # acknowledged: the space is reused by newer bytes
+    buf.append(b"b" * 4096)
+    assert bytes(view) == b"b" * 1000  # why a view must be written out first
+    assert copy == b"a" * 1000
