@@ -45,6 +45,7 @@ class FrameBackend:
         counters: EngineCounters,
         enable_tso: Callable[[bool, bool], None],
         *,
+        drain: Callable[[], None] = lambda: None,
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         max_frame: int = 65550,
     ) -> None:
@@ -56,6 +57,8 @@ class FrameBackend:
         self._wakeup = trio.Event()
         self._sink: FrameSink | None = None
         self._enable_tso = enable_tso
+        self._drain = drain
+        self._poller: Callable[[], bool] | None = None
         self._closed = False
         #: rate limits (§12), when configured: guest -> engine, engine -> guest
         self._egress: Throttle[tuple[bytes | memoryview, bool]] | None = None
@@ -92,6 +95,21 @@ class FrameBackend:
                 size=len,
                 keep=detached,
             )
+
+    def attach_poller(self, poller: Callable[[], bool] | None) -> None:
+        """A link's non-blocking read (see :meth:`drain`); None detaches it."""
+        self._poller = poller
+
+    def poll_link(self) -> bool:
+        """Run the link's poller, unless a rate limit is holding the guest's frames."""
+        poller = self._poller
+        if poller is None or self._closed or (self._egress is not None and self._egress.holding):
+            return False
+        return poller()
+
+    def drain(self) -> None:
+        """Move what is ready now, host sockets and the link alike (the engine's drain)."""
+        self._drain()
 
     async def wait_accepting(self) -> None:
         """Until the engine takes the guest's frames again (at once unless a rate limit holds).

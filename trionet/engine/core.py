@@ -57,6 +57,8 @@ _LOOPBACK4 = ipaddress.IPv4Address("127.0.0.1")
 _LOOPBACK6 = ipaddress.IPv6Address("::1")
 #: Rounds of events one flush handles; what is left waits for the next one.
 _MAX_FLUSH_ROUNDS = 16
+#: Rounds of EngineCore.drain that may find work before a task waits through Trio.
+DRAIN_ROUNDS = 8
 
 
 class EngineCore:
@@ -90,7 +92,10 @@ class EngineCore:
         self.pins: PinSet = evaluator.pins
         self.audit = audit
         self.backend = FrameBackend(
-            self.ingest, counters, lambda v4, v6: stack.enable_tso(ipv4=v4, ipv6=v6)
+            self.ingest,
+            counters,
+            lambda v4, v6: stack.enable_tso(ipv4=v4, ipv6=v6),
+            drain=self.drain,
         )
         self._waiters: dict[FlowKey, trio.Event] = {}
         self._timer_scope: trio.CancelScope | None = None
@@ -100,7 +105,7 @@ class EngineCore:
         self._flows: trio.Nursery | None = None
         self._flushing = False
         #: host sockets served without a task per socket (see readiness.py)
-        self.readiness = ReadinessLoop(self.batch)
+        self.readiness = ReadinessLoop(self.batch, drain=self.drain)
         # Set by the relays at start-up; see trionet.network. They run
         # inside flush() and must not block.
         self.on_tcp_connect: Callable[[FlowKey], None] | None = None
@@ -165,6 +170,26 @@ class EngineCore:
         for event in self._waiters.values():
             event.set()
         self._waiters.clear()
+
+    def drain(self) -> None:
+        """Move what is ready now, without waiting: host sockets, then the guest's link.
+
+        Called at the end of each wake-up, before its task waits again. On a
+        shared CPU the other end usually answered while the engine worked
+        (the guest's kernel receives inside our TAP write, a local server
+        inside our send), and waiting for Trio to report it costs a
+        scheduler pass (~20 µs here) that a non-blocking look does not.
+        Bounded: after DRAIN_ROUNDS rounds that found work the task waits
+        through Trio anyway, so the engine's other tasks keep their turn.
+        When nothing is ready this costs one ``epoll_wait(0)`` and one read
+        that finds nothing.
+        """
+        service = self.readiness.service
+        poll_link = self.backend.poll_link
+        for _round in range(DRAIN_ROUNDS):
+            moved = service()
+            if not poll_link() and not moved:
+                return
 
     # -- frames in and out -----------------------------------------------------
 

@@ -36,12 +36,23 @@ Handler = Callable[[int], None]
 class ReadinessLoop:
     """Level-triggered readiness for host sockets, served by :meth:`run`."""
 
-    def __init__(self, batch: Callable[[], AbstractContextManager[object]]) -> None:
-        """``batch()`` wraps each wake-up's handlers (the engine's: one flush at its end)."""
+    def __init__(
+        self,
+        batch: Callable[[], AbstractContextManager[object]],
+        *,
+        drain: Callable[[], None] | None = None,
+    ) -> None:
+        """``batch()`` wraps each wake-up's handlers (the engine's: one flush at its end).
+
+        ``drain()``, if given, replaces a wake-up's single :meth:`service`:
+        the engine's, which services this set and the guest's link until
+        neither has work (see :meth:`trionet.engine.core.EngineCore.drain`).
+        """
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
         self._masks: dict[int, int] = {}
         self._batch = batch
+        self._drain = drain
         #: Scratch space for reads done inside handlers (they run one at a
         #: time, never across a wait). Reading a host socket into one buffer
         #: the stack copies from, rather than into a fresh ``bytes`` of the
@@ -80,13 +91,19 @@ class ReadinessLoop:
         self._masks.pop(fd, None)
         self._handlers.pop(fd, None)
 
-    def service(self) -> None:
-        """Handle whatever is ready now, without waiting."""
+    def service(self) -> bool:
+        """Handle whatever is ready now, without waiting; True if anything was."""
+        if self._epoll.closed:
+            return False
+        ready = self._epoll.poll(0, MAX_EVENTS)
+        if not ready:
+            return False
         with self._batch():
-            for fd, events in self._epoll.poll(0, MAX_EVENTS):
+            for fd, events in ready:
                 handler = self._handlers.get(fd)
                 if handler is not None:
                     handler(events)
+        return True
 
     def close(self) -> None:
         """Close the epoll descriptor of a loop that will never run."""
@@ -97,9 +114,10 @@ class ReadinessLoop:
         epoll = self._epoll
         try:
             task_status.started()
+            wake = self._drain or self.service
             while True:
                 await trio.lowlevel.wait_readable(epoll)
-                self.service()
+                wake()
         finally:
             trio.lowlevel.notify_closing(epoll)
             epoll.close()

@@ -7,7 +7,7 @@ once; :class:`trionet.links.pcap.PcapEndpoint` provides the same surface.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from trionet.stack.flows import OutFrame
@@ -34,6 +34,18 @@ class FrameEndpoint(Protocol):
         """Until the engine takes frames again (at once unless a rate limit holds them)."""
 
     def enable_offload(self, *, tso4: bool, tso6: bool) -> None: ...
+
+    def attach_poller(self, poller: Callable[[], bool] | None) -> None:
+        """A non-blocking read of the link: hands over what the guest queued, True if any.
+
+        The engine calls it from :meth:`drain`, between its own wake-ups.
+        """
+
+    def drain(self) -> None:
+        """Move what is ready now (host sockets, the link's poller) without waiting.
+
+        A link calls it after handing over frames, before it waits again.
+        """
 
     async def receive_batch(self, max_frames: int = 64) -> list[bytes]: ...
 

@@ -113,6 +113,12 @@ class PcapEndpoint:
     def enable_offload(self, *, tso4: bool, tso6: bool) -> None:
         self._endpoint.enable_offload(tso4=tso4, tso6=tso6)
 
+    def attach_poller(self, poller: Callable[[], bool] | None) -> None:
+        self._endpoint.attach_poller(poller)
+
+    def drain(self) -> None:
+        self._endpoint.drain()
+
     async def receive_batch(self, max_frames: int = 64) -> list[bytes]:
         frames = await self._endpoint.receive_batch(max_frames)
         self._writer.write_frames(frames)

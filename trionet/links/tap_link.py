@@ -5,7 +5,10 @@ hands them to the endpoint in one synchronous call; the replies that batch
 provokes are written before the call returns, through a sink the endpoint
 calls directly. Frames the engine produces later (data arriving from host
 sockets, timers) go through the same sink. So there is no task switch or
-channel hop per frame in either direction.
+channel hop per frame in either direction. The link also gives the engine a
+non-blocking read of the TAP, which it runs before any of its tasks waits
+again (``EngineCore.drain``): what the guest sent meanwhile is taken without
+a trip through Trio's scheduler.
 """
 
 from __future__ import annotations
@@ -30,9 +33,6 @@ __all__ = ["run_tap_link", "split_udp_super_frame"]
 
 #: Frames drained per wake-up before the engine gets to run other tasks.
 BATCH_FRAMES = 64
-#: Batches read right after the previous one wrote to the guest, before
-#: waiting through Trio again (see _pump_in).
-EAGER_BATCHES = 8
 #: Refused frames kept for a retry when the link stops, and how long it tries.
 REFUSED_KEPT = 256
 TEARDOWN_RETRY_SECONDS = 1.0
@@ -99,48 +99,60 @@ async def run_tap_link(
 
 
 async def _pump_in(endpoint: FrameEndpoint, tap: TapDevice) -> None:
-    counters = tap.counters
-    eager = 0  # batches left before the next wait goes through the scheduler
-    written = counters.frames_out
-    while True:
-        await endpoint.wait_accepting()  # a rate limit stops the reading, not a queue
-        # A frame we wrote was received by the guest's kernel inside our
-        # write; on a shared CPU its answer (an ACK, more data) is already
-        # queued. Reading it now saves a scheduler pass per window of bulk
-        # data; after EAGER_BATCHES such rounds the wait is a real one, so
-        # the engine's other tasks still get their turn.
-        raws = tap.read_batch(BATCH_FRAMES) if eager and counters.frames_out != written else []
+    def read() -> bool:
+        raws = tap.read_batch(BATCH_FRAMES)
         if raws:
-            eager -= 1
-        else:
+            _hand_over(endpoint, tap, raws)
+        return bool(raws)
+
+    def poll() -> bool:
+        # From another task's drain: a failing TAP is this task's to report,
+        # on its own next read, not a reason to break the engine's loop.
+        if tap.closed:
+            return False
+        try:
+            return read()
+        except (OSError, trio.ClosedResourceError):
+            return False
+
+    # The engine also reads the TAP between its wake-ups (EngineCore.drain):
+    # on a shared CPU the guest has often answered inside our own write.
+    endpoint.attach_poller(poll)
+    try:
+        while True:
+            await endpoint.wait_accepting()  # a rate limit stops the reading, not a queue
             await tap.wait_readable()
-            raws = tap.read_batch(BATCH_FRAMES)
-            eager = EAGER_BATCHES
-        written = counters.frames_out
-        # Keep arrival order: hand over runs of frames that share the same
-        # checksum status.
-        run: list[memoryview] = []
-        run_valid = False
-        for raw in raws:
+            read()
+            endpoint.drain()
+    finally:
+        endpoint.attach_poller(None)
+
+
+def _hand_over(endpoint: FrameEndpoint, tap: TapDevice, raws: list[bytes]) -> None:
+    """Give the endpoint one read batch, in arrival order."""
+    # Runs of frames that share the same checksum status go over together.
+    run: list[memoryview] = []
+    run_valid = False
+    for raw in raws:
+        try:
+            header, frame = tap.split(raw)
+        except ParseError:
+            tap.counters.malformed_in += 1
+            continue
+        valid = _checksum_valid(header)
+        if run and valid != run_valid:
+            endpoint.send_batch_nowait(run, checksum_valid=run_valid)
+            run = []
+        run_valid = valid
+        if header is not None and header.gso is GsoType.UDP_L4:
             try:
-                header, frame = tap.split(raw)
+                run.extend(split_udp_super_frame(frame, header.gso_size))
             except ParseError:
                 tap.counters.malformed_in += 1
-                continue
-            valid = _checksum_valid(header)
-            if run and valid != run_valid:
-                endpoint.send_batch_nowait(run, checksum_valid=run_valid)
-                run = []
-            run_valid = valid
-            if header is not None and header.gso is GsoType.UDP_L4:
-                try:
-                    run.extend(split_udp_super_frame(frame, header.gso_size))
-                except ParseError:
-                    tap.counters.malformed_in += 1
-                continue
-            run.append(frame)
-        if run:
-            endpoint.send_batch_nowait(run, checksum_valid=run_valid)
+            continue
+        run.append(frame)
+    if run:
+        endpoint.send_batch_nowait(run, checksum_valid=run_valid)
 
 
 def split_udp_super_frame(frame: memoryview, gso_size: int) -> list[memoryview]:
