@@ -1,4 +1,4 @@
-"""Development sessions: ``nox -s lint tests`` is what CI runs.
+"""Development sessions: ``nox -s lint tests tests_compiled`` is what CI runs.
 
 Sessions install the project into their own virtualenvs, so a fresh machine
 needs nothing but Python and nox. Tests that need system tools (iproute2,
@@ -11,10 +11,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import zipfile
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "tests_compiled"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
@@ -100,7 +102,10 @@ rm -rf "$tmp"
 
 def _install_system_tools(session: nox.Session, extra: tuple[tuple[str, str], ...] = ()) -> None:
     tools = [*SYSTEM_TOOLS, *extra]
-    missing = sorted({pkg for cmd, pkg in tools if shutil.which(cmd) is None})
+    _apt_install(session, sorted({pkg for cmd, pkg in tools if shutil.which(cmd) is None}))
+
+
+def _apt_install(session: nox.Session, missing: list[str]) -> None:
     if not missing:
         return
     if os.geteuid() != 0:
@@ -122,11 +127,103 @@ def _install_system_tools(session: nox.Session, extra: tuple[tuple[str, str], ..
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite, real-guest tests included (they need root)."""
+    """The test suite, real-guest tests included (they need root), on pure Python."""
     _install_system_tools(session)
     _install_guest_kernel(session)
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    # Pure Python is the reference: fail rather than test extension modules a
+    # compiled build left in the checkout (tests/support/compiled.py).
+    session.run("pytest", *session.posargs, env={"TRIONET_EXPECT_COMPILED": "0"})
+
+
+# The optional compiled build (setup.py, TRIONET_COMPILE=1): what it needs on the
+# machine, and the tests that exercise the layers it compiles.
+COMPILE_TOOLS = (("gcc", "gcc"),)
+COMPILED_LAYER_TESTS = (
+    "tests/test_compiled_build.py",
+    "tests/wire",
+    "tests/stack",
+    "tests/dhcp",
+    *sorted(glob.glob("tests/test_tcp_*.py")),
+    "tests/engine/test_tcp_splice.py",
+)
+# What a copy of the checkout for a build leaves out: caches, venvs, builds.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".nox", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.so",
+    ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "_build_info.py",
+)  # fmt: skip
+
+
+def _install_compiler(session: nox.Session) -> None:
+    """gcc and the running Python's C headers, which the compiled build needs."""
+    _install_system_tools(session, COMPILE_TOOLS)
+    include = session.run(
+        "python", "-c", "import sysconfig; print(sysconfig.get_paths()['include'])", silent=True
+    )
+    if include and not (Path(str(include).strip()) / "Python.h").exists():
+        _apt_install(session, ["python3-dev"])  # a Debian python3's headers
+
+
+def _build_compiled_wheel(session: nox.Session, source: Path) -> Path:
+    """The compiled wheel of ``source``, built as a user builds it (pip, PEP 517)."""
+    wheelhouse = Path(session.create_tmp()) / "wheelhouse"
+    shutil.rmtree(wheelhouse, ignore_errors=True)
+    session.run(
+        "pip", "wheel", "--no-deps", "-w", str(wheelhouse), str(source),
+        env={"TRIONET_COMPILE": "1"},
+    )  # fmt: skip
+    (wheel,) = wheelhouse.glob("*.whl")
+    if wheel.name.endswith("-none-any.whl"):
+        session.error(f"{wheel.name} is a pure wheel: nothing was compiled")
+    return wheel
+
+
+@nox.session
+def tests_compiled(session: nox.Session) -> None:
+    """The layers' tests against the mypyc-compiled build of a copy of the checkout.
+
+    The compiled wheel is built from a copy (so the checkout itself stays pure)
+    and unpacked over it, which makes the copy an in-place compiled build; the
+    tests there fail unless every module the build recorded really loads from
+    its extension module (TRIONET_EXPECT_COMPILED=1, tests/support/compiled.py).
+    """
+    _install_system_tools(session)
+    _install_compiler(session)
+    session.install("-e", ".[test]")
+    copy = Path(session.create_tmp()) / "compiled"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(".", copy, ignore=_NOT_SOURCE)
+    wheel = _build_compiled_wheel(session, copy)
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(copy)
+    with session.chdir(copy):
+        # Hypothesis builds its Unicode tables into ./.hypothesis on first use
+        # (~1 s): in a fresh copy that lands inside one test's first draw, which
+        # then fails the too-slow health check (tests/wire test_ndp did).
+        warm = "import hypothesis.strategies as st; st.from_regex('a', fullmatch=True).example()"
+        session.run("python", "-W", "ignore", "-c", warm, silent=True)
+        session.run(
+            "pytest",
+            *(session.posargs or COMPILED_LAYER_TESTS),
+            env={"TRIONET_EXPECT_COMPILED": "1"},
+        )
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """The compiled wheel for the running Python, in dist/ (pure wheel: pip wheel .)."""
+    _install_compiler(session)
+    Path("dist").mkdir(exist_ok=True)
+    wheel = Path(shutil.copy(_build_compiled_wheel(session, Path(".")), "dist"))
+    # Installed, run outside the checkout, it must import compiled and pass its guard.
+    session.install(str(wheel))
+    session.install("--force-reinstall", "--no-deps", str(wheel))
+    check = (
+        "import trionet, trionet.tcp.connection as m; "
+        "assert m.__file__.endswith(('.so', '.pyd')), m.__file__; print(m.__file__)"
+    )
+    with session.chdir(session.create_tmp()):
+        session.run("python", "-c", check)
 
 
 @nox.session

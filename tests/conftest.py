@@ -42,7 +42,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 # Namespace and real-guest fixtures (netns_factory, guest_link_factory), and the
 # checks at the session's end (machine left as found, no unexplained skip in CI).
-pytest_plugins = ["tests.support.fixtures", "tests.support.session_checks"]
+# Which build runs (pure, or the mypyc-compiled one: tests/support/compiled.py).
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.session_checks",
+    "tests.support.compiled",
+]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -81,6 +81,8 @@ def test_readme_has_two_commands_and_ci_runs_the_test_one() -> None:
     assert len(commands) == 2, commands
     main, tests = commands
     assert "trionet run --" in main and "nox -s lint tests" in tests
+    # Both builds: pure Python, and the optional mypyc one (noxfile.py, setup.py).
+    assert tests.endswith("nox -s lint tests tests_compiled")
     # Both work on a stock Debian python3, which refuses pip outside a venv (PEP 668).
     for command in commands:
         assert "python3 -m venv .venv && .venv/bin/pip install" in command

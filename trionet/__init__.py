@@ -22,6 +22,9 @@ touching each other's lines.
 import importlib
 from typing import TYPE_CHECKING
 
+# First of trionet's imports (isort keeps it first): refuses to go on if a
+# compiled module of the optional mypyc build would shadow an edited source.
+from trionet import _compiled  # noqa: F401
 from trionet.addressing import GuestAddressing, HostRoutes, derive_addressing
 from trionet.config import ConfigError, InterfaceOverrides, MacAddress, NetworkConfig
 from trionet.dhcp.config import DhcpConfig

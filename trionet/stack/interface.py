@@ -131,19 +131,25 @@ class Stack:
         }
         self._out = GuestOutput(params, self._frames)
         self.tcp = TcpTable(params, self._frames, self._events, self.drops)
-        self.dhcpv4: Dhcpv4Server | None = None
-        self.dhcpv6: Dhcpv6Server | None = None
-        self.router_advertiser: RouterAdvertiser | None = None
-        self._setup_autoconf(params)
+        # Returned, not set by the method: after ``self.x = None`` mypy takes
+        # ``self.x`` to stay None across a method call, and mypyc compiles in
+        # that belief (a TypeError when the method had set it).
+        self.dhcpv4, self.dhcpv6, self.router_advertiser = self._autoconf(params)
         #: the guest has not spoken IPv6 yet (router advertisements wait until it does)
         self._ipv6_quiet = self.router_advertiser is not None
 
-    def _setup_autoconf(self, params: StackParams) -> None:
+    def _autoconf(
+        self, params: StackParams
+    ) -> tuple[Dhcpv4Server | None, Dhcpv6Server | None, RouterAdvertiser | None]:
+        """The DHCPv4 and DHCPv6 servers and the router advertiser ``params`` ask for."""
+        dhcpv4: Dhcpv4Server | None = None
+        dhcpv6: Dhcpv6Server | None = None
+        advertiser: RouterAdvertiser | None = None
         dhcp = params.dhcp
         if dhcp is None or not dhcp.enabled:
-            return
+            return dhcpv4, dhcpv6, advertiser
         if params.gateway_ipv4 is not None and params.guest_ipv4 is not None:
-            self.dhcpv4 = Dhcpv4Server(
+            dhcpv4 = Dhcpv4Server(
                 dhcp,
                 server=params.gateway_ipv4,
                 client=params.guest_ipv4,
@@ -153,9 +159,9 @@ class Stack:
                 drops=self.drops,
             )
         if params.guest_ipv6 is None or params.gateway_ipv6 is None:
-            return
+            return dhcpv4, dhcpv6, advertiser
         if dhcp.dhcpv6:
-            self.dhcpv6 = Dhcpv6Server(
+            dhcpv6 = Dhcpv6Server(
                 dhcp,
                 address=params.guest_ipv6,
                 dns_server=params.gateway_ipv6,
@@ -163,7 +169,7 @@ class Stack:
                 drops=self.drops,
             )
         if dhcp.router_advertisements and params.gateway_ipv6_link_local is not None:
-            self.router_advertiser = RouterAdvertiser(
+            advertiser = RouterAdvertiser(
                 dhcp,
                 prefix=params.guest_ipv6,
                 gateway=params.gateway_ipv6,
@@ -171,6 +177,7 @@ class Stack:
                 mtu=params.mtu,
                 drops=self.drops,
             )
+        return dhcpv4, dhcpv6, advertiser
 
     # -- output ---------------------------------------------------------------
 

@@ -11,6 +11,10 @@ identical layout allow ``__class__`` assignment). That halves the cost again
 against storing through the slot descriptors one call at a time (TcpHeader:
 729 ns -> 410 ns). The result is an ordinary instance, equal to and as
 immutable as one built normally.
+
+Compiled by mypyc (the optional build, setup.py), a dataclass is a native
+class: its instances have a C layout no Python class shares, so ``__class__``
+assignment is refused, and the constructor is the class itself.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ def positional_constructor(cls: type[T]) -> Callable[..., T]:
     ``__init__``) because a loop over the fields costs as much as the frozen
     path it replaces.
     """
+    if "__mypyc_attrs__" in cls.__dict__:  # mypyc marks every native class with it
+        return cls
     names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
     slots = cls.__dict__.get("__slots__", ())
     if cls.__bases__ != (object,) or sorted(slots) != sorted(names):

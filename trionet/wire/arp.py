@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
 
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.errors import ParseError
@@ -33,7 +32,11 @@ class ArpPacket:
     target_mac: bytes
     target_ip: bytes
 
-    header_len: ClassVar[int] = ARP_LEN
+    # A property, not a ClassVar: mypyc makes a dataclass's ClassVar a field (see
+    # tests/test_classvar_attributes.py).
+    @property
+    def header_len(self) -> int:
+        return ARP_LEN
 
     def emit_into(self, buf: WritableBuffer, offset: int = 0) -> int:
         """Write the packet at ``offset``; return the offset just past it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, TypeAlias
+from typing import TypeAlias
 
 from trionet.wire._types import BytesLike, WritableBuffer
 from trionet.wire.checksum import combine_sums, internet_checksum, ones_sum
@@ -67,7 +67,11 @@ class Icmpv4Echo:
     ident: int
     seq: int
 
-    header_len: ClassVar[int] = ICMPV4_HEADER_LEN
+    # A property, not a ClassVar: mypyc makes a dataclass's ClassVar a field (see
+    # tests/test_classvar_attributes.py).
+    @property
+    def header_len(self) -> int:
+        return ICMPV4_HEADER_LEN
 
     def reply(self) -> Icmpv4Echo:
         return Icmpv4Echo(False, self.ident, self.seq)
@@ -89,7 +93,9 @@ class Icmpv4DestUnreachable:
     code: int
     next_hop_mtu: int = 0
 
-    header_len: ClassVar[int] = ICMPV4_HEADER_LEN
+    @property
+    def header_len(self) -> int:
+        return ICMPV4_HEADER_LEN
 
     @classmethod
     def frag_needed(cls, mtu: int) -> Icmpv4DestUnreachable:
@@ -111,7 +117,9 @@ class Icmpv4TimeExceeded:
 
     code: int = 0
 
-    header_len: ClassVar[int] = ICMPV4_HEADER_LEN
+    @property
+    def header_len(self) -> int:
+        return ICMPV4_HEADER_LEN
 
     def emit_into(self, buf: WritableBuffer, offset: int, payload: BytesLike) -> int:
         _HEADER.pack_into(buf, offset, TYPE_TIME_EXCEEDED, self.code, 0, 0)
@@ -129,7 +137,9 @@ class Icmpv4Other:
     code: int
     rest: int = 0
 
-    header_len: ClassVar[int] = ICMPV4_HEADER_LEN
+    @property
+    def header_len(self) -> int:
+        return ICMPV4_HEADER_LEN
 
     def emit_into(self, buf: WritableBuffer, offset: int, payload: BytesLike) -> int:
         _HEADER.pack_into(buf, offset, self.type, self.code, 0, self.rest)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
 
 from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
@@ -59,7 +58,11 @@ class Ipv4Header:
     #: The former TOS byte: DSCP in the top six bits, ECN in the bottom two.
     dscp_ecn: int = 0
 
-    header_len: ClassVar[int] = IPV4_HEADER_LEN
+    # A property, not a ClassVar: mypyc makes a dataclass's ClassVar a field (see
+    # tests/test_classvar_attributes.py).
+    @property
+    def header_len(self) -> int:
+        return IPV4_HEADER_LEN
 
     @property
     def is_fragment(self) -> bool:

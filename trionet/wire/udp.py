@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
 
 from trionet.wire._construct import positional_constructor
 from trionet.wire._types import BytesLike, WritableBuffer
@@ -31,7 +30,11 @@ class UdpHeader:
     src_port: int
     dst_port: int
 
-    header_len: ClassVar[int] = UDP_HEADER_LEN
+    # A property, not a ClassVar: mypyc makes a dataclass's ClassVar a field (see
+    # tests/test_classvar_attributes.py).
+    @property
+    def header_len(self) -> int:
+        return UDP_HEADER_LEN
 
     def emit_into(
         self,
