@@ -113,17 +113,8 @@ class ByteRing:
 
     def copy(self, start: int, end: int) -> bytes:
         """A copy of bytes ``start:end`` of the queue (0 = the oldest byte)."""
-        if end <= start:
-            return _EMPTY
-        capacity = len(self._view)
-        a = self._head + start
-        if a >= capacity:
-            a -= capacity
-        b = a + (end - start)
-        view = self._view
-        if b <= capacity:
-            return bytes(view[a:b])
-        return _EMPTY.join((view[a:], view[: b - capacity]))
+        piece = self.view(start, end)
+        return piece if isinstance(piece, bytes) else bytes(piece)
 
     def view(self, start: int, end: int) -> bytes | memoryview:
         """Bytes ``start:end`` without a copy where they are contiguous in the ring.
@@ -135,12 +126,12 @@ class ByteRing:
         """
         if end <= start:
             return _EMPTY
-        capacity = len(self._view)
+        view = self._view
+        capacity = len(view)
         a = self._head + start
         if a >= capacity:
             a -= capacity
         b = a + (end - start)
-        view = self._view
         if b <= capacity:
             return view[a:b]
         return _EMPTY.join((view[a:], view[: b - capacity]))
