@@ -197,11 +197,7 @@ def tests_compiled(session: nox.Session) -> None:
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(copy)
     with session.chdir(copy):
-        # Hypothesis builds its Unicode tables into ./.hypothesis on first use
-        # (~1 s): in a fresh copy that lands inside one test's first draw, which
-        # then fails the too-slow health check (tests/wire test_ndp did).
-        warm = "import hypothesis.strategies as st; st.from_regex('a', fullmatch=True).example()"
-        session.run("python", "-W", "ignore", "-c", warm, silent=True)
+        # (tests/conftest.py builds Hypothesis's Unicode tables up front.)
         session.run(
             "pytest",
             *(session.posargs or COMPILED_LAYER_TESTS),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import warnings
 
 import pytest
 import trio
@@ -33,6 +34,18 @@ def require_root() -> None:
     reason = _root_unavailable_reason()
     if reason is not None:
         missing(reason)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Hypothesis builds its Unicode tables (into .hypothesis/) on the first
+    # from_regex draw, about 1 s: in a fresh checkout that lands inside some
+    # test's first example, which then fails the too-slow health check
+    # (tests/wire test_ndp did, in a fresh copy). Build them up front.
+    import hypothesis.strategies as st
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st.from_regex("a", fullmatch=True).example()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
