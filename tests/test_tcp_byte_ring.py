@@ -72,3 +72,21 @@ def test_a_view_is_the_ring_itself_and_a_copy_is_not() -> None:
     buf.append(b"b" * 4096)
     assert bytes(view) == b"b" * 1000  # why a view must be written out first
     assert copy == b"a" * 1000
+
+
+def test_reserve_and_commit_fill_the_ring_in_place_around_the_wrap() -> None:
+    buf = ByteRing(4 * INITIAL_CAPACITY)
+    buf.append(b"a" * 3000)
+    buf.drop(2000)  # head at 2000, 1000 queued, tail at 3000
+    room = buf.reserve(2000)
+    assert len(room) == INITIAL_CAPACITY - 3000  # contiguous: up to the end
+    room[:] = b"b" * len(room)
+    buf.commit(len(room))
+    rest = buf.reserve(2000 - len(room))  # wraps to the front, before the head
+    assert len(rest) == 2000 - (INITIAL_CAPACITY - 3000)
+    rest[:] = b"c" * len(rest)
+    buf.commit(len(rest))
+    assert buf.copy(0, len(buf)) == b"a" * 1000 + b"b" * 1096 + b"c" * 904
+    assert buf.capacity == INITIAL_CAPACITY
+    grown = buf.reserve(INITIAL_CAPACITY)  # more than fits: the ring grows first
+    assert len(grown) == INITIAL_CAPACITY and buf.capacity == 2 * INITIAL_CAPACITY

@@ -27,8 +27,6 @@ IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 #: Events per wake-up; the rest stay ready for the next pass (level-triggered).
 MAX_EVENTS = 256
-#: Size of :attr:`ReadinessLoop.scratch`, the most a handler reads at once.
-SCRATCH_BYTES = 256 * 1024
 
 Handler = Callable[[int], None]
 
@@ -53,13 +51,6 @@ class ReadinessLoop:
         self._masks: dict[int, int] = {}
         self._batch = batch
         self._drain = drain
-        #: Scratch space for reads done inside handlers (they run one at a
-        #: time, never across a wait). Reading a host socket into one buffer
-        #: the stack copies from, rather than into a fresh ``bytes`` of the
-        #: largest size asked for, spares the allocator a large block per
-        #: read; glibc serves those from the top of the heap and hands them
-        #: back with ``brk``, so every read paid for fresh zeroed pages.
-        self.scratch = memoryview(bytearray(SCRATCH_BYTES))
 
     def watch(self, fd: int, mask: int, handler: Handler) -> None:
         """Call ``handler(events)`` while ``fd`` is ready for ``mask``."""

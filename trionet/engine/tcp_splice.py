@@ -25,14 +25,14 @@ from collections.abc import Callable
 import trio
 
 from trionet.engine.core import EngineCore
-from trionet.engine.readiness import IN, OUT, SCRATCH_BYTES
+from trionet.engine.readiness import IN, OUT
 from trionet.stack.flows import FlowKey
 from trionet.stack.interface import TcpStatus
 
 __all__ = ["TcpSplice", "close_with_reset"]
 
 #: The most moved per call in either direction.
-CHUNK = SCRATCH_BYTES
+CHUNK = 256 * 1024
 
 
 class TcpSplice:
@@ -48,7 +48,6 @@ class TcpSplice:
         "_loop",
         "_on_done",
         "_sock",
-        "_to_guest",
         "_to_host",
         "closed",
     )
@@ -68,8 +67,6 @@ class TcpSplice:
         self._on_done = on_done
         #: guest bytes the host socket has not taken yet
         self._to_host: memoryview | None = None
-        #: host bytes the guest connection has not taken yet
-        self._to_guest: memoryview | None = None
         self._host_shut = False  # FIN passed to the host
         self._host_eof = False  # the host's FIN seen (and passed on to the guest)
         self._guest_full = False  # no send space: the host socket is not read
@@ -95,12 +92,7 @@ class TcpSplice:
             # take it, so waiting to notice would hold the socket forever.
             self._reset()
             return
-        if self._to_guest is not None:
-            self._push_to_guest(status)
-            if self.closed:
-                return
-            self._guest_full = self._to_guest is not None
-        elif self._guest_full and status.send_space > 0 and not self._host_eof:
+        if self._guest_full and status.send_space > 0 and not self._host_eof:
             # The guest's ACKs just made room that the host side was waiting
             # for: read now, in this wake-up. Waiting for the readiness loop
             # to report the socket would cost a scheduler pass and two
@@ -155,7 +147,7 @@ class TcpSplice:
     def _on_ready(self, events: int) -> None:
         if events & OUT and self._to_host is not None and self._send_host(self._to_host):
             self._guest_to_host(self._core.stack.tcp_status(self._key))
-        if not self.closed and events & ~OUT and self._to_guest is None and not self._host_eof:
+        if not self.closed and events & ~OUT and not self._host_eof:
             self._host_to_guest()
         if not self.closed:
             self._update_interest()
@@ -172,36 +164,29 @@ class TcpSplice:
             if space <= 0:
                 self._guest_full = True  # parked until guest_activity
                 return
-            want = min(space, CHUNK)
-            scratch = self._loop.scratch
+            # Straight into the connection's send queue: the one copy.
+            room = stack.tcp_send_room(key, min(space, CHUNK))
+            if not room:
+                self._reset()  # space but no room: it can no longer send
+                return
+            want = len(room)
             try:
-                got = self._sock.recv_into(scratch, want)
+                got = self._sock.recv_into(room)
             except BlockingIOError:
                 return
             except OSError:
                 self._reset()
                 return
+            finally:
+                room.release()
             if not got:
                 self._host_eof = True
                 stack.tcp_shutdown(key, trio.current_time())
                 self._maybe_finish()
                 return
-            taken = stack.tcp_send(key, scratch[:got], trio.current_time())
-            if taken < got:
-                # The scratch is reused by the next read: keep our own copy.
-                self._to_guest = memoryview(bytes(scratch[taken:got]))
-                return
+            stack.tcp_send_commit(key, got, trio.current_time())
             if got < want:
                 return  # short read: most likely drained; the loop says if not
-
-    def _push_to_guest(self, status: TcpStatus) -> None:
-        pending = self._to_guest
-        assert pending is not None
-        if status.error is not None:
-            self._reset()
-            return
-        taken = self._core.stack.tcp_send(self._key, pending, trio.current_time())
-        self._to_guest = pending[taken:] if taken < len(pending) else None
 
     def _update_interest(self) -> None:
         if self.closed:
@@ -209,7 +194,7 @@ class TcpSplice:
         mask = 0
         if self._to_host is not None:
             mask |= OUT
-        if self._to_guest is None and not self._host_eof and not self._guest_full:
+        if not self._host_eof and not self._guest_full:
             mask |= IN
         self._loop.want(self._fd, mask)
 
@@ -217,7 +202,7 @@ class TcpSplice:
 
     def _maybe_finish(self) -> None:
         """Both FINs passed and nothing left in between: close quietly."""
-        if self._host_shut and self._host_eof and self._to_host is None and self._to_guest is None:
+        if self._host_shut and self._host_eof and self._to_host is None:
             self._close()
             self._sock.close()
             # The stack keeps the connection only to finish its shutdown.

@@ -717,6 +717,12 @@ class Stack:
     def tcp_send(self, key: FlowKey, data: memoryview, now: float) -> int:
         return self.tcp.send(key, data, now)
 
+    def tcp_send_room(self, key: FlowKey, max_bytes: int) -> memoryview | None:
+        return self.tcp.send_room(key, max_bytes)
+
+    def tcp_send_commit(self, key: FlowKey, n: int, now: float) -> None:
+        self.tcp.send_commit(key, n, now)
+
     def tcp_shutdown(self, key: FlowKey, now: float) -> None:
         self.tcp.shutdown(key, now)
 

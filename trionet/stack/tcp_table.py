@@ -425,6 +425,22 @@ class TcpTable:
         self._service(key, entry, now)
         return taken
 
+    def send_room(self, key: FlowKey, max_bytes: int) -> memoryview | None:
+        """Space to fill in place (see TcpConnection.send_room); None if it cannot send."""
+        entry = self._connections.get(key)
+        if entry is None:
+            return None
+        try:
+            return entry.conn.send_room(max_bytes)
+        except TcpStateError:
+            return None
+
+    def send_commit(self, key: FlowKey, n: int, now: float) -> None:
+        entry = self._connections.get(key)
+        if entry is not None:
+            entry.conn.send_commit(n)
+            self._service(key, entry, now)
+
     def shutdown(self, key: FlowKey, now: float) -> None:
         entry = self._connections.get(key)
         if entry is not None:

@@ -83,6 +83,31 @@ class ByteRing:
             ring[: n - first] = view[first:]
         self._len = size
 
+    def reserve(self, n: int) -> memoryview:
+        """Room for up to ``n`` more bytes at the back, as one contiguous view.
+
+        Shorter than ``n`` where the free space wraps around (call again
+        after :meth:`commit`). Fill it (a ``recv_into``, say), then
+        :meth:`commit` what was written, before anything else touches the
+        ring: the one copy from a socket straight into the queue.
+        """
+        size = self._len + n
+        view = self._view
+        if size > len(view):
+            view = self._grow(size)
+        capacity = len(view)
+        tail = self._head + self._len
+        if tail >= capacity:
+            tail -= capacity
+            end = self._head  # free space runs up to the oldest byte
+        else:
+            end = capacity
+        return view[tail : min(end, tail + n)]
+
+    def commit(self, n: int) -> None:
+        """``n`` bytes written into the last :meth:`reserve`'s view are queued."""
+        self._len += n
+
     def _grow(self, size: int) -> memoryview:
         capacity = max(len(self._view), INITIAL_CAPACITY)
         while capacity < size:

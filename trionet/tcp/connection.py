@@ -626,6 +626,25 @@ class TcpConnection:
                 self._snd_up = self._snd_buf_seq + len(self._sndbuf)
         return n
 
+    def send_room(self, max_bytes: int) -> memoryview:
+        """Send-buffer space for up to ``max_bytes``, to fill in place; then :meth:`send_commit`.
+
+        :meth:`send` without its copy: an owner reading a socket reads
+        straight into the queue (``recv_into``). The view is contiguous, so
+        it may be shorter than the space there is; empty when the buffer is
+        full. Raises ``TcpStateError`` where :meth:`send` would.
+        """
+        if self._state not in _MAY_SEND or self._fin_queued:
+            raise TcpStateError(f"cannot send in {self._state.value} after close or reset")
+        room = self.config.send_buffer - len(self._sndbuf)
+        return self._sndbuf.reserve(min(max_bytes, room) if room > 0 else 0)
+
+    def send_commit(self, n: int) -> None:
+        """Queue the first ``n`` bytes written into the last :meth:`send_room` view."""
+        self._sndbuf.commit(n)
+        if len(self._sndbuf) >= self.config.send_buffer:
+            self._send_blocked = True  # as a send() that fills the buffer
+
     def read(self, max_bytes: int = -1) -> bytes:
         """Take up to ``max_bytes`` received bytes (all if negative); ``b""`` if none."""
         buf = self._rcvbuf
