@@ -90,3 +90,16 @@ def test_reserve_and_commit_fill_the_ring_in_place_around_the_wrap() -> None:
     assert buf.capacity == INITIAL_CAPACITY
     grown = buf.reserve(INITIAL_CAPACITY)  # more than fits: the ring grows first
     assert len(grown) == INITIAL_CAPACITY and buf.capacity == 2 * INITIAL_CAPACITY
+
+
+def test_front_is_a_view_of_the_oldest_bytes_up_to_the_wrap() -> None:
+    buf = ByteRing(INITIAL_CAPACITY)
+    buf.append(b"a" * 4000)
+    buf.drop(3000)
+    buf.append(b"b" * 2000)  # 1000 at the end of the ring, 1000 after the wrap
+    first = buf.front(5000)
+    assert bytes(first) == b"a" * 1000 + b"b" * 96  # up to the end of the ring
+    first.release()
+    buf.drop(1096)
+    assert bytes(buf.front(100)) == b"b" * 100
+    assert len(buf.front(10_000)) == 1904

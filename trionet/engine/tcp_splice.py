@@ -43,12 +43,12 @@ class TcpSplice:
         "_fd",
         "_guest_full",
         "_host_eof",
+        "_host_full",
         "_host_shut",
         "_key",
         "_loop",
         "_on_done",
         "_sock",
-        "_to_host",
         "closed",
     )
 
@@ -65,8 +65,8 @@ class TcpSplice:
         self._sock = sock
         self._fd = sock.fileno()
         self._on_done = on_done
-        #: guest bytes the host socket has not taken yet
-        self._to_host: memoryview | None = None
+        #: the host socket did not take everything offered: wait until writable
+        self._host_full = False
         self._host_shut = False  # FIN passed to the host
         self._host_eof = False  # the host's FIN seen (and passed on to the guest)
         self._guest_full = False  # no send space: the host socket is not read
@@ -83,7 +83,7 @@ class TcpSplice:
         if self.closed:
             return
         status = self._core.stack.tcp_status(self._key)
-        if self._to_host is None:
+        if not self._host_full:
             status = self._guest_to_host(status)
             if self.closed:
                 return
@@ -111,8 +111,7 @@ class TcpSplice:
         key = self._key
         while True:
             if status.readable:
-                data = stack.tcp_read(key, CHUNK, trio.current_time())
-                if not self._send_host(memoryview(data)):
+                if not self._send_host():
                     return status
                 status = stack.tcp_status(key)  # a FIN may follow the data
             elif status.at_eof:
@@ -127,8 +126,16 @@ class TcpSplice:
                     self._reset()
                 return status
 
-    def _send_host(self, data: memoryview) -> bool:
-        """Send what the host socket takes; False if something is left or it broke."""
+    def _send_host(self) -> bool:
+        """Offer the host what the guest sent; False if it did not take it all, or broke.
+
+        The bytes are offered as a view of the connection's receive buffer
+        and consumed only as far as the host took them: no copy, and what
+        the host has not taken keeps the guest's window closed.
+        """
+        stack = self._core.stack
+        data = stack.tcp_peek(self._key, CHUNK)
+        offered = len(data)
         try:
             sent = self._sock.send(data)
         except BlockingIOError:
@@ -136,16 +143,18 @@ class TcpSplice:
         except OSError:
             self._reset()
             return False
-        if sent < len(data):
-            self._to_host = data[sent:]
-            return False
-        self._to_host = None
-        return True
+        finally:
+            if isinstance(data, memoryview):
+                data.release()
+        if sent:
+            stack.tcp_consume(self._key, sent, trio.current_time())
+        self._host_full = sent < offered
+        return not self._host_full
 
     # -- host side (called from the readiness loop) ------------------------------------
 
     def _on_ready(self, events: int) -> None:
-        if events & OUT and self._to_host is not None and self._send_host(self._to_host):
+        if events & OUT and self._host_full and self._send_host():
             self._guest_to_host(self._core.stack.tcp_status(self._key))
         if not self.closed and events & ~OUT and not self._host_eof:
             self._host_to_guest()
@@ -192,7 +201,7 @@ class TcpSplice:
         if self.closed:
             return
         mask = 0
-        if self._to_host is not None:
+        if self._host_full:
             mask |= OUT
         if not self._host_eof and not self._guest_full:
             mask |= IN
@@ -202,7 +211,7 @@ class TcpSplice:
 
     def _maybe_finish(self) -> None:
         """Both FINs passed and nothing left in between: close quietly."""
-        if self._host_shut and self._host_eof and self._to_host is None:
+        if self._host_shut and self._host_eof and not self._host_full:
             self._close()
             self._sock.close()
             # The stack keeps the connection only to finish its shutdown.

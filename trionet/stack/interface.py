@@ -714,6 +714,12 @@ class Stack:
     def tcp_read(self, key: FlowKey, max_bytes: int, now: float) -> bytes:
         return self.tcp.read(key, max_bytes, now)
 
+    def tcp_peek(self, key: FlowKey, max_bytes: int) -> memoryview | bytes:
+        return self.tcp.peek(key, max_bytes)
+
+    def tcp_consume(self, key: FlowKey, n: int, now: float) -> None:
+        self.tcp.consume(key, n, now)
+
     def tcp_send(self, key: FlowKey, data: memoryview, now: float) -> int:
         return self.tcp.send(key, data, now)
 

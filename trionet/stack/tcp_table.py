@@ -414,6 +414,21 @@ class TcpTable:
             self._service(key, entry, now)
         return data
 
+    def peek(self, key: FlowKey, max_bytes: int) -> memoryview | bytes:
+        """A view of received bytes to offer a socket (TcpConnection.peek_view); then consume."""
+        entry = self._connections.get(key)
+        return b"" if entry is None else entry.conn.peek_view(max_bytes)
+
+    def consume(self, key: FlowKey, n: int, now: float) -> None:
+        entry = self._connections.get(key)
+        if entry is None:
+            return
+        conn = entry.conn
+        conn.consume(n)
+        # As read(): only a window update may be owed.
+        if conn.ack_pending or key in self._dirty:
+            self._service(key, entry, now)
+
     def send(self, key: FlowKey, data: memoryview, now: float) -> int:
         entry = self._connections.get(key)
         if entry is None:

@@ -136,6 +136,17 @@ class ByteRing:
         self._head = 0
         self._len = 0
 
+    def front(self, n: int) -> memoryview:
+        """Up to ``n`` of the oldest bytes, as one view of the ring (no copy).
+
+        Shorter than ``n`` where they wrap around. Right until the ring is
+        dropped from and appended to: look, then :meth:`drop` what was used.
+        """
+        view = self._view
+        head = self._head
+        end = head + min(n, self._len)
+        return view[head : min(end, len(view))]
+
     def copy(self, start: int, end: int) -> bytes:
         """A copy of bytes ``start:end`` of the queue (0 = the oldest byte)."""
         piece = self.view(start, end)

@@ -667,6 +667,15 @@ class TcpConnection:
         buf = self._rcvbuf
         return buf.copy(0, len(buf) if max_bytes < 0 or max_bytes >= len(buf) else max_bytes)
 
+    def peek_view(self, max_bytes: int) -> memoryview:
+        """:meth:`peek` without its copy: a view of up to ``max_bytes`` received bytes.
+
+        Contiguous, so it may be shorter than what is buffered. Right only
+        until the next :meth:`consume` or received segment: offer it to a
+        socket, drop the view, then :meth:`consume` what the socket took.
+        """
+        return self._rcvbuf.front(max_bytes)
+
     def consume(self, n: int) -> None:
         """Drop the first ``n`` received bytes (after :meth:`peek`); may reopen the window."""
         if n <= 0:
