@@ -8,10 +8,12 @@ calls and stops; nothing waits, so a request crosses the engine in the same
 wake-up that brought it in.
 
 Back-pressure is end to end, as in :func:`trionet.engine.tcp_relay.relay_streams`:
-guest data is read from the stack only once the host socket took the
-previous chunk (so the guest's window closes behind a slow host), and the
-host socket is read only while the guest connection has send space (so the
-host's window closes behind a slow guest). Half-close passes through both
+guest data is consumed from the stack only as far as the host socket took
+it (so the guest's window closes behind a slow host), and the host socket is
+read only into the guest connection's free send space (so the host's window
+closes behind a slow guest). Neither direction copies through a buffer of
+its own: the host is offered a view of the receive buffer, and reads land
+in the send buffer. Half-close passes through both
 ways; a reset on either side resets the other.
 """
 
@@ -144,8 +146,7 @@ class TcpSplice:
             self._reset()
             return False
         finally:
-            if isinstance(data, memoryview):
-                data.release()
+            data.release()
         if sent:
             stack.tcp_consume(self._key, sent, trio.current_time())
         self._host_full = sent < offered
@@ -165,20 +166,15 @@ class TcpSplice:
         stack = self._core.stack
         key = self._key
         while True:
-            status = stack.tcp_status(key)
-            if status.error is not None:
-                self._reset()
-                return
-            space = status.send_space
-            if space <= 0:
-                self._guest_full = True  # parked until guest_activity
-                return
             # Straight into the connection's send queue: the one copy.
-            room = stack.tcp_send_room(key, min(space, CHUNK))
-            if not room:
-                self._reset()  # space but no room: it can no longer send
+            room = stack.tcp_send_room(key, CHUNK)
+            if room is None:
+                self._reset()  # reset, or gone: it can no longer send
                 return
             want = len(room)
+            if not want:
+                self._guest_full = True  # parked until guest_activity
+                return
             try:
                 got = self._sock.recv_into(room)
             except BlockingIOError:

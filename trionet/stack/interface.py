@@ -714,7 +714,7 @@ class Stack:
     def tcp_read(self, key: FlowKey, max_bytes: int, now: float) -> bytes:
         return self.tcp.read(key, max_bytes, now)
 
-    def tcp_peek(self, key: FlowKey, max_bytes: int) -> memoryview | bytes:
+    def tcp_peek(self, key: FlowKey, max_bytes: int) -> memoryview:
         return self.tcp.peek(key, max_bytes)
 
     def tcp_consume(self, key: FlowKey, n: int, now: float) -> None:

@@ -414,10 +414,10 @@ class TcpTable:
             self._service(key, entry, now)
         return data
 
-    def peek(self, key: FlowKey, max_bytes: int) -> memoryview | bytes:
+    def peek(self, key: FlowKey, max_bytes: int) -> memoryview:
         """A view of received bytes to offer a socket (TcpConnection.peek_view); then consume."""
         entry = self._connections.get(key)
-        return b"" if entry is None else entry.conn.peek_view(max_bytes)
+        return memoryview(b"") if entry is None else entry.conn.peek_view(max_bytes)
 
     def consume(self, key: FlowKey, n: int, now: float) -> None:
         entry = self._connections.get(key)
