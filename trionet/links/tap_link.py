@@ -99,21 +99,19 @@ async def run_tap_link(
 
 
 async def _pump_in(endpoint: FrameEndpoint, tap: TapDevice) -> None:
-    def read() -> bool:
-        raws = tap.read_batch(BATCH_FRAMES)
-        if raws:
-            _hand_over(endpoint, tap, raws)
-        return bool(raws)
-
     def poll() -> bool:
         # From another task's drain: a failing TAP is this task's to report,
         # on its own next read, not a reason to break the engine's loop.
+        # (Only the read is guarded: an error in handing frames over is a bug
+        # to see, whichever task met it.)
         if tap.closed:
             return False
         try:
-            return read()
+            raws = tap.read_batch(BATCH_FRAMES)
         except (OSError, trio.ClosedResourceError):
             return False
+        _hand_over(endpoint, tap, raws)
+        return bool(raws)
 
     # The engine also reads the TAP between its wake-ups (EngineCore.drain):
     # on a shared CPU the guest has often answered inside our own write.
@@ -122,7 +120,7 @@ async def _pump_in(endpoint: FrameEndpoint, tap: TapDevice) -> None:
         while True:
             await endpoint.wait_accepting()  # a rate limit stops the reading, not a queue
             await tap.wait_readable()
-            read()
+            _hand_over(endpoint, tap, tap.read_batch(BATCH_FRAMES))
             endpoint.drain()
     finally:
         endpoint.attach_poller(None)
