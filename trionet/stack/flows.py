@@ -50,7 +50,7 @@ class OffloadFrame:
 
     ``payload`` may be a view of a connection's send buffer, right only
     while the frame is being delivered: whoever keeps a frame for later
-    keeps :meth:`detached` instead.
+    keeps :func:`detached` of it instead.
     """
 
     vnet: bytes
@@ -61,16 +61,12 @@ class OffloadFrame:
         """The Ethernet frame's length, as counted at the backend."""
         return len(self.head) + len(self.payload)
 
-    def detached(self) -> OffloadFrame:
-        """This frame with a payload of its own, for keeping past its delivery."""
-        if isinstance(self.payload, bytes):
-            return self
-        return OffloadFrame(self.vnet, self.head, bytes(self.payload))
-
 
 def detached(frame: OutFrame) -> OutFrame:
-    """``frame`` safe to keep past its delivery (see :class:`OffloadFrame`)."""
-    return frame.detached() if isinstance(frame, OffloadFrame) else frame
+    """``frame`` with a payload of its own, safe to keep past its delivery (see OffloadFrame)."""
+    if isinstance(frame, OffloadFrame) and not isinstance(frame.payload, bytes):
+        return OffloadFrame(frame.vnet, frame.head, bytes(frame.payload))
+    return frame
 
 
 #: What the stack hands the link: a whole frame, or one in offload parts.

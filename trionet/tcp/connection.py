@@ -610,9 +610,7 @@ class TcpConnection:
         ``close()`` or outside SYN-SENT, SYN-RECEIVED, ESTABLISHED and
         CLOSE-WAIT.
         """
-        if self._state not in _MAY_SEND or self._fin_queued:
-            raise TcpStateError(f"cannot send in {self._state.value} after close or reset")
-        room = self.config.send_buffer - len(self._sndbuf)
+        room = self._room_to_send()
         n = len(data)
         if n >= room:
             # A full buffer arms SendSpaceAvailable too, not just a short
@@ -634,10 +632,14 @@ class TcpConnection:
         it may be shorter than the space there is; empty when the buffer is
         full. Raises ``TcpStateError`` where :meth:`send` would.
         """
+        room = self._room_to_send()
+        return self._sndbuf.reserve(min(max_bytes, room) if room > 0 else 0)
+
+    def _room_to_send(self) -> int:
+        """Free send-buffer bytes (negative if over); TcpStateError where sending has ended."""
         if self._state not in _MAY_SEND or self._fin_queued:
             raise TcpStateError(f"cannot send in {self._state.value} after close or reset")
-        room = self.config.send_buffer - len(self._sndbuf)
-        return self._sndbuf.reserve(min(max_bytes, room) if room > 0 else 0)
+        return self.config.send_buffer - len(self._sndbuf)
 
     def send_commit(self, n: int) -> None:
         """Queue the first ``n`` bytes written into the last :meth:`send_room` view."""
