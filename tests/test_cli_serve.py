@@ -53,8 +53,8 @@ def _ping(seq: int) -> bytes:
 class Serve:
     """A running ``trionet serve``; its guest variables, once it announced them."""
 
-    def __init__(self, tmp_path: Path, *link_args: str) -> None:
-        self.env_file = tmp_path / "env.json"
+    def __init__(self, socket_dir: Path, *link_args: str) -> None:
+        self.env_file = socket_dir / "env.json"
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -91,12 +91,12 @@ class Serve:
 
 
 @pytest.fixture
-def serve_factory(tmp_path: Path) -> Iterator[type[Serve]]:
+def serve_factory(socket_dir: Path) -> Iterator[type[Serve]]:
     started: list[Serve] = []
 
     class Tracked(Serve):
         def __init__(self, *link_args: str) -> None:
-            super().__init__(tmp_path, *link_args)
+            super().__init__(socket_dir, *link_args)
             started.append(self)
 
     yield Tracked
@@ -158,9 +158,9 @@ def _check_arp_and_ping(send: object, receive_matching: object) -> None:
 
 
 def test_stream_answers_arp_and_ping_and_counts_framing_errors(
-    serve_factory: type[Serve], tmp_path: Path
+    serve_factory: type[Serve], socket_dir: Path
 ) -> None:
-    path, audit = tmp_path / "qemu.sock", tmp_path / "audit.jsonl"
+    path, audit = socket_dir / "qemu.sock", socket_dir / "audit.jsonl"
     serve = serve_factory("--qemu-stream", str(path), "--audit", str(audit))
     assert serve.env["MSB_NET"] == f"iface=eth0,mac={GUEST_MAC},mtu=1500"
     assert serve.env["MSB_NET_IPV4"] == f"addr={GUEST}/30,gw={GATEWAY},dns={GATEWAY}"
@@ -190,9 +190,9 @@ def test_stream_answers_arp_and_ping_and_counts_framing_errors(
 
 
 def test_stream_reconnect_serves_the_next_vmm_until_sigterm(
-    serve_factory: type[Serve], tmp_path: Path
+    serve_factory: type[Serve], socket_dir: Path
 ) -> None:
-    path = tmp_path / "qemu.sock"
+    path = socket_dir / "qemu.sock"
     serve = serve_factory("--qemu-stream", str(path), "--reconnect")
     for _ in range(2):
         peer = StreamPeer(path)
@@ -207,15 +207,15 @@ def test_stream_reconnect_serves_the_next_vmm_until_sigterm(
 
 
 def test_unixgram_vfkit_greeting_arp_ping_and_drops(
-    serve_factory: type[Serve], tmp_path: Path
+    serve_factory: type[Serve], socket_dir: Path
 ) -> None:
-    path = tmp_path / "vfkit.sock"
+    path = socket_dir / "vfkit.sock"
     serve = serve_factory("--unixgram", str(path), "--vfkit")
     stranger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    stranger.bind(str(tmp_path / "stranger.sock"))
+    stranger.bind(str(socket_dir / "stranger.sock"))
     stranger.sendto(_arp_request(), str(path))  # no greeting: not the peer, dropped
     vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    vm.bind(str(tmp_path / "vm.sock"))
+    vm.bind(str(socket_dir / "vm.sock"))
     vm.settimeout(10)
     vm.connect(str(path))
     vm.send(b"VFKT")
@@ -238,7 +238,7 @@ def test_unixgram_vfkit_greeting_arp_ping_and_drops(
     stranger.close()
 
 
-def test_serve_bad_options_are_one_line_and_status_2(tmp_path: Path) -> None:
+def test_serve_bad_options_are_one_line_and_status_2(socket_dir: Path) -> None:
     for args in (
         [],
         ["--qemu-stream", "a", "--unixgram", "b"],
@@ -256,8 +256,8 @@ def test_serve_bad_options_are_one_line_and_status_2(tmp_path: Path) -> None:
         assert result.stderr.count("\n") == 1, (args, result.stderr)
 
 
-def test_serve_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:
-    path = tmp_path / "not-a-socket"
+def test_serve_refuses_to_replace_a_regular_file(socket_dir: Path) -> None:
+    path = socket_dir / "not-a-socket"
     path.write_text("mine")
     result = subprocess.run(
         [sys.executable, "-m", "trionet.cli.main", "serve", "--qemu-stream", str(path)],
@@ -274,11 +274,11 @@ def test_serve_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:
 
 
 def test_tap_serves_a_namespace_guest(
-    netns_factory: Callable[[str], Netns], tmp_path: Path
+    netns_factory: Callable[[str], Netns], socket_dir: Path
 ) -> None:
     """``serve --tap``: the TAP serve opens is moved into a guest namespace, which pings."""
     host, guest = netns_factory("h"), netns_factory("g")
-    env_file = tmp_path / "env.json"
+    env_file = socket_dir / "env.json"
     argv = [sys.executable, "-m", "trionet.cli.main", "serve", "--tap", "tntsrv0", "--ipv4"]
     argv += ["--net", "public,host"]  # it pings the gateway: the host
     process = subprocess.Popen(
@@ -305,16 +305,16 @@ def test_tap_serves_a_namespace_guest(
 
 
 def test_unixgram_reconnect_after_the_vm_leaves(
-    serve_factory: type[Serve], tmp_path: Path
+    serve_factory: type[Serve], socket_dir: Path
 ) -> None:
     """A datagram peer's leaving shows when a frame to it is refused; then the next VM is served"""
-    path = tmp_path / "vfkit.sock"
+    path = socket_dir / "vfkit.sock"
     serve = serve_factory("--unixgram", str(path), "--vfkit", "--reconnect")
     host_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     host_udp.bind(("127.0.0.1", 0))
     host_udp.settimeout(10)
     first = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    first.bind(str(tmp_path / "vm1.sock"))
+    first.bind(str(socket_dir / "vm1.sock"))
     first.connect(str(path))
     first.send(b"VFKT")
     first.send(
@@ -332,7 +332,7 @@ def test_unixgram_reconnect_after_the_vm_leaves(
     host_udp.close()
     deadline = time.monotonic() + 10
     second = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    second.bind(str(tmp_path / "vm2.sock"))
+    second.bind(str(socket_dir / "vm2.sock"))
     second.settimeout(1)
     # Until serve has re-bound its path for the next VM. A greeting that lands
     # in the old socket in the instant between its peer being found gone and

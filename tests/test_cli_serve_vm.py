@@ -29,11 +29,13 @@ pytestmark = pytest.mark.root
 __all__ = ["http_port"]  # a fixture
 
 
-def test_vm_fetches_a_host_page_through_serve(http_port: int, tmp_path: Path) -> None:
+def test_vm_fetches_a_host_page_through_serve(
+    http_port: int, tmp_path: Path, socket_dir: Path
+) -> None:
     _require_vm_tools()
     kernel = find_guest_kernel()
     assert kernel is not None
-    sock, env_file = tmp_path / "trionet.sock", tmp_path / "env.json"
+    sock, env_file = socket_dir / "trionet.sock", socket_dir / "env.json"
     serve, env = start_serve_for_qemu(sock, env_file)
     try:
         gateway = env["MSB_NET_IPV4"].split("gw=")[1].split(",")[0]

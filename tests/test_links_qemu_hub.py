@@ -35,9 +35,9 @@ def _frame(size: int, fill: int) -> bytes:
     )
 
 
-def test_qemu_relays_between_stream_and_dgram_links(tmp_path: Path) -> None:
+def test_qemu_relays_between_stream_and_dgram_links(socket_dir: Path) -> None:
     qemu = _require_qemu()
-    stream_path, ours, theirs = tmp_path / "s.sock", tmp_path / "t.sock", tmp_path / "q.sock"
+    stream_path, ours, theirs = socket_dir / "s.sock", socket_dir / "t.sock", socket_dir / "q.sock"
     argv = [
         qemu,
         "-nodefaults",

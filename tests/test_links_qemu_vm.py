@@ -85,7 +85,7 @@ def _answer(packet: Packet, guest_mac: str) -> tuple[str, Packet] | None:
 
 
 @pytest.mark.parametrize("transport", ["stream", "dgram"])
-def test_vm_pings_gateway_through_link(tmp_path: Path, transport: str) -> None:
+def test_vm_pings_gateway_through_link(tmp_path: Path, socket_dir: Path, transport: str) -> None:
     _require_vm_tools()
     kernel = find_guest_kernel()
     assert kernel is not None
@@ -98,7 +98,7 @@ def test_vm_pings_gateway_through_link(tmp_path: Path, transport: str) -> None:
         f"ping -c1 -W10 {config.ipv6.gateway} || exit 6\n"
     )
     initramfs = build_initramfs(kernel, script, tmp_path / "initramfs.cpio")
-    sock, vm_sock = tmp_path / "trionet.sock", tmp_path / "vm.sock"
+    sock, vm_sock = socket_dir / "trionet.sock", socket_dir / "vm.sock"
     netdev = (
         f"stream,id=n0,server=off,addr.type=unix,addr.path={sock}"
         if transport == "stream"

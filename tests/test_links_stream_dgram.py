@@ -138,8 +138,8 @@ def test_stream_peer_disconnect_clean_and_mid_frame() -> None:
     trio.run(main)
 
 
-def test_stream_listener_at_path(tmp_path: Path) -> None:
-    path = tmp_path / "qemu.sock"
+def test_stream_listener_at_path(socket_dir: Path) -> None:
+    path = socket_dir / "qemu.sock"
     path.touch()
     with pytest.raises(FileExistsError):
         trio.run(open_unix_stream_listener, path)
@@ -187,8 +187,8 @@ def test_dgram_socketpair_frames_both_ways_and_big_frame() -> None:
     trio.run(main)
 
 
-def test_dgram_vfkit_greeting_learns_peer(tmp_path: Path) -> None:
-    server_path = str(tmp_path / "gv.sock")
+def test_dgram_vfkit_greeting_learns_peer(socket_dir: Path) -> None:
+    server_path = str(socket_dir / "gv.sock")
 
     async def main() -> None:
         link = DgramLink.bind(server_path)
@@ -196,7 +196,7 @@ def test_dgram_vfkit_greeting_learns_peer(tmp_path: Path) -> None:
         # Nothing to send to yet: dropped, not an error.
         assert not await link.send_frames([frame(60)])
         vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        vm.bind(str(tmp_path / "vm.sock"))
+        vm.bind(str(socket_dir / "vm.sock"))
         vm.connect(server_path)
         vm.send(VFKIT_MAGIC)
         vm.send(frame(42, 1))
@@ -207,7 +207,7 @@ def test_dgram_vfkit_greeting_learns_peer(tmp_path: Path) -> None:
 
         # Once connected to the VM, the kernel refuses anyone else's datagrams.
         stranger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        stranger.bind(str(tmp_path / "x.sock"))
+        stranger.bind(str(socket_dir / "x.sock"))
         with pytest.raises(PermissionError):
             stranger.sendto(frame(60), server_path)
         stranger.close()
@@ -241,8 +241,8 @@ def link_max() -> int:
     return MAX_FRAME_SIZE
 
 
-def test_dgram_qemu_style_peer_given_and_unbound_sender_ignored(tmp_path: Path) -> None:
-    server_path, vm_path = str(tmp_path / "t.sock"), str(tmp_path / "q.sock")
+def test_dgram_qemu_style_peer_given_and_unbound_sender_ignored(socket_dir: Path) -> None:
+    server_path, vm_path = str(socket_dir / "t.sock"), str(socket_dir / "q.sock")
 
     async def main() -> None:
         vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -261,7 +261,7 @@ def test_dgram_qemu_style_peer_given_and_unbound_sender_ignored(tmp_path: Path) 
         anon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         anon.sendto(frame(60, 5), server_path)
         named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        named.bind(str(tmp_path / "n.sock"))
+        named.bind(str(socket_dir / "n.sock"))
         named.sendto(frame(60, 6), server_path)
         assert await link.receive_frames() == [frame(60, 6)]
         assert link.counters.malformed_in == 1
@@ -280,8 +280,8 @@ def test_dgram_rejects_wrong_socket_type() -> None:
     assert os.path.exists("/dev/null")
 
 
-def test_dgram_named_peer_that_starts_later(tmp_path: Path) -> None:
-    server_path, vm_path = str(tmp_path / "t.sock"), str(tmp_path / "q.sock")
+def test_dgram_named_peer_that_starts_later(socket_dir: Path) -> None:
+    server_path, vm_path = str(socket_dir / "t.sock"), str(socket_dir / "q.sock")
 
     async def main() -> None:
         link = DgramLink.bind(server_path, peer=vm_path)
@@ -290,7 +290,7 @@ def test_dgram_named_peer_that_starts_later(tmp_path: Path) -> None:
         assert link.counters.drops_out == 1
         # Someone else writing first is not taken for the named peer.
         stranger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        stranger.bind(str(tmp_path / "x.sock"))
+        stranger.bind(str(socket_dir / "x.sock"))
         stranger.sendto(frame(60, 2), server_path)
         vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         vm.bind(vm_path)
@@ -306,8 +306,8 @@ def test_dgram_named_peer_that_starts_later(tmp_path: Path) -> None:
     trio.run(main)
 
 
-def test_dgram_first_sender_already_gone_is_dropped_not_fatal(tmp_path: Path) -> None:
-    server_path, ghost_path = str(tmp_path / "t.sock"), str(tmp_path / "ghost.sock")
+def test_dgram_first_sender_already_gone_is_dropped_not_fatal(socket_dir: Path) -> None:
+    server_path, ghost_path = str(socket_dir / "t.sock"), str(socket_dir / "ghost.sock")
 
     async def main() -> None:
         link = DgramLink.bind(server_path)
@@ -321,7 +321,7 @@ def test_dgram_first_sender_already_gone_is_dropped_not_fatal(tmp_path: Path) ->
         assert link.counters.malformed_in == 1 and not link.peer_known
         # The next VMM to come along is still welcome.
         vm = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        vm.bind(str(tmp_path / "vm.sock"))
+        vm.bind(str(socket_dir / "vm.sock"))
         vm.sendto(VFKIT_MAGIC, server_path)
         vm.sendto(frame(60, 2), server_path)
         assert await link.receive_frames() == [frame(60, 2)]

@@ -8,9 +8,6 @@ connect as the VM would and trade real protocol frames with it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,12 +31,10 @@ def _require_passt() -> str:
 
 
 @pytest.fixture
-def socket_dir() -> Iterator[Path]:
+def passt_dir(socket_dir: Path) -> Path:
     # passt drops to user nobody before binding, so the directory must let it in.
-    path = Path(tempfile.mkdtemp(prefix="tnt-passt-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path)
+    socket_dir.chmod(0o777)
+    return socket_dir
 
 
 def _passt_namespace(netns_factory: NetnsFactory) -> Netns:
@@ -77,10 +72,10 @@ async def _next(link: StreamLink, want: type, pending: list[bytes]) -> Ether:
             pending += frames
 
 
-def test_stream_link_talks_to_passt(netns_factory: NetnsFactory, socket_dir: Path) -> None:
+def test_stream_link_talks_to_passt(netns_factory: NetnsFactory, passt_dir: Path) -> None:
     passt = _require_passt()
     ns = _passt_namespace(netns_factory)
-    sock = socket_dir / "passt.sock"
+    sock = passt_dir / "passt.sock"
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -114,10 +109,10 @@ def test_stream_link_talks_to_passt(netns_factory: NetnsFactory, socket_dir: Pat
     trio.run(main)
 
 
-def test_passt_going_away_ends_the_session(netns_factory: NetnsFactory, socket_dir: Path) -> None:
+def test_passt_going_away_ends_the_session(netns_factory: NetnsFactory, passt_dir: Path) -> None:
     passt = _require_passt()
     ns = _passt_namespace(netns_factory)
-    sock = socket_dir / "passt.sock"
+    sock = passt_dir / "passt.sock"
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

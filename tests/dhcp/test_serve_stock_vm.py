@@ -51,12 +51,12 @@ def http6_port() -> Iterator[int]:
 
 
 def test_stock_vm_configures_itself_and_fetches_over_both_families(
-    http_port: int, http6_port: int, tmp_path: Path
+    http_port: int, http6_port: int, tmp_path: Path, socket_dir: Path
 ) -> None:
     _require_vm_tools()
     kernel = find_guest_kernel()
     assert kernel is not None
-    sock, env_file = tmp_path / "trionet.sock", tmp_path / "env.json"
+    sock, env_file = socket_dir / "trionet.sock", socket_dir / "env.json"
     serve, env = start_serve_for_qemu(sock, env_file)
     try:
         # Only the NIC's MAC is taken from trionet: that is the VMM's setting.

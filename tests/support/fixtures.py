@@ -1,6 +1,9 @@
 """pytest fixtures for real-guest tests (registered by tests/conftest.py).
 
 ``netns_factory``: make namespaces, all deleted at teardown.
+``socket_dir``: a short directory for AF_UNIX sockets, whatever ``$TMPDIR``
+says (nox sessions point it deep inside the checkout, and a socket path has
+at most 107 bytes).
 ``guest_link_factory``: a host namespace + a guest namespace whose ``eth0`` is
 a TAP (opened from the host namespace, moved and renamed), configured from
 guest variables. The test gets the open :class:`~trionet.links.tap.TapDevice`
@@ -12,8 +15,11 @@ Both need root: use them only in tests marked ``@pytest.mark.root``.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +38,13 @@ from trionet.config import NetworkConfig
 from trionet.guest_env import GuestNetConfig, guest_env_vars, parse_guest_env
 from trionet.links.tap import TapDevice
 
-__all__ = ["GuestLink", "default_guest_env", "guest_link_factory", "netns_factory"]
+__all__ = [
+    "GuestLink",
+    "default_guest_env",
+    "guest_link_factory",
+    "netns_factory",
+    "socket_dir",
+]
 
 _BOTH_FAMILIES = HostRoutes(ipv4=True, ipv6=True)
 
@@ -56,6 +68,16 @@ class GuestLink:
 
 
 NetnsFactory = Callable[[str], Netns]
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A fresh directory under /tmp itself, removed at teardown."""
+    path = Path(tempfile.mkdtemp(prefix="tnt-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 GuestLinkFactory = Callable[..., GuestLink]
 
 
