@@ -125,3 +125,25 @@ def test_reset_answers_to_a_flood_are_capped_between_drains() -> None:
         s.feed(TcpFlags.ACK, b"x", ack=i)
     assert len(s.raw()) == 16
     assert s.conn.stats["reset_rate_limited"] == 84
+
+
+def test_sub_segment_sacks_cannot_fragment_the_retransmission_record() -> None:
+    # A guest that SACKs every other byte of the data in flight (the Linux
+    # "SACK slowness" attack, CVE-2019-11478) must not split the sender's
+    # record of transmissions into one entry per byte: that would cost
+    # memory per byte in flight and make every ACK walk the whole list.
+    # As Linux's tcp_match_skb_to_sack, SACK edges cut records only at
+    # whole segments, so the record stays at most about one entry per MSS.
+    cfg = dataclasses.replace(PLAIN, sack=True)
+    s = established(cfg, sack=True, rtt=0.01)
+    una = OUR_ISS + 1
+    s.now = 1.0
+    s.conn.send(bytes(40_000))
+    flight = sum(len(p) for _, p in s.raw())
+    assert flight >= 10 * s.conn.send_mss
+    for k in range(0, flight // 2 - 8, 4):
+        s.now += 0.0001
+        blocks = tuple((una + 1 + 2 * (k + j), una + 2 + 2 * (k + j)) for j in range(4))
+        s.feed(TcpFlags.ACK, ack=una, options=TcpOptions(sack_blocks=blocks))
+        s.raw()
+    assert len(s.conn._rec.segs) <= 2 * (flight // s.conn.send_mss + 1)

@@ -29,7 +29,7 @@ def ranges(rec: Recovery) -> list[tuple[int, int]]:
 
 
 def test_a_burst_is_one_record_and_resends_refresh_it() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.on_transmit(1, 101, 1.0)
     rec.on_transmit(101, 201, 1.0)  # same instant: same record
     rec.on_transmit(201, 301, 2.0)
@@ -40,7 +40,7 @@ def test_a_burst_is_one_record_and_resends_refresh_it() -> None:
 
 
 def test_sack_splits_records_and_ack_trims_them() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.on_transmit(1, 401, 1.0)
     rec.sacked(101, 201, 1.5)
     assert ranges(rec) == [(1, 101), (201, 401)]
@@ -52,7 +52,7 @@ def test_sack_splits_records_and_ack_trims_them() -> None:
 
 
 def test_rack_marks_lost_what_a_later_send_overtook_after_the_reordering_window() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.min_rtt = 0.1
     rec.on_transmit(1, 101, 1.0)
     rec.on_transmit(101, 201, 1.01)
@@ -68,7 +68,7 @@ def test_rack_marks_lost_what_a_later_send_overtook_after_the_reordering_window(
 
 
 def test_dupthresh_sacked_segments_close_the_reordering_window() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.min_rtt = 0.1
     for i in range(5):
         rec.on_transmit(1 + 100 * i, 101 + 100 * i, 1.0 + i * 0.001)
@@ -80,7 +80,7 @@ def test_dupthresh_sacked_segments_close_the_reordering_window() -> None:
 
 
 def test_reordering_seen_keeps_the_window_open_and_dsack_widens_it() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.min_rtt = 0.08
     rec.on_transmit(1, 101, 1.0)
     rec.on_transmit(101, 201, 1.001)
@@ -96,7 +96,7 @@ def test_reordering_seen_keeps_the_window_open_and_dsack_widens_it() -> None:
 
 
 def test_a_lost_retransmission_is_found_again() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.min_rtt = 0.1
     rec.on_transmit(1, 101, 1.0)
     rec.on_transmit(101, 201, 1.01)
@@ -111,7 +111,7 @@ def test_a_lost_retransmission_is_found_again() -> None:
 
 def test_prr_sends_in_proportion_then_slow_starts_to_ssthresh() -> None:
     # RFC 6937 section 3: RecoverFS 20 segments, ssthresh 10.
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.start_recovery(20 * MSS, 21 * MSS)
     # Pipe above ssthresh: one segment delivered allows half a segment.
     assert rec.prr_cwnd(MSS, 15 * MSS, 10 * MSS, MSS, safe_ack=True) == 15 * MSS + MSS // 2
@@ -126,7 +126,7 @@ def test_prr_sends_in_proportion_then_slow_starts_to_ssthresh() -> None:
 
 
 def test_probe_is_two_srtt_plus_the_delayed_ack_for_one_segment() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.arm_probe(10.0, 0.05, False, 11.0)
     assert rec.timer == pytest.approx(10.102) and rec.timer_is_probe
     rec.timer = None
@@ -138,7 +138,7 @@ def test_probe_is_two_srtt_plus_the_delayed_ack_for_one_segment() -> None:
 
 
 def test_a_timeout_abandons_the_lost_marks() -> None:
-    rec = Recovery(0)
+    rec = Recovery(0, mss=100)
     rec.on_transmit(1, 101, 1.0)
     rec.mark_first_lost(MSS)
     rec.start_recovery(100, 101)
@@ -274,3 +274,31 @@ def test_prr_paces_recovery_by_what_is_delivered(cc: str, low: int, high: int) -
     # section 3), not 16.
     assert len(released) == 16
     assert low <= sum(released) <= high
+
+
+def test_sack_edges_cut_records_only_at_whole_segments() -> None:
+    # Linux's tcp_match_skb_to_sack: a SACK covering part of a segment does
+    # not split it; the edges round to whole segments from the record's start
+    # (the SACKed part down, the un-SACKed part up), so a peer cannot cut the
+    # record into pieces smaller than a segment.
+    rec = Recovery(0, mss=100)
+    rec.on_transmit(1, 451, 1.0)  # segments 1-101, 101-201, 201-301, 301-401, 401-451
+    rec.sacked(150, 160, 1.1)  # inside one segment: nothing
+    assert ranges(rec) == [(1, 451)]
+    rec.sacked(150, 320, 1.1)  # only 201-301 is whole
+    assert ranges(rec) == [(1, 201), (301, 451)]
+    rec.sacked(401, 451, 1.1)  # the short last segment
+    assert ranges(rec) == [(1, 201), (301, 401)]
+
+
+def test_a_short_last_segment_ends_its_record() -> None:
+    # Two bursts at the same instant share a record only when the first
+    # ended on a whole segment: otherwise the second's segments would not
+    # lie on the record's segment grid and their SACKs could not cut it.
+    rec = Recovery(0, mss=100)
+    rec.on_transmit(1, 71, 1.0)
+    rec.on_transmit(71, 271, 1.0)
+    rec.on_transmit(271, 371, 1.0)
+    assert ranges(rec) == [(1, 71), (71, 371)]
+    rec.sacked(71, 271, 1.1)
+    assert ranges(rec) == [(1, 71), (271, 371)]

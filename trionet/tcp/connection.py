@@ -330,7 +330,7 @@ class TcpConnection:
         self._cc = new_controller(cfg.congestion_control, self._send_mss)
         self._dupacks = 0
         #: loss detection and recovery (RACK-TLP, PRR): the sender's collaborator
-        self._rec = Recovery(iss)
+        self._rec = Recovery(iss, self._send_mss)
         #: the next segment goes out whatever the window (fast retransmit, probe)
         self._send_one = False
         self._sacked = Scoreboard()
@@ -448,7 +448,7 @@ class TcpConnection:
         self._rcv_adv = self._rcv_nxt + min(cfg.recv_buffer, 0xFFFF)
         self._set_send_mss()
         self._cwnd = cfg.initial_cwnd_segments * self._send_mss
-        self._cc.mss = self._send_mss
+        self._cc.mss = self._rec.mss = self._send_mss
 
     def _set_send_mss(self) -> None:
         # RFC 9293 3.7.1 (MUST-16) and RFC 6691: the MSS counts payload only, so

@@ -16,7 +16,11 @@ reordering window has passed (time-based, so a lost retransmission or a
 lost tail is found like any other loss, without counting duplicate ACKs).
 SACKed and acknowledged records leave the list, so it holds only what is
 still in doubt; a SACK edge inside a record splits it (as Linux fragments an
-skb), so a retransmission never resends SACKed bytes.
+skb), so a retransmission never resends SACKed bytes. Splits fall only on
+whole segments from the record's start (a record is whole segments and at
+most one short last one), as Linux's ``tcp_match_skb_to_sack``: a peer that
+SACKs scattered bytes cannot cut the record into more pieces than there
+are segments in flight.
 
 Everything here is plain integer and float arithmetic on the caller's
 ``now``; the per-ACK work on the loss-free path is one bisect and a pop of
@@ -75,6 +79,7 @@ class Recovery:
         "lost_bytes",
         "lost_queue",
         "min_rtt",
+        "mss",
         "probe_from",
         "prr_delivered",
         "prr_out",
@@ -95,7 +100,9 @@ class Recovery:
         "tlp_retransmitted",
     )
 
-    def __init__(self, iss: int) -> None:
+    def __init__(self, iss: int, mss: int) -> None:
+        #: the sender's MSS: records are cut into whole segments of it
+        self.mss = mss
         #: undelivered transmissions, in sequence order
         self.segs: list[Transmission] = []
         #: an original, fully delivered record kept for reuse
@@ -171,10 +178,16 @@ class Recovery:
         segs = self.segs
         if segs:
             last = segs[-1]
-            if last.xmit == now and last.end == start and not last.retransmitted:
+            if (
+                last.xmit == now
+                and last.end == start
+                and not last.retransmitted
+                and not (last.end - last.start) % self.mss
+            ):
                 # One burst, one record: segments sent at the same instant
                 # cannot be told apart by RACK's clock anyway (a SACK edge
-                # inside splits it again).
+                # inside splits it again). Not after a short segment: the
+                # record's segments must lie on whole MSS from its start.
                 last.end = end
                 self.high = end
                 return
@@ -279,23 +292,37 @@ class Recovery:
                 first.start = ack
 
     def sacked(self, left: int, right: int, now: float) -> None:
-        """The peer SACKed ``[left, right)``: the transmissions inside it were delivered."""
+        """The peer SACKed ``[left, right)``: the whole segments inside it were delivered.
+
+        An edge inside a record cuts it on the segment grid: the SACKed part
+        rounds down to whole segments, the part left of it up (a segment
+        only partly SACKed stays undelivered, as in Linux).
+        """
         segs = self.segs
         i = bisect_right(segs, left, key=_END)
         if i == len(segs) or segs[i].start >= right:
             return
-        if segs[i].start < left:
-            self.split(segs[i], left)
+        mss = self.mss
+        seg = segs[i]
+        if seg.start < left:
+            at = seg.start - (seg.start - left) // mss * mss  # rounded up
             i += 1
+            if at < seg.end:
+                if at >= right:
+                    return  # inside one record, and no whole segment of it
+                self.split(seg, at)
         j = i
         n = len(segs)
         while j < n and segs[j].end <= right:
             self._delivered(segs[j], now)
             j += 1
         if j < n and segs[j].start < right:
-            self.split(segs[j], right)
-            self._delivered(segs[j], now)
-            j += 1
+            seg = segs[j]
+            at = seg.start + (right - seg.start) // mss * mss  # rounded down
+            if at > seg.start:
+                self.split(seg, at)
+                self._delivered(seg, now)
+                j += 1
         del segs[i:j]
 
     def dsack(self, snd_una: int, snd_max: int) -> None:
