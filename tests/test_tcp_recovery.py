@@ -302,3 +302,27 @@ def test_a_short_last_segment_ends_its_record() -> None:
     assert ranges(rec) == [(1, 71), (71, 371)]
     rec.sacked(71, 271, 1.1)
     assert ranges(rec) == [(1, 71), (271, 371)]
+
+
+@pytest.mark.parametrize("fin", [False, True])
+def test_a_retransmitted_probe_is_exactly_the_last_segment(fin: bool) -> None:
+    # RFC 8985 7.3: the probe retransmits the highest-sequence segment sent,
+    # the last segment of the burst (a short one, or the one carrying the
+    # FIN), not the last MSS bytes: those would overlap the segment before,
+    # which the peer holds already, and its D-SACK of them would hide the
+    # repaired loss from the congestion response (section 7.4).
+    s = _with_rtt(0.1)
+    s.now = 1.0
+    s.conn.send(b"A" * MSS + b"B" * MSS + b"C" * 100)
+    if fin:
+        s.conn.close()
+    sent = s.raw()
+    assert [len(p) for _, p in sent] == [MSS, MSS, 100]
+    # The ACKs of the first two are lost too: the probe timer fires first.
+    s.tick(s.conn.next_deadline() or 0.0)
+    ((probe, payload),) = s.raw()
+    assert (probe.seq, bytes(payload)) == (BASE + 2 * MSS, b"C" * 100)  # type: ignore[attr-defined]
+    assert bool(probe.flags & F.FIN) == fin  # type: ignore[attr-defined]
+    s.now += 0.1
+    s.feed(F.ACK, ack=BASE + 2 * MSS + 100 + fin)
+    assert s.conn.stats["tlp_recovery"] == 1

@@ -1564,8 +1564,13 @@ class TcpConnection:
             rec.tlp_retransmitted = False
         elif rec.segs:
             last = rec.segs[-1]
-            if last.end - last.start > self._send_mss:
-                rec.split(last, last.end - self._send_mss)
+            # The record's last segment: its whole segments from the start,
+            # then the rest (a short one, FIN included), as Linux's
+            # tcp_send_loss_probe cuts (pcount - 1) * mss off the skb.
+            payload = (last.end if last.end < data_end else data_end) - last.start
+            at = last.start + (payload - 1) // self._send_mss * self._send_mss
+            if at > last.start:
+                rec.split(last, at)
                 last = rec.segs[-1]
             rec.mark_lost(last)
             rec.tlp_retransmitted = True
