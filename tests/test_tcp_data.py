@@ -854,6 +854,27 @@ def test_timeout_resend_skips_sacked_data() -> None:
     assert s.conn.unacked_bytes == 0
 
 
+def test_timeout_resends_the_left_edge_even_if_it_was_sacked() -> None:
+    # RFC 2018 section 8: after a timeout the sender MUST resend the segment
+    # at the left edge of the window, SACKed or not. A cumulative ACK that
+    # stops at SACKed data means the receiver reneged (discarded what it
+    # SACKed), so, as Linux's tcp_timeout_mark_lost, the timeout forgets
+    # the scoreboard at once instead of skipping what the peer no longer has.
+    cfg = dataclasses.replace(PLAIN, sack=True)
+    s = _ten_segments(cfg, sack=True, rtt=0.1)
+    base = OUR_ISS + 1
+    s.now = 0.2
+    s.feed(F.ACK, ack=base, options=_sack((1, 10)))
+    assert seqs(s.raw()) == [(base, MSS)]  # RACK: segment 0 is lost
+    s.feed(F.ACK, ack=base + MSS)  # segment 0 arrives; 1-9 were reneged
+    s.raw()
+    s.tick(s.conn.next_deadline() or 0.0)
+    assert s.conn.stats["rto_retransmit"] == 1
+    assert seqs(s.raw()) == [(base + MSS, MSS)]
+    s.feed(F.ACK, ack=base + 2 * MSS)
+    assert seqs(s.raw()) == [(base + 2 * MSS, MSS), (base + 3 * MSS, MSS)]
+
+
 def test_limited_transmit_sends_new_data_on_early_duplicate_acks() -> None:
     s = established(dataclasses.replace(PLAIN, initial_cwnd_segments=2))
     s.conn.send(b"L" * 5 * MSS)

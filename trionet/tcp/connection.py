@@ -1521,9 +1521,13 @@ class TcpConnection:
             self._send_one = False
             self._dupacks = 0
             # Keep what the peer SACKed so the go-back-N resend skips it (as
-            # Linux does); should it have reneged (RFC 2018 section 8), that
-            # shows as a second timeout, and then the scoreboard goes.
-            if self._retries > 1:
+            # Linux does), unless the peer reneged (RFC 2018 section 8): its
+            # cumulative ACK stops at SACKed data (Linux's is_reneg in
+            # tcp_timeout_mark_lost), or this is a second timeout. Then the
+            # scoreboard goes, and the resend starts at the left edge, which
+            # it MUST (RFC 2018 section 8) and otherwise would skip.
+            ranges = self._sacked.ranges
+            if self._retries > 1 or (ranges and ranges[0][0] <= self._snd_una):
                 self._sacked.clear()
             self._snd_nxt = self._snd_una
             self._rtt_seq = None
