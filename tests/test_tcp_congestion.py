@@ -9,10 +9,11 @@ and the application-limited rule. The last tests drive a connection.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 
 import pytest
 
-from tests.tcp_script import OUR_ISS, PLAIN, established
+from tests.tcp_script import OUR_ISS, PLAIN, Script, established
 from trionet.tcp import TcpConfig
 from trionet.tcp.congestion import ALPHA_CUBIC, BETA_CUBIC, C, Cubic, NewReno, new_controller
 from trionet.wire.tcp import TcpFlags as F
@@ -213,3 +214,57 @@ def test_connection_timeout_uses_beta_cubic_then_grows_reno_friendly() -> None:
     # Reno-friendly estimate leads: about alpha_cubic segments per window.
     grown = s.conn.cwnd - before
     assert grown == pytest.approx(ALPHA_CUBIC * mss, abs=mss * 0.1)
+
+
+def test_an_idle_period_does_not_count_toward_t() -> None:
+    # Section 5.8: t MUST NOT include idle periods, or W_cubic(t) is far
+    # above cwnd when the sender starts again and cwnd jumps by half per
+    # round trip (the target's cap). The controller moves its epoch when
+    # the sender resumes with nothing in flight (Linux's CA_EVENT_TX_START).
+    cc, ssthresh = _after_loss(100)
+    cc.grow(ssthresh, MSS, 1.0, 0.1, True)
+    cc.grow(ssthresh, MSS, 2.0, 0.1, True)
+    cc.restart(32.0)  # 30 s without an ACK, then new data
+    assert cc.epoch_start == 31.0
+    assert cc.restart(32.0) is None and cc.epoch_start == 31.0  # once per period
+    NewReno(MSS).restart(32.0)  # nothing to move
+
+
+def _clocked_transfer(s: Script, nbytes: int, start: float, rtt: float) -> None:
+    """``nbytes`` go out ACK-clocked: each segment is acknowledged ``rtt`` after it left."""
+    s.now = start
+    s.conn.send(b"x" * nbytes)
+    pending: list[tuple[float, int]] = []
+
+    def collect() -> None:
+        for header, payload in s.raw():
+            if payload:
+                heapq.heappush(pending, (s.now + rtt, header.seq + len(payload)))
+
+    collect()
+    while pending:
+        s.now, ack = heapq.heappop(pending)
+        s.feed(F.ACK, ack=ack)
+        collect()
+
+
+def test_connection_cwnd_does_not_jump_after_an_idle_period() -> None:
+    mss = PLAIN.mss
+    rtt = 0.01
+    s = established(dataclasses.replace(PLAIN, send_buffer=1_000_000), rtt=rtt)
+    s.now = 1.0
+    s.conn.send(b"x" * 10 * mss)
+    s.raw()
+    s.tick(s.conn.next_deadline() or 0.0)  # a timeout: congestion avoidance from here
+    s.raw()
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 10 * mss)
+    _clocked_transfer(s, 100 * mss, s.now + 0.001, rtt)
+    assert s.conn.cwnd > s.conn.ssthresh
+    before = s.conn.cwnd
+    _clocked_transfer(s, 60 * mss, s.now + 0.001, rtt)
+    busy = s.conn.cwnd - before
+    before = s.conn.cwnd
+    _clocked_transfer(s, 60 * mss, s.now + 30.0, rtt)
+    # The same transfer after 30 s of silence grows cwnd as much as without
+    # the pause (it grew 14 segments instead of 2, the 1.5 cwnd cap).
+    assert s.conn.cwnd - before <= busy + mss

@@ -11,6 +11,8 @@
 - ``grow(cwnd, acked, now, srtt, limited)`` on each ACK of new data in
   congestion avoidance (cwnd at or above ssthresh, outside recovery): the
   new cwnd. Slow start stays in the connection: it is the same for both.
+- ``restart(now)`` when the sender, in congestion avoidance, starts sending
+  again with nothing in flight: an idle period ended.
 
 ``window`` is the flight size at the event, the window the sender was
 really using (RFC 5681 equation (4), RFC 9438 section 4.6): a cwnd that grew
@@ -78,6 +80,10 @@ class NewReno:
             return cwnd + self.mss
         self.acc = acc
         return cwnd
+
+    def restart(self, now: float) -> None:
+        """Reno's growth counts ACKs, not time: an idle period changes nothing."""
+        del now
 
 
 class Cubic:
@@ -172,6 +178,20 @@ class Cubic:
         ssthresh = self._event(window)
         self.w_max = 0.0
         return ssthresh
+
+    def restart(self, now: float) -> None:
+        """The sender resumes with nothing in flight: the idle period since the last ACK ended.
+
+        Section 5.8: t MUST NOT include it, or W_cubic(t) would be far above
+        cwnd by now and cwnd would grow by half per round trip (the target's
+        cap). The epoch moves later by the pause, so the curve keeps its
+        shape, as Linux's CA_EVENT_TX_START does.
+        """
+        epoch = self.epoch_start
+        if epoch is not None:
+            epoch += now - self.last
+            self.epoch_start = epoch if epoch < now else now
+            self.last = now
 
     # -- congestion avoidance (sections 4.2 to 4.5) ----------------------------------
 

@@ -1816,6 +1816,10 @@ class TcpConnection:
         nxt = self._snd_nxt
         if not rec.lost_queue and (nxt > data_end or (nxt == data_end and not self._fin_queued)):
             return False  # everything queued is out, FIN included: the usual case
+        if self._snd_una == self._snd_max and self._cwnd >= self._ssthresh:
+            # Nothing in flight: the sender was idle (RFC 9438 5.8 keeps
+            # that out of CUBIC's clock).
+            self._cc.restart(now)
         cap = self._seg_cap
         mss = self._send_mss
         while True:
