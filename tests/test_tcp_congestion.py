@@ -268,3 +268,53 @@ def test_connection_cwnd_does_not_jump_after_an_idle_period() -> None:
     # The same transfer after 30 s of silence grows cwnd as much as without
     # the pause (it grew 14 segments instead of 2, the 1.5 cwnd cap).
     assert s.conn.cwnd - before <= busy + mss
+
+
+@pytest.mark.parametrize("cc", ["cubic", "reno"])
+def test_cwnd_grows_only_while_it_limits_the_sender(cc: str) -> None:
+    # An application-limited flow (one small answer at a time) never uses
+    # more than a segment of its window: cwnd must not grow from its ACKs,
+    # in slow start (Linux's tcp_is_cwnd_limited: cwnd below twice the
+    # flight) nor in congestion avoidance (RFC 9438 5.8; Linux's Reno too),
+    # or a flow that later turns bulk would burst a window the path never
+    # carried. Before, 300 exchanges raised cwnd by 300 segments, and
+    # without bound in NewReno's congestion avoidance.
+    mss = PLAIN.mss
+    s = established(dataclasses.replace(PLAIN, congestion_control=cc), rtt=0.01)
+
+    def exchanges() -> None:
+        for _ in range(300):
+            s.now += 0.05
+            s.conn.send(b"r" * 1000)
+            ((header, payload),) = s.raw()
+            s.now += 0.01
+            s.feed(F.ACK, ack=header.seq + len(payload))
+            s.raw()
+
+    exchanges()  # slow start
+    assert s.conn.cwnd == PLAIN.initial_cwnd_segments * mss
+    s.conn.send(b"x" * 10 * mss)
+    s.raw()
+    s.tick(s.conn.next_deadline() or 0.0)  # a timeout, then congestion avoidance
+    s.raw()
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 300_000 + 10 * mss)
+    cwnd = s.conn.cwnd
+    assert cwnd >= s.conn.ssthresh
+    exchanges()
+    assert s.conn.cwnd == cwnd
+
+
+def test_slow_start_stops_at_ssthresh() -> None:
+    # A stretch ACK in slow start (byte counting) takes cwnd up to ssthresh
+    # and no further, as Linux's tcp_slow_start: after a timeout of 20
+    # segments (ssthresh 14) the ACK of all 20 left cwnd at 21.
+    mss = PLAIN.mss
+    s = established(dataclasses.replace(PLAIN, initial_cwnd_segments=20), rtt=0.01)
+    s.now = 1.0
+    s.conn.send(b"x" * 20 * mss)
+    assert len(s.raw()) == 20
+    s.tick(s.conn.next_deadline() or 0.0)
+    assert s.conn.ssthresh == 14 * mss and s.conn.cwnd == mss
+    s.raw()
+    s.feed(F.ACK, ack=OUR_ISS + 1 + 20 * mss)  # only the first was lost
+    assert s.conn.cwnd == 14 * mss

@@ -72,8 +72,14 @@ class NewReno:
         return max(window // 2, 2 * self.mss)
 
     def grow(self, cwnd: int, acked: int, now: float, srtt: float | None, limited: bool) -> int:
-        """One SMSS per cwnd of ACKed bytes (appropriate byte counting, RFC 3465)."""
-        del now, srtt, limited
+        """One SMSS per cwnd of ACKed bytes (appropriate byte counting, RFC 3465).
+
+        Only while cwnd limits the sender (as Linux's Reno): otherwise an
+        application-limited flow would grow it without bound.
+        """
+        del now, srtt
+        if not limited:
+            return cwnd
         acc = self.acc + acked
         if acc >= cwnd:
             self.acc = acc - cwnd

@@ -1119,7 +1119,14 @@ class TcpConnection:
                     # RFC 6582 partial acknowledgement: the next hole is lost too.
                     rec.mark_first_lost(mss)
             elif self._cwnd < self._ssthresh:
-                self._cwnd += acked if acked < 64 * mss else 64 * mss
+                # Slow start, while cwnd is below twice the flight before
+                # this ACK (Linux's tcp_is_cwnd_limited: an application- or
+                # receiver-limited flow must not grow a window it never
+                # uses), by the bytes ACKed (at most 64 segments), up to
+                # ssthresh (Linux's tcp_slow_start).
+                if 2 * (self._snd_max - una) > self._cwnd:
+                    cwnd = self._cwnd + (acked if acked < 64 * mss else 64 * mss)
+                    self._cwnd = cwnd if cwnd < self._ssthresh else self._ssthresh
             else:
                 # Congestion avoidance: the controller's curve. The window
                 # limited the sender if the flight before this ACK filled it
