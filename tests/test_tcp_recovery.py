@@ -326,3 +326,28 @@ def test_a_retransmitted_probe_is_exactly_the_last_segment(fin: bool) -> None:
     s.now += 0.1
     s.feed(F.ACK, ack=BASE + 2 * MSS + 100 + fin)
     assert s.conn.stats["tlp_recovery"] == 1
+
+
+def test_a_hole_filled_by_its_original_is_reordering() -> None:
+    # RFC 8985 6.2 step 3: a segment delivered below RACK.fack that was
+    # never resent was reordered, not lost. The classic case: the peer
+    # SACKs the later segments, then the first arrives and one cumulative
+    # ACK covers everything. From then on (step 4) the reordering window
+    # stays open even with DupThresh segments SACKed: a hole is given
+    # min_RTT / 4 before it counts as lost, instead of none.
+    s = _with_rtt(0.1)
+    first = _four_segments(s, 1.0)
+    s.now = 1.1
+    s.feed(F.ACK, ack=first, options=TcpOptions(sack_blocks=((first + MSS, first + 3 * MSS),)))
+    assert s.raw() == []
+    s.now = 1.11
+    s.feed(F.ACK, ack=first + 4 * MSS)  # the first arrives late: reordering
+    assert s.raw() == []
+    _four_segments(s, 2.0)
+    second = first + 4 * MSS
+    s.now = 2.1
+    s.feed(F.ACK, ack=second, options=TcpOptions(sack_blocks=((second + MSS, second + 4 * MSS),)))
+    assert s.raw() == []  # three SACKed, but reordering was seen: wait
+    assert s.conn.next_deadline() == pytest.approx(2.125)
+    s.tick(2.125)
+    assert [h.seq for h, _ in s.raw()] == [second]

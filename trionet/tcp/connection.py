@@ -1089,9 +1089,12 @@ class TcpConnection:
                 self._sacked.prune(ack)
             segs = rec.segs
             if segs:
-                if segs[-1].end <= ack and not self._sacked.ranges and not rec.lost_bytes:
+                if segs[-1].end <= ack and not sacked_before and not rec.lost_bytes:
                     # All delivered, nothing SACKed: RACK learns nothing here
                     # that a later SACK (of later sends) would not teach it.
+                    # (Had the peer SACKed later segments, this ACK could be
+                    # the hole filled by its original: reordering, which
+                    # rec.acked must see, RFC 8985 6.2 step 3.)
                     rec.spare = segs[-1]
                     segs.clear()
                 else:

@@ -268,9 +268,11 @@ class Recovery:
             if xmit > self.rack_xmit or (xmit == self.rack_xmit and last.end > self.rack_end):
                 self.rack_xmit = xmit
                 self.rack_end = last.end
-            if last.end < self.fack:
+            # Step 3: the oldest tells whether any was overtaken (a later
+            # segment SACKed before it: reordering, none being resent).
+            if segs[0].end < self.fack:
                 self.reordering_seen = True
-            else:
+            if last.end > self.fack:  # noqa: PLR1730 (max() costs a call per exchange)
                 self.fack = last.end
             segs.clear()
             self.spare = last
@@ -281,7 +283,10 @@ class Recovery:
                 for i in range(k):
                     self._delivered(segs[i], now)
             else:
-                # Originals only (the usual case): the newest tells RACK all.
+                # Originals only (the usual case): the newest tells RACK all,
+                # the oldest whether one was overtaken (step 3).
+                if segs[0].end < self.fack:
+                    self.reordering_seen = True
                 self._delivered(segs[k - 1], now)
             del segs[:k]
         if segs:
