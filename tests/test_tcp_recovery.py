@@ -351,3 +351,44 @@ def test_a_hole_filled_by_its_original_is_reordering() -> None:
     assert s.conn.next_deadline() == pytest.approx(2.125)
     s.tick(2.125)
     assert [h.seq for h, _ in s.raw()] == [second]
+
+
+def test_a_lost_resend_found_by_the_reordering_timer_goes_out_at_once() -> None:
+    # In recovery, the reordering timer marks a resend lost (a segment sent
+    # with it was SACKed a reordering window ago). Nothing else is in
+    # flight, so no ACK will come: the cwnd PRR set on the last ACK must
+    # let the repair go now (as Linux's tcp_rack_reo_timeout), not be
+    # recomputed from nothing delivered down to nothing, which left the
+    # connection waiting for the RTO (0.9 s here).
+    s = _with_rtt(0.1)
+    first = _four_segments(s, 1.0)
+    s.now = 1.1  # reordering seen: the window stays open in recovery
+    s.feed(F.ACK, ack=first, options=TcpOptions(sack_blocks=((first + MSS, first + 3 * MSS),)))
+    s.now = 1.11
+    s.feed(F.ACK, ack=first + 4 * MSS)
+    s.raw()
+    b = first + 4 * MSS
+
+    def sack(*blocks: tuple[int, int]) -> TcpOptions:
+        return TcpOptions(sack_blocks=tuple((b + x * MSS, b + y * MSS) for x, y in blocks))
+
+    def sent() -> list[int]:
+        return [(h.seq - b) // MSS for h, _ in s.raw()]
+
+    s.now = 2.0
+    s.conn.send(b"".join(bytes([65 + i]) * MSS for i in range(6)))
+    assert sent() == [0, 1, 2, 3, 4, 5]
+    s.now = 2.1  # segments 0 and 2 are lost
+    s.feed(F.ACK, ack=b, options=sack((3, 6), (1, 2)))
+    s.conn.send(b"G" * MSS)
+    s.tick(2.125)
+    assert sent() == [0]  # recovery: the fast retransmit
+    s.now = 2.225
+    s.feed(F.ACK, ack=b + 2 * MSS, options=sack((3, 6)))
+    assert sent() == [2, 6]  # the second hole and the new segment
+    s.now = 2.325  # the new one arrived, the resend of 2 did not
+    s.feed(F.ACK, ack=b + 2 * MSS, options=sack((6, 7), (3, 6)))
+    assert sent() == []
+    assert s.conn.next_deadline() == pytest.approx(2.35)
+    s.tick(2.35)
+    assert sent() == [2]

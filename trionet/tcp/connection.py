@@ -1551,12 +1551,17 @@ class TcpConnection:
         if self._state not in _SENDING:
             return
         self._detect_losses(now)
-        if rec.lost_bytes:
-            if not rec.in_recovery:
-                self._enter_recovery()
+        if rec.lost_bytes and not rec.in_recovery:
+            self._enter_recovery()
             self._cwnd = rec.prr_cwnd(
                 0, self._pipe(), self._ssthresh, self._send_mss, safe_ack=False
             )
+        # Already in recovery, cwnd stays what PRR set on the last ACK (as
+        # Linux's tcp_rack_reo_timeout): what was just marked lost left the
+        # pipe, so that room resends it. Recomputed here with nothing
+        # delivered, PRR could allow nothing, and with nothing else in
+        # flight no ACK would come to allow more: the repair would wait for
+        # the RTO.
 
     def _on_probe_timer(self, now: float) -> None:
         """RFC 8985 section 7.3: send a tail loss probe.
