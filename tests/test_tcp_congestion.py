@@ -230,8 +230,11 @@ def test_an_idle_period_does_not_count_toward_t() -> None:
     NewReno(MSS).restart(32.0)  # nothing to move
 
 
-def _clocked_transfer(s: Script, nbytes: int, start: float, rtt: float) -> None:
-    """``nbytes`` go out ACK-clocked: each segment is acknowledged ``rtt`` after it left."""
+def _clocked_transfer(s: Script, nbytes: int, start: float, rtt: float) -> int:
+    """``nbytes`` go out ACK-clocked: each segment is acknowledged ``rtt`` after it left.
+
+    Returns how many segments the first burst had.
+    """
     s.now = start
     s.conn.send(b"x" * nbytes)
     pending: list[tuple[float, int]] = []
@@ -242,10 +245,12 @@ def _clocked_transfer(s: Script, nbytes: int, start: float, rtt: float) -> None:
                 heapq.heappush(pending, (s.now + rtt, header.seq + len(payload)))
 
     collect()
+    first = len(pending)
     while pending:
         s.now, ack = heapq.heappop(pending)
         s.feed(F.ACK, ack=ack)
         collect()
+    return first
 
 
 def test_connection_cwnd_does_not_jump_after_an_idle_period() -> None:
@@ -318,3 +323,24 @@ def test_slow_start_stops_at_ssthresh() -> None:
     s.raw()
     s.feed(F.ACK, ack=OUR_ISS + 1 + 20 * mss)  # only the first was lost
     assert s.conn.cwnd == 14 * mss
+
+
+def test_cwnd_restarts_after_an_idle_longer_than_the_rto() -> None:
+    # RFC 5681 4.1: a sender that has not sent for longer than the RTO
+    # SHOULD restart from no more than the initial window, as Linux does by
+    # default (tcp_slow_start_after_idle: halved per RTO of silence, down to
+    # the initial window; ssthresh keeps 3/4 of the old cwnd, so slow start
+    # soon brings it back). Before, the whole old window went out at once
+    # into a path whose state nobody had probed for a minute.
+    mss = PLAIN.mss
+    rtt = 0.01
+    cfg = dataclasses.replace(PLAIN, send_buffer=1_000_000, window_scaling=True)
+    s = established(cfg, rtt=rtt, ws=4)
+    _clocked_transfer(s, 300 * mss, 1.0, rtt)
+    cwnd = s.conn.cwnd
+    assert cwnd >= 40 * mss
+    # A pause shorter than the RTO (1 s) changes nothing.
+    assert _clocked_transfer(s, 600 * mss, s.now + 0.5, rtt) == cwnd // mss
+    cwnd = s.conn.cwnd
+    assert _clocked_transfer(s, 600 * mss, s.now + 60.0, rtt) == PLAIN.initial_cwnd_segments
+    assert s.conn.ssthresh >= cwnd * 3 // 4

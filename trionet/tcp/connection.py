@@ -194,6 +194,7 @@ class TcpConnection:
         "_last_ack_sent",
         "_last_ack_time",
         "_last_data_time",
+        "_last_send",
         "_max_snd_wnd",
         "_ooo",
         "_ooo_fin",
@@ -323,6 +324,8 @@ class TcpConnection:
         self._pushed = False
         #: when in-order data last arrived; None before the first
         self._last_data_time: float | None = None
+        #: when data (new or resent) last went out: the idle restart's clock
+        self._last_send = 0.0
         self._cwnd = cfg.initial_cwnd_segments * self._send_mss
         self._ssthresh = 1 << 30
         #: the congestion controller (CUBIC or NewReno): the decrease on a
@@ -1831,10 +1834,10 @@ class TcpConnection:
         nxt = self._snd_nxt
         if not rec.lost_queue and (nxt > data_end or (nxt == data_end and not self._fin_queued)):
             return False  # everything queued is out, FIN included: the usual case
-        if self._snd_una == self._snd_max and self._cwnd >= self._ssthresh:
-            # Nothing in flight: the sender was idle (RFC 9438 5.8 keeps
-            # that out of CUBIC's clock).
-            self._cc.restart(now)
+        if self._snd_una == self._snd_max and (
+            self._cwnd >= self._ssthresh or now - self._last_send > self._rto
+        ):
+            self._resume_after_idle(now)  # (not called on a request/response's usual path)
         cap = self._seg_cap
         mss = self._send_mss
         while True:
@@ -1934,6 +1937,8 @@ class TcpConnection:
                 )
                 sent = True
             break
+        if sent:
+            self._last_send = now
         if self._snd_max > rec.high:
             rec.on_transmit(rec.high, self._snd_max, now)
             last = self._last_data_time
@@ -1943,6 +1948,31 @@ class TcpConnection:
                 # tcp_event_data_sent enters pingpong mode).
                 self._pingpong = True
         return sent
+
+    def _resume_after_idle(self, now: float) -> None:
+        """Data goes out with nothing in flight: the sender was idle since its last send.
+
+        RFC 9438 5.8 keeps the pause out of CUBIC's clock. RFC 5681 4.1: after
+        more than an RTO without sending, the path's state is unknown, and
+        the sender SHOULD restart from no more than the initial window. As
+        Linux's tcp_cwnd_restart: cwnd halves per RTO of silence, down to
+        the initial window, and ssthresh keeps 3/4 of the old cwnd so slow
+        start soon brings it back.
+        """
+        cwnd = self._cwnd
+        if cwnd >= self._ssthresh:
+            self._cc.restart(now)
+        idle = now - self._last_send
+        rto = self._rto
+        restart = self.config.initial_cwnd_segments * self._send_mss
+        if idle <= rto or cwnd <= restart:
+            return
+        self._ssthresh = max(self._ssthresh, cwnd * 3 // 4)
+        while idle > rto and cwnd > restart:
+            idle -= rto
+            cwnd >>= 1
+        self._cwnd = cwnd if cwnd > restart else restart
+        self._count("cwnd_restart")
 
     def _probe_sent(self, now: float) -> None:
         """A tail loss probe is out: one at a time, and the RTO restarts from it (RFC 8985 7.3)."""
