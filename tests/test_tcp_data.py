@@ -415,6 +415,36 @@ def test_syn_ack_retransmission() -> None:
     assert s.conn.next_deadline() == 3.0
 
 
+def test_rto_is_three_seconds_after_a_lost_syn_or_syn_ack() -> None:
+    # RFC 6298 5.7: the timer expired awaiting the ACK of a SYN (or
+    # SYN-ACK) and no RTT could be measured (Karn): when data transmission
+    # begins, an RTO below 3 s MUST be re-initialized to 3 s (as Linux's
+    # TCP_TIMEOUT_FALLBACK), so a path slower than the 1 s guess does not
+    # draw a spurious timeout on every first flight.
+    s = accepted()
+    s.tick(1.0)
+    assert s.out() == ["[S.] seq 5000 ack 1001 win 65535 len 0"]
+    s.now = 1.1
+    s.feed(F.ACK)
+    assert s.conn.state is S.ESTABLISHED and s.conn.srtt is None
+    assert s.conn.rto == 3.0
+    conn = TcpConnection.connect(LOCAL_PORT, PEER_PORT, iss=OUR_ISS, config=PLAIN, now=0.0)
+    c = Script(conn, seq=PEER_ISS)
+    c.raw()
+    c.tick(1.0)
+    assert len(c.raw()) == 1  # the SYN again; the RTO doubled to 2 s
+    c.now = 1.1
+    conn.receive_segment(
+        TcpHeader(PEER_PORT, LOCAL_PORT, PEER_ISS, OUR_ISS + 1, F.SYN | F.ACK, 65535),
+        b"",
+        c.now,
+    )
+    assert conn.state is S.ESTABLISHED and conn.srtt is None
+    assert conn.rto == 3.0
+    # Measured, the handshake's round trip sets it as usual.
+    assert established(rtt=0.1).conn.rto == 1.0
+
+
 def test_rtt_measurement_sets_rto() -> None:
     # The SYN-ACK's round trip is the first sample (as Linux measures it).
     s = established(rtt=0.3)

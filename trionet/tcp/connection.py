@@ -82,6 +82,8 @@ _EMPTY = b""
 _PAWS_IDLE = 24 * 86400.0
 #: Clock granularity G of RFC 6298 (the timestamp clock ticks in ms).
 _CLOCK_G = 0.001
+#: RFC 6298 5.7: the RTO when data transfer begins after a lost SYN or SYN-ACK.
+_RTO_FALLBACK = 3.0
 _MIN_PEER_MSS = 64
 #: Answers (RSTs) queued between two ``segments_to_send`` calls, at most.
 _MAX_CONTROL = 16
@@ -834,6 +836,13 @@ class TcpConnection:
             self._rto_deadline = None
 
     def _become_established(self) -> None:
+        if self._srtt is None:
+            # The handshake gave no RTT sample: its SYN or SYN-ACK was
+            # resent (Karn). RFC 6298 5.7: the RTO MUST be re-initialized to
+            # 3 s when data transmission begins (Linux's
+            # TCP_TIMEOUT_FALLBACK), not stay at the 1 s guess.
+            cfg = self.config
+            self._rto = min(max(_RTO_FALLBACK, cfg.rto_min), cfg.rto_max)
         self._state = _ESTABLISHED
         self._events.append(_ESTABLISHED_EVENT)
         if self._fin_queued:
