@@ -252,6 +252,9 @@ def parse_dhcpv4(data: BytesLike) -> DhcpMessage:
             _walk_options(view[108:236], found)
         if overload[0] & _OVERLOAD_SNAME:
             _walk_options(view[44:108], found)
+        # Only the options field may overload (RFC 2131 4.1): one found in
+        # file or sname means nothing, and kept it would overload again.
+        found.pop(Option.OVERLOAD, None)
     return DhcpMessage(
         op,
         xid,
