@@ -270,6 +270,36 @@ def test_confirm_says_whether_the_address_is_on_link() -> None:
         assert code is not None and int.from_bytes(code[:2], "big") == status
 
 
+def test_confirm_without_addresses_gets_no_reply() -> None:
+    # RFC 8415 18.3.3: with no address in any IA there is nothing to
+    # confirm, and the server MUST NOT reply (a Success would tell the
+    # client an address it never named is still good).
+    stack = dhcp_stack()
+    for ias in ((), (IA,), ((Option.IA_TA, (7).to_bytes(4, "big")),)):
+        message = Dhcpv6Message(MessageType.CONFIRM, 9, (CLIENT_ID, *ias))
+        stack.receive_frame(dhcpv6_frame(message, src=GUEST6_LL), 0.0)
+        assert not [f for f in take_parsed(stack) if f.udp is not None]
+    assert stack.drops["dhcpv6_confirm_empty"] == 3
+
+
+@pytest.mark.parametrize(
+    "ia",
+    [
+        (Option.IA_PD, IaNa(7, 0, 0).to_bytes()),
+        (Option.IA_TA, b""),  # empty, yet an IA option all the same
+    ],
+    ids=["ia_pd", "empty_ia_ta"],
+)
+def test_information_request_with_any_ia_is_discarded(ia: tuple[int, bytes]) -> None:
+    # RFC 8415 16.12: an Information-request that includes an IA option
+    # (IA_NA, IA_TA or IA_PD) MUST be discarded.
+    stack = dhcp_stack()
+    message = Dhcpv6Message(MessageType.INFORMATION_REQUEST, 1, (CLIENT_ID, ia))
+    stack.receive_frame(dhcpv6_frame(message, src=GUEST6_LL), 0.0)
+    assert not [f for f in take_parsed(stack) if f.udp is not None]
+    assert stack.drops["dhcpv6_unexpected_option"] == 1
+
+
 @pytest.mark.parametrize(
     ("message", "reason"),
     [

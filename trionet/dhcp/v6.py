@@ -43,6 +43,8 @@ _WITH_SERVER_ID = frozenset(
     (MessageType.REQUEST, MessageType.RENEW, MessageType.RELEASE, MessageType.DECLINE)
 )
 _WITHOUT_SERVER_ID = frozenset((MessageType.SOLICIT, MessageType.REBIND, MessageType.CONFIRM))
+#: RFC 8415's "IA options": an Information-request carrying any is discarded.
+_IA_OPTIONS = frozenset((Option.IA_NA, Option.IA_TA, Option.IA_PD))
 #: Identity associations answered per message. Each answer is several times
 #: the size of the request's IA (a status text rides along): answering every
 #: one would turn a full-MTU request into a reply the link cannot carry.
@@ -85,7 +87,7 @@ class Dhcpv6Server:
             if server_id is not None and server_id != self.duid:
                 self.drops["dhcpv6_other_server"] += 1
                 return None
-            if message.option(Option.IA_NA) is not None or message.option(Option.IA_TA):
+            if any(code in _IA_OPTIONS for code, _ in message.options):
                 self.drops["dhcpv6_unexpected_option"] += 1  # RFC 8415 16.12
                 return None
             options = self._head(client_id)
@@ -112,7 +114,10 @@ class Dhcpv6Server:
             options.append(status_option(Status.SUCCESS))
             return self._reply(MessageType.REPLY, message, options)
         if kind == MessageType.CONFIRM:
-            options.append(self._confirm(message))
+            status = self._confirm(message)
+            if status is None:
+                return None
+            options.append(status)
             return self._reply(MessageType.REPLY, message, options)
         # SOLICIT, REQUEST, RENEW, REBIND: bind the address.
         rapid = kind == MessageType.SOLICIT and message.option(Option.RAPID_COMMIT) is not None
@@ -191,8 +196,12 @@ class Dhcpv6Server:
             self.bound_until = now + lease
         return out
 
-    def _confirm(self, message: Dhcpv6Message) -> tuple[int, bytes]:
-        """Success if every address the client holds is in the slot's /64 (RFC 8415 18.3.3)."""
+    def _confirm(self, message: Dhcpv6Message) -> tuple[int, bytes] | None:
+        """Success if every address the client holds is in the slot's /64 (RFC 8415 18.3.3).
+
+        None (counted) when the IAs name no address: then there is nothing
+        to confirm, and the server MUST NOT reply.
+        """
         seen = False
         for value in message.all(Option.IA_NA):
             try:
@@ -209,4 +218,5 @@ class Dhcpv6Server:
                     return status_option(Status.NOT_ON_LINK)
         if not seen:
             self.drops["dhcpv6_confirm_empty"] += 1
+            return None
         return status_option(Status.SUCCESS)
