@@ -211,6 +211,47 @@ def test_larger_maximum_message_size_keeps_the_search_list() -> None:
     assert search is not None and decode_domain_search(search) == domains
 
 
+def test_replies_never_exceed_the_link_mtu() -> None:
+    # The stack does not fragment DHCP replies: a client's large maximum
+    # message size must not let one grow past the link.
+    domains = tuple(f"{'d' * 60}.example{i}" for i in range(8))
+    stack = dhcp_stack(DhcpConfig(search_domains=domains), mtu=800)
+    size = (Option.MAX_MESSAGE_SIZE, (1500).to_bytes(2, "big"))
+    stack.receive_frame(dhcp_frame(request(MessageType.DISCOVER, size)), 0.0)
+    frame, offer = one_reply(stack)
+    assert 20 + 8 + len(offer.to_bytes()) <= 800
+    assert stack.drops["dhcp_option_trimmed"] >= 1
+    assert offer.option(Option.ROUTER) == GW4
+
+
+CLIENT_ID = (Option.CLIENT_ID, b"\x01" + GUEST_MAC)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        request(MessageType.DISCOVER, CLIENT_ID),
+        request(MessageType.REQUEST, REQUESTED, SERVER, CLIENT_ID),
+        request(MessageType.REQUEST, (Option.REQUESTED_ADDRESS, bytes([10, 0, 2, 15])), CLIENT_ID),
+    ],
+    ids=["offer", "ack", "nak"],
+)
+def test_client_identifier_is_returned_unaltered(message: DhcpMessage) -> None:
+    # RFC 6842 3 (updating RFC 2131's table 3): a client identifier the
+    # client sent MUST come back, unaltered, in OFFER, ACK and NAK.
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(message), 0.0)
+    _, reply = one_reply(stack)
+    assert reply.option(Option.CLIENT_ID) == CLIENT_ID[1]
+
+
+def test_no_client_identifier_is_invented() -> None:
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(request(MessageType.DISCOVER)), 0.0)
+    _, offer = one_reply(stack)
+    assert offer.option(Option.CLIENT_ID) is None
+
+
 @pytest.mark.parametrize(
     ("message", "reason"),
     [

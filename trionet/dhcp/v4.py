@@ -101,6 +101,7 @@ class Dhcpv4Server:
         self.client = client
         self.client_mac = client_mac
         self.drops = drops
+        self._mtu = mtu
         #: replies sent, by message type name (OFFER, ACK, NAK)
         self.sent: Counter[str] = Counter()
         self.lease = Lease(LeaseState.NONE)
@@ -270,11 +271,15 @@ class Dhcpv4Server:
     def _fit(
         self, reply_options: list[tuple[int, bytes]], options: dict[int, bytes]
     ) -> list[tuple[int, bytes]]:
-        """Drop optional options until the reply fits the client's maximum message size."""
+        """Drop optional options until the reply fits the client's maximum message size.
+
+        A client may say more than 576 bytes, but never more than the link
+        carries: the stack does not fragment replies.
+        """
         limit = DHCP_MIN_DATAGRAM
         size_option = options.get(Option.MAX_MESSAGE_SIZE)
         if size_option is not None:
-            limit = max(limit, int.from_bytes(size_option, "big"))
+            limit = max(limit, min(int.from_bytes(size_option, "big"), self._mtu))
         budget = limit - _UDP_IP_HEADERS - 240 - 1  # fixed part, cookie, END
 
         def size(opts: list[tuple[int, bytes]]) -> int:
