@@ -245,6 +245,18 @@ def test_client_identifier_is_returned_unaltered(message: DhcpMessage) -> None:
     assert reply.option(Option.CLIENT_ID) == CLIENT_ID[1]
 
 
+@pytest.mark.parametrize("kind", [MessageType.DISCOVER, MessageType.REQUEST])
+def test_an_identifier_too_long_for_the_clients_maximum_is_left_out(kind: MessageType) -> None:
+    # 800 bytes of identifier and a 576-byte maximum contradict each other;
+    # the reply still fits (a DISCOVER gets an OFFER, the REQUEST a NAK).
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(request(kind, (Option.CLIENT_ID, b"\x00" * 800))), 0.0)
+    _, reply = one_reply(stack)
+    assert 20 + 8 + len(reply.to_bytes()) <= 576
+    assert reply.option(Option.CLIENT_ID) is None
+    assert stack.drops["dhcp_option_trimmed"] >= 1
+
+
 def test_no_client_identifier_is_invented() -> None:
     stack = dhcp_stack()
     stack.receive_frame(dhcp_frame(request(MessageType.DISCOVER)), 0.0)

@@ -50,7 +50,9 @@ _FIXED_LENGTH: dict[int, int] = {
 #: Longest option value a client may send (after RFC 3396 joining); longer is dropped.
 MAX_OPTION_LEN = 1024
 #: Dropped first, in this order, when a reply would exceed the client's maximum.
-_OPTIONAL = (Option.HOST_NAME, Option.DOMAIN_SEARCH, Option.DOMAIN_NAME)
+#: The client's own identifier goes last, and only for a client whose long
+#: identifier and small maximum contradict each other.
+_OPTIONAL = (Option.HOST_NAME, Option.DOMAIN_SEARCH, Option.DOMAIN_NAME, Option.CLIENT_ID)
 _UDP_IP_HEADERS = 28
 
 
@@ -196,7 +198,7 @@ class Dhcpv4Server:
                 wanted = message.ciaddr  # RENEWING or REBINDING
             if wanted != self.client:
                 self.lease = Lease(LeaseState.NONE)
-                return self._nak(message, "requested address is not this client's")
+                return self._nak(message, options, "requested address is not this client's")
             self.lease = Lease(LeaseState.BOUND, now + self.config.lease_time)
             return self._reply(message, options, MessageType.ACK)
         if kind_value == MessageType.INFORM:
@@ -238,6 +240,7 @@ class Dhcpv4Server:
         reply_options: list[tuple[int, bytes]] = [
             (Option.MESSAGE_TYPE, bytes((kind,))),
             (Option.SERVER_ID, self.server),
+            *_client_id(options),
         ]
         if not inform:  # RFC 2131 4.3.5: no lease times in an answer to INFORM
             lease = self.config.lease_time
@@ -292,15 +295,22 @@ class Dhcpv4Server:
             self.drops["dhcp_option_trimmed"] += 1
         return reply_options
 
-    def _nak(self, message: DhcpMessage, text: str) -> Dhcpv4Reply:
+    def _nak(self, message: DhcpMessage, options: dict[int, bytes], text: str) -> Dhcpv4Reply:
+        nak_options = [
+            (Option.MESSAGE_TYPE, bytes((MessageType.NAK,))),
+            (Option.SERVER_ID, self.server),
+            *_client_id(options),
+            (Option.MESSAGE, text.encode()),
+        ]
         reply = dataclasses.replace(
-            self._base(message, yiaddr=_ZERO4),
-            options=(
-                (Option.MESSAGE_TYPE, bytes((MessageType.NAK,))),
-                (Option.SERVER_ID, self.server),
-                (Option.MESSAGE, text.encode()),
-            ),
+            self._base(message, yiaddr=_ZERO4), options=tuple(self._fit(nak_options, options))
         )
         self.sent[MessageType.NAK.name] += 1
         # RFC 2131 4.3.2: without a relay, a NAK is always broadcast.
         return Dhcpv4Reply(reply, _BROADCAST4, broadcast=True)
+
+
+def _client_id(options: dict[int, bytes]) -> list[tuple[int, bytes]]:
+    """The client's identifier, to return unaltered in every reply (RFC 6842 3)."""
+    value = options.get(Option.CLIENT_ID)
+    return [] if value is None else [(Option.CLIENT_ID, value)]
