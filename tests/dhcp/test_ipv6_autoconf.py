@@ -10,6 +10,7 @@ from tests.stack.guest import (
     GATEWAY_MAC,
     GUEST6,
     GUEST6_LL,
+    GUEST_MAC,
     GW4,
     GW6,
     GW6_LL,
@@ -122,6 +123,21 @@ def test_solicitation_not_from_the_link_is_ignored() -> None:
     stack.receive_frame(rs(hop_limit=64), 0.0)
     assert not take_parsed(stack)
     assert stack.drops["ndp_ignored"] == 1
+
+
+def test_solicitation_from_the_unspecified_address_with_a_link_address_is_ignored() -> None:
+    # RFC 4861 6.1.1: from "::" a solicitation MUST NOT carry a source
+    # link-layer address option; one that does is discarded. Without the
+    # option, "::" is a host that has no address yet, and is answered.
+    unspecified = bytes(16)
+    stack = dhcp_stack()
+    bogus = RouterSolicitation(source_lladdr=GUEST_MAC)
+    stack.receive_frame(v6(bogus, src=unspecified, dst=ALL_ROUTERS, hop_limit=255), 0.0)
+    assert not take_parsed(stack)
+    assert stack.drops["ndp_ignored"] == 1
+    plain = RouterSolicitation()
+    stack.receive_frame(v6(plain, src=unspecified, dst=ALL_ROUTERS, hop_limit=255), 0.0)
+    assert len(router_advertisements(stack)) == 1
 
 
 def test_no_advertisements_when_off() -> None:
