@@ -20,6 +20,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from trionet.wire._options import first_option
 from trionet.wire._types import BytesLike
 from trionet.wire.domain_names import decode_names, encode_names
 from trionet.wire.errors import ParseError
@@ -125,10 +126,8 @@ class DhcpMessage:
     options: tuple[tuple[int, bytes], ...] = ()
 
     def option(self, code: int) -> bytes | None:
-        for have, value in self.options:
-            if have == code:
-                return value
-        return None
+        """The option's value (pieces already joined), or None."""
+        return first_option(self.options, code)
 
     @property
     def message_type(self) -> int | None:
