@@ -263,6 +263,34 @@ def test_one_address_per_client() -> None:
     assert int.from_bytes(status[:2], "big") == Status.NO_ADDRS_AVAIL
 
 
+@pytest.mark.parametrize("kind", [MessageType.RENEW, MessageType.REBIND])
+def test_renewing_an_address_never_bound_here_withdraws_it(kind: MessageType) -> None:
+    # RFC 8415 18.3.4 (Renew), 18.3.5 (Rebind): an address in the IA that
+    # is not appropriate for the link comes back with lifetimes of 0, so a
+    # guest that carried a lease from elsewhere stops using it at once.
+    stack = dhcp_stack(DhcpConfig(lease_time=1000))
+    held = [(Option.IAADDR, IaAddress(a, 500, 600).to_bytes()) for a in (REMOTE6, GUEST6)]
+    ia = (Option.IA_NA, IaNa(7, 0, 0, tuple(held)).to_bytes())
+    server = (Option.SERVERID, bytes.fromhex("00030001") + GATEWAY_MAC)
+    options = (CLIENT_ID, server, ia) if kind == MessageType.RENEW else (CLIENT_ID, ia)
+    stack.receive_frame(dhcpv6_frame(Dhcpv6Message(kind, 3, options), src=GUEST6_LL), 0.0)
+    _, reply = dhcpv6_reply(stack)
+    ia_value = reply.option(Option.IA_NA)
+    assert ia_value is not None
+    addresses = [parse_ia_address(v) for c, v in parse_ia_na(ia_value).options if c == 5]
+    assert addresses == [IaAddress(GUEST6, 1000, 1000), IaAddress(REMOTE6, 0, 0)]
+
+
+def test_an_advertise_withdraws_nothing() -> None:
+    stack = dhcp_stack()
+    hint = (Option.IAADDR, IaAddress(REMOTE6, 0, 0).to_bytes())
+    ia = (Option.IA_NA, IaNa(7, 0, 0, (hint,)).to_bytes())
+    stack.receive_frame(dhcpv6_frame(solicit(ia), src=GUEST6_LL), 0.0)
+    _, advertise = dhcpv6_reply(stack)
+    ia_value = advertise.option(Option.IA_NA)
+    assert ia_value is not None and len(parse_ia_na(ia_value).options) == 1
+
+
 def test_stateless_information_request() -> None:
     stack = dhcp_stack(DhcpConfig(lease_time=900))
     message = Dhcpv6Message(MessageType.INFORMATION_REQUEST, 5, (CLIENT_ID,))
