@@ -21,7 +21,7 @@ from tests.stack.guest import (
     v6,
 )
 from trionet.dhcp.config import DhcpConfig
-from trionet.dhcp.v6 import MAX_IAS
+from trionet.dhcp.v6 import MAX_IAS, MAX_WITHDRAWN
 from trionet.stack.flows import FlowKey, TcpConnectRequested, UdpReceived
 from trionet.wire.dhcpv6 import (
     Dhcpv6Message,
@@ -408,3 +408,20 @@ def test_a_request_full_of_identity_associations_gets_a_reply_that_fits_the_link
     assert ia_address(advertise).address == GUEST6
     assert len(advertise.all(Option.IA_TA)) == MAX_IAS - 1
     assert stack.drops["dhcpv6_too_many_ias"] == 1
+
+
+def test_a_renew_listing_many_addresses_gets_a_reply_that_fits_the_link() -> None:
+    stack = dhcp_stack()
+    held = tuple(
+        (Option.IAADDR, IaAddress(REMOTE6[:12] + i.to_bytes(4, "big"), 1, 1).to_bytes())
+        for i in range(50)
+    )
+    ia = (Option.IA_NA, IaNa(7, 0, 0, held).to_bytes())
+    server = (Option.SERVERID, bytes.fromhex("00030001") + GATEWAY_MAC)
+    renew = Dhcpv6Message(MessageType.RENEW, 3, (CLIENT_ID, server, ia))
+    stack.receive_frame(dhcpv6_frame(renew, src=GUEST6_LL), 0.0)
+    _, reply = dhcpv6_reply(stack)
+    assert len(reply.to_bytes()) + 48 <= 1280
+    ia_value = reply.option(Option.IA_NA)
+    assert ia_value is not None
+    assert len(parse_ia_na(ia_value).options) == 1 + MAX_WITHDRAWN
