@@ -174,6 +174,27 @@ def test_release_and_decline_are_recorded_without_a_reply() -> None:
     assert stack.drops["dhcp_declined"] == 1
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        request(MessageType.RELEASE, (Option.SERVER_ID, bytes([10, 0, 2, 2])), ciaddr=GUEST4),
+        request(MessageType.RELEASE, SERVER, ciaddr=bytes([10, 0, 2, 15])),
+        request(MessageType.DECLINE, (Option.REQUESTED_ADDRESS, bytes([10, 0, 2, 15])), SERVER),
+    ],
+    ids=["release-other-server", "release-other-address", "decline-other-address"],
+)
+def test_release_or_decline_of_another_lease_changes_nothing_and_is_counted(
+    message: DhcpMessage,
+) -> None:
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(request(MessageType.REQUEST, REQUESTED, SERVER)), 0.0)
+    one_reply(stack)
+    stack.receive_frame(dhcp_frame(message, src=GUEST4, dst=GW4, dst_mac=GATEWAY_MAC), 1.0)
+    assert not stack.take_frames()
+    assert stack.dhcpv4 is not None and stack.dhcpv4.lease.state is LeaseState.BOUND
+    assert stack.drops["dhcp_not_our_lease"] == 1
+
+
 def test_gateway_outside_the_subnet_gets_classless_routes() -> None:
     # An explicit guest address at the start of its /30 puts the gateway below it.
     guest, gateway = bytes([10, 0, 0, 4]), bytes([10, 0, 0, 3])

@@ -206,6 +206,8 @@ class Dhcpv4Server:
         if kind_value == MessageType.RELEASE:
             if server_id == self.server and message.ciaddr == self.client:
                 self.lease = Lease(LeaseState.RELEASED)
+            else:
+                self.drops["dhcp_not_our_lease"] += 1
             return None
         if kind_value == MessageType.DECLINE:
             # The guest saw our address in use on its link. There is no
@@ -213,6 +215,8 @@ class Dhcpv4Server:
             if server_id == self.server and requested == self.client:
                 self.lease = Lease(LeaseState.DECLINED)
                 self.drops["dhcp_declined"] += 1
+            else:
+                self.drops["dhcp_not_our_lease"] += 1
             return None
         self.drops["dhcp_unexpected_type"] += 1
         return None
