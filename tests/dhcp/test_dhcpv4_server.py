@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.dhcp.client import (
@@ -300,6 +302,8 @@ def test_no_client_identifier_is_invented() -> None:
             "dhcp_not_request",
         ),
         (b"\x01" * 100, "dhcp_malformed"),
+        (dataclasses.replace(request(MessageType.DISCOVER), hlen=16), "dhcp_not_ethernet"),
+        (dataclasses.replace(request(MessageType.DISCOVER), htype=6), "dhcp_not_ethernet"),
     ],
 )
 def test_unanswerable_messages_are_counted(message: DhcpMessage | bytes, reason: str) -> None:
