@@ -181,7 +181,9 @@ class Dhcpv6Server:
                     out.append((Option.IA_NA, IaNa(ia.iaid, 0, 0, nested).to_bytes()))
                     continue
                 given = True
-                addresses = [(Option.IAADDR, IaAddress(self.address, lease, lease).to_bytes())]
+                addresses: list[tuple[int, bytes]] = [
+                    (Option.IAADDR, IaAddress(self.address, lease, lease).to_bytes())
+                ]
                 if withdraw:
                     addresses += self._withdrawn(ia)
                 ia_out = IaNa(ia.iaid, lease // 2, lease * 4 // 5, tuple(addresses))
