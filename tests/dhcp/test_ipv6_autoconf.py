@@ -17,10 +17,11 @@ from tests.stack.guest import (
     REMOTE6,
     arp_request,
     make_stack,
+    parse_out,
     take_parsed,
     v6,
 )
-from trionet.dhcp.config import DhcpConfig
+from trionet.dhcp.config import MAX_SEARCH_LIST_BYTES, DhcpConfig
 from trionet.dhcp.v6 import MAX_IAS, MAX_WITHDRAWN
 from trionet.stack.flows import FlowKey, TcpConnectRequested, UdpReceived
 from trionet.wire.dhcpv6 import (
@@ -33,7 +34,7 @@ from trionet.wire.dhcpv6 import (
     parse_ia_address,
     parse_ia_na,
 )
-from trionet.wire.domain_names import decode_names
+from trionet.wire.domain_names import decode_names, encode_names
 from trionet.wire.icmpv6 import (
     RA_MANAGED,
     RA_OTHER,
@@ -75,6 +76,37 @@ def test_advertisement_carries_prefix_mtu_dns_and_flags() -> None:
     assert ra.prefixes == (NdpPrefixInfo(GUEST6[:8] + bytes(8), 64, True, True, 86400, 14400),)
     assert ra.dns_servers == (GW6,) and ra.dns_lifetime == 600
     assert ra.search_domains == ("corp.example",) and ra.dnssl_lifetime == 600
+
+
+def _longest_search_list() -> tuple[str, ...]:
+    # 7 x 73 bytes: the most the dhcp section's limit lets through.
+    names = tuple("x" * 60 + f".d{i}.example" for i in range(7))
+    assert len(encode_names(names)) <= MAX_SEARCH_LIST_BYTES
+    return names
+
+
+def test_the_longest_search_list_still_fits_a_1280_byte_link() -> None:
+    # Router advertisements and DHCPv6 replies are sent unfragmented: a guest
+    # on a 1280-byte link that dropped them would get no IPv6 at all.
+    config = DhcpConfig(search_domains=_longest_search_list())
+    stack = dhcp_stack(config, mtu=1280)
+    stack.receive_frame(rs(), 0.0)
+    (frame,) = stack.take_frames()
+    assert len(frame) - 14 <= 1280  # the IPv6 packet, without its Ethernet header
+    ra = parse_out(frame).icmp6
+    assert isinstance(ra, RouterAdvertisement) and len(ra.search_domains) == 7
+    held = tuple(
+        (Option.IAADDR, IaAddress(REMOTE6[:12] + i.to_bytes(4, "big"), 1, 1).to_bytes())
+        for i in range(50)
+    )
+    ia = (Option.IA_NA, IaNa(7, 0, 0, held).to_bytes())
+    server = (Option.SERVERID, bytes.fromhex("00030001") + GATEWAY_MAC)
+    long_client = (Option.CLIENTID, bytes.fromhex("0002") + bytes(128))
+    renew = Dhcpv6Message(MessageType.RENEW, 3, (long_client, server, ia))
+    stack.receive_frame(dhcpv6_frame(renew, src=GUEST6_LL), 0.0)
+    _, reply = dhcpv6_reply(stack)
+    assert reply.option(Option.DOMAIN_LIST) is not None
+    assert len(reply.to_bytes()) + 48 <= 1280
 
 
 def test_flags_follow_the_config() -> None:
