@@ -186,9 +186,8 @@ def _exact(value: bytes, size: int, name: str) -> bytes:
     return value
 
 
-def _walk_options(
-    view: memoryview, found: dict[int, bytearray], *, stop_at_end: bool = True
-) -> None:
+def _walk_options(view: memoryview, found: dict[int, bytearray]) -> None:
+    """Collect ``view``'s options into ``found`` up to END, joining repeats."""
     pos = 0
     end = len(view)
     while pos < end:
