@@ -241,6 +241,9 @@ def fuzz_dhcpv6(data: bytes) -> None:
     if reply is not None:
         assert parse_dhcpv6(reply.to_bytes()) == reply
         assert reply.transaction_id == message.transaction_id
+        # However many IAs and addresses the client lists, the reply fits
+        # IPv6's minimum link MTU (the stack does not fragment it).
+        assert len(reply.to_bytes()) + 48 <= 1280
 
 
 def fuzz_frame(data: bytes) -> None:

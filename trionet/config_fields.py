@@ -32,6 +32,7 @@ class ConfigError(ValueError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+        self.message = message
 
 
 def parse_field(path: str, parser: Callable[[str], T], text: str) -> T:

@@ -115,6 +115,21 @@ def test_overloaded_file_field_holds_options() -> None:
     assert parse_dhcpv4(parsed.to_bytes()) == parsed
 
 
+def test_overload_inside_an_overloaded_field_is_ignored() -> None:
+    # RFC 2131 4.1, RFC 2132 9.3: only the options field says which fields
+    # hold options. An overload option found in 'file' is not one: kept, it
+    # made the parsed message say "file holds options" once more, so
+    # re-parsing its bytes joined file's options in a second time.
+    file = bytes((Option.OVERLOAD, 1, 3, Option.HOST_NAME, 3)) + b"abc" + b"\xff"
+    message = DhcpMessage(
+        1, 7, bytes(16), file=file.ljust(128, b"\0"), options=((Option.OVERLOAD, b"\x01"),)
+    )
+    parsed = parse_dhcpv4(message.to_bytes())
+    assert parsed.option(Option.HOST_NAME) == b"abc"
+    assert parsed.option(Option.OVERLOAD) is None
+    assert parse_dhcpv4(parsed.to_bytes()) == parsed
+
+
 @pytest.mark.parametrize(
     "data",
     [

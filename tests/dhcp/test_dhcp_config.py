@@ -68,6 +68,10 @@ def test_round_trip(config: DhcpConfig) -> None:
         ({"search_domains": ["ok.example", 3]}, "dhcp.search_domains[1]: 3 is not a string"),
         ({"search_domains": ["ok.example", "Bad_Name"]}, "dhcp.search_domains[1]: "),
         ({"search_domains": ["a.b"] * 17}, "dhcp.search_domains: 17 domains"),
+        (
+            {"search_domains": ["x" * 60 + f".d{i}.example" for i in range(8)]},
+            "dhcp.search_domains: 584 bytes",
+        ),
         ({"hostname": "no spaces"}, "dhcp.hostname: "),
         ({"ra_interval": 3}, "dhcp.ra_interval: 3 is outside 4..1800"),
         ({"ra_managed": 1}, "dhcp.ra_managed: 1 is not a boolean"),

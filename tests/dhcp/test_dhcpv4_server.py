@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.dhcp.client import (
@@ -174,6 +176,27 @@ def test_release_and_decline_are_recorded_without_a_reply() -> None:
     assert stack.drops["dhcp_declined"] == 1
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        request(MessageType.RELEASE, (Option.SERVER_ID, bytes([10, 0, 2, 2])), ciaddr=GUEST4),
+        request(MessageType.RELEASE, SERVER, ciaddr=bytes([10, 0, 2, 15])),
+        request(MessageType.DECLINE, (Option.REQUESTED_ADDRESS, bytes([10, 0, 2, 15])), SERVER),
+    ],
+    ids=["release-other-server", "release-other-address", "decline-other-address"],
+)
+def test_release_or_decline_of_another_lease_changes_nothing_and_is_counted(
+    message: DhcpMessage,
+) -> None:
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(request(MessageType.REQUEST, REQUESTED, SERVER)), 0.0)
+    one_reply(stack)
+    stack.receive_frame(dhcp_frame(message, src=GUEST4, dst=GW4, dst_mac=GATEWAY_MAC), 1.0)
+    assert not stack.take_frames()
+    assert stack.dhcpv4 is not None and stack.dhcpv4.lease.state is LeaseState.BOUND
+    assert stack.drops["dhcp_not_our_lease"] == 1
+
+
 def test_gateway_outside_the_subnet_gets_classless_routes() -> None:
     # An explicit guest address at the start of its /30 puts the gateway below it.
     guest, gateway = bytes([10, 0, 0, 4]), bytes([10, 0, 0, 3])
@@ -190,9 +213,12 @@ def test_gateway_outside_the_subnet_gets_classless_routes() -> None:
     assert options[Option.MS_CLASSLESS_ROUTES] == options[Option.CLASSLESS_ROUTES]
 
 
+#: a search list near the longest the dhcp section accepts (497 of 512 bytes)
+LONG_DOMAINS = tuple(f"{'d' * 60}.example{i}" for i in range(7))
+
+
 def test_reply_fits_the_smallest_message_a_client_takes() -> None:
-    domains = tuple(f"{'d' * 60}.{'e' * 60}.example{i}" for i in range(16))
-    stack = dhcp_stack(DhcpConfig(search_domains=domains, hostname="h" * 63))
+    stack = dhcp_stack(DhcpConfig(search_domains=LONG_DOMAINS, hostname="h" * 63))
     stack.receive_frame(dhcp_frame(request(MessageType.DISCOVER)), 0.0)
     frame, offer = one_reply(stack)
     assert frame.ip is not None and 20 + 8 + len(offer.to_bytes()) <= 576
@@ -202,13 +228,64 @@ def test_reply_fits_the_smallest_message_a_client_takes() -> None:
 
 
 def test_larger_maximum_message_size_keeps_the_search_list() -> None:
-    domains = tuple(f"{'d' * 60}.example{i}" for i in range(8))
-    stack = dhcp_stack(DhcpConfig(search_domains=domains))
+    stack = dhcp_stack(DhcpConfig(search_domains=LONG_DOMAINS))
     size = (Option.MAX_MESSAGE_SIZE, (1500).to_bytes(2, "big"))
     stack.receive_frame(dhcp_frame(request(MessageType.DISCOVER, size)), 0.0)
     _, offer = one_reply(stack)
     search = offer.option(Option.DOMAIN_SEARCH)
-    assert search is not None and decode_domain_search(search) == domains
+    assert search is not None and decode_domain_search(search) == LONG_DOMAINS
+
+
+def test_replies_never_exceed_the_link_mtu() -> None:
+    # The stack does not fragment DHCP replies: a client's large maximum
+    # message size must not let one grow past the link.
+    stack = dhcp_stack(DhcpConfig(search_domains=LONG_DOMAINS), mtu=800)
+    size = (Option.MAX_MESSAGE_SIZE, (1500).to_bytes(2, "big"))
+    stack.receive_frame(dhcp_frame(request(MessageType.DISCOVER, size)), 0.0)
+    frame, offer = one_reply(stack)
+    assert 20 + 8 + len(frame.payload) <= 800
+    assert stack.drops["dhcp_option_trimmed"] >= 1
+    assert offer.option(Option.ROUTER) == GW4
+
+
+CLIENT_ID = (Option.CLIENT_ID, b"\x01" + GUEST_MAC)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        request(MessageType.DISCOVER, CLIENT_ID),
+        request(MessageType.REQUEST, REQUESTED, SERVER, CLIENT_ID),
+        request(MessageType.REQUEST, (Option.REQUESTED_ADDRESS, bytes([10, 0, 2, 15])), CLIENT_ID),
+    ],
+    ids=["offer", "ack", "nak"],
+)
+def test_client_identifier_is_returned_unaltered(message: DhcpMessage) -> None:
+    # RFC 6842 3 (updating RFC 2131's table 3): a client identifier the
+    # client sent MUST come back, unaltered, in OFFER, ACK and NAK.
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(message), 0.0)
+    _, reply = one_reply(stack)
+    assert reply.option(Option.CLIENT_ID) == CLIENT_ID[1]
+
+
+@pytest.mark.parametrize("kind", [MessageType.DISCOVER, MessageType.REQUEST])
+def test_an_identifier_too_long_for_the_clients_maximum_is_left_out(kind: MessageType) -> None:
+    # 800 bytes of identifier and a 576-byte maximum contradict each other;
+    # the reply still fits (a DISCOVER gets an OFFER, the REQUEST a NAK).
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(request(kind, (Option.CLIENT_ID, b"\x00" * 800))), 0.0)
+    _, reply = one_reply(stack)
+    assert 20 + 8 + len(reply.to_bytes()) <= 576
+    assert reply.option(Option.CLIENT_ID) is None
+    assert stack.drops["dhcp_option_trimmed"] >= 1
+
+
+def test_no_client_identifier_is_invented() -> None:
+    stack = dhcp_stack()
+    stack.receive_frame(dhcp_frame(request(MessageType.DISCOVER)), 0.0)
+    _, offer = one_reply(stack)
+    assert offer.option(Option.CLIENT_ID) is None
 
 
 @pytest.mark.parametrize(
@@ -226,6 +303,8 @@ def test_larger_maximum_message_size_keeps_the_search_list() -> None:
             "dhcp_not_request",
         ),
         (b"\x01" * 100, "dhcp_malformed"),
+        (dataclasses.replace(request(MessageType.DISCOVER), hlen=16), "dhcp_not_ethernet"),
+        (dataclasses.replace(request(MessageType.DISCOVER), htype=6), "dhcp_not_ethernet"),
     ],
 )
 def test_unanswerable_messages_are_counted(message: DhcpMessage | bytes, reason: str) -> None:

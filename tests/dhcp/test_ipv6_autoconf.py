@@ -10,17 +10,19 @@ from tests.stack.guest import (
     GATEWAY_MAC,
     GUEST6,
     GUEST6_LL,
+    GUEST_MAC,
     GW4,
     GW6,
     GW6_LL,
     REMOTE6,
     arp_request,
     make_stack,
+    parse_out,
     take_parsed,
     v6,
 )
-from trionet.dhcp.config import DhcpConfig
-from trionet.dhcp.v6 import MAX_IAS
+from trionet.dhcp.config import MAX_SEARCH_LIST_BYTES, DhcpConfig
+from trionet.dhcp.v6 import MAX_IAS, MAX_WITHDRAWN
 from trionet.stack.flows import FlowKey, TcpConnectRequested, UdpReceived
 from trionet.wire.dhcpv6 import (
     Dhcpv6Message,
@@ -32,7 +34,7 @@ from trionet.wire.dhcpv6 import (
     parse_ia_address,
     parse_ia_na,
 )
-from trionet.wire.domain_names import decode_names
+from trionet.wire.domain_names import decode_names, encode_names
 from trionet.wire.icmpv6 import (
     RA_MANAGED,
     RA_OTHER,
@@ -74,6 +76,37 @@ def test_advertisement_carries_prefix_mtu_dns_and_flags() -> None:
     assert ra.prefixes == (NdpPrefixInfo(GUEST6[:8] + bytes(8), 64, True, True, 86400, 14400),)
     assert ra.dns_servers == (GW6,) and ra.dns_lifetime == 600
     assert ra.search_domains == ("corp.example",) and ra.dnssl_lifetime == 600
+
+
+def _longest_search_list() -> tuple[str, ...]:
+    # 7 x 73 bytes: the most the dhcp section's limit lets through.
+    names = tuple("x" * 60 + f".d{i}.example" for i in range(7))
+    assert len(encode_names(names)) <= MAX_SEARCH_LIST_BYTES
+    return names
+
+
+def test_the_longest_search_list_still_fits_a_1280_byte_link() -> None:
+    # Router advertisements and DHCPv6 replies are sent unfragmented: a guest
+    # on a 1280-byte link that dropped them would get no IPv6 at all.
+    config = DhcpConfig(search_domains=_longest_search_list())
+    stack = dhcp_stack(config, mtu=1280)
+    stack.receive_frame(rs(), 0.0)
+    (frame,) = stack.take_frames()
+    assert len(frame) - 14 <= 1280  # the IPv6 packet, without its Ethernet header
+    ra = parse_out(frame).icmp6
+    assert isinstance(ra, RouterAdvertisement) and len(ra.search_domains) == 7
+    held = tuple(
+        (Option.IAADDR, IaAddress(REMOTE6[:12] + i.to_bytes(4, "big"), 1, 1).to_bytes())
+        for i in range(50)
+    )
+    ia = (Option.IA_NA, IaNa(7, 0, 0, held).to_bytes())
+    server = (Option.SERVERID, bytes.fromhex("00030001") + GATEWAY_MAC)
+    long_client = (Option.CLIENTID, bytes.fromhex("0002") + bytes(128))
+    renew = Dhcpv6Message(MessageType.RENEW, 3, (long_client, server, ia))
+    stack.receive_frame(dhcpv6_frame(renew, src=GUEST6_LL), 0.0)
+    _, reply = dhcpv6_reply(stack)
+    assert reply.option(Option.DOMAIN_LIST) is not None
+    assert len(reply.to_bytes()) + 48 <= 1280
 
 
 def test_flags_follow_the_config() -> None:
@@ -122,6 +155,21 @@ def test_solicitation_not_from_the_link_is_ignored() -> None:
     stack.receive_frame(rs(hop_limit=64), 0.0)
     assert not take_parsed(stack)
     assert stack.drops["ndp_ignored"] == 1
+
+
+def test_solicitation_from_the_unspecified_address_with_a_link_address_is_ignored() -> None:
+    # RFC 4861 6.1.1: from "::" a solicitation MUST NOT carry a source
+    # link-layer address option; one that does is discarded. Without the
+    # option, "::" is a host that has no address yet, and is answered.
+    unspecified = bytes(16)
+    stack = dhcp_stack()
+    bogus = RouterSolicitation(source_lladdr=GUEST_MAC)
+    stack.receive_frame(v6(bogus, src=unspecified, dst=ALL_ROUTERS, hop_limit=255), 0.0)
+    assert not take_parsed(stack)
+    assert stack.drops["ndp_ignored"] == 1
+    plain = RouterSolicitation()
+    stack.receive_frame(v6(plain, src=unspecified, dst=ALL_ROUTERS, hop_limit=255), 0.0)
+    assert len(router_advertisements(stack)) == 1
 
 
 def test_no_advertisements_when_off() -> None:
@@ -247,6 +295,34 @@ def test_one_address_per_client() -> None:
     assert int.from_bytes(status[:2], "big") == Status.NO_ADDRS_AVAIL
 
 
+@pytest.mark.parametrize("kind", [MessageType.RENEW, MessageType.REBIND])
+def test_renewing_an_address_never_bound_here_withdraws_it(kind: MessageType) -> None:
+    # RFC 8415 18.3.4 (Renew), 18.3.5 (Rebind): an address in the IA that
+    # is not appropriate for the link comes back with lifetimes of 0, so a
+    # guest that carried a lease from elsewhere stops using it at once.
+    stack = dhcp_stack(DhcpConfig(lease_time=1000))
+    held = [(Option.IAADDR, IaAddress(a, 500, 600).to_bytes()) for a in (REMOTE6, GUEST6)]
+    ia = (Option.IA_NA, IaNa(7, 0, 0, tuple(held)).to_bytes())
+    server = (Option.SERVERID, bytes.fromhex("00030001") + GATEWAY_MAC)
+    options = (CLIENT_ID, server, ia) if kind == MessageType.RENEW else (CLIENT_ID, ia)
+    stack.receive_frame(dhcpv6_frame(Dhcpv6Message(kind, 3, options), src=GUEST6_LL), 0.0)
+    _, reply = dhcpv6_reply(stack)
+    ia_value = reply.option(Option.IA_NA)
+    assert ia_value is not None
+    addresses = [parse_ia_address(v) for c, v in parse_ia_na(ia_value).options if c == 5]
+    assert addresses == [IaAddress(GUEST6, 1000, 1000), IaAddress(REMOTE6, 0, 0)]
+
+
+def test_an_advertise_withdraws_nothing() -> None:
+    stack = dhcp_stack()
+    hint = (Option.IAADDR, IaAddress(REMOTE6, 0, 0).to_bytes())
+    ia = (Option.IA_NA, IaNa(7, 0, 0, (hint,)).to_bytes())
+    stack.receive_frame(dhcpv6_frame(solicit(ia), src=GUEST6_LL), 0.0)
+    _, advertise = dhcpv6_reply(stack)
+    ia_value = advertise.option(Option.IA_NA)
+    assert ia_value is not None and len(parse_ia_na(ia_value).options) == 1
+
+
 def test_stateless_information_request() -> None:
     stack = dhcp_stack(DhcpConfig(lease_time=900))
     message = Dhcpv6Message(MessageType.INFORMATION_REQUEST, 5, (CLIENT_ID,))
@@ -268,6 +344,36 @@ def test_confirm_says_whether_the_address_is_on_link() -> None:
         _, reply = dhcpv6_reply(stack)
         code = reply.option(Option.STATUS_CODE)
         assert code is not None and int.from_bytes(code[:2], "big") == status
+
+
+def test_confirm_without_addresses_gets_no_reply() -> None:
+    # RFC 8415 18.3.3: with no address in any IA there is nothing to
+    # confirm, and the server MUST NOT reply (a Success would tell the
+    # client an address it never named is still good).
+    stack = dhcp_stack()
+    for ias in ((), (IA,), ((Option.IA_TA, (7).to_bytes(4, "big")),)):
+        message = Dhcpv6Message(MessageType.CONFIRM, 9, (CLIENT_ID, *ias))
+        stack.receive_frame(dhcpv6_frame(message, src=GUEST6_LL), 0.0)
+        assert not [f for f in take_parsed(stack) if f.udp is not None]
+    assert stack.drops["dhcpv6_confirm_empty"] == 3
+
+
+@pytest.mark.parametrize(
+    "ia",
+    [
+        (Option.IA_PD, IaNa(7, 0, 0).to_bytes()),
+        (Option.IA_TA, b""),  # empty, yet an IA option all the same
+    ],
+    ids=["ia_pd", "empty_ia_ta"],
+)
+def test_information_request_with_any_ia_is_discarded(ia: tuple[int, bytes]) -> None:
+    # RFC 8415 16.12: an Information-request that includes an IA option
+    # (IA_NA, IA_TA or IA_PD) MUST be discarded.
+    stack = dhcp_stack()
+    message = Dhcpv6Message(MessageType.INFORMATION_REQUEST, 1, (CLIENT_ID, ia))
+    stack.receive_frame(dhcpv6_frame(message, src=GUEST6_LL), 0.0)
+    assert not [f for f in take_parsed(stack) if f.udp is not None]
+    assert stack.drops["dhcpv6_unexpected_option"] == 1
 
 
 @pytest.mark.parametrize(
@@ -334,3 +440,20 @@ def test_a_request_full_of_identity_associations_gets_a_reply_that_fits_the_link
     assert ia_address(advertise).address == GUEST6
     assert len(advertise.all(Option.IA_TA)) == MAX_IAS - 1
     assert stack.drops["dhcpv6_too_many_ias"] == 1
+
+
+def test_a_renew_listing_many_addresses_gets_a_reply_that_fits_the_link() -> None:
+    stack = dhcp_stack()
+    held = tuple(
+        (Option.IAADDR, IaAddress(REMOTE6[:12] + i.to_bytes(4, "big"), 1, 1).to_bytes())
+        for i in range(50)
+    )
+    ia = (Option.IA_NA, IaNa(7, 0, 0, held).to_bytes())
+    server = (Option.SERVERID, bytes.fromhex("00030001") + GATEWAY_MAC)
+    renew = Dhcpv6Message(MessageType.RENEW, 3, (CLIENT_ID, server, ia))
+    stack.receive_frame(dhcpv6_frame(renew, src=GUEST6_LL), 0.0)
+    _, reply = dhcpv6_reply(stack)
+    assert len(reply.to_bytes()) + 48 <= 1280
+    ia_value = reply.option(Option.IA_NA)
+    assert ia_value is not None
+    assert len(parse_ia_na(ia_value).options) == 1 + MAX_WITHDRAWN

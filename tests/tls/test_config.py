@@ -106,6 +106,15 @@ def test_secret_errors_name_the_field_and_hide_the_value(
     assert "hunter2" not in str(info.value)
 
 
+def test_a_later_entry_errors_with_its_own_index() -> None:
+    good = SECRETS["secrets"][0]
+    bad = {**good, "env_var": "OTHER", "placeholder": ""}  # type: ignore[dict-item]
+    with pytest.raises(ConfigError) as info:
+        SecretsConfig.from_dict({"secrets": [good, bad]})
+    assert str(info.value).startswith("secrets.secrets[1].placeholder: ")
+    assert "hunter2" not in str(info.value)
+
+
 def test_secret_value_is_not_picklable() -> None:
     import pickle
 

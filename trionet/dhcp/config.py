@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trionet.config_fields import ConfigError, ConfigReader, check_hostname
+from trionet.wire.domain_names import encode_names
 
 __all__ = ["DEFAULT_LEASE_TIME", "DEFAULT_RA_INTERVAL", "DhcpConfig"]
 
@@ -28,6 +29,11 @@ MAX_LEASE_TIME = 0xFFFFFFFE
 MIN_RA_INTERVAL = 4
 MAX_RA_INTERVAL = 1800
 MAX_SEARCH_DOMAINS = 16
+#: The search list as it travels (uncompressed labels). The stack sends router
+#: advertisements and DHCPv6 replies unfragmented, and a guest on a 1280-byte
+#: link must still get them whole: with this list, the largest of either stays
+#: under 1280 bytes (a 71-character domain is 73 bytes).
+MAX_SEARCH_LIST_BYTES = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,13 @@ class DhcpConfig:
             )
         for i, domain in enumerate(self.search_domains):
             check_hostname(f"dhcp.search_domains[{i}]", domain)
+        encoded = len(encode_names(self.search_domains))
+        if encoded > MAX_SEARCH_LIST_BYTES:
+            raise ConfigError(
+                "dhcp.search_domains",
+                f"{encoded} bytes as sent; at most {MAX_SEARCH_LIST_BYTES}, so that router"
+                " advertisements and DHCPv6 replies fit a 1280-byte link",
+            )
         if not MIN_LEASE_TIME <= self.lease_time <= MAX_LEASE_TIME:
             raise ConfigError(
                 "dhcp.lease_time",

@@ -50,7 +50,9 @@ _FIXED_LENGTH: dict[int, int] = {
 #: Longest option value a client may send (after RFC 3396 joining); longer is dropped.
 MAX_OPTION_LEN = 1024
 #: Dropped first, in this order, when a reply would exceed the client's maximum.
-_OPTIONAL = (Option.HOST_NAME, Option.DOMAIN_SEARCH, Option.DOMAIN_NAME)
+#: The client's own identifier goes last, and only for a client whose long
+#: identifier and small maximum contradict each other.
+_OPTIONAL = (Option.HOST_NAME, Option.DOMAIN_SEARCH, Option.DOMAIN_NAME, Option.CLIENT_ID)
 _UDP_IP_HEADERS = 28
 
 
@@ -101,6 +103,7 @@ class Dhcpv4Server:
         self.client = client
         self.client_mac = client_mac
         self.drops = drops
+        self._mtu = mtu
         #: replies sent, by message type name (OFFER, ACK, NAK)
         self.sent: Counter[str] = Counter()
         self.lease = Lease(LeaseState.NONE)
@@ -195,7 +198,7 @@ class Dhcpv4Server:
                 wanted = message.ciaddr  # RENEWING or REBINDING
             if wanted != self.client:
                 self.lease = Lease(LeaseState.NONE)
-                return self._nak(message, "requested address is not this client's")
+                return self._nak(message, options, "requested address is not this client's")
             self.lease = Lease(LeaseState.BOUND, now + self.config.lease_time)
             return self._reply(message, options, MessageType.ACK)
         if kind_value == MessageType.INFORM:
@@ -203,6 +206,8 @@ class Dhcpv4Server:
         if kind_value == MessageType.RELEASE:
             if server_id == self.server and message.ciaddr == self.client:
                 self.lease = Lease(LeaseState.RELEASED)
+            else:
+                self.drops["dhcp_not_our_lease"] += 1
             return None
         if kind_value == MessageType.DECLINE:
             # The guest saw our address in use on its link. There is no
@@ -210,6 +215,8 @@ class Dhcpv4Server:
             if server_id == self.server and requested == self.client:
                 self.lease = Lease(LeaseState.DECLINED)
                 self.drops["dhcp_declined"] += 1
+            else:
+                self.drops["dhcp_not_our_lease"] += 1
             return None
         self.drops["dhcp_unexpected_type"] += 1
         return None
@@ -237,6 +244,7 @@ class Dhcpv4Server:
         reply_options: list[tuple[int, bytes]] = [
             (Option.MESSAGE_TYPE, bytes((kind,))),
             (Option.SERVER_ID, self.server),
+            *_client_id(options),
         ]
         if not inform:  # RFC 2131 4.3.5: no lease times in an answer to INFORM
             lease = self.config.lease_time
@@ -270,11 +278,15 @@ class Dhcpv4Server:
     def _fit(
         self, reply_options: list[tuple[int, bytes]], options: dict[int, bytes]
     ) -> list[tuple[int, bytes]]:
-        """Drop optional options until the reply fits the client's maximum message size."""
+        """Drop optional options until the reply fits the client's maximum message size.
+
+        A client may say more than 576 bytes, but never more than the link
+        carries: the stack does not fragment replies.
+        """
         limit = DHCP_MIN_DATAGRAM
         size_option = options.get(Option.MAX_MESSAGE_SIZE)
         if size_option is not None:
-            limit = max(limit, int.from_bytes(size_option, "big"))
+            limit = max(limit, min(int.from_bytes(size_option, "big"), self._mtu))
         budget = limit - _UDP_IP_HEADERS - 240 - 1  # fixed part, cookie, END
 
         def size(opts: list[tuple[int, bytes]]) -> int:
@@ -287,15 +299,22 @@ class Dhcpv4Server:
             self.drops["dhcp_option_trimmed"] += 1
         return reply_options
 
-    def _nak(self, message: DhcpMessage, text: str) -> Dhcpv4Reply:
+    def _nak(self, message: DhcpMessage, options: dict[int, bytes], text: str) -> Dhcpv4Reply:
+        nak_options = [
+            (Option.MESSAGE_TYPE, bytes((MessageType.NAK,))),
+            (Option.SERVER_ID, self.server),
+            *_client_id(options),
+            (Option.MESSAGE, text.encode()),
+        ]
         reply = dataclasses.replace(
-            self._base(message, yiaddr=_ZERO4),
-            options=(
-                (Option.MESSAGE_TYPE, bytes((MessageType.NAK,))),
-                (Option.SERVER_ID, self.server),
-                (Option.MESSAGE, text.encode()),
-            ),
+            self._base(message, yiaddr=_ZERO4), options=tuple(self._fit(nak_options, options))
         )
         self.sent[MessageType.NAK.name] += 1
         # RFC 2131 4.3.2: without a relay, a NAK is always broadcast.
         return Dhcpv4Reply(reply, _BROADCAST4, broadcast=True)
+
+
+def _client_id(options: dict[int, bytes]) -> list[tuple[int, bytes]]:
+    """The client's identifier, to return unaltered in every reply (RFC 6842 3)."""
+    value = options.get(Option.CLIENT_ID)
+    return [] if value is None else [(Option.CLIENT_ID, value)]

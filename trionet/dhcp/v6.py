@@ -43,10 +43,14 @@ _WITH_SERVER_ID = frozenset(
     (MessageType.REQUEST, MessageType.RENEW, MessageType.RELEASE, MessageType.DECLINE)
 )
 _WITHOUT_SERVER_ID = frozenset((MessageType.SOLICIT, MessageType.REBIND, MessageType.CONFIRM))
+#: RFC 8415's "IA options": an Information-request carrying any is discarded.
+_IA_OPTIONS = frozenset((Option.IA_NA, Option.IA_TA, Option.IA_PD))
 #: Identity associations answered per message. Each answer is several times
 #: the size of the request's IA (a status text rides along): answering every
 #: one would turn a full-MTU request into a reply the link cannot carry.
 MAX_IAS = 8
+#: Addresses withdrawn (lifetimes 0) per Renew or Rebind, for the same reason.
+MAX_WITHDRAWN = 8
 
 
 class Dhcpv6Server:
@@ -85,7 +89,7 @@ class Dhcpv6Server:
             if server_id is not None and server_id != self.duid:
                 self.drops["dhcpv6_other_server"] += 1
                 return None
-            if message.option(Option.IA_NA) is not None or message.option(Option.IA_TA):
+            if any(code in _IA_OPTIONS for code, _ in message.options):
                 self.drops["dhcpv6_unexpected_option"] += 1  # RFC 8415 16.12
                 return None
             options = self._head(client_id)
@@ -112,12 +116,18 @@ class Dhcpv6Server:
             options.append(status_option(Status.SUCCESS))
             return self._reply(MessageType.REPLY, message, options)
         if kind == MessageType.CONFIRM:
-            options.append(self._confirm(message))
+            status = self._confirm(message)
+            if status is None:
+                return None
+            options.append(status)
             return self._reply(MessageType.REPLY, message, options)
         # SOLICIT, REQUEST, RENEW, REBIND: bind the address.
         rapid = kind == MessageType.SOLICIT and message.option(Option.RAPID_COMMIT) is not None
         binding = kind != MessageType.SOLICIT or rapid
-        options += self._identity_associations(message, binding=binding, now=now)
+        withdraw = kind in (MessageType.RENEW, MessageType.REBIND)
+        options += self._identity_associations(
+            message, binding=binding, withdraw=withdraw, now=now
+        )
         if kind == MessageType.SOLICIT:
             # 255: the client may request at once, without collecting others.
             options.append((Option.PREFERENCE, b"\xff"))
@@ -147,14 +157,14 @@ class Dhcpv6Server:
         return Dhcpv6Message(kind, message.transaction_id, tuple(options))
 
     def _identity_associations(
-        self, message: Dhcpv6Message, *, binding: bool, now: float
+        self, message: Dhcpv6Message, *, binding: bool, withdraw: bool, now: float
     ) -> list[tuple[int, bytes]]:
         lease = self._lease()
         out: list[tuple[int, bytes]] = []
         given = False
         answered = 0
         for code, value in message.options:
-            if code not in (Option.IA_NA, Option.IA_TA, Option.IA_PD):
+            if code not in _IA_OPTIONS:
                 continue
             if answered == MAX_IAS:
                 self.drops["dhcpv6_too_many_ias"] += 1
@@ -171,8 +181,12 @@ class Dhcpv6Server:
                     out.append((Option.IA_NA, IaNa(ia.iaid, 0, 0, nested).to_bytes()))
                     continue
                 given = True
-                address = IaAddress(self.address, lease, lease).to_bytes()
-                ia_out = IaNa(ia.iaid, lease // 2, lease * 4 // 5, ((Option.IAADDR, address),))
+                addresses: list[tuple[int, bytes]] = [
+                    (Option.IAADDR, IaAddress(self.address, lease, lease).to_bytes())
+                ]
+                if withdraw:
+                    addresses += self._withdrawn(ia)
+                ia_out = IaNa(ia.iaid, lease // 2, lease * 4 // 5, tuple(addresses))
                 out.append((Option.IA_NA, ia_out.to_bytes()))
             else:
                 if len(value) < 4:
@@ -191,8 +205,34 @@ class Dhcpv6Server:
             self.bound_until = now + lease
         return out
 
-    def _confirm(self, message: Dhcpv6Message) -> tuple[int, bytes]:
-        """Success if every address the client holds is in the slot's /64 (RFC 8415 18.3.3)."""
+    def _withdrawn(self, ia: IaNa) -> list[tuple[int, bytes]]:
+        """The other addresses the client renews in ``ia``, with lifetimes of 0.
+
+        RFC 8415 18.3.4 and 18.3.5: this server only ever binds the slot's
+        ::2, so any other address a client renews (a lease carried from
+        another network or slot) is not appropriate here. Returned with
+        lifetimes of 0, it is dropped at once, instead of being kept as a
+        source the gateway refuses until its own lifetimes run out.
+        """
+        withdrawn: dict[bytes, None] = {}
+        for code, value in ia.options:
+            if code != Option.IAADDR:
+                continue
+            try:
+                address = parse_ia_address(value).address
+            except ParseError:
+                self.drops["dhcpv6_option_malformed"] += 1
+                continue
+            if address != self.address and len(withdrawn) < MAX_WITHDRAWN:
+                withdrawn[address] = None
+        return [(Option.IAADDR, IaAddress(a, 0, 0).to_bytes()) for a in withdrawn]
+
+    def _confirm(self, message: Dhcpv6Message) -> tuple[int, bytes] | None:
+        """Success if every address the client holds is in the slot's /64 (RFC 8415 18.3.3).
+
+        None (counted) when the IAs name no address: then there is nothing
+        to confirm, and the server MUST NOT reply.
+        """
         seen = False
         for value in message.all(Option.IA_NA):
             try:
@@ -209,4 +249,5 @@ class Dhcpv6Server:
                     return status_option(Status.NOT_ON_LINK)
         if not seen:
             self.drops["dhcpv6_confirm_empty"] += 1
+            return None
         return status_option(Status.SUCCESS)

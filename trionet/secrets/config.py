@@ -150,11 +150,15 @@ class SecretEntry:
     source: str | None = None
 
     def __post_init__(self) -> None:
-        _check_entry(self, "secrets.secrets[?].")
+        _check_entry(self, _SOME_ENTRY)
 
     @property
     def host_scoped(self) -> bool:
         return any(p.kind is not PatternKind.ANY for p in self.allowed_hosts)
+
+
+#: the path an entry's own checks give; the config reader puts the index in
+_SOME_ENTRY = "secrets.secrets[?]."
 
 
 def _check_entry(entry: SecretEntry, prefix: str) -> None:
@@ -264,25 +268,26 @@ def _entry_from_dict(prefix: str, data: Any) -> SecretEntry:
         body=ir.take("body", bool, False),
     )
     ir.finish()
-    entry = object.__new__(SecretEntry)
-    fields = {
-        "env_var": env_var,
-        "placeholder": placeholder if placeholder is not None else f"$MSB_{env_var}",
-        "allowed_hosts": tuple(
-            _host_pattern(f"{prefix}allowed_hosts[{i}]", h) for i, h in enumerate(hosts)
-        ),
-        "value": SecretValue(value),
-        "injection": inj,
-        "on_violation": None
-        if on_violation is None
-        else ViolationAction.from_value(on_violation, prefix + "on_violation"),
-        "require_tls_identity": require,
-        "source": source,
-    }
-    for name, v in fields.items():
-        object.__setattr__(entry, name, v)
-    _check_entry(entry, prefix)
-    return entry
+    try:
+        return SecretEntry(
+            env_var=env_var,
+            placeholder=placeholder if placeholder is not None else f"$MSB_{env_var}",
+            allowed_hosts=tuple(
+                _host_pattern(f"{prefix}allowed_hosts[{i}]", h) for i, h in enumerate(hosts)
+            ),
+            value=SecretValue(value),
+            injection=inj,
+            on_violation=None
+            if on_violation is None
+            else ViolationAction.from_value(on_violation, prefix + "on_violation"),
+            require_tls_identity=require,
+            source=source,
+        )
+    except ConfigError as exc:
+        if not exc.path.startswith(_SOME_ENTRY):
+            raise
+        # The entry checked itself without knowing its index: name it.
+        raise ConfigError(prefix + exc.path.removeprefix(_SOME_ENTRY), exc.message) from None
 
 
 def _entry_to_dict(entry: SecretEntry) -> dict[str, Any]:

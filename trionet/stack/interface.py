@@ -499,10 +499,13 @@ class Stack:
             return
         if isinstance(message, RouterSolicitation):
             advertiser = self.router_advertiser
-            # RFC 4861 6.1.1: hop limit 255 proves it came from the link.
+            # RFC 4861 6.1.1: hop limit 255 proves it came from the link; a
+            # host without an address ("::") has no link-layer address to give.
             if advertiser is None:
                 self.drops["icmp_ignored"] += 1  # no advertisements configured
-            elif ip.hop_limit != 255:
+            elif ip.hop_limit != 255 or (
+                ip.src == _UNSPECIFIED_V6 and message.source_lladdr is not None
+            ):
                 self.drops["ndp_ignored"] += 1
             elif advertiser.solicited(now):
                 self._send_router_advertisement()

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from trionet.wire._options import first_option
 from trionet.wire._types import BytesLike
 from trionet.wire.domain_names import decode_names, encode_names
 from trionet.wire.errors import ParseError
@@ -125,10 +126,8 @@ class DhcpMessage:
     options: tuple[tuple[int, bytes], ...] = ()
 
     def option(self, code: int) -> bytes | None:
-        for have, value in self.options:
-            if have == code:
-                return value
-        return None
+        """The option's value (pieces already joined), or None."""
+        return first_option(self.options, code)
 
     @property
     def message_type(self) -> int | None:
@@ -187,9 +186,8 @@ def _exact(value: bytes, size: int, name: str) -> bytes:
     return value
 
 
-def _walk_options(
-    view: memoryview, found: dict[int, bytearray], *, stop_at_end: bool = True
-) -> None:
+def _walk_options(view: memoryview, found: dict[int, bytearray]) -> None:
+    """Collect ``view``'s options into ``found`` up to END, joining repeats."""
     pos = 0
     end = len(view)
     while pos < end:
@@ -252,6 +250,9 @@ def parse_dhcpv4(data: BytesLike) -> DhcpMessage:
             _walk_options(view[108:236], found)
         if overload[0] & _OVERLOAD_SNAME:
             _walk_options(view[44:108], found)
+        # Only the options field may overload (RFC 2131 4.1): one found in
+        # file or sname means nothing, and kept it would overload again.
+        found.pop(Option.OVERLOAD, None)
     return DhcpMessage(
         op,
         xid,

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from trionet.wire._options import first_option
 from trionet.wire._types import BytesLike
 from trionet.wire.errors import ParseError
 
@@ -126,10 +127,7 @@ class Dhcpv6Message:
 
     def option(self, code: int) -> bytes | None:
         """The first option with ``code``, or None."""
-        for have, value in self.options:
-            if have == code:
-                return value
-        return None
+        return first_option(self.options, code)
 
     def all(self, code: int) -> list[bytes]:
         return [value for have, value in self.options if have == code]
