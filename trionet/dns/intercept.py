@@ -350,11 +350,16 @@ class DnsExchange:
         assert decision is not None
         family = _family(self._qtype)
         rcode, records = reply
+        # A resolver the guest chose (dig @X) answers whatever its owner
+        # likes: "allowed.example A <any IP>" would make allowed.example's
+        # rules (and secrets bound to it) cover that IP. Only the configured
+        # resolvers' answers bind names to addresses.
+        pinning = family != 0 and not self._direct
         if ic.rebind_protection and self._rebinds(records):
-            if family:
+            if pinning:
                 ic.pins.forget(self._name, family)
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision, "rebind")
-        if family:
+        if pinning:
             self._update_pins(rcode, records, family)
         wire = self._raw[:2] + data[2:]
         return self._finish(wire, decision)
