@@ -382,3 +382,95 @@ def test_tcp_answers_are_never_truncated() -> None:
 def test_trailing_junk_after_a_query_is_unparseable(edns: int | None) -> None:
     answer = answered(ask(interceptor(), query("example.com", edns=edns) + b"\x00"))
     assert answer.response is None and answer.problem == "dns_unparseable"
+
+
+# -- answers the guest can influence ---------------------------------------------------------
+
+
+def _allowlist() -> NetworkPolicy:
+    """DNS to any resolver, TCP only to one allowed name: a common allowlist."""
+    return NetworkPolicy.from_dict(
+        {
+            "default_egress": "deny",
+            "rules": [
+                {
+                    "direction": "egress",
+                    "destination": "any",
+                    "protocols": ["udp", "tcp"],
+                    "ports": [{"start": 53, "end": 53}],
+                    "action": "allow",
+                },
+                {
+                    "direction": "egress",
+                    "destination": {"domain": "allowed.test"},
+                    "protocols": ["tcp"],
+                    "action": "allow",
+                },
+            ],
+        },
+        "policy",
+    )
+
+
+@pytest.mark.parametrize("transport", [Transport.UDP, Transport.TCP])
+def test_a_guest_chosen_resolver_cannot_pin_a_name(transport: Transport) -> None:
+    # dig @attacker allowed.test: the attacker's resolver may answer anything,
+    # so its answer must not make allowed.test's rule cover the attacker's IP.
+    ic = interceptor(_allowlist())
+    attacker = ipaddress.ip_address("6.6.6.6")
+    exchange = ask(ic, query("allowed.test"), to="6.6.6.53", transport=transport)
+    send = forwarded(exchange)
+    assert send.direct
+    answer = exchange.receive_upstream(
+        upstream_reply(send.query, "allowed.test. 300 A 6.6.6.6"), NOW
+    )
+    assert answer is not None and parsed(answer).rcode() == dns.rcode.NOERROR  # guest gets it
+    assert not ic.pins.names_for(attacker, NOW + 1)
+    assert not ic.evaluator.egress(attacker, 443, "tcp", NOW + 1).allowed
+    # The configured resolvers' answer still pins.
+    exchange = ask(ic, query("allowed.test"), transport=transport)
+    send = forwarded(exchange)
+    assert not send.direct
+    exchange.receive_upstream(upstream_reply(send.query, "allowed.test. 300 A 93.184.215.14"), NOW)
+    assert ic.evaluator.egress(ipaddress.ip_address("93.184.215.14"), 443, "tcp", NOW + 1).allowed
+
+
+def _https_reply(sent: bytes, rdtype: str, data: str) -> bytes:
+    request = dns.message.from_wire(sent)
+    response = dns.message.make_response(request)
+    owner = request.question[0].name
+    response.answer.append(dns.rrset.from_text(owner, 60, "IN", rdtype, data))
+    return response.to_wire()
+
+
+@pytest.mark.parametrize("rdtype", ["HTTPS", "SVCB"])
+@pytest.mark.parametrize(
+    "hint",
+    [
+        "ipv4hint=127.0.0.1",
+        "ipv4hint=93.184.215.14,10.0.0.5",
+        "ipv6hint=::1",
+        "ipv6hint=::ffff:169.254.169.254",
+        "ipv6hint=64:ff9b::a00:5",
+    ],
+)
+def test_address_hints_in_service_bindings_are_rebind_checked(rdtype: str, hint: str) -> None:
+    # RFC 9460 7.3: clients may connect to the hints before (or instead of)
+    # the A/AAAA answer, so a private hint rebinds as a private A record does.
+    ic = interceptor()
+    exchange = ask(ic, query("rebind.example", rdtype))
+    send = forwarded(exchange)
+    reply = _https_reply(send.query, rdtype, f"1 . alpn=h2 {hint}")
+    answer = exchange.receive_upstream(reply, NOW)
+    assert answer is not None and parsed(answer).rcode() == dns.rcode.NXDOMAIN
+    assert answer.outcome is not None and answer.outcome.reason == "rebind"
+
+
+def test_public_address_hints_pass() -> None:
+    ic = interceptor()
+    exchange = ask(ic, query("ok.example", "HTTPS"))
+    send = forwarded(exchange)
+    reply = _https_reply(send.query, "HTTPS", "1 . alpn=h2 ipv4hint=93.184.215.14")
+    answer = exchange.receive_upstream(reply, NOW)
+    assert answer is not None and parsed(answer).rcode() == dns.rcode.NOERROR
+    assert answer.response is not None and answer.response[2:] == reply[2:]

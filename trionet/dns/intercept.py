@@ -32,6 +32,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.svcbbase
 import dns.rrset
 
 from trionet.policy.evaluate import Decision, PolicyEvaluator, PolicyVerdict
@@ -366,13 +367,15 @@ class DnsExchange:
 
     def _rebinds(self, records: list[_Record]) -> bool:
         evaluator = self._ic.evaluator
-        for _owner, rdtype, _ttl, value in records:
-            if rdtype in _ADDRESS_TYPES:
-                assert isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address)
-                if is_rebind_private(value) and not evaluator.admits_private_answer(
-                    value, self.now
-                ):
-                    return True
+        for _owner, _rdtype, _ttl, value in records:
+            # A/AAAA addresses, and SVCB/HTTPS address hints (RFC 9460 7.3:
+            # a client may connect to a hint before any A/AAAA arrives).
+            if (
+                isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address)
+                and is_rebind_private(value)
+                and not evaluator.admits_private_answer(value, self.now)
+            ):
+                return True
         return False
 
     def _update_pins(self, rcode: int, records: list[_Record], family: int) -> None:
@@ -519,11 +522,13 @@ def _peek_query(raw: bytes) -> _Peeked | None:
     return qid, name, rdtype, rdclass, payload
 
 
-#: one answer record: owner, type, TTL, and the address (A, AAAA), target
-#: (CNAME) or None (any other type)
+#: one answer record: owner, type, TTL, and the address (A, AAAA, or one
+#: SVCB/HTTPS address hint), target (CNAME) or None (any other type)
 _Record = tuple[dns.name.Name, int, int, IPAddress | dns.name.Name | None]
 #: an upstream's answer as far as the interceptor reads it: rcode, answer records
 _Reply = tuple[int, list[_Record]]
+_SERVICE_BINDINGS = frozenset({dns.rdatatype.SVCB, dns.rdatatype.HTTPS})
+_HINTS = (dns.rdtypes.svcbbase.ParamKey.IPV4HINT, dns.rdtypes.svcbbase.ParamKey.IPV6HINT)
 _RR = struct.Struct("!HHIH")
 _IN = 1
 
@@ -538,6 +543,15 @@ def _records_of(message: dns.message.Message) -> list[_Record]:
                 value = ipaddress.ip_address(rdata.address)
             elif rdtype == dns.rdatatype.CNAME:
                 value = rdata.target
+            elif rdtype in _SERVICE_BINDINGS:
+                # Each address hint is a record of its own, typed as its
+                # SVCB/HTTPS record: rebind protection reads the address,
+                # the pin set (A, AAAA and CNAME only) never sees it.
+                for key in _HINTS:
+                    hint = rdata.params.get(key)
+                    for address in () if hint is None else hint.addresses:
+                        hinted = ipaddress.ip_address(address)
+                        records.append((rrset.name, rdtype, rrset.ttl, hinted))
             records.append((rrset.name, rdtype, rrset.ttl, value))
     return records
 
