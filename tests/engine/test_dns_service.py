@@ -166,3 +166,60 @@ def test_a_flood_to_a_silent_resolver_is_bounded_and_cleaned_up(
     assert dropped["dns_upstream_failed"] == 800 - dropped["dns_overload"]
     # (the resolver's own socket buffer may drop some of what was sent to it)
     assert 0 < len(resolver.seen) <= 800 - dropped["dns_overload"]
+
+
+_DIRECT = """
+import socket, sys
+import dns.message
+answered = 0
+for i in range(1, int(sys.argv[1]) + 1):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2.0)
+    q = dns.message.make_query(f"d{i}.test", "A")
+    s.sendto(q.to_wire(), (f"198.18.0.{i}", 53))
+    try:
+        s.recvfrom(65535)
+        answered += 1
+    except socket.timeout:
+        pass
+    s.close()
+print(answered)
+"""
+
+
+def _sockets() -> int:
+    return sum(1 for _fd, what in snapshot().fds if what.startswith("socket:"))
+
+
+def test_guest_chosen_resolvers_leave_no_sockets_behind(
+    guest_link_factory: GuestLinkFactory,
+) -> None:
+    # dig @X for ever more addresses X: a socket kept per resolver the guest
+    # names would let it hold open any number of the host's descriptors.
+    link = guest_link_factory()
+    count = 40
+    link.host.ip_batch(f"addr add 198.18.0.{i}/32 dev lo" for i in range(1, count + 1))
+    resolver = Resolver()
+    out: dict[str, int] = {}
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                for i in range(1, count + 1):
+                    sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+                    await sock.bind((f"198.18.0.{i}", 53))
+                    servers.start_soon(resolver.serve, sock)
+                async with open_network(_config(5399), 0, routes=DUAL) as net:
+                    await net.attach_tap(link.tap)
+                    before = _sockets()
+                    result = await link.guest.arun(
+                        [sys.executable, "-c", _DIRECT, str(count)], timeout=30
+                    )
+                    out["answered"] = int(result.stdout)
+                    out["held"] = _sockets() - before
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    assert out["answered"] == count
+    assert len(resolver.seen) == count
+    assert out["held"] == 0

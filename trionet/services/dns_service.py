@@ -295,7 +295,15 @@ class DnsService:
         return slot
 
     def _release_slot(self, slot: _UpstreamSocket) -> None:
-        """Keep a socket that answered for the next query to its resolver."""
+        """Keep a socket that answered for the next query to its resolver.
+
+        Only for the configured resolvers: one the guest named (``dig @X``)
+        gets none kept, or a guest naming ever more resolvers would hold
+        ever more of the host's descriptors.
+        """
+        if slot.upstream not in self.interceptor.upstreams:
+            self._close_slot(slot)
+            return
         idle = self._idle.setdefault(slot.upstream, [])
         if len(idle) < IDLE_SOCKETS_PER_UPSTREAM:
             idle.append(slot)
