@@ -474,3 +474,22 @@ def test_public_address_hints_pass() -> None:
     answer = exchange.receive_upstream(reply, NOW)
     assert answer is not None and parsed(answer).rcode() == dns.rcode.NOERROR
     assert answer.response is not None and answer.response[2:] == reply[2:]
+
+
+@pytest.mark.parametrize("rdclass", ["HS", "CLASS77", "NONE"])
+def test_records_of_other_classes_are_passed_on_not_read(rdclass: str) -> None:
+    # An A record of another class has no IPv4 address in it (or one no
+    # stub reads): the answer is still an answer, and binds nothing.
+    ic = interceptor()
+    exchange = ask(ic, query("odd.example"))
+    send = forwarded(exchange)
+    request = dns.message.from_wire(send.query)
+    response = dns.message.make_response(request)
+    response.answer.append(dns.rrset.from_text("odd.example.", 60, rdclass, "A", r"\# 4 0a000001"))
+    response.answer.append(dns.rrset.from_text("odd.example.", 60, "IN", "A", "93.184.215.14"))
+    reply = response.to_wire()
+    answer = exchange.receive_upstream(reply, NOW)
+    assert answer is not None and answer.response is not None
+    assert answer.response[2:] == reply[2:]
+    assert ic.pins.names_for(ipaddress.ip_address("93.184.215.14"), NOW) == {"odd.example"}
+    assert not ic.pins.names_for(ipaddress.ip_address("10.0.0.1"), NOW)

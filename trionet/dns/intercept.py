@@ -536,6 +536,11 @@ _IN = 1
 def _records_of(message: dns.message.Message) -> list[_Record]:
     records: list[_Record] = []
     for rrset in message.answer:
+        if rrset.rdclass != dns.rdataclass.IN:
+            # Another class's "A" holds no IPv4 address (dnspython leaves
+            # it generic, or reads CHAOS's 16-bit one): nothing to check or
+            # pin, and nothing a stub connects to.
+            continue
         rdtype = rrset.rdtype
         for rdata in rrset:
             value: IPAddress | dns.name.Name | None = None
