@@ -8,6 +8,8 @@ records afterwards.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import sys
 
 import dns.message
@@ -15,6 +17,7 @@ import dns.rrset
 import pytest
 import trio
 
+from tests.engine.servers import serve_tcp
 from tests.engine.test_real_guest import DUAL, GW4, GW6
 from tests.support.fixtures import GuestLinkFactory
 from tests.support.leaks import assert_nothing_left, snapshot
@@ -223,3 +226,77 @@ def test_guest_chosen_resolvers_leave_no_sockets_behind(
     assert out["answered"] == count
     assert len(resolver.seen) == count
     assert out["held"] == 0
+
+
+_TCP_GUEST = """
+import socket, struct, sys
+import dns.message
+q = dns.message.make_query("reset.test", "A"); q.id = 999
+wire = q.to_wire()
+s = socket.create_connection((sys.argv[1], 53), timeout=8)
+s.sendall(struct.pack("!H", len(wire)) + wire)
+def exactly(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise SystemExit("eof")
+        data += chunk
+    return data
+try:
+    (size,) = struct.unpack("!H", exactly(2))
+    r = dns.message.from_wire(exactly(size))
+    print(r.id, r.rcode(), " ".join(x.to_text() for rr in r.answer for x in rr))
+except socket.timeout:
+    print("timeout")
+"""
+
+
+async def _resetting_handler(stream: trio.SocketStream) -> None:
+    """Read the query, then reset the connection (SO_LINGER 0) instead of answering."""
+    await stream.receive_some(65535)
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()
+
+
+async def _answering_handler(stream: trio.SocketStream) -> None:
+    async with stream:
+        data = await stream.receive_some(65535)
+        query = dns.message.from_wire(data[2:])
+        response = dns.message.make_response(query)
+        response.answer.append(
+            dns.rrset.from_text(query.question[0].name, 30, "IN", "A", "11.0.0.2")
+        )
+        wire = response.to_wire()
+        await stream.send_all(struct.pack("!H", len(wire)) + wire)
+
+
+def test_a_tcp_upstream_that_resets_fails_over(guest_link_factory: GuestLinkFactory) -> None:
+    # §7.3 step 7: a transport error moves on to the next upstream.
+    link = guest_link_factory()
+    out: dict[str, object] = {}
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                bad = await serve_tcp(servers, _resetting_handler, "127.0.0.1")
+                good = await serve_tcp(servers, _answering_handler, "127.0.0.1")
+                config = NetworkConfig(
+                    policy=NetworkPolicy.from_profiles(["public"]),
+                    dns=DnsConfig(
+                        nameservers=(Nameserver("127.0.0.1", bad), Nameserver("127.0.0.1", good)),
+                        query_timeout_ms=3000,
+                    ),
+                )
+                async with open_network(config, 0, routes=DUAL) as net:
+                    await net.attach_tap(link.tap)
+                    result = await link.guest.arun([sys.executable, "-c", _TCP_GUEST, GW4])
+                    out["reply"] = result.stdout.decode().strip()
+                    out["dropped"] = net.metrics_handle().snapshot()["dropped"]
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    assert out["reply"] == "999 0 11.0.0.2"
+    dropped = out["dropped"]
+    assert isinstance(dropped, dict)
+    assert dropped["dns_upstream_failed"] == 1 and dropped.get("dns_error", 0) == 0

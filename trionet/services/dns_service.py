@@ -421,7 +421,9 @@ class DnsService:
         with trio.move_on_after(self._timeout):
             try:
                 return await self._ask_tcp(exchange, ask)
-            except OSError as exc:
+            except (OSError, trio.BrokenResourceError) as exc:
+                # Refused, unreachable, or reset mid-answer (trio's streams
+                # report a reset as BrokenResourceError): this attempt failed.
                 _log.debug("resolver %s: %s", ask.upstream, exc)
         self.counts["dns_upstream_failed"] += 1
         return None
