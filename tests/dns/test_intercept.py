@@ -10,6 +10,7 @@ import ipaddress
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -493,3 +494,39 @@ def test_records_of_other_classes_are_passed_on_not_read(rdclass: str) -> None:
     assert answer.response[2:] == reply[2:]
     assert ic.pins.names_for(ipaddress.ip_address("93.184.215.14"), NOW) == {"odd.example"}
     assert not ic.pins.names_for(ipaddress.ip_address("10.0.0.1"), NOW)
+
+
+def test_a_name_with_a_dot_inside_a_label_pins_nothing() -> None:
+    # Labels ["x.app", "example"] are a child of "example", not of
+    # "app.example", though their text "x\.app.example" ends in ".app.example".
+    policy = NetworkPolicy.from_dict(
+        {
+            "default_egress": "allow",
+            "rules": [
+                {
+                    "direction": "egress",
+                    "destination": {"domain_suffix": "app.example"},
+                    "protocols": ["tcp"],
+                    "action": "allow",
+                },
+                {
+                    "direction": "egress",
+                    "destination": "any",
+                    "protocols": ["tcp"],
+                    "action": "deny",
+                },
+            ],
+        },
+        "policy",
+    )
+    ic = interceptor(policy)
+    name = dns.name.Name((b"x.app", b"example", b""))
+    message = dns.message.make_query(name, "A")
+    exchange = ask(ic, message.to_wire())
+    send = forwarded(exchange)
+    reply = dns.message.make_response(dns.message.from_wire(send.query))
+    reply.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "93.184.215.14"))
+    answer = exchange.receive_upstream(reply.to_wire(), NOW)
+    assert answer is not None and parsed(answer).rcode() == dns.rcode.NOERROR
+    ip = ipaddress.ip_address("93.184.215.14")
+    assert not ic.evaluator.egress(ip, 443, "tcp", NOW + 1).allowed
