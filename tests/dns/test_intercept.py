@@ -7,6 +7,10 @@ transcript states what a guest sees under a real policy.
 from __future__ import annotations
 
 import ipaddress
+import os
+import pathlib
+import subprocess
+import sys
 
 import dns.flags
 import dns.message
@@ -530,3 +534,57 @@ def test_a_name_with_a_dot_inside_a_label_pins_nothing() -> None:
     assert answer is not None and parsed(answer).rcode() == dns.rcode.NOERROR
     ip = ipaddress.ip_address("93.184.215.14")
     assert not ic.evaluator.egress(ip, 443, "tcp", NOW + 1).allowed
+
+
+_POISON = r"""
+import struct, dns.message, dns.rdata, dns.rdataclass, dns.rdatatype
+from tests.dns.test_intercept import interceptor, ask, forwarded, NOW
+
+def name(text):
+    return b"".join(bytes([len(l)]) + l.encode() for l in text.split(".")) + b"\x00"
+
+def message(qid, flags, question, answers=(), authority=(), additional=()):
+    head = struct.pack("!HHHHHH", qid, flags, 1, len(answers), len(authority), len(additional))
+    return head + question + b"".join(answers) + b"".join(authority) + b"".join(additional)
+
+def rr(owner, rdtype, rdclass, rdata):
+    return name(owner) + struct.pack("!HHIH", rdtype, rdclass, 60, len(rdata)) + rdata
+
+question = name("example.com") + struct.pack("!HH", 1, 1)
+ic = interceptor()
+# The guest's first query carries records of class ANY, types A and HTTPS.
+ask(ic, message(1, 0x0100, question, additional=[
+    rr("x", 1, 255, bytes(4)), rr("x", 65, 255, bytes(4))]))
+for rdtype, record in [
+    (1, rr("example.com", 1, 1, bytes([10, 0, 0, 5]))),
+    (65, rr("example.com", 65, 1, b"\x00\x01\x00" + b"\x00\x04\x00\x04" + bytes([127, 0, 0, 1]))),
+]:
+    q = name("example.com") + struct.pack("!HH", rdtype, 1)
+    exchange = ask(ic, message(2, 0x0100, q))
+    send = forwarded(exchange)
+    qid = int.from_bytes(send.query[:2], "big")
+    # an authority section: the full parse reads this answer, not the direct read
+    reply = message(qid, 0x8180, q, answers=[record],
+                    authority=[rr("example.com", 2, 1, name("ns.example.com"))])
+    answer = exchange.receive_upstream(reply, NOW)
+    print(dns.message.from_wire(answer.response).rcode())
+"""
+
+
+def test_a_guest_cannot_break_the_record_parser_for_everyone() -> None:
+    # dnspython caches "no implementation" for class ANY's A, and then hands
+    # that to class IN too if IN's was not looked up yet: one guest message
+    # would make every later A answer unreadable, in every network of the
+    # process. Run in a fresh interpreter, where nothing has looked IN up.
+    root = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", _POISON],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "3"]  # both rebinding answers: NXDOMAIN

@@ -30,6 +30,7 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.svcbbase
@@ -533,6 +534,15 @@ _Record = tuple[dns.name.Name, int, int, IPAddress | dns.name.Name | None]
 #: an upstream's answer as far as the interceptor reads it: rcode, answer records
 _Reply = tuple[int, list[_Record]]
 _SERVICE_BINDINGS = frozenset({dns.rdatatype.SVCB, dns.rdatatype.HTTPS})
+
+# dnspython finds a record's implementation lazily, by (class, type), and
+# caches a miss: class ANY has no A, so a message with an "ANY A" record
+# caches GenericRdata for (ANY, A) -- and a later lookup of (IN, A) falls
+# back to that entry unless IN's own was looked up first. One guest query
+# would leave every later A answer unreadable (no .address), in every
+# network of the process. Look up IN's implementations of what we read now.
+for _rdtype in (*_ADDRESS_TYPES, *_SERVICE_BINDINGS):
+    dns.rdata.get_rdata_class(dns.rdataclass.IN, _rdtype)  # type: ignore[no-untyped-call]
 _HINTS = (dns.rdtypes.svcbbase.ParamKey.IPV4HINT, dns.rdtypes.svcbbase.ParamKey.IPV6HINT)
 _RR = struct.Struct("!HHIH")
 _IN = 1
@@ -541,10 +551,12 @@ _IN = 1
 def _records_of(message: dns.message.Message) -> list[_Record]:
     records: list[_Record] = []
     for rrset in message.answer:
-        if rrset.rdclass != dns.rdataclass.IN:
+        if rrset.rdclass != dns.rdataclass.IN or rrset.deleting is not None:
             # Another class's "A" holds no IPv4 address (dnspython leaves
             # it generic, or reads CHAOS's 16-bit one): nothing to check or
-            # pin, and nothing a stub connects to.
+            # pin, and nothing a stub connects to. dnspython files records
+            # of class ANY and NONE (an UPDATE's deletions) under IN, marked
+            # "deleting", with their rdata left generic.
             continue
         rdtype = rrset.rdtype
         for rdata in rrset:
