@@ -588,3 +588,40 @@ def test_a_guest_cannot_break_the_record_parser_for_everyone() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["3", "3"]  # both rebinding answers: NXDOMAIN
+
+
+def test_dns_over_tls_queries_are_judged_on_port_853() -> None:
+    # §7.3 step 3: the DNS policy sees port 853 for DoT, so a policy can
+    # refuse DNS over TLS while plain DNS over TCP resolves.
+    policy = NetworkPolicy.from_dict(
+        {
+            "default_egress": "deny",
+            "rules": [
+                {
+                    "direction": "egress",
+                    "destination": "any",
+                    "protocols": ["tcp"],
+                    "ports": [{"start": 853, "end": 853}],
+                    "action": "deny",
+                },
+                {"direction": "egress", "destination": "any", "action": "allow"},
+            ],
+        },
+        "policy",
+    )
+    ic = interceptor(policy)
+    plain = ic.receive_query(
+        query("example.com"), destination=None, transport=Transport.TCP, now=NOW, upstream_id=1
+    )
+    forwarded(plain)
+    dot = ic.receive_query(
+        query("example.com"),
+        destination=None,
+        transport=Transport.TCP,
+        now=NOW,
+        upstream_id=1,
+        port=853,
+    )
+    answer = answered(dot)
+    assert parsed(answer).rcode() == dns.rcode.NXDOMAIN
+    assert answer.outcome is not None and answer.outcome.decision.rule_index == 0

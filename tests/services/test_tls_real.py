@@ -31,6 +31,7 @@ from trionet.addressing import HostRoutes
 from trionet.config import NetworkConfig
 from trionet.network import Network, open_network
 from trionet.policy.audit import AuditRecord
+from trionet.policy.model import NetworkPolicy
 from trionet.tls.certs import generate_ca
 
 pytestmark = pytest.mark.root
@@ -538,7 +539,18 @@ def test_names_resolved_by_the_sandbox_and_dns_over_tls(
         r = await s.guest(["dig", "+short", "@172.16.0.1", OTHER])  # plain DNS as well
         assert r.stdout == f"{OTHER_IP}\n".encode()
 
-    s = run_tls(guest_link_factory(), tmp_path, body, dns=True)
+    # The public profile allows DNS to the gateway on port 53 only, so DoT
+    # queries are NXDOMAIN under it (§10.6); this policy adds 853.
+    dot = {
+        "direction": "egress",
+        "destination": {"group": "host"},
+        "protocols": ["tcp"],
+        "ports": [{"start": 853, "end": 853}],
+        "action": "allow",
+    }
+    policy = NetworkPolicy.from_profiles(["public"]).to_dict()
+    policy["rules"].insert(0, dot)
+    s = run_tls(guest_link_factory(), tmp_path, body, dns=True, policy=policy)
     assert len(s.servers[API].received) == 1
     assert b"x-key: " + REAL.encode() in s.servers[API].received[0]  # over h2
     assert s.reasons() == ["secret-violation"]

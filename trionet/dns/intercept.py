@@ -165,11 +165,14 @@ class DnsInterceptor:
         transport: Transport,
         now: float,
         upstream_id: int,
+        port: int = DNS_PORT,
     ) -> DnsExchange:
         """Start answering ``data``, a query the guest sent to ``destination``.
 
         ``upstream_id`` is the 16-bit id the query gets on its way upstream
         (the shell draws it at random, so an off-path host cannot guess it).
+        ``port`` is the one the guest dialled, as the DNS policy sees it: 53,
+        or 853 for DNS over TLS (§7.3 step 3).
         """
         return DnsExchange(
             self,
@@ -178,6 +181,7 @@ class DnsInterceptor:
             transport=transport,
             now=now,
             upstream_id=upstream_id & 0xFFFF,
+            port=port,
         )
 
 
@@ -198,9 +202,11 @@ class DnsExchange:
         transport: Transport,
         now: float,
         upstream_id: int,
+        port: int = DNS_PORT,
     ) -> None:
         self._ic = interceptor
         self.transport = transport
+        self.port = port
         self.destination = destination
         self.now = now
         self._upstream_id = upstream_id
@@ -258,7 +264,7 @@ class DnsExchange:
             self._qclass = question.rdclass
         self._name = self._qname.to_text(omit_final_dot=True) or "."
         protocol = self.transport.value
-        decision = ic.evaluator.dns_query(self._name, protocol, DNS_PORT)
+        decision = ic.evaluator.dns_query(self._name, protocol, self.port)
         self._decision = decision
         if not decision.allowed:
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision)

@@ -408,6 +408,7 @@ class DnsService:
             transport=Transport.TCP,
             now=trio.current_time(),
             upstream_id=secrets.randbits(16),
+            port=DOT_PORT if dot else DNS_PORT,
         )
         event = exchange.next_event()
         while isinstance(event, SendUpstream):
