@@ -300,3 +300,64 @@ def test_a_tcp_upstream_that_resets_fails_over(guest_link_factory: GuestLinkFact
     dropped = out["dropped"]
     assert isinstance(dropped, dict)
     assert dropped["dns_upstream_failed"] == 1 and dropped.get("dns_error", 0) == 0
+
+
+_TCP_FLOOD = """
+import socket, struct, sys, time
+import dns.message
+conns = []
+for c in range(int(sys.argv[2])):
+    s = socket.create_connection((sys.argv[1], 53), timeout=5)
+    burst = b""
+    for i in range(int(sys.argv[3])):
+        wire = dns.message.make_query(f"q{c}-{i}.test", "A").to_wire()
+        burst += struct.pack("!H", len(wire)) + wire
+    s.sendall(burst)
+    conns.append(s)
+time.sleep(float(sys.argv[4]))
+print(len(conns))
+"""
+
+
+class _SilentTcpResolver:
+    """Accepts upstream TCP queries and never answers; counts them open at once."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most = 0
+
+    async def handler(self, stream: trio.SocketStream) -> None:
+        self.open += 1
+        self.most = max(self.most, self.open)
+        try:
+            async with stream:
+                while await stream.receive_some(65535):
+                    pass
+        finally:
+            self.open -= 1
+
+
+def test_tcp_queries_count_toward_the_in_flight_limit(
+    guest_link_factory: GuestLinkFactory,
+) -> None:
+    # At most 512 queries in flight, UDP and TCP together: 64 DNS-over-TCP
+    # connections pipelining 16 each must not hold 1024 upstream sockets.
+    link = guest_link_factory()
+    resolver = _SilentTcpResolver()
+    out: dict[str, object] = {}
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                port = await serve_tcp(servers, resolver.handler, "127.0.0.1")
+                async with open_network(_config(port, timeout_ms=4000), 0, routes=DUAL) as net:
+                    await net.attach_tap(link.tap)
+                    result = await link.guest.arun(
+                        [sys.executable, "-c", _TCP_FLOOD, GW4, "64", "16", "2.5"], timeout=30
+                    )
+                    out["connections"] = int(result.stdout)
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    assert out["connections"] == 64
+    assert 256 < resolver.most <= 512

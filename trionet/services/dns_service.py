@@ -120,6 +120,8 @@ class DnsService:
         self._udp_next = udp_next
         self._tcp_next = tcp_next
         self._in_flight = 0
+        #: DNS-over-TCP readers waiting for the in-flight count to drop
+        self._room = trio.lowlevel.ParkingLot()
         self._tcp_connections = 0
         #: every upstream UDP socket, and the idle ones by resolver
         self._sockets: set[_UpstreamSocket] = set()
@@ -254,9 +256,14 @@ class DnsService:
         except Exception:
             self._broken(query)
 
+    def _query_done(self) -> None:
+        """One query's upstream work is over: room for the next, UDP or TCP."""
+        self._in_flight -= 1
+        self._room.unpark()
+
     def _finish_udp(self, query: _UdpQuery, answer: Answer) -> None:
         query.done = True
-        self._in_flight -= 1
+        self._query_done()
         self._settled(answer, query.key, Transport.UDP)
         if answer.response is not None:
             self._core.stack.udp_send(query.key, answer.response, trio.current_time())
@@ -270,7 +277,7 @@ class DnsService:
             query.slot = None
         if not query.done:
             query.done = True
-            self._in_flight -= 1
+            self._query_done()
 
     def _udp_slot(self, upstream: Upstream) -> _UpstreamSocket | None:
         """An idle connected socket to ``upstream``, or a new one (None: the host has none)."""
@@ -345,7 +352,10 @@ class DnsService:
 
         async def one(query: bytes) -> None:
             try:
-                response = await self._answer(query, key, dot=dot)
+                try:
+                    response = await self._answer(query, key, dot=dot)
+                finally:
+                    self._query_done()
                 if response is not None:
                     async with send_lock:
                         await stream.send_all(frame(response))
@@ -353,7 +363,6 @@ class DnsService:
                 pass  # the guest went away; its other answers go nowhere either
             finally:
                 slots.release()
-                self._in_flight -= 1
 
         try:
             async with trio.open_nursery() as queries:
@@ -371,6 +380,12 @@ class DnsService:
                         # completion order; past the limit we stop reading,
                         # which closes the guest's TCP window.
                         await slots.acquire()
+                        # The in-flight limit holds for UDP and TCP together
+                        # (each query holds an upstream socket): over TCP we
+                        # wait for room rather than drop, as a stub would
+                        # wait for its answer.
+                        while self._in_flight >= MAX_QUERIES_IN_FLIGHT:
+                            await self._room.park()
                         self._in_flight += 1
                         queries.start_soon(one, query)
             # Every answer is written: now our FIN (after close_notify for DoT).
