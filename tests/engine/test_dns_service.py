@@ -7,6 +7,7 @@ records afterwards.
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import struct
@@ -24,6 +25,7 @@ from tests.support.leaks import assert_nothing_left, snapshot
 from tests.support.netns import in_netns
 from trionet.config import NetworkConfig
 from trionet.dns.config import DnsConfig, Nameserver
+from trionet.dns.intercept import DnsExchange
 from trionet.network import open_network
 from trionet.policy import AuditRecord, NetworkPolicy
 
@@ -361,3 +363,55 @@ def test_tcp_queries_count_toward_the_in_flight_limit(
     trio.run(main)
     assert out["connections"] == 64
     assert 256 < resolver.most <= 512
+
+
+_PADDED = """
+import socket, sys
+import dns.edns, dns.message
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2.0)
+answered = 0
+for i in range(int(sys.argv[2])):
+    # EDNS padding (RFC 7830) makes a query as large as the guest likes.
+    pad = dns.edns.GenericOption(dns.edns.OptionType.PADDING, bytes(int(sys.argv[3])))
+    q = dns.message.make_query(f"p{i}.test", "A", use_edns=0, payload=1232, options=[pad])
+    s.sendto(q.to_wire(max_size=65535), (sys.argv[1], 53))
+    try:
+        s.recvfrom(65535)
+        answered += 1
+    except socket.timeout:
+        pass
+print(answered)
+"""
+
+
+def test_answered_udp_queries_are_not_held_until_their_timeout(
+    guest_link_factory: GuestLinkFactory,
+) -> None:
+    # Each UDP attempt's timeout sits on the engine's timer until it is due;
+    # if it kept the query's bytes alive, a guest sending large (padded)
+    # queries would hold rate x timeout of them.
+    link = guest_link_factory()
+    resolver = Resolver()
+    out: dict[str, int] = {}
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+                await sock.bind(("127.0.0.1", 0))
+                servers.start_soon(resolver.serve, sock)
+                config = _config(sock.getsockname()[1], timeout_ms=60_000)
+                async with open_network(config, 0, routes=DUAL) as net:
+                    await net.attach_tap(link.tap)
+                    result = await link.guest.arun(
+                        [sys.executable, "-c", _PADDED, GW4, "200", "8000"], timeout=30
+                    )
+                    out["answered"] = int(result.stdout)
+                    gc.collect()
+                    out["held"] = sum(isinstance(o, DnsExchange) for o in gc.get_objects())
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    assert out["answered"] == 200
+    assert out["held"] <= 2  # (each one holds its query's 8 KB)

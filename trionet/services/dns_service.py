@@ -263,6 +263,10 @@ class DnsService:
 
     def _finish_udp(self, query: _UdpQuery, answer: Answer) -> None:
         query.done = True
+        # The attempt's timeout stays on the engine's timer until it is due
+        # and holds this query: let the exchange (the guest's bytes, up to
+        # 64 KiB, and their parse) go now, not query_timeout later.
+        query.exchange = None
         self._query_done()
         self._settled(answer, query.key, Transport.UDP)
         if answer.response is not None:
@@ -277,6 +281,7 @@ class DnsService:
             query.slot = None
         if not query.done:
             query.done = True
+            query.exchange = None
             self._query_done()
 
     def _udp_slot(self, upstream: Upstream) -> _UpstreamSocket | None:
