@@ -625,3 +625,38 @@ def test_dns_over_tls_queries_are_judged_on_port_853() -> None:
     answer = answered(dot)
     assert parsed(answer).rcode() == dns.rcode.NXDOMAIN
     assert answer.outcome is not None and answer.outcome.decision.rule_index == 0
+
+
+def test_a_resolver_judged_as_the_gateway_meets_the_hosts_rules() -> None:
+    # The shell says 198.18.0.99 is one of the host's own addresses: the
+    # egress policy judges it as the gateway, and the query still goes there.
+    no_host = NetworkPolicy.from_dict(
+        {
+            "default_egress": "deny",
+            "rules": [
+                {
+                    "direction": "egress",
+                    "destination": {"domain_suffix": "test"},
+                    "action": "allow",
+                },
+                {"direction": "egress", "destination": {"group": "public"}, "action": "allow"},
+            ],
+        },
+        "policy",
+    )
+    for policy, allowed in [(no_host, False), (NetworkPolicy.from_profiles(["public"]), True)]:
+        exchange = interceptor(policy).receive_query(
+            query("x.test"),
+            destination=ipaddress.ip_address("198.18.0.99"),
+            transport=Transport.UDP,
+            now=NOW,
+            upstream_id=1,
+            judged_as=GW4,
+        )
+        event = exchange.next_event()
+        if allowed:  # allow_dns: the host group on port 53
+            assert isinstance(event, SendUpstream) and event.direct
+            assert event.upstream == Upstream(ipaddress.ip_address("198.18.0.99"))
+        else:
+            assert isinstance(event, Answer) and parsed(event).rcode() == dns.rcode.NXDOMAIN
+            assert event.outcome is not None and event.outcome.reason == "resolver-denied"

@@ -415,3 +415,62 @@ def test_answered_udp_queries_are_not_held_until_their_timeout(
     trio.run(main)
     assert out["answered"] == 200
     assert out["held"] <= 2  # (each one holds its query's 8 KB)
+
+
+def test_a_resolver_on_another_host_address_is_judged_as_the_host(
+    guest_link_factory: GuestLinkFactory,
+) -> None:
+    # dig @<one of the host's own addresses>: the host kernel delivers that
+    # locally, so it is the host (as for every other flow), not "public".
+    link = guest_link_factory()
+    link.host.ip("addr", "add", "198.18.0.99/32", "dev", "lo")
+    resolver = Resolver()
+    out: dict[str, object] = {}
+    policy = NetworkPolicy.from_dict(
+        {
+            "default_egress": "deny",
+            "rules": [
+                {
+                    "direction": "egress",
+                    "destination": {"domain_suffix": "test"},
+                    "action": "allow",
+                },
+                {"direction": "egress", "destination": {"group": "public"}, "action": "allow"},
+            ],
+        }
+    )
+
+    async def main() -> None:
+        with in_netns(link.host), trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+                await sock.bind(("198.18.0.99", 53))
+                servers.start_soon(resolver.serve, sock)
+                config = NetworkConfig(
+                    policy=policy,
+                    dns=DnsConfig(nameservers=(Nameserver("127.0.0.1", 5399),)),
+                )
+                async with open_network(config, 0, routes=DUAL) as net:
+                    await net.attach_tap(link.tap)
+                    result = await link.guest.arun(
+                        [sys.executable, "-c", _ONE_QUERY, "198.18.0.99", "host.test"]
+                    )
+                    out["rcode"] = result.stdout.decode().strip()
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    assert out["rcode"] == "NXDOMAIN"
+    assert resolver.seen == []
+
+
+_ONE_QUERY = """
+import socket, sys
+import dns.message, dns.rcode
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3.0)
+s.sendto(dns.message.make_query(sys.argv[2], "A").to_wire(), (sys.argv[1], 53))
+try:
+    print(dns.rcode.to_text(dns.message.from_wire(s.recvfrom(65535)[0]).rcode()))
+except socket.timeout:
+    print("timeout")
+"""

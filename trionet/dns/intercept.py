@@ -166,13 +166,17 @@ class DnsInterceptor:
         now: float,
         upstream_id: int,
         port: int = DNS_PORT,
+        judged_as: IPAddress | None = None,
     ) -> DnsExchange:
         """Start answering ``data``, a query the guest sent to ``destination``.
 
         ``upstream_id`` is the 16-bit id the query gets on its way upstream
         (the shell draws it at random, so an off-path host cannot guess it).
         ``port`` is the one the guest dialled, as the DNS policy sees it: 53,
-        or 853 for DNS over TLS (§7.3 step 3).
+        or 853 for DNS over TLS (§7.3 step 3). ``judged_as`` is the address
+        the egress policy judges a guest-chosen resolver as, when that is
+        not ``destination`` itself: the gateway, for one of the host's own
+        addresses (the host kernel delivers those locally; the shell knows).
         """
         return DnsExchange(
             self,
@@ -182,6 +186,7 @@ class DnsInterceptor:
             now=now,
             upstream_id=upstream_id & 0xFFFF,
             port=port,
+            judged_as=judged_as,
         )
 
 
@@ -203,10 +208,12 @@ class DnsExchange:
         now: float,
         upstream_id: int,
         port: int = DNS_PORT,
+        judged_as: IPAddress | None = None,
     ) -> None:
         self._ic = interceptor
         self.transport = transport
         self.port = port
+        self.judged_as = judged_as
         self.destination = destination
         self.now = now
         self._upstream_id = upstream_id
@@ -284,7 +291,8 @@ class DnsExchange:
         else:
             # The guest chose its resolver (dig @X): that is an egress flow
             # to X, so it passes the egress policy like any other (§7.3 step 6).
-            egress = ic.evaluator.egress(destination, DNS_PORT, self.transport.value, self.now)
+            judged = destination if self.judged_as is None else self.judged_as
+            egress = ic.evaluator.egress(judged, DNS_PORT, self.transport.value, self.now)
             if not egress.allowed:
                 return self._finish(self._status(dns.rcode.NXDOMAIN), egress, "resolver-denied")
             self._candidates = [Upstream(destination, DNS_PORT)]

@@ -175,12 +175,15 @@ class DnsService:
         self._in_flight += 1
         query = _UdpQuery(key)
         try:
+            destination = ipaddress.ip_address(key.remote_addr)
+            now = trio.current_time()
             query.exchange = self.interceptor.receive_query(
                 payload,
-                destination=ipaddress.ip_address(key.remote_addr),
+                destination=destination,
                 transport=Transport.UDP,
-                now=trio.current_time(),
+                now=now,
                 upstream_id=secrets.randbits(16),
+                judged_as=self._judged_as(destination, now),
             )
             self._step(query, query.exchange.next_event())
         except Exception:
@@ -419,16 +422,19 @@ class DnsService:
     async def _answer_unguarded(
         self, query: bytes, key: FlowKey, *, dot: bool = False
     ) -> bytes | None:
+        # DoT is answered from the configured upstreams whatever address the
+        # guest dialled (a plain-text query to a guest-chosen resolver would
+        # undo the encryption the guest asked for).
+        destination = None if dot else ipaddress.ip_address(key.remote_addr)
+        now = trio.current_time()
         exchange = self.interceptor.receive_query(
             query,
-            # DoT is answered from the configured upstreams whatever address
-            # the guest dialled (a plain-text query to a guest-chosen
-            # resolver would undo the encryption the guest asked for).
-            destination=None if dot else ipaddress.ip_address(key.remote_addr),
+            destination=destination,
             transport=Transport.TCP,
-            now=trio.current_time(),
+            now=now,
             upstream_id=secrets.randbits(16),
             port=DOT_PORT if dot else DNS_PORT,
+            judged_as=None if destination is None else self._judged_as(destination, now),
         )
         event = exchange.next_event()
         while isinstance(event, SendUpstream):
@@ -461,6 +467,21 @@ class DnsService:
                     if answer is not None:
                         return answer
         return None  # closed before answering
+
+    def _judged_as(self, destination: IPAddress, now: float) -> IPAddress | None:
+        """The gateway, if ``destination`` is another of the host's own addresses.
+
+        A query to such an address reaches whatever DNS service the host
+        runs there: the host, judged as the ``host`` group as every other
+        flow to it is (engine/host_addresses.py), not as the public address
+        it looks like.
+        """
+        core = self._core
+        if destination in self.interceptor.gateways:
+            return None
+        if core.host_addresses.is_local(destination, now):
+            return core.gateway_for(destination)
+        return None
 
     def _settled(self, answer: Answer, key: FlowKey, transport: Transport) -> None:
         """Count what went wrong, and put the query's decision on record."""
