@@ -23,6 +23,7 @@ from tests.engine.test_real_guest import DUAL, GW4, GW6
 from tests.support.fixtures import GuestLinkFactory
 from tests.support.leaks import assert_nothing_left, snapshot
 from tests.support.netns import in_netns
+from tests.support.world import world
 from trionet.config import NetworkConfig
 from trionet.dns.config import DnsConfig, Nameserver
 from trionet.dns.intercept import DnsExchange
@@ -474,3 +475,49 @@ try:
 except socket.timeout:
     print("timeout")
 """
+
+
+_CONNECT = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+    s.sendall(b"hello")
+    print(s.recv(100).decode() or "eof")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+async def _greeting_handler(stream: trio.SocketStream) -> None:
+    async with stream:
+        await stream.receive_some(100)
+        await stream.send_all(b"reached")
+
+
+def test_dns_over_tls_without_interception_is_reset(guest_link_factory: GuestLinkFactory) -> None:
+    # §7.1: TCP/853 is accepted only with TLS interception (trionet answers
+    # DoT then); otherwise RST, so the stub falls back to plain DNS, which
+    # trionet answers, rather than resolving past the DNS policy and pins.
+    link = guest_link_factory()
+    out: dict[str, str] = {}
+
+    async def main() -> None:
+        with world(link.host, ["198.51.100.53"]) as elsewhere, trio.fail_after(60):
+            async with trio.open_nursery() as servers:
+                with in_netns(elsewhere):
+                    await serve_tcp(servers, _greeting_handler, "198.51.100.53", 853)
+                    await serve_tcp(servers, _greeting_handler, "198.51.100.53", 8853)
+                with in_netns(link.host):
+                    async with open_network(_config(5399), 0, routes=DUAL) as net:
+                        await net.attach_tap(link.tap)
+                        for port in (853, 8853):
+                            result = await link.guest.arun(
+                                [sys.executable, "-c", _CONNECT, "198.51.100.53", str(port)]
+                            )
+                            out[str(port)] = result.stdout.decode().strip()
+                servers.cancel_scope.cancel()
+
+    trio.run(main)
+    assert out == {"853": "refused", "8853": "reached"}

@@ -148,13 +148,20 @@ class DnsService:
             self._udp_next(event)
 
     def on_tcp_connect(self, key: FlowKey) -> None:
-        dot = key.remote_port == DOT_PORT and self.dot is not None
+        core = self._core
+        if key.remote_port == DOT_PORT and self.dot is None:
+            # DNS over TLS with no way to terminate it: RST (§7.1), so the
+            # stub falls back to plain DNS, which trionet answers, instead of
+            # resolving past the DNS policy and the pin set.
+            self.counts["dns_dot_refused"] += 1
+            core.tcp_refuse(key, RefuseReason.REFUSED)
+            return
+        dot = key.remote_port == DOT_PORT
         if key.remote_port != DNS_PORT and not dot:
             self._tcp_next(key)
             return
         # Always accepted, whatever the destination: DNS policy applies per
         # query, and a query to another resolver is checked as egress then.
-        core = self._core
         if self._tcp_connections >= MAX_TCP_CONNECTIONS:
             self.counts["dns_tcp_overload"] += 1
             core.tcp_refuse(key, RefuseReason.REFUSED)
