@@ -151,6 +151,41 @@ def test_malformed_http_is_refused() -> None:
         )
 
 
+#: Requests a server may frame otherwise than h11 does (RFC 9112 §6.1, §6.3).
+SMUGGLED = f"GET /x HTTP/1.1\r\nHost: {HOST}\r\nX-Token: $MSB_TOKEN\r\n\r\n"
+AMBIGUOUS = {
+    # CL.TE: a server that frames by Content-Length reads the 4 bytes "3b\r\n" as
+    # the body and the chunk data as a request of its own, to another virtual host,
+    # whose body then swallows the next request and its substituted secret.
+    "content-length and transfer-encoding": (
+        f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n3b\r\n"
+        "GET / HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 100\r\n\r\n"
+        "\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "transfer-encoding then content-length": (
+        f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Length: 100\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    # §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    "transfer-encoding in HTTP/1.0": (
+        f"POST / HTTP/1.0\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    # §11.4: the version must be HTTP/1.x.
+    "an HTTP/2.0 request line": f"GET / HTTP/2.0\r\nHost: {HOST}\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", AMBIGUOUS)
+def test_ambiguous_framing_is_refused_and_nothing_is_forwarded(name: str) -> None:
+    """Each read is refused as a whole before anything of it goes out, so a server
+    never sees a request that trionet framed differently."""
+    r = rewriter()
+    with pytest.raises(HttpRefusedError) as info:
+        r.receive(AMBIGUOUS[name].encode())
+    assert info.value.reason == "malformed-http"
+
+
 def test_forbidden_placeholder_in_any_form_is_a_violation() -> None:
     forms = [
         "X-A: $MSB_OTHER",

@@ -186,7 +186,30 @@ class H1RequestRewriter:
                 "host-mismatch", "the request target names another host than the TLS server name"
             )
 
+    @staticmethod
+    def _check_framing(request: h11.Request) -> None:
+        """Refuse what a server may frame otherwise than h11 did (RFC 9112 §6.1, §6.3).
+
+        h11 lets Transfer-Encoding win over Content-Length, and frames
+        chunked HTTP/1.0 bodies; the request is emitted again with both
+        headers as received, so a server that reads it by Content-Length,
+        or ignores chunking in HTTP/1.0, sees other message boundaries:
+        bytes trionet took for a body become a request of their own (to any
+        Host), and the next request, with its substituted secrets, its body.
+        """
+        if not request.http_version.startswith(b"1."):
+            raise HttpRefusedError("malformed-http", "not an HTTP/1.x request line")
+        if not any(name == b"transfer-encoding" for name, _ in request.headers):
+            return
+        if any(name == b"content-length" for name, _ in request.headers):
+            raise HttpRefusedError(
+                "malformed-http", "Transfer-Encoding together with Content-Length"
+            )
+        if request.http_version < b"1.1":
+            raise HttpRefusedError("malformed-http", "Transfer-Encoding in an HTTP/1.0 request")
+
     def _on_request(self, request: h11.Request, out: bytearray) -> None:
+        self._check_framing(request)
         self._check_authority(request)
         self.requests += 1
         plan = self._plan
