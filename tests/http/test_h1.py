@@ -85,16 +85,16 @@ def test_websocket_upgrade_substitutes_then_passes_frames() -> None:
     request = (
         f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        "Authorization: Bearer $MSB_KEY\r\n\r\n\x81\x05hello"
-    ).encode()
+        "Authorization: Bearer $MSB_KEY\r\n\r\n"
+    ).encode() + b"\x81\x85\0\0\0\0hello"
     r = rewriter()
     out = r.receive(request)
     assert b"Authorization: Bearer REAL-key-1" in out
-    assert out.endswith(b"\x81\x05hello")
+    assert out.endswith(b"\x81\x85\0\0\0\0hello")
     assert r.upgraded
-    assert r.receive(b"\x81\x02hi") == b"\x81\x02hi"
-    with pytest.raises(SecretViolationError):
-        r.receive(b"\x81\x0a$MSB_OTHER")
+    assert r.receive(b"\x81\x82\0\0\0\0hi") == b"\x81\x82\0\0\0\0hi"
+    with pytest.raises(SecretViolationError):  # a zero mask keeps the text as it is
+        r.receive(b"\x81\x8a\0\0\0\0$MSB_OTHER")
 
 
 @pytest.mark.parametrize(
@@ -123,13 +123,34 @@ def test_http_after_an_upgrade_request_is_refused() -> None:
         f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
-    fronted = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
-    for pieces in ([upgrade + fronted], [upgrade, fronted]):
-        r = rewriter()
-        with pytest.raises(HttpRefusedError) as info:
-            for piece in pieces:
-                r.receive(piece)
-        assert info.value.reason == "upgrade-not-taken"
+    # Servers skip empty lines before a request line (RFC 9112 §2.2), and many take
+    # any token as a method: not only capitals start a request.
+    for start in (b"GET", b"\r\nGET", b"\nGET", b"1X", b"get", b"_GET", b"PRI"):
+        fronted = start + b" / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+        for pieces in (
+            [upgrade + fronted],
+            [upgrade, fronted],
+            [upgrade, *(fronted[i : i + 1] for i in range(len(fronted)))],
+        ):
+            r = rewriter()
+            with pytest.raises(HttpRefusedError) as info:
+                for piece in pieces:
+                    r.receive(piece)
+            assert info.value.reason == "upgrade-not-taken", (start, len(pieces))
+
+
+def test_websocket_frames_after_an_upgrade_pass_even_byte_by_byte() -> None:
+    upgrade = (
+        f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    frame = b"\x81\x85\x01\x02\x03\x04" + bytes(
+        c ^ m for c, m in zip(b"hello", b"\x01\x02\x03\x04\x01", strict=True)
+    )
+    r = rewriter()
+    out = r.receive(upgrade)
+    out += b"".join(r.receive(frame[i : i + 1]) for i in range(len(frame)))
+    assert out == upgrade + frame
 
 
 def test_second_pipelined_request_is_checked_too() -> None:

@@ -37,6 +37,8 @@ MAX_HEAD = 65536
 MAX_BODY = 16 * 1024 * 1024
 #: A chunk bigger than this is forwarded in pieces instead of held whole.
 MAX_HELD_CHUNK = 65536
+#: RFC 6455 §5.2: continuation, text, binary, close, ping, pong.
+_WEBSOCKET_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
 
 
 class HttpRefusedError(Exception):
@@ -77,7 +79,8 @@ class H1RequestRewriter:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self._scanner = ViolationScanner(plan)
         self.upgraded = False
-        self._raw_started = False
+        #: the first bytes after an upgrade request, until they show a WebSocket frame
+        self._raw_start: bytes | None = b""
         self.requests = 0
         self._chunked = False
         self._chunk = bytearray()
@@ -88,9 +91,7 @@ class H1RequestRewriter:
     def receive(self, data: bytes | bytearray | memoryview) -> bytes:
         """Guest bytes in; bytes for the server out. Raises on a refusal or violation."""
         if self.upgraded:
-            self._check_raw_start(data)
-            self._scanner.feed(data, "upgraded stream")
-            return bytes(data)
+            return self._raw(data)
         if not data:
             return b""
         self._conn.receive_data(bytes(data))
@@ -136,26 +137,36 @@ class H1RequestRewriter:
         rest, _closed = self._conn.trailing_data
         self._scanner.reset()
         if rest:
-            self._check_raw_start(rest)
-            self._scanner.feed(rest, "upgraded stream")
-            out += rest
+            out += self._raw(rest)
 
-    def _check_raw_start(self, data: bytes | bytearray | memoryview) -> None:
-        """After an upgrade request, the guest's next bytes must not be HTTP again.
+    def _raw(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The stream after an upgrade request: opaque once it starts as a WebSocket.
 
         Whether the server switched is in its response, which this direction
-        does not see; but a WebSocket frame (the upgrade clients make) never
-        starts with an ASCII capital, and an HTTP request always does. A
-        request after a refused upgrade would otherwise pass unchecked, with
-        any Host (domain fronting on an allowed connection).
+        does not see. The guest's first bytes must therefore be a WebSocket
+        client frame, which is masked (RFC 6455 §5.1): its second byte has
+        the high bit set, which no HTTP request's has (a token character,
+        space, CR or LF). A request after a refused upgrade would otherwise
+        pass unchecked and unsubstituted, with any Host (domain fronting on
+        an allowed connection): servers skip empty lines before a request
+        (RFC 9112 §2.2) and many take any token as a method, so the first
+        byte alone cannot tell. Other upgrades (h2c, a CONNECT tunnel) are
+        refused the same way: what they carry is not inspected.
         """
-        if self._raw_started or not data:
-            return
-        self._raw_started = True
-        if 0x41 <= memoryview(data)[0] <= 0x5A:
-            raise HttpRefusedError(
-                "upgrade-not-taken", "HTTP/1 after an upgrade request: the server did not switch"
-            )
+        if self._raw_start is not None:
+            start = self._raw_start + bytes(data)
+            if len(start) < 2:
+                self._raw_start = start
+                return b""
+            self._raw_start = None
+            if not start[1] & 0x80 or start[0] & 0x0F not in _WEBSOCKET_OPCODES:
+                raise HttpRefusedError(
+                    "upgrade-not-taken",
+                    "not a WebSocket frame after an upgrade request: the server did not switch",
+                )
+            data = start
+        self._scanner.feed(data, "upgraded stream")
+        return bytes(data)
 
     # -- requests ----------------------------------------------------------------
 
