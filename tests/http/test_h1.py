@@ -106,6 +106,11 @@ def test_websocket_upgrade_substitutes_then_passes_frames() -> None:
         f"GET http://evil.example/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
         f"GET http://x@{HOST}/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
         f"CONNECT evil.example:443 HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+        # Brackets hold an IPv6 literal and only a port may follow (RFC 3986 §3.2.2):
+        # a server may take what follows them for the host.
+        f"GET / HTTP/1.1\r\nHost: [{HOST}]evil.example\r\n\r\n",
+        f"GET / HTTP/1.1\r\nHost: [{HOST}]\r\n\r\n",
+        f"GET https://[{HOST}]evil.example/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
     ],
 )
 def test_authority_must_equal_the_sni(head: str) -> None:

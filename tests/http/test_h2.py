@@ -155,6 +155,8 @@ MALFORMED_FIELDS = {
     "unknown pseudo-header": [*BASE, (b":host", b"evil.example")],
     "repeated :path": [*BASE, (b":path", b"/other")],
     "no :method": BASE[1:],
+    # RFC 3986 §3.2.2: brackets hold an IPv6 literal, and only a port follows them.
+    "a name in brackets": [*BASE[:2], (b":authority", f"[{HOST}]evil.example".encode()), BASE[3]],
 }
 
 

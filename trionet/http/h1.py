@@ -24,6 +24,7 @@ sent after it (the server refused to switch) is refused.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 import h11
@@ -56,15 +57,28 @@ def host_part(authority: bytes) -> str:
     except UnicodeDecodeError:
         raise HttpRefusedError("host-mismatch", "the Host header is not ASCII") from None
     if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise HttpRefusedError("host-mismatch", "unterminated IPv6 literal in the Host header")
-        host = text[1:end]
+        # RFC 3986 §3.2.2: an IPv6 literal, then at most a port; a server may
+        # take a name in brackets, or what follows them, for the host.
+        host, sep, rest = text[1:].partition("]")
+        if (
+            not sep
+            or not _is_ipv6(host)
+            or (rest and not (rest[:1] == ":" and rest[1:].isdigit()))
+        ):
+            raise HttpRefusedError("host-mismatch", "not an IPv6 literal in brackets")
     else:
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit():
             host = text
     return canonical_sni(host)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class H1RequestRewriter:
