@@ -257,6 +257,31 @@ def test_no_dns_identity_means_no_substitution() -> None:
         r.receive(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Key: $MSB_KEY\r\n\r\n".encode())
 
 
+#: A secret whose value is no field value (a multi-line key or JSON file, a value
+#: with a stray newline): in a header its line breaks would end the header line, or
+#: with a blank line the head, and the guest's next lines would become the body.
+MULTILINE = SecretsConfig.from_dict(
+    {
+        "secrets": [
+            {"env_var": "ML", "value": "line-1\r\n\r\nGET /", "allowed_hosts": [HOST]},
+            {"env_var": "NUL", "value": "a\0b", "allowed_hosts": [HOST]},
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize("header", ["X-K: $MSB_ML", "X-K: $MSB_NUL"])
+def test_a_secret_that_is_no_field_value_is_not_put_in_a_header(header: str) -> None:
+    plan = build_plan(MULTILINE, HOST, tls_intercepted=True, identity=lambda _p: True)
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n{header}\r\n\r\n".encode()
+    with pytest.raises(HttpRefusedError) as info:
+        H1RequestRewriter(plan, HOST).receive(request)
+    assert info.value.reason == "unsafe-secret-value"
+    trailer = f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with pytest.raises(HttpRefusedError):
+        H1RequestRewriter(plan, HOST).receive(f"{trailer}0\r\n{header}\r\n\r\n".encode())
+
+
 # -- property: with random cuts, the server gets the request with only placeholders replaced
 
 

@@ -183,6 +183,17 @@ def test_well_formed_fields_pass() -> None:
         assert hpack.Decoder().decode(out[len(PREFACE) + 18 :], raw=True) == request_fields
 
 
+def test_a_secret_that_is_no_field_value_is_not_put_in_a_header() -> None:
+    from tests.http.test_h1 import MULTILINE
+
+    plan = build_plan(MULTILINE, HOST, tls_intercepted=True, identity=lambda _p: True)
+    for name in ("ML", "NUL"):
+        data = raw_request([*BASE, (b"x-k", f"$MSB_{name}".encode())], [])
+        with pytest.raises(HttpRefusedError) as info:
+            H2RequestRewriter(plan, HOST).receive(data)
+        assert info.value.reason == "unsafe-secret-value"
+
+
 def test_not_a_preface_is_refused() -> None:
     with pytest.raises(HttpRefusedError):
         rewrite(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -25,6 +25,7 @@ sent after it (the server refused to switch) is refused.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 import h11
@@ -32,7 +33,14 @@ import h11
 from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
 from trionet.tls.clienthello import canonical_sni
 
-__all__ = ["MAX_BODY", "MAX_HEAD", "H1RequestRewriter", "HttpRefusedError", "host_part"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEAD",
+    "H1RequestRewriter",
+    "HttpRefusedError",
+    "field_value",
+    "host_part",
+]
 
 MAX_HEAD = 65536
 MAX_BODY = 16 * 1024 * 1024
@@ -40,6 +48,7 @@ MAX_BODY = 16 * 1024 * 1024
 MAX_HELD_CHUNK = 65536
 #: RFC 6455 §5.2: continuation, text, binary, close, ping, pong.
 _WEBSOCKET_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
+_NO_FIELD_VALUE = re.compile(rb"[\0\r\n]")
 
 
 class HttpRefusedError(Exception):
@@ -71,6 +80,22 @@ def host_part(authority: bytes) -> str:
         if not sep or not port.isdigit():
             host = text
     return canonical_sni(host)
+
+
+def field_value(plan: SubstitutionPlan, name: bytes, value: bytes) -> bytes:
+    """``plan.header_value``, refused when a secret put in has CR, LF or NUL.
+
+    A multi-line key, a JSON file or a value with a stray newline is no field
+    value (RFC 9110 §5.5): in an HTTP/1 header its line breaks would end the
+    line, or with a blank line the head, and the guest's next lines would
+    frame as the body or a request of their own; an HTTP/2 server refuses it.
+    """
+    out = plan.header_value(name, value)
+    if _NO_FIELD_VALUE.search(out) is not None:
+        raise HttpRefusedError(
+            "unsafe-secret-value", "a secret's value has CR, LF or NUL: not put in a header"
+        )
+    return out
 
 
 def _is_ipv6(text: str) -> bool:
@@ -241,7 +266,7 @@ class H1RequestRewriter:
         self._scanner.reset()
         target = plan.target(request.target)
         headers = [
-            (raw_name, plan.header_value(raw_name, value))
+            (raw_name, field_value(plan, raw_name, value))
             for raw_name, value in request.headers.raw_items()
         ]
         self._chunked = any(name == b"transfer-encoding" for name, _ in request.headers)
@@ -279,7 +304,7 @@ class H1RequestRewriter:
     def _on_end(self, event: h11.EndOfMessage, out: bytearray) -> None:
         plan = self._plan
         trailers = [
-            (name, plan.header_value(name, value)) for name, value in event.headers.raw_items()
+            (name, field_value(plan, name, value)) for name, value in event.headers.raw_items()
         ]
         if self._held is not None:
             line, headers = self._held

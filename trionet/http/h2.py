@@ -24,7 +24,7 @@ import struct
 import hpack
 from hpack import NeverIndexedHeaderTuple
 
-from trionet.http.h1 import HttpRefusedError, host_part
+from trionet.http.h1 import HttpRefusedError, field_value, host_part
 from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
 
 __all__ = ["PREFACE", "H2RequestRewriter"]
@@ -220,7 +220,7 @@ class H2RequestRewriter:
             if name == b":path":
                 out.append((name, plan.target(value)))
             elif not name.startswith(b":"):
-                out.append((name, plan.header_value(name, value)))
+                out.append((name, field_value(plan, name, value)))
             else:
                 plan.check(value, "header")
                 out.append((name, value))
