@@ -232,6 +232,24 @@ def test_forbidden_placeholder_in_any_form_is_a_violation() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        # A method and a field name are tokens, and "$" and "_" are token characters.
+        f"$MSB_OTHER / HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+        f"GET / HTTP/1.1\r\nHost: {HOST}\r\n$MSB_OTHER: x\r\n\r\n",
+        f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n$MSB_OTHER: x\r\n\r\n",
+    ],
+)
+def test_forbidden_placeholder_as_a_method_or_field_name_is_a_violation(
+    request_text: str,
+) -> None:
+    with pytest.raises(SecretViolationError) as info:
+        rewriter().receive(request_text.encode())
+    assert info.value.secret == "OTHER"
+
+
 def test_placeholder_split_over_reads_is_still_seen() -> None:
     body = "xxxxxxxx$MSB_OTHERyyyy"
     request = f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(body)}\r\n\r\n{body}"

@@ -97,6 +97,27 @@ def test_forbidden_placeholder_in_headers_or_data_is_a_violation() -> None:
             rewrite(data, segment)
 
 
+def test_forbidden_placeholder_as_a_field_name_is_a_violation() -> None:
+    from trionet.secrets.config import SecretsConfig
+
+    config = SecretsConfig.from_dict(
+        {
+            "secrets": [
+                {
+                    "env_var": "LOW",
+                    "placeholder": "$msb_low",
+                    "value": "REAL",
+                    "allowed_hosts": ["other.example"],
+                }
+            ]
+        }
+    )
+    plan = build_plan(config, HOST, tls_intercepted=True, identity=lambda _p: True)
+    data = raw_request([*BASE, (b"$msb_low", b"x")], [])
+    with pytest.raises(SecretViolationError):
+        H2RequestRewriter(plan, HOST).receive(data)
+
+
 def test_eligible_body_placeholder_is_refused_not_leaked() -> None:
     """KEY has the body scope, which HTTP/2 cannot honour: refused, never sent as is."""
     with pytest.raises(HttpRefusedError) as info:

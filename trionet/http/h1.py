@@ -85,11 +85,15 @@ def host_part(authority: bytes) -> str:
 def field_value(plan: SubstitutionPlan, name: bytes, value: bytes) -> bytes:
     """``plan.header_value``, refused when a secret put in has CR, LF or NUL.
 
+    The name is scanned for forbidden placeholders too: it is a token, and
+    ``$`` and ``_`` are token characters.
+
     A multi-line key, a JSON file or a value with a stray newline is no field
     value (RFC 9110 §5.5): in an HTTP/1 header its line breaks would end the
     line, or with a blank line the head, and the guest's next lines would
     frame as the body or a request of their own; an HTTP/2 server refuses it.
     """
+    plan.check(name, "header")
     out = plan.header_value(name, value)
     if _NO_FIELD_VALUE.search(out) is not None:
         raise HttpRefusedError(
@@ -264,6 +268,7 @@ class H1RequestRewriter:
         self.requests += 1
         plan = self._plan
         self._scanner.reset()
+        plan.check(request.method, "request line")  # a token, like "$MSB_X"
         target = plan.target(request.target)
         headers = [
             (raw_name, field_value(plan, raw_name, value))
