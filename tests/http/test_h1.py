@@ -202,6 +202,28 @@ AMBIGUOUS = {
 }
 
 
+@pytest.mark.parametrize(
+    "target", ["evil.example:443", "http:evil.example", "http:\\\\evil.example\\x", "urn:x"]
+)
+def test_a_request_target_of_none_of_the_four_forms_is_refused(target: str) -> None:
+    """RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT) or "*".
+    A server may take another form for an absolute URI naming another host."""
+    with pytest.raises(HttpRefusedError) as info:
+        rewriter().receive(f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    assert info.value.reason == "malformed-http"
+
+
+def test_the_four_target_forms_pass() -> None:
+    for line in (
+        "GET //x/y?q HTTP/1.1",
+        "OPTIONS * HTTP/1.1",
+        f"GET HTTPS://{HOST}:443/p HTTP/1.1",
+        f"CONNECT {HOST}:443 HTTP/1.1",
+    ):
+        head = f"{line}\r\nHost: {HOST}\r\n\r\n".encode()
+        assert rewriter().receive(head) == head
+
+
 @pytest.mark.parametrize("name", AMBIGUOUS)
 def test_ambiguous_framing_is_refused_and_nothing_is_forwarded(name: str) -> None:
     """Each read is refused as a whole before anything of it goes out, so a server

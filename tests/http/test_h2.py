@@ -176,6 +176,11 @@ MALFORMED_FIELDS = {
     "unknown pseudo-header": [*BASE, (b":host", b"evil.example")],
     "repeated :path": [*BASE, (b":path", b"/other")],
     "no :method": BASE[1:],
+    # §8.3.1: :path is an absolute path (or "*"); an HTTP/1 hop would send an absolute
+    # URI as the target, which an origin routes by before Host (RFC 9112 §3.2.2).
+    ":path as an absolute URI": [*BASE[:3], (b":path", b"http://evil.example/")],
+    ":path as an authority": [*BASE[:3], (b":path", b"evil.example:443")],
+    ":path with backslashes": [*BASE[:3], (b":path", b"http:\\\\evil.example\\x")],
     # RFC 3986 §3.2.2: brackets hold an IPv6 literal, and only a port follows them.
     "a name in brackets": [*BASE[:2], (b":authority", f"[{HOST}]evil.example".encode()), BASE[3]],
 }

@@ -49,6 +49,7 @@ MAX_HELD_CHUNK = 65536
 #: RFC 6455 §5.2: continuation, text, binary, close, ping, pong.
 _WEBSOCKET_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
 _NO_FIELD_VALUE = re.compile(rb"[\0\r\n]")
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class HttpRefusedError(Exception):
@@ -214,6 +215,17 @@ class H1RequestRewriter:
     # -- requests ----------------------------------------------------------------
 
     def _check_authority(self, request: h11.Request) -> None:
+        target = request.target
+        # RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT)
+        # or "*". Anything else a server may read as an absolute URI after
+        # its own fashion ("http:\\evil.example"), and route by it.
+        if not (
+            target.startswith(b"/")
+            or target == b"*"
+            or request.method == b"CONNECT"
+            or _ABSOLUTE_FORM.match(target) is not None
+        ):
+            raise HttpRefusedError("malformed-http", "a request target of none of the four forms")
         expected = self._authority
         if expected is None:
             return
@@ -227,7 +239,6 @@ class H1RequestRewriter:
             raise HttpRefusedError(
                 "host-mismatch", f"Host {host!r} does not match the TLS server name {expected!r}"
             )
-        target = request.target
         authority: bytes | None = None
         if request.method == b"CONNECT":
             authority = target

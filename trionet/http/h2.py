@@ -247,6 +247,11 @@ def _check_fields(fields: list[tuple[bytes, bytes]], initial: bool) -> None:
             if regular or not initial or name not in _REQUEST_PSEUDO or name in seen:
                 raise HttpRefusedError("malformed-http", f"misplaced pseudo-header {name!r}")
             seen.add(name)
+            # §8.3.1: an absolute path or "*". An HTTP/1 hop would send any
+            # other value as the request target, and an origin routes by an
+            # absolute URI before Host (RFC 9112 §3.2.2).
+            if name == b":path" and not (value.startswith(b"/") or value == b"*"):
+                raise HttpRefusedError("malformed-http", ":path is not an absolute path")
             continue
         regular = True
         if _FIELD_NAME.fullmatch(name) is None:
