@@ -49,6 +49,7 @@ from trionet.engine.tcp_relay import SPLICE, FlowHandler
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
 from trionet.http.connect import (
+    check_connect_metadata,
     host_header,
     ip_or_none,
     is_2xx,
@@ -396,7 +397,7 @@ class TlsInterceptor:
         name, port = target
         conn.sni = name
         # Untrusted metadata: a placeholder in the CONNECT request goes nowhere.
-        metadata_plan(self._secrets.snapshot(), name).check(block, "connect request")
+        check_connect_metadata(metadata_plan(self._secrets.snapshot(), name), block)
         flow = conn.flow
         target_ip = ip_or_none(name)
         decision = self._evaluator.egress(
