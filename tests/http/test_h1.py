@@ -290,6 +290,24 @@ def test_secret_for_another_host_is_a_violation_there() -> None:
     assert info.value.action.kind is ViolationKind.BLOCK_AND_LOG  # the config default
 
 
+@pytest.mark.parametrize("method", ["TRACE", "TRACK", "trace"])
+def test_no_secret_goes_into_a_trace_request(method: str) -> None:
+    """RFC 9110 §9.3.8: a TRACE response echoes the request, so a client must not
+    put credentials in one. A guest would read the real value in the echo and
+    could then send it anywhere, placeholder or not."""
+    head = (
+        f"{method} /?k=$MSB_KEY HTTP/1.1\r\nHost: {HOST}\r\n"
+        "Authorization: Bearer $MSB_TOKEN\r\n\r\n"
+    ).encode()
+    assert rewriter().receive(head) == head
+    with pytest.raises(SecretViolationError):  # forbidden ones are still violations
+        rewriter().receive(head.replace(b"$MSB_TOKEN", b"$MSB_OTHER"))
+    # §9.3.8: no content in a TRACE request (trailers would carry secrets too).
+    chunked = head.replace(b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    with pytest.raises(HttpRefusedError):
+        rewriter().receive(chunked + b"0\r\nX-T: $MSB_TOKEN\r\n\r\n")
+
+
 def test_no_dns_identity_means_no_substitution() -> None:
     """require_tls_identity: the SNI alone is not enough; the dialled IP must be pinned."""
     r = rewriter(identity=False)

@@ -220,6 +220,16 @@ def test_a_secret_that_is_no_field_value_is_not_put_in_a_header() -> None:
         assert info.value.reason == "unsafe-secret-value"
 
 
+def test_no_secret_goes_into_a_trace_request() -> None:
+    """RFC 9110 §9.3.8: the response echoes the request; see the HTTP/1 test."""
+    fields = [(b":method", b"TRACE"), *BASE[1:3], (b":path", b"/?k=$MSB_KEY")]
+    fields.append((b"authorization", b"Bearer $MSB_TOKEN"))
+    out = rewrite(raw_request(fields, []))
+    assert hpack.Decoder().decode(out[len(PREFACE) + 18 :], raw=True) == fields
+    with pytest.raises(HttpRefusedError):  # content, here trailers, in a TRACE request
+        rewrite(raw_request(fields, [(b"x-t", b"$MSB_TOKEN")]))
+
+
 def test_not_a_preface_is_refused() -> None:
     with pytest.raises(HttpRefusedError):
         rewrite(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -34,6 +34,7 @@ from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
 from trionet.tls.clienthello import canonical_sni
 
 __all__ = [
+    "ECHOING_METHODS",
     "MAX_BODY",
     "MAX_HEAD",
     "H1RequestRewriter",
@@ -50,6 +51,8 @@ MAX_HELD_CHUNK = 65536
 _WEBSOCKET_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
 _NO_FIELD_VALUE = re.compile(rb"[\0\r\n]")
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+#: Methods whose response echoes the request (TRACK: IIS's TRACE), upper-cased.
+ECHOING_METHODS = frozenset((b"TRACE", b"TRACK"))
 
 
 class HttpRefusedError(Exception):
@@ -118,6 +121,8 @@ class H1RequestRewriter:
         self, plan: SubstitutionPlan, authority: str | None, *, max_body: int = MAX_BODY
     ) -> None:
         self._plan = plan
+        #: the plan of the request in progress (no substitution in an echoed one)
+        self._request_plan = plan
         self._authority = authority
         self._max_body = max_body
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -273,11 +278,22 @@ class H1RequestRewriter:
         if request.http_version < b"1.1":
             raise HttpRefusedError("malformed-http", "Transfer-Encoding in an HTTP/1.0 request")
 
+    def _plan_for(self, request: h11.Request) -> SubstitutionPlan:
+        """No secret in a request whose response echoes it (RFC 9110 §9.3.8: a client
+        must not send credentials in TRACE): the guest would read the real value
+        there and could send it anywhere. Such a request has no content either."""
+        if request.method.upper() not in ECHOING_METHODS:
+            return self._plan
+        for name, value in request.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and int(value)):
+                raise HttpRefusedError("malformed-http", "content in a TRACE request")
+        return self._plan.without_substitutions()
+
     def _on_request(self, request: h11.Request, out: bytearray) -> None:
         self._check_framing(request)
         self._check_authority(request)
         self.requests += 1
-        plan = self._plan
+        plan = self._request_plan = self._plan_for(request)
         self._scanner.reset()
         plan.check(request.method, "request line")  # a token, like "$MSB_X"
         target = plan.target(request.target)
@@ -318,7 +334,7 @@ class H1RequestRewriter:
             out += event.data
 
     def _on_end(self, event: h11.EndOfMessage, out: bytearray) -> None:
-        plan = self._plan
+        plan = self._request_plan
         trailers = [
             (name, field_value(plan, name, value)) for name, value in event.headers.raw_items()
         ]

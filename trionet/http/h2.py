@@ -24,7 +24,7 @@ import struct
 import hpack
 from hpack import NeverIndexedHeaderTuple
 
-from trionet.http.h1 import HttpRefusedError, field_value, host_part
+from trionet.http.h1 import ECHOING_METHODS, HttpRefusedError, field_value, host_part
 from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
 
 __all__ = ["PREFACE", "H2RequestRewriter"]
@@ -170,7 +170,7 @@ class H2RequestRewriter:
             raise HttpRefusedError("malformed-http", "HEADERS on a closed or reused stream")
         elif not flags & END_STREAM:
             raise HttpRefusedError("malformed-http", "trailers without END_STREAM")
-        rewritten = self._rewrite(fields, initial)
+        rewritten = self._rewrite(fields, initial, bool(flags & END_STREAM))
         if initial and not flags & END_STREAM:
             self._streams[stream] = ViolationScanner(self._plan)
         elif not initial and flags & END_STREAM:
@@ -199,10 +199,17 @@ class H2RequestRewriter:
             out += body
 
     def _rewrite(
-        self, fields: list[tuple[bytes, bytes]], initial: bool
+        self, fields: list[tuple[bytes, bytes]], initial: bool, ends: bool
     ) -> list[tuple[bytes, bytes]]:
         _check_fields(fields, initial)
         plan = self._plan
+        method = next((value for name, value in fields if name == b":method"), b"")
+        if method.upper() in ECHOING_METHODS:
+            # As in HTTP/1 (H1RequestRewriter._plan_for); without END_STREAM
+            # trailers could carry secrets into the echo.
+            if not ends:
+                raise HttpRefusedError("malformed-http", "content in a TRACE request")
+            plan = plan.without_substitutions()
         expected = self._authority
         authorities = [v for n, v in fields if n == b":authority"]
         if expected is not None:
