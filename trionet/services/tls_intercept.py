@@ -299,13 +299,16 @@ class TlsInterceptor:
         )
         await _guest_handshake(guest_tls)
         self._record(conn, "allow", None, decision)
+        # In a tunnel the proxy resolved the name, and the SNI was held to the
+        # CONNECT target instead of the pin set (§11.2). But the guest picks
+        # the proxy: only the upstream certificate binds the server to the
+        # name there, so without its verification there is no identity.
+        verified = upstream_ctx.verify_mode == ssl.CERT_REQUIRED and upstream_ctx.check_hostname
         plan = build_plan(
             self._secrets.snapshot(),
             sni,
             tls_intercepted=True,
-            # In a tunnel the proxy resolved the name, and the SNI was held
-            # to the CONNECT target instead (§11.2).
-            identity=(lambda _p: True)
+            identity=(lambda _p: verified)
             if tunnelled
             else (lambda pattern: self._bound(conn.flow, pattern)),
         )
