@@ -244,6 +244,22 @@ def test_a_probe_answered_with_dsack_keeps_cwnd() -> None:
     assert s.conn.cwnd >= cwnd
 
 
+def test_a_first_block_inside_the_second_is_a_dsack() -> None:
+    # RFC 2883 section 4: the first block reports a duplicate when the ACK
+    # covers it, or when the second block contains it (a duplicate above a
+    # hole). Here the first segment is missing and the fourth came twice.
+    s = _with_rtt(0.1)
+    first = _four_segments(s, 1.0)
+    s.now = 1.1
+    blocks = ((first + 3 * MSS, first + 4 * MSS), (first + MSS, first + 4 * MSS))
+    s.feed(F.ACK, ack=first, options=TcpOptions(sack_blocks=blocks))
+    assert s.conn.stats["dsack_block"] == 1
+    # A D-SACK is only ever the first block: the same pair the other way
+    # round is two plain SACK blocks.
+    s.feed(F.ACK, ack=first, options=TcpOptions(sack_blocks=(blocks[1], blocks[0])))
+    assert s.conn.stats["dsack_block"] == 1
+
+
 @pytest.mark.parametrize(("cc", "low", "high"), [("reno", 7, 10), ("cubic", 10, 13)])
 def test_prr_paces_recovery_by_what_is_delivered(cc: str, low: int, high: int) -> None:
     # 20 segments in flight, two lost. While the pipe stays above ssthresh

@@ -1268,20 +1268,27 @@ class TcpConnection:
     def _update_scoreboard(
         self, blocks: tuple[tuple[int, int], ...], ack: int, now: float
     ) -> bool:
-        """Record SACK blocks; True if one was a D-SACK (RFC 2883: below the segment's ACK)."""
+        """Record SACK blocks; True if the first was a D-SACK.
+
+        RFC 2883 section 4: only the first block can report a duplicate, and
+        it does when the segment's ACK covers it or when the second block
+        contains it (a duplicate above a hole). A resend was then spurious,
+        which RACK answers with a wider reordering window.
+        """
         una = self._snd_una
         high = self._snd_max
         rec = self._rec
         dsack = False
-        for left_w, right_w in blocks:
+        for i, (left_w, right_w) in enumerate(blocks):
             left = unwrap(left_w, una)
             right = unwrap(right_w, una)
-            if right <= ack:
-                # A D-SACK for data already acknowledged: a resend was
-                # spurious, which RACK answers with a wider reordering window.
+            if i == 0 and (right <= ack or _inside_second(left, right, blocks, una)):
                 self._count("dsack_block")
                 dsack = True
                 rec.dsack(una, high)
+                continue
+            if right <= ack:
+                self._count("sack_block_invalid")  # RFC 2018: never below the ACK
                 continue
             left = max(left, una)
             if right > high or right <= left:
@@ -2053,3 +2060,11 @@ class TcpConnection:
             f"<TcpConnection {self.local_port}->{self.remote_port} {self._state.value}"
             f" una={self._snd_una} nxt={self._snd_nxt} rcv_nxt={self._rcv_nxt}>"
         )
+
+
+def _inside_second(left: int, right: int, blocks: tuple[tuple[int, int], ...], una: int) -> bool:
+    """Does the second SACK block contain ``left..right`` (RFC 2883's second D-SACK form)?"""
+    if len(blocks) < 2 or right <= left:
+        return False
+    outer_left, outer_right = blocks[1]
+    return unwrap(outer_left, una) <= left and right <= unwrap(outer_right, una)

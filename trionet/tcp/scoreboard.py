@@ -26,11 +26,6 @@ class Scoreboard:
     def __bool__(self) -> bool:
         return bool(self.ranges)
 
-    @property
-    def high(self) -> int | None:
-        """The highest SACKed sequence number (exclusive), if any."""
-        return self.ranges[-1][1] if self.ranges else None
-
     def clear(self) -> None:
         self.ranges = []
         self.sacked = 0
@@ -73,19 +68,6 @@ class Scoreboard:
             if b > a:
                 total -= b - a
         return total
-
-    def next_hole(self, start: int, limit: int) -> tuple[int, int] | None:
-        """The first un-SACKed range at or after ``start`` and below ``limit``."""
-        p = start
-        for s, e in self.ranges:
-            if e <= p:
-                continue
-            if s > p:
-                return (p, min(s, limit)) if p < limit else None
-            p = e
-            if p >= limit:
-                return None
-        return (p, limit) if p < limit else None
 
     def skip(self, nxt: int, stop: int) -> tuple[int, int]:
         """Move ``nxt`` past SACKed data; also return where the next SACKed range starts."""
