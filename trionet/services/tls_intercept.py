@@ -193,20 +193,27 @@ class TlsInterceptor:
         *,
         seed: bytes = b"",
         connect_host: str | None = None,
+        connect_port: int = 0,
     ) -> object:
-        """Peek, decide, then bypass or intercept. ``connect_host``: inside a CONNECT tunnel."""
+        """Peek, decide, then bypass or intercept. ``connect_host``/``connect_port``:
+        inside a CONNECT tunnel to them."""
         buffered, hello = await self._peek(guest, seed)
         sni = conn.sni = hello.sni
         if sni is None:
             raise _RefusedError("no-sni")
         flow = conn.flow
-        if connect_host is not None:
+        target_ip = None if connect_host is None else ip_or_none(connect_host)
+        if target_ip is not None:
+            # A tunnel to an IP literal names no host to hold the hello to
+            # (§4.4 step 2), so the SNI meets the policy on that address, as
+            # on a direct connection (§4.4 step 6, §8.5 step 3): a domain
+            # deny rule is not dodged by a CONNECT to the address.
+            decision = self._evaluator.egress(target_ip, connect_port, "tcp", self._now(), sni=sni)
+            if not decision.allowed:
+                raise _RefusedError("sni-policy", decision)
+        elif connect_host is not None:
             # The tunnel's target was checked by the policy already; the
-            # hello must name that target (§4.4, §8.5 step 2: no SNI swap
-            # inside a tunnel), an IP literal too: the DNS-pin identity is
-            # skipped in tunnels on the strength of this check alone, so a
-            # CONNECT to an address of the guest's choice with any SNI would
-            # otherwise earn that name's secrets.
+            # hello must name that target (§4.4: no SNI swap inside a tunnel).
             if sni != connect_host:
                 raise _RefusedError("connect-sni-mismatch")
             decision = Decision(PolicyVerdict.ALLOW, None, "connect")
@@ -427,7 +434,7 @@ class TlsInterceptor:
         if not ok or extra:
             raise _RefusedError("connect-refused" if not ok else "connect-malformed")
         await guest.send_all(response)
-        return await self._tls(conn, guest, host, seed=seed, connect_host=name)
+        return await self._tls(conn, guest, host, seed=seed, connect_host=name, connect_port=port)
 
     async def _plain_http(
         self, conn: _Conn, guest: GuestTcpStream, host: trio.SocketStream, first: bytes
