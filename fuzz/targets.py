@@ -309,7 +309,7 @@ def fuzz_http2(data: bytes) -> None:
     whole = _h2_outcome(data, len(data))
     assert whole == _h2_outcome(data, segment)
     if whole[0] == "ok":
-        assert b"real-other" not in whole[1]
+        assert _leaks_other(data, whole[1]) is False
 
 
 def fuzz_http1(data: bytes) -> None:
@@ -319,7 +319,12 @@ def fuzz_http1(data: bytes) -> None:
     cut = _h1_outcome(data, segment)
     assert whole == cut, (whole, cut)
     if whole[0] == "ok":
-        assert b"real-other" not in whole[1]
+        assert _leaks_other(data, whole[1]) is False
+
+
+def _leaks_other(data: bytes, out: bytes) -> bool:
+    """Whether the rewriter put OTHER's value in (the input may hold those bytes itself)."""
+    return out.count(b"real-other") > data.count(b"real-other")
 
 
 TARGETS: dict[str, tuple[Target, str]] = {

@@ -85,16 +85,16 @@ def test_websocket_upgrade_substitutes_then_passes_frames() -> None:
     request = (
         f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        "Authorization: Bearer $MSB_KEY\r\n\r\n\x81\x05hello"
-    ).encode()
+        "Authorization: Bearer $MSB_KEY\r\n\r\n"
+    ).encode() + b"\x81\x85\0\0\0\0hello"
     r = rewriter()
     out = r.receive(request)
     assert b"Authorization: Bearer REAL-key-1" in out
-    assert out.endswith(b"\x81\x05hello")
+    assert out.endswith(b"\x81\x85\0\0\0\0hello")
     assert r.upgraded
-    assert r.receive(b"\x81\x02hi") == b"\x81\x02hi"
-    with pytest.raises(SecretViolationError):
-        r.receive(b"\x81\x0a$MSB_OTHER")
+    assert r.receive(b"\x81\x82\0\0\0\0hi") == b"\x81\x82\0\0\0\0hi"
+    with pytest.raises(SecretViolationError):  # a zero mask keeps the text as it is
+        r.receive(b"\x81\x8a\0\0\0\0$MSB_OTHER")
 
 
 @pytest.mark.parametrize(
@@ -106,6 +106,11 @@ def test_websocket_upgrade_substitutes_then_passes_frames() -> None:
         f"GET http://evil.example/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
         f"GET http://x@{HOST}/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
         f"CONNECT evil.example:443 HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+        # Brackets hold an IPv6 literal and only a port may follow (RFC 3986 §3.2.2):
+        # a server may take what follows them for the host.
+        f"GET / HTTP/1.1\r\nHost: [{HOST}]evil.example\r\n\r\n",
+        f"GET / HTTP/1.1\r\nHost: [{HOST}]\r\n\r\n",
+        f"GET https://[{HOST}]evil.example/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
     ],
 )
 def test_authority_must_equal_the_sni(head: str) -> None:
@@ -123,13 +128,34 @@ def test_http_after_an_upgrade_request_is_refused() -> None:
         f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
-    fronted = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
-    for pieces in ([upgrade + fronted], [upgrade, fronted]):
-        r = rewriter()
-        with pytest.raises(HttpRefusedError) as info:
-            for piece in pieces:
-                r.receive(piece)
-        assert info.value.reason == "upgrade-not-taken"
+    # Servers skip empty lines before a request line (RFC 9112 §2.2), and many take
+    # any token as a method: not only capitals start a request.
+    for start in (b"GET", b"\r\nGET", b"\nGET", b"1X", b"get", b"_GET", b"PRI"):
+        fronted = start + b" / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+        for pieces in (
+            [upgrade + fronted],
+            [upgrade, fronted],
+            [upgrade, *(fronted[i : i + 1] for i in range(len(fronted)))],
+        ):
+            r = rewriter()
+            with pytest.raises(HttpRefusedError) as info:
+                for piece in pieces:
+                    r.receive(piece)
+            assert info.value.reason == "upgrade-not-taken", (start, len(pieces))
+
+
+def test_websocket_frames_after_an_upgrade_pass_even_byte_by_byte() -> None:
+    upgrade = (
+        f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    frame = b"\x81\x85\x01\x02\x03\x04" + bytes(
+        c ^ m for c, m in zip(b"hello", b"\x01\x02\x03\x04\x01", strict=True)
+    )
+    r = rewriter()
+    out = r.receive(upgrade)
+    out += b"".join(r.receive(frame[i : i + 1]) for i in range(len(frame)))
+    assert out == upgrade + frame
 
 
 def test_second_pipelined_request_is_checked_too() -> None:
@@ -149,6 +175,63 @@ def test_malformed_http_is_refused() -> None:
             f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 1\r\n"
             "Transfer-Encoding: chunked\r\n\r\n".encode()
         )
+
+
+#: Requests a server may frame otherwise than h11 does (RFC 9112 §6.1, §6.3).
+SMUGGLED = f"GET /x HTTP/1.1\r\nHost: {HOST}\r\nX-Token: $MSB_TOKEN\r\n\r\n"
+AMBIGUOUS = {
+    # CL.TE: a server that frames by Content-Length reads the 4 bytes "3b\r\n" as
+    # the body and the chunk data as a request of its own, to another virtual host,
+    # whose body then swallows the next request and its substituted secret.
+    "content-length and transfer-encoding": (
+        f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n3b\r\n"
+        "GET / HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 100\r\n\r\n"
+        "\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "transfer-encoding then content-length": (
+        f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Length: 100\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    # §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    "transfer-encoding in HTTP/1.0": (
+        f"POST / HTTP/1.0\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    # §11.4: the version must be HTTP/1.x.
+    "an HTTP/2.0 request line": f"GET / HTTP/2.0\r\nHost: {HOST}\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize(
+    "target", ["evil.example:443", "http:evil.example", "http:\\\\evil.example\\x", "urn:x"]
+)
+def test_a_request_target_of_none_of_the_four_forms_is_refused(target: str) -> None:
+    """RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT) or "*".
+    A server may take another form for an absolute URI naming another host."""
+    with pytest.raises(HttpRefusedError) as info:
+        rewriter().receive(f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    assert info.value.reason == "malformed-http"
+
+
+def test_the_four_target_forms_pass() -> None:
+    for line in (
+        "GET //x/y?q HTTP/1.1",
+        "OPTIONS * HTTP/1.1",
+        f"GET HTTPS://{HOST}:443/p HTTP/1.1",
+        f"CONNECT {HOST}:443 HTTP/1.1",
+    ):
+        head = f"{line}\r\nHost: {HOST}\r\n\r\n".encode()
+        assert rewriter().receive(head) == head
+
+
+@pytest.mark.parametrize("name", AMBIGUOUS)
+def test_ambiguous_framing_is_refused_and_nothing_is_forwarded(name: str) -> None:
+    """Each read is refused as a whole before anything of it goes out, so a server
+    never sees a request that trionet framed differently."""
+    r = rewriter()
+    with pytest.raises(HttpRefusedError) as info:
+        r.receive(AMBIGUOUS[name].encode())
+    assert info.value.reason == "malformed-http"
 
 
 def test_forbidden_placeholder_in_any_form_is_a_violation() -> None:
@@ -171,6 +254,24 @@ def test_forbidden_placeholder_in_any_form_is_a_violation() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        # A method and a field name are tokens, and "$" and "_" are token characters.
+        f"$MSB_OTHER / HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+        f"GET / HTTP/1.1\r\nHost: {HOST}\r\n$MSB_OTHER: x\r\n\r\n",
+        f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n$MSB_OTHER: x\r\n\r\n",
+    ],
+)
+def test_forbidden_placeholder_as_a_method_or_field_name_is_a_violation(
+    request_text: str,
+) -> None:
+    with pytest.raises(SecretViolationError) as info:
+        rewriter().receive(request_text.encode())
+    assert info.value.secret == "OTHER"
+
+
 def test_placeholder_split_over_reads_is_still_seen() -> None:
     body = "xxxxxxxx$MSB_OTHERyyyy"
     request = f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(body)}\r\n\r\n{body}"
@@ -189,11 +290,54 @@ def test_secret_for_another_host_is_a_violation_there() -> None:
     assert info.value.action.kind is ViolationKind.BLOCK_AND_LOG  # the config default
 
 
+@pytest.mark.parametrize("method", ["TRACE", "TRACK", "trace"])
+def test_no_secret_goes_into_a_trace_request(method: str) -> None:
+    """RFC 9110 §9.3.8: a TRACE response echoes the request, so a client must not
+    put credentials in one. A guest would read the real value in the echo and
+    could then send it anywhere, placeholder or not."""
+    head = (
+        f"{method} /?k=$MSB_KEY HTTP/1.1\r\nHost: {HOST}\r\n"
+        "Authorization: Bearer $MSB_TOKEN\r\n\r\n"
+    ).encode()
+    assert rewriter().receive(head) == head
+    with pytest.raises(SecretViolationError):  # forbidden ones are still violations
+        rewriter().receive(head.replace(b"$MSB_TOKEN", b"$MSB_OTHER"))
+    # §9.3.8: no content in a TRACE request (trailers would carry secrets too).
+    chunked = head.replace(b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    with pytest.raises(HttpRefusedError):
+        rewriter().receive(chunked + b"0\r\nX-T: $MSB_TOKEN\r\n\r\n")
+
+
 def test_no_dns_identity_means_no_substitution() -> None:
     """require_tls_identity: the SNI alone is not enough; the dialled IP must be pinned."""
     r = rewriter(identity=False)
     with pytest.raises(SecretViolationError):
         r.receive(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Key: $MSB_KEY\r\n\r\n".encode())
+
+
+#: A secret whose value is no field value (a multi-line key or JSON file, a value
+#: with a stray newline): in a header its line breaks would end the header line, or
+#: with a blank line the head, and the guest's next lines would become the body.
+MULTILINE = SecretsConfig.from_dict(
+    {
+        "secrets": [
+            {"env_var": "ML", "value": "line-1\r\n\r\nGET /", "allowed_hosts": [HOST]},
+            {"env_var": "NUL", "value": "a\0b", "allowed_hosts": [HOST]},
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize("header", ["X-K: $MSB_ML", "X-K: $MSB_NUL"])
+def test_a_secret_that_is_no_field_value_is_not_put_in_a_header(header: str) -> None:
+    plan = build_plan(MULTILINE, HOST, tls_intercepted=True, identity=lambda _p: True)
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n{header}\r\n\r\n".encode()
+    with pytest.raises(HttpRefusedError) as info:
+        H1RequestRewriter(plan, HOST).receive(request)
+    assert info.value.reason == "unsafe-secret-value"
+    trailer = f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with pytest.raises(HttpRefusedError):
+        H1RequestRewriter(plan, HOST).receive(f"{trailer}0\r\n{header}\r\n\r\n".encode())
 
 
 # -- property: with random cuts, the server gets the request with only placeholders replaced

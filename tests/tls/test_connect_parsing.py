@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trionet.http.connect import host_header, may_be_connect, parse_connect
+from trionet.http.connect import check_connect_metadata, host_header, may_be_connect, parse_connect
+from trionet.secrets.config import SecretsConfig
+from trionet.secrets.plan import SecretViolationError, metadata_plan
 
 
 @pytest.mark.parametrize(
@@ -45,3 +49,22 @@ def test_parsers_take_any_bytes(data: bytes) -> None:
     parse_connect(data)
     may_be_connect(data)
     host_header(data)
+
+
+def test_a_placeholder_anywhere_in_a_connect_request_is_a_violation() -> None:
+    """Untrusted metadata (§11.2): raw, percent-encoded, or inside Basic credentials
+    (curl --proxy-user u:$MSB_KEY), as the request scan of §11.4."""
+    config = SecretsConfig.from_dict(
+        {"secrets": [{"env_var": "KEY", "value": "REAL", "allowed_hosts": ["a.example"]}]}
+    )
+    plan = metadata_plan(config, "a.example")
+    basic = base64.b64encode(b"u:$MSB_KEY").decode()
+    head = "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n"
+    check_connect_metadata(plan, (head + "\r\n").encode())
+    for line in (
+        "X: %24MSB_KEY",
+        f"Proxy-Authorization: Basic {basic}",
+        f"authorization:basic {basic}",
+    ):
+        with pytest.raises(SecretViolationError):
+            check_connect_metadata(plan, f"{head}{line}\r\n\r\n".encode())

@@ -10,9 +10,11 @@ import ipaddress
 import re
 
 from trionet.http.h1 import HttpRefusedError, host_part
+from trionet.secrets.plan import SubstitutionPlan, basic_credentials
 from trionet.tls.clienthello import canonical_sni
 
 __all__ = [
+    "check_connect_metadata",
     "host_header",
     "ip_or_none",
     "is_2xx",
@@ -70,6 +72,19 @@ def parse_connect(block: bytes) -> tuple[str, int] | None:
         return None
     host = canonical_sni(host.strip())
     return (host, int(port)) if host else None
+
+
+def check_connect_metadata(plan: SubstitutionPlan, block: bytes) -> None:
+    """A CONNECT request's head is untrusted metadata (§11.2): nothing is substituted,
+    and a placeholder in it is a violation, as the request scan of §11.4 sees it:
+    raw, encoded, or inside ``Basic`` credentials (``curl --proxy-user``)."""
+    plan.check(block, "connect request")
+    for line in block.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() in (b"authorization", b"proxy-authorization"):
+            credentials = basic_credentials(value)
+            if credentials is not None:
+                plan.check(credentials, "authorization_basic")
 
 
 def host_header(head: bytes) -> str | None:

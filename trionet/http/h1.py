@@ -24,6 +24,8 @@ sent after it (the server refused to switch) is refused.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Sequence
 
 import h11
@@ -31,12 +33,26 @@ import h11
 from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
 from trionet.tls.clienthello import canonical_sni
 
-__all__ = ["MAX_BODY", "MAX_HEAD", "H1RequestRewriter", "HttpRefusedError", "host_part"]
+__all__ = [
+    "ECHOING_METHODS",
+    "MAX_BODY",
+    "MAX_HEAD",
+    "H1RequestRewriter",
+    "HttpRefusedError",
+    "field_value",
+    "host_part",
+]
 
 MAX_HEAD = 65536
 MAX_BODY = 16 * 1024 * 1024
 #: A chunk bigger than this is forwarded in pieces instead of held whole.
 MAX_HELD_CHUNK = 65536
+#: RFC 6455 §5.2: continuation, text, binary, close, ping, pong.
+_WEBSOCKET_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
+_NO_FIELD_VALUE = re.compile(rb"[\0\r\n]")
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+#: Methods whose response echoes the request (TRACK: IIS's TRACE), upper-cased.
+ECHOING_METHODS = frozenset((b"TRACE", b"TRACK"))
 
 
 class HttpRefusedError(Exception):
@@ -54,15 +70,48 @@ def host_part(authority: bytes) -> str:
     except UnicodeDecodeError:
         raise HttpRefusedError("host-mismatch", "the Host header is not ASCII") from None
     if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise HttpRefusedError("host-mismatch", "unterminated IPv6 literal in the Host header")
-        host = text[1:end]
+        # RFC 3986 §3.2.2: an IPv6 literal, then at most a port; a server may
+        # take a name in brackets, or what follows them, for the host.
+        host, sep, rest = text[1:].partition("]")
+        if (
+            not sep
+            or not _is_ipv6(host)
+            or (rest and not (rest[:1] == ":" and rest[1:].isdigit()))
+        ):
+            raise HttpRefusedError("host-mismatch", "not an IPv6 literal in brackets")
     else:
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit():
             host = text
     return canonical_sni(host)
+
+
+def field_value(plan: SubstitutionPlan, name: bytes, value: bytes) -> bytes:
+    """``plan.header_value``, refused when a secret put in has CR, LF or NUL.
+
+    The name is scanned for forbidden placeholders too: it is a token, and
+    ``$`` and ``_`` are token characters.
+
+    A multi-line key, a JSON file or a value with a stray newline is no field
+    value (RFC 9110 §5.5): in an HTTP/1 header its line breaks would end the
+    line, or with a blank line the head, and the guest's next lines would
+    frame as the body or a request of their own; an HTTP/2 server refuses it.
+    """
+    plan.check(name, "header")
+    out = plan.header_value(name, value)
+    if _NO_FIELD_VALUE.search(out) is not None:
+        raise HttpRefusedError(
+            "unsafe-secret-value", "a secret's value has CR, LF or NUL: not put in a header"
+        )
+    return out
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class H1RequestRewriter:
@@ -72,12 +121,15 @@ class H1RequestRewriter:
         self, plan: SubstitutionPlan, authority: str | None, *, max_body: int = MAX_BODY
     ) -> None:
         self._plan = plan
+        #: the plan of the request in progress (no substitution in an echoed one)
+        self._request_plan = plan
         self._authority = authority
         self._max_body = max_body
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self._scanner = ViolationScanner(plan)
         self.upgraded = False
-        self._raw_started = False
+        #: the first bytes after an upgrade request, until they show a WebSocket frame
+        self._raw_start: bytes | None = b""
         self.requests = 0
         self._chunked = False
         self._chunk = bytearray()
@@ -88,9 +140,7 @@ class H1RequestRewriter:
     def receive(self, data: bytes | bytearray | memoryview) -> bytes:
         """Guest bytes in; bytes for the server out. Raises on a refusal or violation."""
         if self.upgraded:
-            self._check_raw_start(data)
-            self._scanner.feed(data, "upgraded stream")
-            return bytes(data)
+            return self._raw(data)
         if not data:
             return b""
         self._conn.receive_data(bytes(data))
@@ -136,30 +186,51 @@ class H1RequestRewriter:
         rest, _closed = self._conn.trailing_data
         self._scanner.reset()
         if rest:
-            self._check_raw_start(rest)
-            self._scanner.feed(rest, "upgraded stream")
-            out += rest
+            out += self._raw(rest)
 
-    def _check_raw_start(self, data: bytes | bytearray | memoryview) -> None:
-        """After an upgrade request, the guest's next bytes must not be HTTP again.
+    def _raw(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The stream after an upgrade request: opaque once it starts as a WebSocket.
 
         Whether the server switched is in its response, which this direction
-        does not see; but a WebSocket frame (the upgrade clients make) never
-        starts with an ASCII capital, and an HTTP request always does. A
-        request after a refused upgrade would otherwise pass unchecked, with
-        any Host (domain fronting on an allowed connection).
+        does not see. The guest's first bytes must therefore be a WebSocket
+        client frame, which is masked (RFC 6455 §5.1): its second byte has
+        the high bit set, which no HTTP request's has (a token character,
+        space, CR or LF). A request after a refused upgrade would otherwise
+        pass unchecked and unsubstituted, with any Host (domain fronting on
+        an allowed connection): servers skip empty lines before a request
+        (RFC 9112 §2.2) and many take any token as a method, so the first
+        byte alone cannot tell. Other upgrades (h2c, a CONNECT tunnel) are
+        refused the same way: what they carry is not inspected.
         """
-        if self._raw_started or not data:
-            return
-        self._raw_started = True
-        if 0x41 <= memoryview(data)[0] <= 0x5A:
-            raise HttpRefusedError(
-                "upgrade-not-taken", "HTTP/1 after an upgrade request: the server did not switch"
-            )
+        if self._raw_start is not None:
+            start = self._raw_start + bytes(data)
+            if len(start) < 2:
+                self._raw_start = start
+                return b""
+            self._raw_start = None
+            if not start[1] & 0x80 or start[0] & 0x0F not in _WEBSOCKET_OPCODES:
+                raise HttpRefusedError(
+                    "upgrade-not-taken",
+                    "not a WebSocket frame after an upgrade request: the server did not switch",
+                )
+            data = start
+        self._scanner.feed(data, "upgraded stream")
+        return bytes(data)
 
     # -- requests ----------------------------------------------------------------
 
     def _check_authority(self, request: h11.Request) -> None:
+        target = request.target
+        # RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT)
+        # or "*". Anything else a server may read as an absolute URI after
+        # its own fashion ("http:\\evil.example"), and route by it.
+        if not (
+            target.startswith(b"/")
+            or target == b"*"
+            or request.method == b"CONNECT"
+            or _ABSOLUTE_FORM.match(target) is not None
+        ):
+            raise HttpRefusedError("malformed-http", "a request target of none of the four forms")
         expected = self._authority
         if expected is None:
             return
@@ -173,7 +244,6 @@ class H1RequestRewriter:
             raise HttpRefusedError(
                 "host-mismatch", f"Host {host!r} does not match the TLS server name {expected!r}"
             )
-        target = request.target
         authority: bytes | None = None
         if request.method == b"CONNECT":
             authority = target
@@ -186,14 +256,49 @@ class H1RequestRewriter:
                 "host-mismatch", "the request target names another host than the TLS server name"
             )
 
+    @staticmethod
+    def _check_framing(request: h11.Request) -> None:
+        """Refuse what a server may frame otherwise than h11 did (RFC 9112 §6.1, §6.3).
+
+        h11 lets Transfer-Encoding win over Content-Length, and frames
+        chunked HTTP/1.0 bodies; the request is emitted again with both
+        headers as received, so a server that reads it by Content-Length,
+        or ignores chunking in HTTP/1.0, sees other message boundaries:
+        bytes trionet took for a body become a request of their own (to any
+        Host), and the next request, with its substituted secrets, its body.
+        """
+        if not request.http_version.startswith(b"1."):
+            raise HttpRefusedError("malformed-http", "not an HTTP/1.x request line")
+        if not any(name == b"transfer-encoding" for name, _ in request.headers):
+            return
+        if any(name == b"content-length" for name, _ in request.headers):
+            raise HttpRefusedError(
+                "malformed-http", "Transfer-Encoding together with Content-Length"
+            )
+        if request.http_version < b"1.1":
+            raise HttpRefusedError("malformed-http", "Transfer-Encoding in an HTTP/1.0 request")
+
+    def _plan_for(self, request: h11.Request) -> SubstitutionPlan:
+        """No secret in a request whose response echoes it (RFC 9110 §9.3.8: a client
+        must not send credentials in TRACE): the guest would read the real value
+        there and could send it anywhere. Such a request has no content either."""
+        if request.method.upper() not in ECHOING_METHODS:
+            return self._plan
+        for name, value in request.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and int(value)):
+                raise HttpRefusedError("malformed-http", "content in a TRACE request")
+        return self._plan.without_substitutions()
+
     def _on_request(self, request: h11.Request, out: bytearray) -> None:
+        self._check_framing(request)
         self._check_authority(request)
         self.requests += 1
-        plan = self._plan
+        plan = self._request_plan = self._plan_for(request)
         self._scanner.reset()
+        plan.check(request.method, "request line")  # a token, like "$MSB_X"
         target = plan.target(request.target)
         headers = [
-            (raw_name, plan.header_value(raw_name, value))
+            (raw_name, field_value(plan, raw_name, value))
             for raw_name, value in request.headers.raw_items()
         ]
         self._chunked = any(name == b"transfer-encoding" for name, _ in request.headers)
@@ -229,9 +334,9 @@ class H1RequestRewriter:
             out += event.data
 
     def _on_end(self, event: h11.EndOfMessage, out: bytearray) -> None:
-        plan = self._plan
+        plan = self._request_plan
         trailers = [
-            (name, plan.header_value(name, value)) for name, value in event.headers.raw_items()
+            (name, field_value(plan, name, value)) for name, value in event.headers.raw_items()
         ]
         if self._held is not None:
             line, headers = self._held

@@ -18,12 +18,13 @@ substitution) are refused.
 
 from __future__ import annotations
 
+import re
 import struct
 
 import hpack
 from hpack import NeverIndexedHeaderTuple
 
-from trionet.http.h1 import HttpRefusedError, host_part
+from trionet.http.h1 import ECHOING_METHODS, HttpRefusedError, field_value, host_part
 from trionet.secrets.plan import SubstitutionPlan, ViolationScanner
 
 __all__ = ["PREFACE", "H2RequestRewriter"]
@@ -36,6 +37,15 @@ MAX_FRAME_OUT = 16384
 _HEADER = struct.Struct("!I B I")  # length(24)+type packed in the first word
 
 DATA, HEADERS, PUSH_PROMISE, CONTINUATION = 0x0, 0x1, 0x5, 0x9
+#: RFC 9113 §8.3.1, and RFC 8441's :protocol (extended CONNECT, WebSockets).
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+#: RFC 9113 §8.2.2
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+#: RFC 9110 §5.1 token, lower-case only (RFC 9113 §8.2.1)
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_BAD_VALUE = re.compile(rb"[\0\r\n]|\A[ \t]|[ \t]\Z")
 END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
 
 
@@ -160,7 +170,7 @@ class H2RequestRewriter:
             raise HttpRefusedError("malformed-http", "HEADERS on a closed or reused stream")
         elif not flags & END_STREAM:
             raise HttpRefusedError("malformed-http", "trailers without END_STREAM")
-        rewritten = self._rewrite(fields, initial)
+        rewritten = self._rewrite(fields, initial, bool(flags & END_STREAM))
         if initial and not flags & END_STREAM:
             self._streams[stream] = ViolationScanner(self._plan)
         elif not initial and flags & END_STREAM:
@@ -189,9 +199,17 @@ class H2RequestRewriter:
             out += body
 
     def _rewrite(
-        self, fields: list[tuple[bytes, bytes]], initial: bool
+        self, fields: list[tuple[bytes, bytes]], initial: bool, ends: bool
     ) -> list[tuple[bytes, bytes]]:
+        _check_fields(fields, initial)
         plan = self._plan
+        method = next((value for name, value in fields if name == b":method"), b"")
+        if method.upper() in ECHOING_METHODS:
+            # As in HTTP/1 (H1RequestRewriter._plan_for); without END_STREAM
+            # trailers could carry secrets into the echo.
+            if not ends:
+                raise HttpRefusedError("malformed-http", "content in a TRACE request")
+            plan = plan.without_substitutions()
         expected = self._authority
         authorities = [v for n, v in fields if n == b":authority"]
         if expected is not None:
@@ -209,11 +227,46 @@ class H2RequestRewriter:
             if name == b":path":
                 out.append((name, plan.target(value)))
             elif not name.startswith(b":"):
-                out.append((name, plan.header_value(name, value)))
+                out.append((name, field_value(plan, name, value)))
             else:
                 plan.check(value, "header")
                 out.append((name, value))
         return out
+
+
+def _check_fields(fields: list[tuple[bytes, bytes]], initial: bool) -> None:
+    """Refuse a malformed field section (RFC 9113 §8.2, §8.3): it is re-encoded as is.
+
+    The authority check compares ``host`` and ``:authority`` byte for byte,
+    so a ``HOST`` or ``host `` field, a second ``:path``, or a value with CR
+    LF (``x: a\r\nHost: evil``) would reach a server, or an HTTP/1 hop
+    behind it, that may route by them: these are malformed in HTTP/2, and
+    a conforming intermediary does not forward them (§8.1.1).
+    """
+    regular = False
+    seen: set[bytes] = set()
+    for name, value in fields:
+        if _BAD_VALUE.search(value) is not None:
+            raise HttpRefusedError(
+                "malformed-http", "a field value with CR, LF, NUL or edge space"
+            )
+        if name.startswith(b":"):
+            if regular or not initial or name not in _REQUEST_PSEUDO or name in seen:
+                raise HttpRefusedError("malformed-http", f"misplaced pseudo-header {name!r}")
+            seen.add(name)
+            # §8.3.1: an absolute path or "*". An HTTP/1 hop would send any
+            # other value as the request target, and an origin routes by an
+            # absolute URI before Host (RFC 9112 §3.2.2).
+            if name == b":path" and not (value.startswith(b"/") or value == b"*"):
+                raise HttpRefusedError("malformed-http", ":path is not an absolute path")
+            continue
+        regular = True
+        if _FIELD_NAME.fullmatch(name) is None:
+            raise HttpRefusedError("malformed-http", "a field name that is not a lower-case token")
+        if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+            raise HttpRefusedError("malformed-http", f"connection-specific field {name!r}")
+    if initial and b":method" not in seen:
+        raise HttpRefusedError("malformed-http", "a request without :method")
 
 
 def _unpad(payload: memoryview, flags: int) -> memoryview:

@@ -248,7 +248,11 @@ def _entry_from_dict(prefix: str, data: Any) -> SecretEntry:
         raise ConfigError(prefix.rstrip("."), f"{type(data).__name__} is not a table")
     r = ConfigReader(data, prefix)
     env_var = r.take("env_var", str, None)
-    value = r.take("value", str, "")
+    # Taken as any type and checked here: the reader's own message shows the
+    # value, and a number (a PIN, a numeric key) is the secret all the same.
+    value = r.take("value", object, "")
+    if not isinstance(value, str):
+        raise ConfigError(prefix + "value", f"must be a string, not a {type(value).__name__}")
     source = r.take("source", str, None)
     placeholder = r.take("placeholder", str, None)
     hosts = r.take("allowed_hosts", Sequence, None)

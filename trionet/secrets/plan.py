@@ -14,7 +14,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote_to_bytes
 
 from trionet.secrets.config import (
@@ -187,6 +187,11 @@ class SubstitutionPlan:
     @property
     def wants_body(self) -> bool:
         return any(s.injection.body for s in self.substitutions)
+
+    def without_substitutions(self) -> SubstitutionPlan:
+        """For a request whose response echoes it (TRACE, RFC 9110 §9.3.8): nothing is
+        substituted, and forbidden placeholders are still violations."""
+        return replace(self, substitutions=())
 
     def check(self, data: bytes, location: str) -> None:
         """Raise :class:`SecretViolationError` (strictest action) for a forbidden placeholder."""

@@ -49,11 +49,11 @@ from trionet.engine.tcp_relay import SPLICE, FlowHandler
 from trionet.engine.tcp_splice import CHUNK, close_with_reset
 from trionet.engine.termination import TerminationHandle
 from trionet.http.connect import (
+    check_connect_metadata,
     host_header,
     ip_or_none,
     is_2xx,
     is_http_start,
-    is_ip,
     may_be_connect,
     parse_connect,
 )
@@ -193,17 +193,28 @@ class TlsInterceptor:
         *,
         seed: bytes = b"",
         connect_host: str | None = None,
+        connect_port: int = 0,
     ) -> object:
-        """Peek, decide, then bypass or intercept. ``connect_host``: inside a CONNECT tunnel."""
+        """Peek, decide, then bypass or intercept. ``connect_host``/``connect_port``:
+        inside a CONNECT tunnel to them."""
         buffered, hello = await self._peek(guest, seed)
         sni = conn.sni = hello.sni
         if sni is None:
             raise _RefusedError("no-sni")
         flow = conn.flow
-        if connect_host is not None:
+        target_ip = None if connect_host is None else ip_or_none(connect_host)
+        if target_ip is not None:
+            # A tunnel to an IP literal names no host to hold the hello to
+            # (§4.4 step 2), so the SNI meets the policy on that address, as
+            # on a direct connection (§4.4 step 6, §8.5 step 3): a domain
+            # deny rule is not dodged by a CONNECT to the address.
+            decision = self._evaluator.egress(target_ip, connect_port, "tcp", self._now(), sni=sni)
+            if not decision.allowed:
+                raise _RefusedError("sni-policy", decision)
+        elif connect_host is not None:
             # The tunnel's target was checked by the policy already; the
             # hello must name that target (§4.4: no SNI swap inside a tunnel).
-            if not is_ip(connect_host) and sni != connect_host:
+            if sni != connect_host:
                 raise _RefusedError("connect-sni-mismatch")
             decision = Decision(PolicyVerdict.ALLOW, None, "connect")
         else:
@@ -295,13 +306,16 @@ class TlsInterceptor:
         )
         await _guest_handshake(guest_tls)
         self._record(conn, "allow", None, decision)
+        # In a tunnel the proxy resolved the name, and the SNI was held to the
+        # CONNECT target instead of the pin set (§11.2). But the guest picks
+        # the proxy: only the upstream certificate binds the server to the
+        # name there, so without its verification there is no identity.
+        verified = upstream_ctx.verify_mode == ssl.CERT_REQUIRED and upstream_ctx.check_hostname
         plan = build_plan(
             self._secrets.snapshot(),
             sni,
             tls_intercepted=True,
-            # In a tunnel the proxy resolved the name, and the SNI was held
-            # to the CONNECT target instead (§11.2).
-            identity=(lambda _p: True)
+            identity=(lambda _p: verified)
             if tunnelled
             else (lambda pattern: self._bound(conn.flow, pattern)),
         )
@@ -393,7 +407,7 @@ class TlsInterceptor:
         name, port = target
         conn.sni = name
         # Untrusted metadata: a placeholder in the CONNECT request goes nowhere.
-        metadata_plan(self._secrets.snapshot(), name).check(block, "connect request")
+        check_connect_metadata(metadata_plan(self._secrets.snapshot(), name), block)
         flow = conn.flow
         target_ip = ip_or_none(name)
         decision = self._evaluator.egress(
@@ -420,7 +434,7 @@ class TlsInterceptor:
         if not ok or extra:
             raise _RefusedError("connect-refused" if not ok else "connect-malformed")
         await guest.send_all(response)
-        return await self._tls(conn, guest, host, seed=seed, connect_host=name)
+        return await self._tls(conn, guest, host, seed=seed, connect_host=name, connect_port=port)
 
     async def _plain_http(
         self, conn: _Conn, guest: GuestTcpStream, host: trio.SocketStream, first: bytes
