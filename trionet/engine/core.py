@@ -337,10 +337,9 @@ class EngineCore:
             port = flow.destination_port
         evaluator = self.policy_evaluator
         destination, reason = flow.destination, None
-        if not flow.to_host and self.host_addresses.is_local(destination, now):
-            # The host under another of its addresses: judged as the gateway
-            # (the ``host`` group), which is what the guest would reach.
-            destination, reason = self.gateway_for(destination), "host-address"
+        stand_in = None if flow.to_host else self.host_stand_in(destination, now)
+        if stand_in is not None:
+            destination, reason = stand_in, "host-address"
         decision = evaluator.egress(destination, port, protocol, now, deferred=protocol == "tcp")
         if decision.verdict is PolicyVerdict.DEFER:
             if protocol == "tcp" and port in self.peeked_ports:
@@ -463,6 +462,17 @@ class EngineCore:
             if addressing.ipv6 is None
             else (addressing.ipv6.gateway, addressing.ipv6.gateway_link_local),
         )
+
+    def host_stand_in(self, address: IPAddress, now: float) -> IPAddress | None:
+        """The gateway, if ``address`` is another of the host's own addresses.
+
+        The host kernel delivers such an address locally, so what the guest
+        reaches there is the host: it is judged as the gateway (the ``host``
+        group), not as the public or private address it looks like.
+        """
+        if self.is_gateway(address) or not self.host_addresses.is_local(address, now):
+            return None
+        return self.gateway_for(address)
 
     def gateway_for(self, address: IPAddress) -> IPAddress:
         """The gateway of ``address``'s family (``address`` itself if that family is off)."""

@@ -190,7 +190,7 @@ class DnsService:
                 transport=Transport.UDP,
                 now=now,
                 upstream_id=secrets.randbits(16),
-                judged_as=self._judged_as(destination, now),
+                judged_as=self._core.host_stand_in(destination, now),
             )
             self._step(query, query.exchange.next_event())
         except Exception:
@@ -441,7 +441,7 @@ class DnsService:
             now=now,
             upstream_id=secrets.randbits(16),
             port=DOT_PORT if dot else DNS_PORT,
-            judged_as=None if destination is None else self._judged_as(destination, now),
+            judged_as=None if destination is None else self._core.host_stand_in(destination, now),
         )
         event = exchange.next_event()
         while isinstance(event, SendUpstream):
@@ -474,21 +474,6 @@ class DnsService:
                     if answer is not None:
                         return answer
         return None  # closed before answering
-
-    def _judged_as(self, destination: IPAddress, now: float) -> IPAddress | None:
-        """The gateway, if ``destination`` is another of the host's own addresses.
-
-        A query to such an address reaches whatever DNS service the host
-        runs there: the host, judged as the ``host`` group as every other
-        flow to it is (engine/host_addresses.py), not as the public address
-        it looks like.
-        """
-        core = self._core
-        if destination in self.interceptor.gateways:
-            return None
-        if core.host_addresses.is_local(destination, now):
-            return core.gateway_for(destination)
-        return None
 
     def _settled(self, answer: Answer, key: FlowKey, transport: Transport) -> None:
         """Count what went wrong, and put the query's decision on record."""
