@@ -320,6 +320,13 @@ class DnsExchange:
         """
         if self._state is not _State.UPSTREAM:
             raise RuntimeError("no upstream query is outstanding")
+        if len(data) < 12 or int.from_bytes(data[:2], "big") != self._upstream_id:
+            return None
+        # Read the answer as the guest will: with its own id in front. A
+        # compression pointer may point into the header, and the name it
+        # gives would otherwise change between what is checked and what is
+        # sent.
+        data = self._raw[:2] + data[2:]
         reply = self._match(data)
         if reply is None:
             return None
@@ -335,8 +342,6 @@ class DnsExchange:
 
     def _match(self, data: bytes) -> _Reply | None:
         """The rcode and answer records of ``data`` if it answers this query, else None."""
-        if len(data) < 12 or int.from_bytes(data[:2], "big") != self._upstream_id:
-            return None
         peeked = _peek_reply(data)
         if peeked is not None:
             flags, qname, qtype, qclass, records = peeked
@@ -362,6 +367,7 @@ class DnsExchange:
         return response.rcode(), _records_of(response)
 
     def _answer(self, reply: _Reply, data: bytes) -> Answer:
+        """``data``: the upstream's answer with the guest's id, as read for ``reply``."""
         ic = self._ic
         decision = self._decision
         assert decision is not None
@@ -378,8 +384,7 @@ class DnsExchange:
             return self._finish(self._status(dns.rcode.NXDOMAIN), decision, "rebind")
         if pinning:
             self._update_pins(rcode, records, family)
-        wire = self._raw[:2] + data[2:]
-        return self._finish(wire, decision)
+        return self._finish(data, decision)
 
     def _rebinds(self, records: list[_Record]) -> bool:
         evaluator = self._ic.evaluator
