@@ -6,10 +6,9 @@ Sans-IO: bytes in, values out; the Trio side is
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
-from trionet.http.h1 import HttpRefusedError, host_part
+from trionet.http.h1 import HttpRefusedError, host_part, ip_or_none
 from trionet.secrets.plan import SubstitutionPlan, basic_credentials
 from trionet.tls.clienthello import canonical_sni
 
@@ -19,12 +18,10 @@ __all__ = [
     "ip_or_none",
     "is_2xx",
     "is_http_start",
-    "is_ip",
     "may_be_connect",
     "parse_connect",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _HTTP_START = re.compile(rb"^[A-Za-z]{3,10} ")
 _STATUS_2XX = re.compile(rb"^HTTP/\d\.\d 2\d\d[ \r]")
@@ -35,17 +32,6 @@ def may_be_connect(data: bytes) -> bool:
     """Whether ``data`` is (the start of) a CONNECT request line, case-insensitively."""
     head = data[: len(_CONNECT)].upper()
     return _CONNECT.startswith(head) if len(head) < len(_CONNECT) else head == _CONNECT
-
-
-def ip_or_none(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def is_ip(text: str) -> bool:
-    return ip_or_none(text) is not None
 
 
 def parse_connect(block: bytes) -> tuple[str, int] | None:

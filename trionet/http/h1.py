@@ -41,6 +41,7 @@ __all__ = [
     "HttpRefusedError",
     "field_value",
     "host_part",
+    "ip_or_none",
 ]
 
 MAX_HEAD = 65536
@@ -75,7 +76,7 @@ def host_part(authority: bytes) -> str:
         host, sep, rest = text[1:].partition("]")
         if (
             not sep
-            or not _is_ipv6(host)
+            or not isinstance(ip_or_none(host), ipaddress.IPv6Address)
             or (rest and not (rest[:1] == ":" and rest[1:].isdigit()))
         ):
             raise HttpRefusedError("host-mismatch", "not an IPv6 literal in brackets")
@@ -106,12 +107,12 @@ def field_value(plan: SubstitutionPlan, name: bytes, value: bytes) -> bytes:
     return out
 
 
-def _is_ipv6(text: str) -> bool:
+def ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an IP address, or None if it is not one."""
     try:
-        ipaddress.IPv6Address(text)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 class H1RequestRewriter:
