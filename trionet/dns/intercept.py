@@ -38,7 +38,7 @@ import dns.rrset
 
 from trionet.policy.evaluate import Decision, PolicyEvaluator, PolicyVerdict
 from trionet.policy.groups import is_rebind_private
-from trionet.policy.model import canonical_domain
+from trionet.policy.model import domain_or_none
 from trionet.policy.pins import AnswerRecord, PinSet, answer_pins
 
 __all__ = [
@@ -403,7 +403,7 @@ class DnsExchange:
         """Bind the queried name to the addresses its CNAME chain reaches (§7.5)."""
         pins = self._ic.pins
         name = self._name
-        if rcode != dns.rcode.NOERROR or not _is_domain(name):
+        if rcode != dns.rcode.NOERROR or domain_or_none(name) is None:
             # A name that is not a domain name (a dot or a space inside a
             # label: "x\.app.example" is a child of "example") matches no
             # domain rule when queried (§10.4), and must not match one through
@@ -661,14 +661,6 @@ def _peek_reply(
     elif size != at:
         return None
     return flags, qname, qtype, qclass, records
-
-
-def _is_domain(name: str) -> bool:
-    try:
-        canonical_domain(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _family(rdtype: int) -> int:

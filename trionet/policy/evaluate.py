@@ -28,7 +28,7 @@ from trionet.policy.model import (
     Group,
     GroupDestination,
     NetworkPolicy,
-    canonical_domain,
+    domain_or_none,
 )
 from trionet.policy.pins import PinSet
 
@@ -209,12 +209,8 @@ class PolicyEvaluator:
                 floor.verdict, floor.rule_index, floor.rule_text, floor.matched_name, "platform"
             )
         mode = _SNI if sni is not None else _DEFERRED if deferred else _CACHE_ONLY
-        sni_name: str | None = None
-        if sni is not None:
-            try:
-                sni_name = canonical_domain(sni)
-            except ValueError:
-                sni_name = None  # a hostname no domain rule can name
+        # (an SNI that is no domain name is one no domain rule can name)
+        sni_name = None if sni is None else domain_or_none(sni)
         return self._walk(
             _rules_for(self._egress, self._rules, protocol),
             self.policy.default_egress,
@@ -308,10 +304,7 @@ class PolicyEvaluator:
         match when their filters accept the transport; nothing else matches.
         A name that is not a valid domain can only match the latter two.
         """
-        try:
-            canonical: str | None = canonical_domain(name)
-        except ValueError:
-            canonical = None
+        canonical = domain_or_none(name)
         for index, text, allow, egress, _ingress, protocols, ports, kind, a, _b, _c in self._rules:
             if not egress:
                 continue

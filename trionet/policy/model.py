@@ -41,6 +41,7 @@ __all__ = [
     "Protocol",
     "Rule",
     "canonical_domain",
+    "domain_or_none",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,6 +99,14 @@ def canonical_domain(name: str) -> str:
                 f"{name!r} is not a domain name (labels of a-z, 0-9, '_' and '-', 1..63 long)"
             )
     return text
+
+
+def domain_or_none(name: str) -> str | None:
+    """:func:`canonical_domain`, or None for a name no domain rule can match."""
+    try:
+        return canonical_domain(name)
+    except ValueError:
+        return None
 
 
 # -- destinations ----------------------------------------------------------------
