@@ -328,7 +328,7 @@ class TcpConnection:
         self._last_data_time: float | None = None
         #: when data (new or resent) last went out: the idle restart's clock
         self._last_send = 0.0
-        self._cwnd = cfg.initial_cwnd_segments * self._send_mss
+        self._cwnd = self._initial_window
         self._ssthresh = 1 << 30
         #: the congestion controller (CUBIC or NewReno): the decrease on a
         #: loss and the growth in congestion avoidance
@@ -452,8 +452,13 @@ class TcpConnection:
         # What our SYN or SYN-ACK advertises (the window of a SYN is never scaled).
         self._rcv_adv = self._rcv_nxt + min(cfg.recv_buffer, 0xFFFF)
         self._set_send_mss()
-        self._cwnd = cfg.initial_cwnd_segments * self._send_mss
+        self._cwnd = self._initial_window
         self._cc.mss = self._rec.mss = self._send_mss
+
+    @property
+    def _initial_window(self) -> int:
+        """IW (RFC 6928): where cwnd starts, and the floor of a restart after idle."""
+        return self.config.initial_cwnd_segments * self._send_mss
 
     def _set_send_mss(self) -> None:
         # RFC 9293 3.7.1 (MUST-16) and RFC 6691: the MSS counts payload only, so
@@ -1980,7 +1985,7 @@ class TcpConnection:
             self._cc.restart(now)
         idle = now - self._last_send
         rto = self._rto
-        restart = self.config.initial_cwnd_segments * self._send_mss
+        restart = self._initial_window
         if idle <= rto or cwnd <= restart:
             return
         self._ssthresh = max(self._ssthresh, cwnd * 3 // 4)
