@@ -250,8 +250,10 @@ def parse_dhcpv4(data: BytesLike) -> DhcpMessage:
             _walk_options(view[108:236], found)
         if overload[0] & _OVERLOAD_SNAME:
             _walk_options(view[44:108], found)
-        # Only the options field may overload (RFC 2131 4.1): one found in
-        # file or sname means nothing, and kept it would overload again.
+        # The overload option has done its work once file and sname are
+        # joined in (one found inside them means nothing: only the options
+        # field may overload, RFC 2131 4.1); kept, a re-emitted message
+        # would overload again.
         found.pop(Option.OVERLOAD, None)
     return DhcpMessage(
         op,
