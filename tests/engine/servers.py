@@ -76,6 +76,15 @@ async def serve_tcp(nursery: trio.Nursery, handler: object, host: str, port: int
     return int(sock.getsockname()[1])
 
 
+async def serve_udp(nursery: trio.Nursery, serve: object, host: str, port: int = 0) -> int:
+    """Bind a datagram socket on host:port and run ``serve(sock)``; return the bound port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    await sock.bind((host, port))
+    nursery.start_soon(serve, sock)  # type: ignore[arg-type]
+    return int(sock.getsockname()[1])
+
+
 async def echo_handler(stream: trio.SocketStream) -> None:
     async with stream:
         while data := await stream.receive_some(65536):

@@ -18,7 +18,7 @@ import dns.rrset
 import pytest
 import trio
 
-from tests.engine.servers import serve_tcp
+from tests.engine.servers import serve_tcp, serve_udp
 from tests.engine.test_real_guest import DUAL, GW4, GW6
 from tests.support.fixtures import GuestLinkFactory
 from tests.support.leaks import assert_nothing_left, snapshot
@@ -109,10 +109,8 @@ def test_answers_drops_and_records(guest_link_factory: GuestLinkFactory) -> None
     async def main() -> None:
         with in_netns(link.host), trio.fail_after(60):
             async with trio.open_nursery() as servers:
-                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-                await sock.bind(("127.0.0.1", 0))
-                servers.start_soon(resolver.serve, sock)
-                async with open_network(_config(sock.getsockname()[1]), 0, routes=DUAL) as net:
+                port = await serve_udp(servers, resolver.serve, "127.0.0.1")
+                async with open_network(_config(port), 0, routes=DUAL) as net:
                     net.on_audit(records.append)
                     await net.attach_tap(link.tap)
                     result = await link.guest.arun([sys.executable, "-c", _GUEST, GW4, GW6])
@@ -151,13 +149,9 @@ def test_a_flood_to_a_silent_resolver_is_bounded_and_cleaned_up(
     async def main() -> None:
         with in_netns(link.host), trio.fail_after(60):
             async with trio.open_nursery() as servers:
-                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-                await sock.bind(("127.0.0.1", 0))
-                servers.start_soon(resolver.serve, sock)
+                port = await serve_udp(servers, resolver.serve, "127.0.0.1")
                 before = snapshot()
-                async with open_network(
-                    _config(sock.getsockname()[1], timeout_ms=500), 0, routes=DUAL
-                ) as net:
+                async with open_network(_config(port, timeout_ms=500), 0, routes=DUAL) as net:
                     await net.attach_tap(link.tap)
                     await link.guest.arun(["python3", "-c", _FLOOD, GW4, "800"])
                     await trio.sleep(1.5)  # every attempt timed out by now
@@ -212,9 +206,7 @@ def test_guest_chosen_resolvers_leave_no_sockets_behind(
         with in_netns(link.host), trio.fail_after(60):
             async with trio.open_nursery() as servers:
                 for i in range(1, count + 1):
-                    sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-                    await sock.bind((f"198.18.0.{i}", 53))
-                    servers.start_soon(resolver.serve, sock)
+                    await serve_udp(servers, resolver.serve, f"198.18.0.{i}", 53)
                 async with open_network(_config(5399), 0, routes=DUAL) as net:
                     await net.attach_tap(link.tap)
                     before = _sockets()
@@ -399,10 +391,8 @@ def test_answered_udp_queries_are_not_held_until_their_timeout(
     async def main() -> None:
         with in_netns(link.host), trio.fail_after(60):
             async with trio.open_nursery() as servers:
-                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-                await sock.bind(("127.0.0.1", 0))
-                servers.start_soon(resolver.serve, sock)
-                config = _config(sock.getsockname()[1], timeout_ms=60_000)
+                port = await serve_udp(servers, resolver.serve, "127.0.0.1")
+                config = _config(port, timeout_ms=60_000)
                 async with open_network(config, 0, routes=DUAL) as net:
                     await net.attach_tap(link.tap)
                     result = await link.guest.arun(
@@ -444,9 +434,7 @@ def test_a_resolver_on_another_host_address_is_judged_as_the_host(
     async def main() -> None:
         with in_netns(link.host), trio.fail_after(60):
             async with trio.open_nursery() as servers:
-                sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-                await sock.bind(("198.18.0.99", 53))
-                servers.start_soon(resolver.serve, sock)
+                await serve_udp(servers, resolver.serve, "198.18.0.99", 53)
                 config = NetworkConfig(
                     policy=policy,
                     dns=DnsConfig(nameservers=(Nameserver("127.0.0.1", 5399),)),
